@@ -1,0 +1,269 @@
+"""The contract between paycore's services and each channel adapter.
+
+Adapters receive plain values (an ``AccountConfig`` holding decrypted credentials and a base
+URL) and return frozen dataclasses; they know nothing of Django models. Every amount crossing
+this boundary is an integer in the currency's minor unit: converting to a channel's wire format
+(Alipay's "9.90", PayPal's decimal strings) is the adapter's job and must be exact.
+
+Error policy: ``ChannelUnavailable`` means the outcome is unknown (timeout, 5xx, unreadable
+or unverifiable reply) and the caller must query later; ``ChannelRejected`` means the channel
+definitely said no; ``SignatureInvalid`` means a message could not be authenticated and no field
+of it may be trusted. Retry policy belongs to the caller.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, ClassVar
+
+import requests
+
+# (connect, read) seconds for every outbound call.
+DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 15.0)
+
+
+class ChannelError(Exception):
+    """Base of every error an adapter raises."""
+
+    def __init__(self, message: str, *, code: str = "", raw: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.raw = dict(raw or {})
+
+
+class ChannelUnavailable(ChannelError):
+    """Timeout, 5xx, rate limit or unreadable reply: the outcome is unknown, query later."""
+
+
+class ChannelRejected(ChannelError):
+    """The channel answered and said no; ``code`` carries its error code."""
+
+
+class SignatureInvalid(ChannelError):
+    """A response or notification failed authentication; nothing in it may be trusted."""
+
+
+class NotSupported(ChannelError):
+    """The channel has no such operation (e.g. close on PayPal, charge on WeChat v3 app pay)."""
+
+
+class TradeStatus(enum.StrEnum):
+    """Channel-neutral payment state as the channel reports it."""
+
+    NOT_FOUND = "NOT_FOUND"        # the channel has no trade under this number (yet)
+    NOT_PAID = "NOT_PAID"          # created / awaiting the payer
+    USER_PAYING = "USER_PAYING"    # payment code: waiting for the payer's password
+    PAID = "PAID"                  # money taken (refunds afterwards do not undo this)
+    CLOSED = "CLOSED"              # closed unpaid (expired, cancelled)
+    REVOKED = "REVOKED"            # payment code reversed
+    FAILED = "FAILED"              # definite failure (bank refused, declined)
+
+
+class RefundStatus(enum.StrEnum):
+    NOT_FOUND = "NOT_FOUND"
+    PROCESSING = "PROCESSING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"              # final; a new attempt needs a new refund number
+    ABNORMAL = "ABNORMAL"          # needs ops (WeChat: card frozen); not final
+
+
+class NotificationKind(enum.StrEnum):
+    PAYMENT = "PAYMENT"
+    REFUND = "REFUND"
+    OTHER = "OTHER"                # verified, but nothing paycore acts on (e.g. order approved)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """One channel account's settings with credentials already decrypted.
+
+    ``ids`` holds public identifiers (appid, mchid, client id, seller id, webhook id...);
+    ``credentials`` holds secrets (PEM private keys, API keys, client secret...);
+    ``options`` holds non-secret tuning (allowed PayPal cert hosts, verification mode...).
+    Each adapter documents the keys it reads.
+    """
+
+    channel: str
+    account_id: int
+    base_url: str
+    ids: Mapping[str, str] = field(default_factory=dict)
+    credentials: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # never print credentials
+        return f"AccountConfig(channel={self.channel!r}, account_id={self.account_id}, base_url={self.base_url!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class PrepayRequest:
+    payment_no: str
+    amount: int                    # minor units
+    currency: str                  # ISO 4217
+    description: str
+    method: str                    # app / jsapi / native / h5 / page / points
+    notify_url: str
+    expires_at: datetime           # aware
+    payer_id: str | None = None    # WeChat JSAPI openid, points binding id
+    client_ip: str | None = None   # WeChat H5 scene_info.payer_client_ip
+    return_url: str | None = None  # Alipay page/wap, PayPal approve return
+    cancel_url: str | None = None  # PayPal
+
+
+@dataclass(frozen=True, slots=True)
+class PrepayResult:
+    """What the app's SDK needs (``client_params``) plus the channel's own ids."""
+
+    payment_no: str
+    client_params: Mapping[str, Any]       # e.g. WeChat PayReq, Alipay order string, PayPal approve URL
+    channel_trade_no: str | None = None    # known at prepay for PayPal (order id) and points
+    status: TradeStatus = TradeStatus.NOT_PAID
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TradeState:
+    payment_no: str
+    status: TradeStatus
+    channel_trade_no: str | None
+    paid_amount: int | None                # minor units; None until paid
+    currency: str | None = None
+    paid_at: datetime | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)   # the verified payload, kept as evidence
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeRequest:
+    """Payment code: the merchant scanned the payer's code (``auth_code``)."""
+
+    payment_no: str
+    amount: int
+    currency: str
+    description: str
+    auth_code: str
+    client_ip: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    refund_no: str
+    payment_no: str
+    channel_trade_no: str | None
+    amount: int                     # this refund, minor units
+    total_amount: int               # the original payment's amount
+    currency: str
+    reason: str
+    notify_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundState:
+    refund_no: str
+    status: RefundStatus
+    channel_refund_no: str | None
+    amount: int | None
+    succeeded_at: datetime | None = None
+    fail_code: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A verified notification. ``dedupe_key`` identifies re-sends of the same message."""
+
+    kind: NotificationKind
+    dedupe_key: str
+    event_type: str
+    payment_no: str | None = None
+    channel_trade_no: str | None = None
+    trade: TradeState | None = None
+    refund: RefundState | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """The HTTP answer a channel expects to a notification."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = "text/plain"
+
+
+class BillRowKind(enum.StrEnum):
+    PAYMENT = "PAYMENT"
+    REFUND = "REFUND"
+    REVOKED = "REVOKED"
+
+
+@dataclass(frozen=True, slots=True)
+class BillRow:
+    kind: BillRowKind
+    payment_no: str
+    channel_trade_no: str
+    amount: int                    # positive, minor units (payment amount, or refund amount)
+    currency: str
+    occurred_at: datetime | None
+    refund_no: str | None = None
+    channel_refund_no: str | None = None
+    fee: int | None = None         # minor units, positive = fee charged
+    status: str = ""               # the channel's own status text, frozen at bill time
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+
+class ChannelAdapter(ABC):
+    """One channel's wire protocol. Subclasses set ``code`` and implement the operations."""
+
+    code: ClassVar[str]
+    methods: ClassVar[frozenset[str]]              # payment methods offered (app, jsapi, paycode...)
+    currencies: ClassVar[frozenset[str] | None]    # None: any ISO 4217 currency the account accepts
+
+    def __init__(self, config: AccountConfig, http: requests.Session | None = None) -> None:
+        self.config = config
+        self.http = http or requests.Session()
+
+    # --- payments ---------------------------------------------------------------------
+    @abstractmethod
+    def prepay(self, req: PrepayRequest) -> PrepayResult: ...
+
+    @abstractmethod
+    def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
+        """Query by either number; ``channel_trade_no`` wins when both are given."""
+
+    @abstractmethod
+    def close(self, *, payment_no: str, channel_trade_no: str | None = None) -> None:
+        """Close an unpaid trade. Raises ``ChannelRejected`` if it cannot be closed."""
+
+    # --- refunds ----------------------------------------------------------------------
+    @abstractmethod
+    def refund(self, req: RefundRequest) -> RefundState: ...
+
+    @abstractmethod
+    def query_refund(self, *, refund_no: str, payment_no: str, channel_trade_no: str | None = None,
+                     channel_refund_no: str | None = None) -> RefundState: ...
+
+    # --- notifications ----------------------------------------------------------------
+    @abstractmethod
+    def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        """Verify, then parse. Raises ``SignatureInvalid`` before reading any field."""
+
+    def ack(self, ok: bool, message: str = "") -> Ack:
+        """The answer the channel expects; ``ok=False`` makes the channel retry."""
+        return Ack(status=200 if ok else 400)
+
+    # --- bills ------------------------------------------------------------------------
+    @abstractmethod
+    def fetch_bill(self, bill_date: date) -> Iterator[BillRow]: ...
+
+    # --- payment code (only channels that support it) --------------------------------------
+    def charge(self, req: ChargeRequest) -> TradeState:
+        raise NotSupported(f"{self.code} has no payment-code charge")
+
+    def revoke(self, *, payment_no: str, channel_trade_no: str | None = None) -> TradeStatus:
+        """Reverse a payment-code trade; returns the trade's resulting status."""
+        raise NotSupported(f"{self.code} has no payment-code revoke")

@@ -1,0 +1,69 @@
+from django.contrib import admin
+
+from orders.models import Merchant, Order, OrderItem
+from orders.services import merchant_set_status
+from paycore.admin_tools import ReadOnlyAdmin, ReadOnlyInline, mask, run_service_action
+from payments.models import PaymentOrderMap
+
+
+@admin.register(Merchant)
+class MerchantAdmin(admin.ModelAdmin):
+    list_display = ["code", "name", "status", "created_at"]
+    list_filter = ["status"]
+    search_fields = ["code", "name"]
+    fields = ["code", "name", "status", "notify_url", "webhook_secret"]
+    readonly_fields = ["status"]
+    actions = ["suspend", "activate"]
+
+    def get_form(self, request, obj=None, **kwargs):  # the secret is write-only: never rendered back
+        form = super().get_form(request, obj, **kwargs)
+        from django import forms
+
+        form.base_fields["webhook_secret"].widget = forms.PasswordInput(render_value=False)
+        form.base_fields["webhook_secret"].required = False
+        return form
+
+    def save_model(self, request, obj, form, change):
+        if change and not form.cleaned_data.get("webhook_secret"):
+            obj.webhook_secret = Merchant.objects.get(pk=obj.pk).webhook_secret
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Suspend merchants")
+    def suspend(self, request, queryset):
+        run_service_action(self, request, queryset, "suspended", lambda m, actor: merchant_set_status(
+            merchant_id=m.pk, status=Merchant.Status.SUSPENDED, actor=actor))
+
+    @admin.action(description="Activate merchants")
+    def activate(self, request, queryset):
+        run_service_action(self, request, queryset, "activated", lambda m, actor: merchant_set_status(
+            merchant_id=m.pk, status=Merchant.Status.ACTIVE, actor=actor))
+
+
+class OrderItemInline(ReadOnlyInline):
+    model = OrderItem
+    fields = ["name", "unit_price", "quantity"]
+
+
+class OrderMapInline(ReadOnlyInline):
+    model = PaymentOrderMap
+    fields = ["payment", "amount", "is_current", "created_at"]
+    raw_id_fields = ["payment"]
+
+
+@admin.register(Order)
+class OrderAdmin(ReadOnlyAdmin):
+    list_display = ["order_no", "merchant", "merchant_order_no", "amount", "currency", "status", "expires_at"]
+    list_filter = ["status", "currency", "merchant"]
+    list_select_related = ["merchant"]
+    search_fields = ["order_no", "merchant_order_no", "customer_ref"]
+    readonly_fields = ["masked_phone", "masked_address"]
+    exclude = ["phone", "shipping_address"]
+    inlines = [OrderItemInline, OrderMapInline]
+
+    @admin.display(description="phone")
+    def masked_phone(self, obj):
+        return mask(obj.phone)
+
+    @admin.display(description="shipping address")
+    def masked_address(self, obj):
+        return mask(obj.shipping_address, keep=6)

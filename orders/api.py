@@ -1,0 +1,67 @@
+"""Orders and the cashier for the app backend."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from orders.selectors import merchant_for_client, order_get_for_client, orders_get_for_client, orders_visible_to
+from orders.serializers import CashierInput, MethodOfferOutput, OrderCreateInput, OrderOutput
+from orders.services import ItemInput, order_create
+from paycore.api import ApiView, Pagination, validated
+from paycore.errors import CustomerMismatch
+from paycore.models import Scope
+from payments.services import cashier_methods
+
+
+class OrderCollectionApi(ApiView):
+    scopes = {"GET": Scope.ORDERS_READ, "POST": Scope.ORDERS_WRITE}
+
+    @extend_schema(request=OrderCreateInput, responses={201: OrderOutput, 200: OrderOutput})
+    def post(self, request: Request) -> Response:
+        data = validated(OrderCreateInput, request.data)
+        merchant = merchant_for_client(client=self.client, code=data.get("merchant"))
+        order, created = order_create(
+            merchant=merchant, merchant_order_no=data["merchant_order_no"], customer_ref=data["customer_ref"],
+            description=data["description"], currency=data["currency"],
+            items=[ItemInput(**item) for item in data["items"]], expires_at=data.get("expires_at"),
+            shipping_address=data["shipping_address"], phone=data["phone"])
+        order = order_get_for_client(client=self.client, order_no=order.order_no)
+        return Response(OrderOutput(order).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(responses=OrderOutput(many=True))
+    def get(self, request: Request) -> Response:
+        qs = orders_visible_to(self.client).prefetch_related("items").order_by("-pk")
+        if customer_ref := request.query_params.get("customer_ref"):
+            qs = qs.filter(customer_ref=customer_ref)
+        if status_ := request.query_params.get("status"):
+            qs = qs.filter(status=status_)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(OrderOutput(page, many=True).data)
+
+
+class OrderDetailApi(ApiView):
+    scopes = {"GET": Scope.ORDERS_READ}
+
+    @extend_schema(responses=OrderOutput)
+    def get(self, request: Request, order_no: str) -> Response:
+        return Response(OrderOutput(order_get_for_client(client=self.client, order_no=order_no)).data)
+
+
+class CashierApi(ApiView):
+    """The payment methods on offer for a set of orders (POST because it takes a list)."""
+
+    scopes = {"POST": Scope.ORDERS_READ}
+
+    @extend_schema(request=CashierInput, responses=MethodOfferOutput(many=True))
+    def post(self, request: Request) -> Response:
+        data = validated(CashierInput, request.data)
+        orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"])
+        foreign = [o.order_no for o in orders if o.customer_ref != data["customer_ref"]]
+        if foreign:
+            raise CustomerMismatch("the order belongs to another customer", extra={"order_nos": foreign})
+        offers = cashier_methods(orders=orders)
+        return Response({"methods": MethodOfferOutput(offers, many=True).data})

@@ -1,0 +1,41 @@
+"""Reads of orders, scoped to what an API client may see."""
+
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from orders.models import Merchant, Order
+from paycore.errors import NotFound
+from paycore.models import ApiClient
+
+
+def orders_visible_to(client: ApiClient) -> QuerySet[Order]:
+    qs = Order.objects.select_related("merchant")
+    return qs.filter(merchant_id=client.merchant_id) if client.merchant_id else qs
+
+
+def order_get_for_client(*, client: ApiClient, order_no: str) -> Order:
+    order = orders_visible_to(client).prefetch_related("items").filter(order_no=order_no).first()
+    if order is None:
+        raise NotFound("no such order", extra={"order_no": order_no})
+    return order
+
+
+def orders_get_for_client(*, client: ApiClient, order_nos: list[str]) -> list[Order]:
+    """All or nothing: an unknown order, or one of a merchant the client cannot see, is not found."""
+    found = {o.order_no: o for o in orders_visible_to(client).filter(order_no__in=order_nos)}
+    missing = [no for no in order_nos if no not in found]
+    if missing:
+        raise NotFound("no such order", extra={"order_nos": missing})
+    return [found[no] for no in dict.fromkeys(order_nos)]
+
+
+def merchant_for_client(*, client: ApiClient, code: str | None) -> Merchant:
+    if client.merchant_id:
+        if code and code != client.merchant.code:
+            raise NotFound("no such merchant", extra={"merchant": code})
+        return client.merchant
+    merchant = Merchant.objects.filter(code=code).first() if code else None
+    if merchant is None:
+        raise NotFound("no such merchant", extra={"merchant": code})
+    return merchant

@@ -1,0 +1,57 @@
+"""Input and output shapes for orders; no business rules here."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from orders.models import Order
+from paycore.serializers import CurrencyField, MoneyAmountField, StrictCharField, StrictIntegerField
+
+_NUMBER = r"^[0-9A-Za-z_\-]+$"
+
+
+class OrderItemInput(serializers.Serializer):
+    name = StrictCharField(max_length=127)
+    unit_price = MoneyAmountField(min_value=0)
+    quantity = StrictIntegerField(min_value=1, max_value=10_000)
+
+
+class OrderCreateInput(serializers.Serializer):
+    merchant = StrictCharField(max_length=32, required=False)
+    merchant_order_no = serializers.RegexField(_NUMBER, max_length=64)
+    customer_ref = StrictCharField(max_length=64)
+    description = StrictCharField(max_length=127)
+    currency = CurrencyField()
+    items = OrderItemInput(many=True, allow_empty=False, max_length=100)
+    expires_at = serializers.DateTimeField(required=False)
+    shipping_address = StrictCharField(max_length=500, required=False, allow_blank=True, default="")
+    phone = serializers.RegexField(r"^\+?[0-9 \-]{3,32}$", required=False, allow_blank=True, default="")
+
+
+class OrderItemOutput(serializers.Serializer):
+    name = serializers.CharField()
+    unit_price = serializers.IntegerField()
+    quantity = serializers.IntegerField()
+
+
+class OrderOutput(serializers.ModelSerializer):
+    merchant = serializers.CharField(source="merchant.code")
+    items = OrderItemOutput(many=True)
+
+    class Meta:
+        model = Order
+        fields = ["order_no", "merchant", "merchant_order_no", "customer_ref", "description", "amount", "currency",
+                  "status", "expires_at", "paid_at", "created_at", "items"]
+        read_only_fields = fields
+
+
+class CashierInput(serializers.Serializer):
+    order_nos = serializers.ListField(child=StrictCharField(max_length=32), allow_empty=False, max_length=50)
+    customer_ref = StrictCharField(max_length=64)
+
+
+class MethodOfferOutput(serializers.Serializer):
+    channel = serializers.CharField()
+    method = serializers.CharField()
+    currency = serializers.CharField()
+    amount = serializers.IntegerField()

@@ -1,0 +1,87 @@
+"""Merchants and orders: creation and the order side of payment outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from orders.models import Merchant, Order, OrderItem
+from orders.states import ORDER_TRANSITIONS
+from paycore import money
+from paycore.errors import Conflict, InvalidRequest, MerchantSuspended
+from paycore.ids import new_order_no
+from paycore.outbox import outbox_add
+
+
+@dataclass(frozen=True, slots=True)
+class ItemInput:
+    name: str
+    unit_price: int
+    quantity: int
+
+
+def merchant_create(*, code: str, name: str, notify_url: str = "", webhook_secret: str = "") -> Merchant:
+    return Merchant.objects.create(code=code, name=name, notify_url=notify_url, webhook_secret=webhook_secret)
+
+
+@transaction.atomic(durable=True)
+def merchant_set_status(*, merchant_id: int, status: str, actor: str = "") -> Merchant:
+    merchant = Merchant.objects.select_for_update().get(pk=merchant_id)
+    if merchant.status != status:
+        merchant.status = status
+        merchant.save(update_fields=["status", "updated_at"])
+        outbox_add(topic=f"merchant.{status.lower()}", key=merchant.code, payload={"actor": actor})
+    return merchant
+
+
+def order_create(*, merchant: Merchant, merchant_order_no: str, customer_ref: str, description: str,
+                 currency: str, items: list[ItemInput], expires_at: datetime | None = None,
+                 shipping_address: str = "", phone: str = "") -> tuple[Order, bool]:
+    """Create an order; the same merchant order number with the same content returns the
+    existing order (``created`` False), with other content it is a conflict."""
+    if merchant.status != Merchant.Status.ACTIVE:
+        raise MerchantSuspended(f"merchant {merchant.code} is suspended", extra={"merchant": merchant.code})
+    if not money.is_currency(currency):
+        raise InvalidRequest(f"unknown currency {currency!r}", extra={"field": "currency"})
+    amount = sum(item.unit_price * item.quantity for item in items)
+    if amount <= 0:
+        raise InvalidRequest("the order amount must be positive", extra={"field": "items"})
+    if amount > money.MAX_AMOUNT:
+        raise InvalidRequest("the order amount is too large", extra={"field": "items", "max": money.MAX_AMOUNT})
+    now = timezone.now()
+    expires_at = expires_at or now + timedelta(seconds=settings.ORDER_DEFAULT_TTL_SECONDS)
+    if not now < expires_at <= now + timedelta(seconds=settings.ORDER_MAX_TTL_SECONDS):
+        raise InvalidRequest("expires_at must be in the future and within the maximum order lifetime",
+                             extra={"field": "expires_at"})
+    try:
+        with transaction.atomic():
+            order = Order.objects.create(
+                order_no=new_order_no(), merchant=merchant, merchant_order_no=merchant_order_no,
+                customer_ref=customer_ref, description=description, amount=amount, currency=currency,
+                expires_at=expires_at, shipping_address=shipping_address, phone=phone)
+            OrderItem.objects.bulk_create(
+                OrderItem(order=order, name=i.name, unit_price=i.unit_price, quantity=i.quantity) for i in items)
+    except IntegrityError:
+        existing = Order.objects.filter(merchant=merchant, merchant_order_no=merchant_order_no).first()
+        if existing is None:
+            raise
+        if (existing.amount, existing.currency, existing.customer_ref) != (amount, currency, customer_ref):
+            raise Conflict("this merchant order number is already used by another order",
+                           extra={"merchant_order_no": merchant_order_no, "order_no": existing.order_no}) from None
+        return existing, False
+    return order, True
+
+
+def order_is_payable(order: Order, *, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    return order.status == Order.Status.PENDING_PAYMENT and order.expires_at > now
+
+
+def order_move(order: Order, to: str) -> None:
+    """Move a locked order; the caller saves it inside its transaction."""
+    ORDER_TRANSITIONS.check(order.status, to, order_no=order.order_no)
+    order.status = to

@@ -1,0 +1,58 @@
+"""Admin building blocks: read-only money rows, and actions that call services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from paycore.errors import PaycoreError
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Money and history rows: visible, never edited by hand; state changes go through actions."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        """Actions that call services need the model's change permission (granted to ops
+        groups), even though no field can be edited by hand."""
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def run_service_action(modeladmin: admin.ModelAdmin, request: HttpRequest, rows: Any, label: str, call: Any) -> None:
+    """Call ``call(row, actor)`` for each row; report successes and errors to the ops user."""
+    actor = f"ops:{request.user.get_username()}"
+    done = 0
+    for row in rows:
+        try:
+            call(row, actor)
+            done += 1
+        except PaycoreError as exc:
+            modeladmin.message_user(request, f"{row}: {exc.code}: {exc.message}", messages.ERROR)
+    if done:
+        modeladmin.message_user(request, f"{label}: {done} done", messages.SUCCESS)
+
+
+def mask(value: str, keep: int = 4) -> str:
+    return "" if not value else ("*" * max(len(value) - keep, 0)) + value[-keep:]

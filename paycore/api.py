@@ -1,0 +1,113 @@
+"""What every API view shares: one error shape, pagination, Idempotency-Key handling."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, serializers
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from paycore.errors import PaycoreError
+from paycore.idempotency import Replay, idempotency_begin, idempotency_finish
+from paycore.models import ApiClient
+
+log = logging.getLogger(__name__)
+
+# DRF exception class -> stable code (used when DRF gives only a generic code).
+_DRF_CODES: dict[type[exceptions.APIException], str] = {
+    exceptions.ParseError: "malformed_request",
+    exceptions.AuthenticationFailed: "invalid_api_key",
+    exceptions.NotAuthenticated: "unauthenticated",
+    exceptions.PermissionDenied: "forbidden",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+}
+
+
+def error_body(code: str, message: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "extra": extra or {}}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, Replay):
+        return Response(exc.body, status=exc.status, headers={"Idempotent-Replayed": "true"})
+    if isinstance(exc, PaycoreError):
+        return Response(error_body(exc.code, exc.message, exc.extra), status=exc.http_status)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    if isinstance(exc, exceptions.ValidationError):
+        return Response(error_body("invalid_request", "the request is not valid",
+                                   {"fields": _field_errors(exc.get_full_details())}), status=400)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    detail = getattr(exc, "detail", "")
+    code = getattr(detail, "code", None)
+    generic = {None, "error", "invalid", "parse_error", "authentication_failed", "not_authenticated",
+               "permission_denied", "not_found", "method_not_allowed", "not_acceptable",
+               "unsupported_media_type", "throttled"}
+    stable = code if code not in generic else _DRF_CODES.get(type(exc), "error")
+    response.data = error_body(stable, str(detail) or "error")
+    return response
+
+
+def _field_errors(details: Any) -> Any:
+    """DRF's nested {"field": [{"message", "code"}]} kept as is, with a list-of-errors at the top
+    level (a non-object body) folded under "non_field_errors"."""
+    if isinstance(details, list) and details and isinstance(details[0], dict) and "code" in details[0]:
+        return {"non_field_errors": details}
+    return details
+
+
+class Pagination(PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 200
+
+
+class ApiView(APIView):
+    """Base of every v1 view: honours ``Idempotency-Key`` on POST."""
+
+    scopes: dict[str, str] = {}
+    _idempotency = None
+
+    @property
+    def client(self) -> ApiClient:
+        return self.request.auth
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        body = request.body  # read before DRF parses, so the exact bytes are fingerprinted
+        super().initial(request, *args, **kwargs)
+        key = request.headers.get("Idempotency-Key")
+        if request.method == "POST" and key is not None:
+            self._idempotency = idempotency_begin(client=request.auth, key=key, method=request.method,
+                                                  path=request.path, body=body)
+
+    def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if self._idempotency is not None:
+            record, self._idempotency = self._idempotency, None
+            idempotency_finish(record, status=response.status_code, body=getattr(response, "data", None))
+        return response
+
+
+def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def api_not_found(request: Any, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("not_found", "no such endpoint"), status=404)
+
+
+def api_server_error(request: Any) -> JsonResponse:
+    return JsonResponse(error_body("internal_error", "an unexpected error occurred"), status=500)

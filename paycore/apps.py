@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class PaycoreConfig(AppConfig):
+    name = "paycore"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from paycore import checks  # noqa: F401  registers the system checks

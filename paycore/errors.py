@@ -1,0 +1,92 @@
+"""paycore's error types. Each carries a stable machine-readable ``code`` and an HTTP status.
+
+Codes never change once published: clients branch on them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PaycoreError(Exception):
+    code, http_status = "error", 400
+
+    def __init__(self, message: str, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message, self.extra = message, extra or {}
+
+
+class InvalidRequest(PaycoreError):
+    code = "invalid_request"
+
+
+class NotFound(PaycoreError):
+    code, http_status = "not_found", 404
+
+
+class Conflict(PaycoreError):
+    code, http_status = "conflict", 409
+
+
+class IllegalTransition(Conflict):
+    code = "illegal_transition"
+
+
+class OrderNotPayable(Conflict):
+    code = "order_not_payable"
+
+
+class MerchantSuspended(Conflict):
+    code = "merchant_suspended"
+
+
+class CurrencyMismatch(InvalidRequest):
+    code = "currency_mismatch"
+
+
+class CustomerMismatch(Conflict):
+    code = "customer_mismatch"
+
+
+class MethodNotOffered(InvalidRequest):
+    code = "method_not_offered"
+
+
+class PaymentConfirming(Conflict):
+    code = "payment_confirming"
+
+
+class RefundExceedsPayment(Conflict):
+    code = "refund_exceeds_payment"
+
+
+class RefundNoReused(Conflict):
+    code = "refund_no_reused"
+
+
+class PaymentNotRefundable(Conflict):
+    code = "payment_not_refundable"
+
+
+class AmountMismatch(Conflict):
+    code = "amount_mismatch"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(Conflict):
+    code = "idempotency_in_progress"
+
+
+class ChannelUnavailableError(PaycoreError):
+    """The channel did not answer usefully; the outcome is unknown and the client may retry."""
+
+    code, http_status = "channel_unavailable", 503
+
+
+class ChannelRejectedError(PaycoreError):
+    """The channel refused; its raw code goes in ``extra`` under a stable key, never the message."""
+
+    code, http_status = "channel_rejected", 422

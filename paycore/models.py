@@ -1,0 +1,104 @@
+"""Shared models: API clients, idempotency records and the outbox."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class TimeStampedModel(models.Model):
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        abstract = True
+
+
+class Scope(models.TextChoices):
+    ORDERS_READ = "orders:read"
+    ORDERS_WRITE = "orders:write"
+    PAYMENTS_READ = "payments:read"
+    PAYMENTS_WRITE = "payments:write"
+    REFUNDS_READ = "refunds:read"
+    REFUNDS_WRITE = "refunds:write"
+
+
+class ApiClient(TimeStampedModel):
+    """A caller of the REST API. The key is shown once; only its SHA-256 is stored.
+
+    ``merchant`` set: the client sees only that merchant's orders; empty: a platform client (the
+    marketplace backend) that may act for every merchant.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    merchant = models.ForeignKey("orders.Merchant", null=True, blank=True, on_delete=models.PROTECT)
+    key_prefix = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=64)
+    scopes = models.JSONField(default=list)
+    is_active = models.BooleanField(default=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=~Q(key_hash=""), name="apiclient_key_hash_set")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_prefix})"
+
+    is_authenticated = True  # DRF uses the client as request.user
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+class IdempotencyRecord(models.Model):
+    """One POST per (client, Idempotency-Key). The unique row is the lock: a second concurrent
+    request with the same key cannot insert it and is told to retry."""
+
+    class State(models.TextChoices):
+        IN_PROGRESS = "IN_PROGRESS"
+        COMPLETED = "COMPLETED"
+
+    client = models.ForeignKey(ApiClient, on_delete=models.CASCADE)
+    key = models.CharField(max_length=255)
+    method = models.CharField(max_length=10)
+    path = models.CharField(max_length=500)
+    request_hash = models.CharField(max_length=64)
+    state = models.CharField(max_length=20, choices=State, default=State.IN_PROGRESS)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["client", "key"], name="idempotency_client_key_uniq"),
+            models.CheckConstraint(
+                condition=Q(state="IN_PROGRESS") | Q(response_status__isnull=False),
+                name="idempotency_completed_has_response",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.state})"
+
+
+class OutboxEvent(models.Model):
+    """A state change others must hear about, written in the same transaction as the change."""
+
+    topic = models.CharField(max_length=100)
+    key = models.CharField(max_length=100)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(delivered_at__isnull=True),
+                         name="outbox_undelivered_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic} {self.key}"

@@ -1,0 +1,30 @@
+"""Celery: Redis when REDIS_URL is set, else kombu's filesystem transport (no server needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from paycore.settings.env import env_bool, env_str
+
+_VAR_DIR = Path(env_str("PAYCORE_VAR_DIR", str(Path(__file__).resolve().parent.parent.parent / "var")))
+_BROKER_DIR = _VAR_DIR / "broker"
+
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", env_str("REDIS_URL", "") or "filesystem://")
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    for sub in ("in", "processed"):
+        (_BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_DIR / "in"),
+        "data_folder_out": str(_BROKER_DIR / "in"),
+        "data_folder_processed": str(_BROKER_DIR / "processed"),
+    }
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULE: dict = {}

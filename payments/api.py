@@ -1,0 +1,83 @@
+"""Payments for the app backend: create (and place at the channel), get, client report, close."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from orders.selectors import orders_get_for_client
+from paycore.api import ApiView, Pagination, validated
+from paycore.models import Scope
+from payments.models import EventSource
+from payments.selectors import payment_get_for_client, payments_visible_to
+from payments.serializers import PaymentClientReportInput, PaymentCloseInput, PaymentCreateInput, PaymentOutput
+from payments.services import payment_client_report, payment_close, payment_create, payment_start
+
+
+class PaymentCollectionApi(ApiView):
+    scopes = {"GET": Scope.PAYMENTS_READ, "POST": Scope.PAYMENTS_WRITE}
+
+    @extend_schema(request=PaymentCreateInput, responses={201: PaymentOutput, 200: PaymentOutput})
+    def post(self, request: Request) -> Response:
+        data = validated(PaymentCreateInput, request.data)
+        orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"])
+        payment, created = payment_create(
+            order_ids=[o.pk for o in orders], customer_ref=data["customer_ref"], channel=data["channel"],
+            method=data["method"], payer_id=data["payer_id"], client_ip=data["client_ip"],
+            return_url=data["return_url"])
+        payment_start(payment_id=payment.pk, auth_code=data["auth_code"])
+        payment = payment_get_for_client(client=self.client, payment_no=payment.payment_no)
+        return Response(PaymentOutput(payment).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(responses=PaymentOutput(many=True))
+    def get(self, request: Request) -> Response:
+        qs = payments_visible_to(self.client).order_by("-pk")
+        if order_no := request.query_params.get("order_no"):
+            qs = qs.filter(maps__order__order_no=order_no)
+        if customer_ref := request.query_params.get("customer_ref"):
+            qs = qs.filter(customer_ref=customer_ref)
+        paginator = Pagination()
+        page = paginator.paginate_queryset(qs, request, view=self)
+        return paginator.get_paginated_response(PaymentOutput(page, many=True).data)
+
+
+class PaymentDetailApi(ApiView):
+    scopes = {"GET": Scope.PAYMENTS_READ}
+
+    @extend_schema(responses=PaymentOutput)
+    def get(self, request: Request, payment_no: str) -> Response:
+        return Response(PaymentOutput(payment_get_for_client(client=self.client, payment_no=payment_no)).data)
+
+
+class PaymentByChannelTradeNoApi(ApiView):
+    scopes = {"GET": Scope.PAYMENTS_READ}
+
+    @extend_schema(responses=PaymentOutput)
+    def get(self, request: Request, channel_trade_no: str) -> Response:
+        payment = payment_get_for_client(client=self.client, channel_trade_no=channel_trade_no)
+        return Response(PaymentOutput(payment).data)
+
+
+class PaymentClientReportApi(ApiView):
+    scopes = {"POST": Scope.PAYMENTS_WRITE}
+
+    @extend_schema(request=PaymentClientReportInput, responses=PaymentOutput)
+    def post(self, request: Request, payment_no: str) -> Response:
+        data = validated(PaymentClientReportInput, request.data)
+        payment = payment_get_for_client(client=self.client, payment_no=payment_no)
+        payment_client_report(payment_id=payment.pk, result=data["result"], detail=data["detail"])
+        return Response(PaymentOutput(payment_get_for_client(client=self.client, payment_no=payment_no)).data)
+
+
+class PaymentCloseApi(ApiView):
+    scopes = {"POST": Scope.PAYMENTS_WRITE}
+
+    @extend_schema(request=PaymentCloseInput, responses=PaymentOutput)
+    def post(self, request: Request, payment_no: str) -> Response:
+        data = validated(PaymentCloseInput, request.data)
+        payment = payment_get_for_client(client=self.client, payment_no=payment_no)
+        payment_close(payment_id=payment.pk, reason=data["reason"], source=EventSource.API,
+                      actor=f"api:{self.client.name}")
+        return Response(PaymentOutput(payment_get_for_client(client=self.client, payment_no=payment_no)).data)

@@ -1,0 +1,176 @@
+"""Payments, their maps to orders, their append-only events and the raw callback inbox."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+from paycore.models import TimeStampedModel
+
+
+class EventSource(models.TextChoices):
+    API = "api"
+    CLIENT_SYNC = "client-sync"
+    CHANNEL_NOTIFY = "channel-notify"
+    CHANNEL_QUERY = "channel-query"
+    SCHEDULER = "scheduler"
+    OPS = "ops"
+
+
+class Payment(TimeStampedModel):
+    class Status(models.TextChoices):
+        CREATED = "CREATED"
+        PENDING = "PENDING"
+        CLIENT_REPORTED = "CLIENT_REPORTED"
+        USER_PAYING = "USER_PAYING"
+        SUCCEEDED = "SUCCEEDED"
+        CLOSED = "CLOSED"
+        FAILED = "FAILED"
+        REVOKED = "REVOKED"
+
+    class Method(models.TextChoices):
+        APP = "app"
+        JSAPI = "jsapi"
+        NATIVE = "native"
+        H5 = "h5"
+        PAGE = "page"
+        PAYCODE = "paycode"
+        POINTS = "points"
+
+    payment_no = models.CharField(max_length=32, unique=True)
+    channel = models.CharField(max_length=20)
+    method = models.CharField(max_length=20, choices=Method)
+    channel_account = models.ForeignKey("channels.ChannelAccount", on_delete=models.PROTECT)
+    customer_ref = models.CharField(max_length=64, db_index=True)
+    amount = models.BigIntegerField()            # minor units
+    currency = models.CharField(max_length=3)    # ISO 4217
+    status = models.CharField(max_length=20, choices=Status, default=Status.CREATED)
+    channel_trade_no = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 unique when set
+    expires_at = models.DateTimeField()
+    paid_at = models.DateTimeField(null=True, blank=True)
+    prepay_data = models.JSONField(default=dict, blank=True)   # what the app's SDK needs
+    payer_id = models.CharField(max_length=128, blank=True, default="")   # openid / points binding
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    return_url = models.URLField(max_length=500, blank=True, default="")
+    version = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_gt_0"),
+            models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="payment_currency_iso"),
+            models.CheckConstraint(
+                condition=Q(status__in=["CREATED", "PENDING", "CLIENT_REPORTED", "USER_PAYING", "SUCCEEDED",
+                                        "CLOSED", "FAILED", "REVOKED"]),
+                name="payment_status_valid",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="SUCCEEDED") | Q(paid_at__isnull=False),
+                name="payment_succeeded_has_paid_at",
+            ),
+            models.CheckConstraint(condition=Q(payment_no__regex=r"^[0-9A-Z]{6,32}$"), name="payment_no_charset"),
+            models.UniqueConstraint(fields=["channel_trade_no"], condition=Q(channel_trade_no__isnull=False),
+                                    name="payment_channel_trade_no_uniq"),
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"], name="payment_status_expiry_idx")]
+
+    def __str__(self) -> str:
+        return self.payment_no
+
+
+class PaymentOrderMap(models.Model):
+    """Which orders a payment pays, and how much of it goes to each. At most one current map
+    per order: the payment the order is waiting on (or was paid by)."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="maps")
+    order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="payment_maps")
+    amount = models.BigIntegerField()
+    is_current = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["order"], condition=Q(is_current=True), name="paymentordermap_one_current"),
+            models.UniqueConstraint(fields=["payment", "order"], name="paymentordermap_payment_order_uniq"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="paymentordermap_amount_gt_0"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.payment_id} -> {self.order_id}{' (current)' if self.is_current else ''}"
+
+
+class AppendOnlyModel(models.Model):
+    """Rows that record history: inserted once, never updated."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise ValueError(f"{type(self).__name__} rows are append-only")
+        super().save(*args, **kwargs)
+
+
+class PaymentEvent(AppendOnlyModel):
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="events")
+    from_status = models.CharField(max_length=20)
+    to_status = models.CharField(max_length=20)
+    source = models.CharField(max_length=20, choices=EventSource)
+    evidence = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} -> {self.to_status} ({self.source})"
+
+
+class InboundNotification(models.Model):
+    """Every channel callback, stored raw before anything else is done with it."""
+
+    class Verification(models.TextChoices):
+        PENDING = "PENDING"
+        VERIFIED = "VERIFIED"
+        REJECTED = "REJECTED"
+
+    class Outcome(models.TextChoices):
+        PENDING = "PENDING"        # verified, not applied yet (the inbox sweep retries these)
+        APPLIED = "APPLIED"
+        DUPLICATE = "DUPLICATE"
+        IGNORED = "IGNORED"        # verified but nothing to do (e.g. unknown payment, informational)
+        FAILED = "FAILED"          # applying raised; kept for ops and retried
+        REJECTED = "REJECTED"      # failed verification: changes nothing
+
+    channel = models.CharField(max_length=20)
+    channel_account = models.ForeignKey("channels.ChannelAccount", null=True, blank=True, on_delete=models.PROTECT)
+    headers = models.JSONField(default=dict)
+    body = models.BinaryField()
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    verification = models.CharField(max_length=20, choices=Verification, default=Verification.PENDING)
+    reject_reason = models.CharField(max_length=300, blank=True, default="")
+    outcome = models.CharField(max_length=20, choices=Outcome, default=Outcome.PENDING)
+    kind = models.CharField(max_length=20, blank=True, default="")
+    event_type = models.CharField(max_length=64, blank=True, default="")
+    dedupe_key = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    parsed = models.JSONField(default=dict, blank=True)
+    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="notifications")
+    refund = models.ForeignKey("refunds.Refund", null=True, blank=True, on_delete=models.PROTECT,
+                               related_name="notifications")
+    attempts = models.PositiveIntegerField(default=0)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["received_at"], name="inbound_unapplied_idx",
+                         condition=Q(verification="VERIFIED", outcome__in=["PENDING", "FAILED"])),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} #{self.pk} {self.verification}/{self.outcome}"
+
+    @property
+    def body_bytes(self) -> bytes:
+        return bytes(self.body)

@@ -1,0 +1,46 @@
+"""Input and output shapes for payments; no business rules here."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from channels.registry import CHANNEL_CODES
+from paycore.serializers import StrictCharField
+from payments.models import Payment
+
+
+class PaymentCreateInput(serializers.Serializer):
+    order_nos = serializers.ListField(child=StrictCharField(max_length=32), allow_empty=False, max_length=50)
+    customer_ref = StrictCharField(max_length=64)
+    channel = serializers.ChoiceField(choices=CHANNEL_CODES)
+    method = serializers.ChoiceField(choices=Payment.Method.values)
+    payer_id = StrictCharField(max_length=128, required=False, default="")
+    client_ip = serializers.IPAddressField(required=False, default=None)
+    return_url = serializers.URLField(max_length=500, required=False, default="")
+    auth_code = serializers.RegexField(r"^[0-9]{16,24}$", required=False, default="")
+
+
+class PaymentClientReportInput(serializers.Serializer):
+    result = serializers.ChoiceField(choices=["success", "cancel", "fail", "unknown"])
+    detail = serializers.DictField(required=False, default=dict)
+
+
+class PaymentCloseInput(serializers.Serializer):
+    reason = StrictCharField(max_length=100, required=False, default="requested")
+
+
+class PaymentOrderOutput(serializers.Serializer):
+    order_no = serializers.CharField(source="order.order_no")
+    amount = serializers.IntegerField()
+    is_current = serializers.BooleanField()
+
+
+class PaymentOutput(serializers.ModelSerializer):
+    orders = PaymentOrderOutput(source="maps", many=True)
+    prepay = serializers.JSONField(source="prepay_data")
+
+    class Meta:
+        model = Payment
+        fields = ["payment_no", "channel", "method", "status", "amount", "currency", "channel_trade_no",
+                  "customer_ref", "expires_at", "paid_at", "created_at", "prepay", "orders"]
+        read_only_fields = fields

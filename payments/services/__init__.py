@@ -1,0 +1,23 @@
+"""The payment application service: every payment state change goes through here."""
+
+from payments.services.cashier import MethodOffer, cashier_methods
+from payments.services.close import payment_close, payment_close_superseded
+from payments.services.create import payment_create
+from payments.services.notifications import notification_process, notification_receive
+from payments.services.report import payment_client_report
+from payments.services.start import payment_start
+from payments.services.sync import payment_apply_trade, payment_sync_from_channel
+
+__all__ = [
+    "MethodOffer",
+    "cashier_methods",
+    "notification_process",
+    "notification_receive",
+    "payment_apply_trade",
+    "payment_client_report",
+    "payment_close",
+    "payment_close_superseded",
+    "payment_create",
+    "payment_start",
+    "payment_sync_from_channel",
+]

@@ -1,0 +1,95 @@
+"""Creating a payment for one or more orders of one customer."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils import timezone
+
+from channels.services import channel_account_pick
+from orders.models import Merchant, Order
+from orders.services import order_is_payable
+from paycore.errors import (
+    CurrencyMismatch,
+    CustomerMismatch,
+    InvalidRequest,
+    MerchantSuspended,
+    OrderNotPayable,
+    PaymentConfirming,
+)
+from paycore.ids import new_payment_no
+from payments.locks import orders_lock
+from payments.models import Payment, PaymentOrderMap
+
+_REUSABLE = {Payment.Status.CREATED, Payment.Status.PENDING}
+_SUPERSEDABLE = {Payment.Status.CREATED, Payment.Status.PENDING}
+_CONFIRMING = {Payment.Status.CLIENT_REPORTED, Payment.Status.USER_PAYING}
+
+
+@transaction.atomic(durable=True)
+def payment_create(*, order_ids: list[int], customer_ref: str, channel: str, method: str, payer_id: str = "",
+                   client_ip: str | None = None, return_url: str = "") -> tuple[Payment, bool]:
+    """Create (or reuse) the payment for these orders; returns ``(payment, created)``.
+
+    The orders are locked, so concurrent requests for the same order serialise here: the first
+    creates the payment, the rest find it as the orders' current payment and get it back. A new
+    payment on another channel or method supersedes the orders' older open payment, which is
+    closed (locally and at the channel) right after this transaction commits.
+    """
+    if not order_ids:
+        raise InvalidRequest("at least one order is required", extra={"field": "orders"})
+    orders = orders_lock(set(order_ids))
+    _check_payable(orders, customer_ref=customer_ref)
+    currency = orders[0].currency
+    current = {m.order_id: m for m in PaymentOrderMap.objects.select_related("payment")
+               .filter(order__in=orders, is_current=True)}
+    existing = _reusable_payment(orders, current, channel=channel, method=method)
+    if existing is not None:
+        return existing, False
+    confirming = sorted({m.payment.payment_no for m in current.values() if m.payment.status in _CONFIRMING})
+    if confirming:
+        raise PaymentConfirming("an earlier payment of these orders is being confirmed with the channel",
+                                extra={"payment_nos": confirming})
+    account = channel_account_pick(channel=channel, method=method, currency=currency)
+    payment = Payment.objects.create(
+        payment_no=new_payment_no(), channel=channel, method=method, channel_account=account,
+        customer_ref=customer_ref, amount=sum(o.amount for o in orders), currency=currency,
+        expires_at=min(o.expires_at for o in orders), payer_id=payer_id, client_ip=client_ip,
+        return_url=return_url)
+    superseded = {m.payment_id for m in current.values() if m.payment.status in _SUPERSEDABLE}
+    PaymentOrderMap.objects.filter(pk__in=[m.pk for m in current.values()]).update(is_current=False)
+    PaymentOrderMap.objects.bulk_create(
+        PaymentOrderMap(payment=payment, order=order, amount=order.amount, is_current=True) for order in orders)
+    if superseded:
+        from schedulers.tasks import payment_close_superseded as payment_close_superseded_task
+
+        transaction.on_commit(lambda: [payment_close_superseded_task.delay(pid) for pid in sorted(superseded)],
+                                  robust=True)
+    return payment, True
+
+
+def _check_payable(orders: list[Order], *, customer_ref: str) -> None:
+    now = timezone.now()
+    for order in orders:
+        if order.customer_ref != customer_ref:
+            raise CustomerMismatch("the order belongs to another customer", extra={"order_no": order.order_no})
+        if order.merchant.status != Merchant.Status.ACTIVE:
+            raise MerchantSuspended("the order's merchant is suspended", extra={"order_no": order.order_no})
+        if not order_is_payable(order, now=now):
+            reason = "expired" if order.status == Order.Status.PENDING_PAYMENT else order.status.lower()
+            raise OrderNotPayable(f"the order is {reason}", extra={"order_no": order.order_no, "reason": reason})
+    if len({order.currency for order in orders}) > 1:
+        raise CurrencyMismatch("the orders are in different currencies",
+                               extra={"currencies": sorted({o.currency for o in orders})})
+
+
+def _reusable_payment(orders: list[Order], current: dict[int, PaymentOrderMap], *, channel: str,
+                      method: str) -> Payment | None:
+    """The orders' open payment on the same channel and method, if it covers exactly them."""
+    payments = {m.payment_id: m.payment for m in current.values()}
+    if len(current) != len(orders) or len(payments) != 1:
+        return None
+    payment = next(iter(payments.values()))
+    if payment.channel != channel or payment.method != method or payment.status not in _REUSABLE:
+        return None
+    covered = set(PaymentOrderMap.objects.filter(payment=payment).values_list("order_id", flat=True))
+    return payment if covered == {o.pk for o in orders} else None

@@ -1,0 +1,1 @@
+"""Channel bills and reconciliation runs arrive with the reconciliation issue."""

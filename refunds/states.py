@@ -1,0 +1,18 @@
+"""The refund state machine: FAILED is retried with back-off; past the retry budget the refund
+needs ops (NEEDS_ATTENTION), who can retry it again."""
+
+from paycore.statemachine import TransitionTable
+from refunds.models import Refund
+
+S = Refund.Status
+
+REFUND_TRANSITIONS = TransitionTable("refund", {
+    S.PENDING: {S.PROCESSING, S.SUCCEEDED, S.FAILED},
+    S.PROCESSING: {S.SUCCEEDED, S.FAILED, S.NEEDS_ATTENTION},
+    S.FAILED: {S.PROCESSING, S.SUCCEEDED, S.NEEDS_ATTENTION},
+    S.NEEDS_ATTENTION: {S.PROCESSING, S.SUCCEEDED},
+    S.SUCCEEDED: set(),
+})
+
+# Refunds that count against the payment's refundable amount.
+COUNTED_STATES = frozenset({S.PENDING, S.PROCESSING, S.SUCCEEDED, S.NEEDS_ATTENTION})
