@@ -46,3 +46,27 @@ def channel_call(operation: str) -> Iterator[None]:
     except ChannelRejected as exc:
         raise ChannelRejectedError(f"the channel refused {operation}",
                                    extra={"operation": operation, "channel_code": exc.code}) from exc
+
+
+def channel_account_configure(spec: dict, *, enabled: bool = True) -> tuple[ChannelAccount, bool]:
+    """Create or update an account from a configure_channel JSON document."""
+    from channels.registry import CHANNEL_CODES
+
+    if not isinstance(spec, dict):
+        raise ValueError("the account document must be a JSON object")
+    channel, name, base_url = spec.get("channel"), spec.get("name"), spec.get("base_url")
+    if channel not in CHANNEL_CODES:
+        raise ValueError(f"channel must be one of {', '.join(CHANNEL_CODES)}")
+    if not name or not base_url:
+        raise ValueError("name and base_url are required")
+    for part in ("ids", "credentials", "options"):
+        if not isinstance(spec.get(part, {}), dict):
+            raise ValueError(f"{part} must be a JSON object")
+    allowlist = spec.get("callback_ip_allowlist", [])
+    if not isinstance(allowlist, list):
+        raise ValueError("callback_ip_allowlist must be a list")
+    account, created = ChannelAccount.objects.update_or_create(
+        name=name, defaults={"channel": channel, "base_url": base_url, "ids": spec.get("ids", {}),
+                             "credentials": spec.get("credentials", {}), "options": spec.get("options", {}),
+                             "callback_ip_allowlist": allowlist, "is_enabled": enabled})
+    return account, created

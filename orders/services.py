@@ -46,17 +46,16 @@ def order_create(*, merchant: Merchant, merchant_order_no: str, customer_ref: st
     if merchant.status != Merchant.Status.ACTIVE:
         raise MerchantSuspended(f"merchant {merchant.code} is suspended", extra={"merchant": merchant.code})
     if not money.is_currency(currency):
-        raise InvalidRequest(f"unknown currency {currency!r}", extra={"field": "currency"})
+        raise InvalidRequest.field("currency", f"unknown currency {currency!r}", code="unknown_currency")
     amount = sum(item.unit_price * item.quantity for item in items)
     if amount <= 0:
-        raise InvalidRequest("the order amount must be positive", extra={"field": "items"})
+        raise InvalidRequest.field("items", "the order amount must be positive", code="min_value")
     if amount > money.MAX_AMOUNT:
-        raise InvalidRequest("the order amount is too large", extra={"field": "items", "max": money.MAX_AMOUNT})
+        raise InvalidRequest.field("items", f"the order amount may not exceed {money.MAX_AMOUNT}", code="max_value")
     now = timezone.now()
     expires_at = expires_at or now + timedelta(seconds=settings.ORDER_DEFAULT_TTL_SECONDS)
     if not now < expires_at <= now + timedelta(seconds=settings.ORDER_MAX_TTL_SECONDS):
-        raise InvalidRequest("expires_at must be in the future and within the maximum order lifetime",
-                             extra={"field": "expires_at"})
+        raise InvalidRequest.field("expires_at", "must be in the future and within the maximum order lifetime")
     try:
         with transaction.atomic():
             order = Order.objects.create(

@@ -19,6 +19,11 @@ class PaycoreError(Exception):
 class InvalidRequest(PaycoreError):
     code = "invalid_request"
 
+    @classmethod
+    def field(cls, name: str, message: str, *, code: str = "invalid", **extra: Any) -> InvalidRequest:
+        """The same ``extra`` shape as serializer errors: ``{"fields": {name: [{message, code}]}}``."""
+        return cls(message, extra={"fields": {name: [{"message": message, "code": code}]}, **extra})
+
 
 class NotFound(PaycoreError):
     code, http_status = "not_found", 404

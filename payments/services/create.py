@@ -36,7 +36,7 @@ def payment_create(*, order_ids: list[int], customer_ref: str, channel: str, met
     closed (locally and at the channel) right after this transaction commits.
     """
     if not order_ids:
-        raise InvalidRequest("at least one order is required", extra={"field": "orders"})
+        raise InvalidRequest.field("order_nos", "at least one order is required")
     orders = orders_lock(set(order_ids))
     _check_payable(orders, customer_ref=customer_ref)
     currency = orders[0].currency

@@ -66,7 +66,7 @@ def payment_start(*, payment_id: int, auth_code: str = "") -> Payment:
 
 def _charge(payment: Payment, adapter: Any, auth_code: str) -> Payment:
     if not auth_code:
-        raise InvalidRequest("a payment-code payment needs the scanned auth_code", extra={"field": "auth_code"})
+        raise InvalidRequest.field("auth_code", "a payment-code payment needs the scanned auth_code", code="required")
     request = ChargeRequest(payment_no=payment.payment_no, amount=payment.amount, currency=payment.currency,
                             description=_description(payment), auth_code=auth_code,
                             client_ip=payment.client_ip, expires_at=payment.expires_at)

@@ -1,0 +1,88 @@
+"""Suite-wide fixtures: the sandbox gateway over real HTTP, channel accounts on it, API clients.
+
+Tests run on PostgreSQL (paycore.settings.test); flows that need the sandbox to call paycore
+back use pytest-django's ``live_server``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from channels.models import ChannelAccount
+from channels.provisioning import sandbox_account_provision
+from channels.sandbox.client import SandboxClient
+from channels.sandbox.server import SandboxGateway
+from paycore.apikeys import api_client_create
+from tests import factories
+
+
+@pytest.fixture(scope="session")
+def paycore_gateway() -> Iterator[SandboxGateway]:
+    """A sandbox gateway for the flow tests (time compressed 1000x)."""
+    gateway = SandboxGateway(time_factor=1000).start()
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture
+def gateway_client(paycore_gateway: SandboxGateway) -> Iterator[SandboxClient]:
+    client = SandboxClient(paycore_gateway.base_url)
+    client.clear_faults()
+    try:
+        yield client
+    finally:
+        client.clear_faults()
+
+
+@pytest.fixture
+def channel_account(paycore_gateway: SandboxGateway, settings: Any) -> Callable[..., ChannelAccount]:
+    """``channel_account("wechat") -> ChannelAccount`` provisioned on the sandbox."""
+    counter = iter(range(1, 1000))
+
+    def make(channel: str, **extra: Any) -> ChannelAccount:
+        return sandbox_account_provision(channel=channel, name=f"test-{channel}-{next(counter)}",
+                                         sandbox_url=paycore_gateway.base_url, **extra)
+
+    return make
+
+
+@pytest.fixture
+def wechat_account(db: None, channel_account: Callable[..., ChannelAccount]) -> ChannelAccount:
+    return channel_account("wechat")
+
+
+@pytest.fixture
+def merchant(db: None) -> Any:
+    return factories.make_merchant()
+
+
+@pytest.fixture
+def api(db: None) -> APIClient:
+    """An API client authenticated with a platform key holding every scope."""
+    _, key = api_client_create(name="test-platform")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    return client
+
+
+@pytest.fixture
+def anonymous_api() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def api_with_scopes(db: None) -> Callable[..., APIClient]:
+    def make(*scopes: str, merchant: Any = None) -> APIClient:
+        _, key = api_client_create(name=f"test-{'-'.join(scopes) or 'none'}-{merchant.pk if merchant else 0}",
+                                   scopes=scopes, merchant_id=merchant.pk if merchant else None)
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        return client
+
+    return make
