@@ -33,15 +33,14 @@ def paycore_gateway() -> Iterator[SandboxGateway]:
 @pytest.fixture
 def gateway_client(paycore_gateway: SandboxGateway) -> Iterator[SandboxClient]:
     client = SandboxClient(paycore_gateway.base_url)
-    client.clear_faults()
     try:
         yield client
     finally:
-        client.clear_faults()
+        client.reset()  # no retry of this test's notifications reaches the next test
 
 
 @pytest.fixture
-def channel_account(paycore_gateway: SandboxGateway, settings: Any) -> Callable[..., ChannelAccount]:
+def channel_account(paycore_gateway: SandboxGateway, gateway_client: SandboxClient) -> Callable[..., ChannelAccount]:
     """``channel_account("wechat") -> ChannelAccount`` provisioned on the sandbox."""
     counter = iter(range(1, 1000))
 

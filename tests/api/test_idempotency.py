@@ -1,0 +1,86 @@
+"""Idempotency-Key: replays, conflicts, and concurrent requests that never both execute."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from django.db import connection
+from rest_framework.test import APIClient
+
+from orders.models import Order
+from paycore.apikeys import api_client_create
+from paycore.models import IdempotencyRecord
+from tests.api.test_orders_api import order_body
+from tests.factories import make_merchant
+
+
+@pytest.mark.django_db
+def test_the_same_key_and_body_replays_the_stored_response(api: APIClient) -> None:
+    body = order_body(make_merchant())
+    first = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="key-1")
+    # Keys in another order: the same JSON document, so the same request.
+    again = api.post("/api/v1/orders", dict(reversed(list(body.items()))), format="json", HTTP_IDEMPOTENCY_KEY="key-1")
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again["Idempotent-Replayed"] == "true"
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_same_key_with_another_body_is_a_conflict(api: APIClient) -> None:
+    merchant = make_merchant()
+    api.post("/api/v1/orders", order_body(merchant), format="json", HTTP_IDEMPOTENCY_KEY="key-2")
+    other = api.post("/api/v1/orders", order_body(merchant, merchant_order_no="MO-2"), format="json",
+                     HTTP_IDEMPOTENCY_KEY="key-2")
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
+    assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_validation_error_is_replayed_too(api: APIClient) -> None:
+    bad = order_body(make_merchant(), currency="XXX")
+    first = api.post("/api/v1/orders", bad, format="json", HTTP_IDEMPOTENCY_KEY="key-3")
+    again = api.post("/api/v1/orders", bad, format="json", HTTP_IDEMPOTENCY_KEY="key-3")
+    assert first.status_code == again.status_code == 400 and again["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.django_db
+def test_keys_belong_to_one_client(api: APIClient) -> None:
+    merchant = make_merchant()
+    api.post("/api/v1/orders", order_body(merchant), format="json", HTTP_IDEMPOTENCY_KEY="shared")
+    _, key = api_client_create(name="second")
+    second = APIClient()
+    second.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    response = second.post("/api/v1/orders", order_body(merchant), format="json", HTTP_IDEMPOTENCY_KEY="shared")
+    assert response.status_code == 200 and "Idempotent-Replayed" not in response
+    assert IdempotencyRecord.objects.filter(key="shared").count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_with_one_key_never_both_execute() -> None:
+    merchant = make_merchant()
+    _, key = api_client_create(name="racer")
+    barrier = threading.Barrier(8)
+
+    def attempt(n: int) -> tuple[int, str, bool]:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        barrier.wait()
+        try:
+            # Distinct merchant order numbers: if two executed, two orders would exist.
+            response = client.post("/api/v1/orders", order_body(merchant, merchant_order_no="MO-RACE"),
+                                   format="json", HTTP_IDEMPOTENCY_KEY="race-key")
+            return response.status_code, response.json().get("code", ""), "Idempotent-Replayed" in response
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results: list[Any] = list(pool.map(attempt, range(8)))
+    assert Order.objects.count() == 1
+    assert all(status in (201, 409) for status, _, _ in results)
+    assert {code for status, code, _ in results if status == 409} <= {"idempotency_in_progress"}
+    executed = [status for status, _, replayed in results if status == 201 and not replayed]
+    assert executed == [201]

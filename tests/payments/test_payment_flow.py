@@ -1,0 +1,169 @@
+"""Payments end to end over real HTTP with the sandbox gateway and real signatures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from channels.models import ChannelAccount
+from orders.models import Order
+from payments.models import EventSource, Payment, PaymentEvent, PaymentOrderMap
+from payments.services import payment_client_report, payment_close, payment_sync_from_channel
+from paycore.errors import ChannelUnavailableError, IllegalTransition
+from tests.factories import make_order, make_payment
+
+# Transactional: on_commit work (superseded closes, sync tasks) runs as in production.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def create_payment(api: APIClient, orders: list[Order], *, channel: str = "wechat", method: str = "app",
+                   customer_ref: str = "cust-1", **extra: Any) -> Any:
+    return api.post("/api/v1/payments", {"order_nos": [o.order_no for o in orders], "customer_ref": customer_ref,
+                                         "channel": channel, "method": method, **extra}, format="json")
+
+
+def test_creating_a_payment_places_it_at_the_channel(api: APIClient, wechat_account: ChannelAccount) -> None:
+    orders = [make_order(amount=1000), make_order(amount=250)]
+    response = create_payment(api, orders)
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["status"] == "PENDING" and body["amount"] == 1250 and body["currency"] == "CNY"
+    assert body["prepay"]["prepayid"].startswith("wx") and body["prepay"]["sign"]
+    assert {o["order_no"] for o in body["orders"]} == {o.order_no for o in orders}
+    payment = Payment.objects.get(payment_no=body["payment_no"])
+    assert list(payment.events.values_list("from_status", "to_status")) == [("CREATED", "PENDING")]
+    assert sum(m.amount for m in payment.maps.all()) == payment.amount
+
+
+def test_the_same_channel_and_method_gets_the_pending_payment_back(api: APIClient,
+                                                                   wechat_account: ChannelAccount) -> None:
+    order = make_order()
+    first = create_payment(api, [order]).json()
+    again = create_payment(api, [order])
+    assert again.status_code == 200 and again.json()["payment_no"] == first["payment_no"]
+    assert Payment.objects.count() == 1
+
+
+def test_switching_channel_supersedes_and_closes_the_older_payment(
+        api: APIClient, wechat_account: ChannelAccount, channel_account: Any, gateway_client: Any) -> None:
+    channel_account("alipay")
+    order = make_order()
+    wechat = create_payment(api, [order]).json()
+    alipay = create_payment(api, [order], channel="alipay", method="app")
+    assert alipay.status_code == 201, alipay.json()
+    assert Payment.objects.get(payment_no=wechat["payment_no"]).status == "CLOSED"
+    current = PaymentOrderMap.objects.get(order=order, is_current=True)
+    assert current.payment.payment_no == alipay.json()["payment_no"]
+    closed_at_channel = [t for t in gateway_client.trades() if t.get("out_trade_no") == wechat["payment_no"]]
+    assert closed_at_channel and closed_at_channel[0]["trade_state"] == "CLOSED"
+
+
+def test_orders_that_cannot_be_paid_are_refused(api: APIClient, wechat_account: ChannelAccount) -> None:
+    paid = make_order()
+    payment = make_payment(account=wechat_account, orders=[paid])
+    payment_close(payment_id=payment.pk, reason="test")
+    cny, usd = make_order(currency="CNY"), make_order(currency="USD")
+    mixed = create_payment(api, [cny, usd])
+    assert mixed.status_code == 400 and mixed.json()["code"] == "currency_mismatch"
+    suspended = make_order()
+    suspended.merchant.status = "SUSPENDED"
+    suspended.merchant.save()
+    refused = create_payment(api, [suspended])
+    assert refused.status_code == 409 and refused.json()["code"] == "merchant_suspended"
+    Order.objects.filter(pk=cny.pk).update(status="CLOSED")
+    closed = create_payment(api, [cny])
+    assert closed.status_code == 409 and closed.json()["extra"]["reason"] == "closed"
+
+
+def test_an_expired_order_is_refused(api: APIClient, wechat_account: ChannelAccount) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    order = make_order()
+    Order.objects.filter(pk=order.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    response = create_payment(api, [order])
+    assert response.status_code == 409 and response.json()["extra"]["reason"] == "expired"
+    assert not Payment.objects.exists()
+
+
+def test_a_paid_payment_is_confirmed_only_by_the_channel(wechat_account: ChannelAccount,
+                                                         gateway_client: Any) -> None:
+    payment = make_payment(account=wechat_account)
+    payment_client_report(payment_id=payment.pk, result="success")  # the sync task finds it unpaid
+    payment.refresh_from_db()
+    assert payment.status == "CLIENT_REPORTED"
+    gateway_client.pay("wechat", payment.payment_no)
+    payment = payment_sync_from_channel(payment_id=payment.pk, source=EventSource.SCHEDULER)
+    assert payment.status == "SUCCEEDED" and payment.channel_trade_no and payment.paid_at
+    order = payment.maps.get().order
+    assert order.status == "PAID"
+    assert list(payment.events.values_list("to_status", flat=True)) == ["PENDING", "CLIENT_REPORTED", "SUCCEEDED"]
+    again = payment_sync_from_channel(payment_id=payment.pk)
+    assert again.status == "SUCCEEDED" and PaymentEvent.objects.filter(payment=payment).count() == 3
+
+
+def test_get_payment_by_either_number(api: APIClient, wechat_account: ChannelAccount, gateway_client: Any) -> None:
+    payment = make_payment(account=wechat_account)
+    gateway_client.pay("wechat", payment.payment_no)
+    payment = payment_sync_from_channel(payment_id=payment.pk)
+    by_no = api.get(f"/api/v1/payments/{payment.payment_no}").json()
+    by_trade = api.get(f"/api/v1/payments/by-channel-trade-no/{payment.channel_trade_no}").json()
+    assert by_no == by_trade and by_no["status"] == "SUCCEEDED"
+    assert api.get("/api/v1/payments/by-channel-trade-no/nope").status_code == 404
+
+
+def test_closing_a_payment_closes_it_at_the_channel_first(api: APIClient, wechat_account: ChannelAccount,
+                                                          gateway_client: Any) -> None:
+    payment = make_payment(account=wechat_account)
+    response = api.post(f"/api/v1/payments/{payment.payment_no}/close", {"reason": "user cancelled"}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "CLOSED"
+    again = api.post(f"/api/v1/payments/{payment.payment_no}/close", {}, format="json")
+    assert again.status_code == 200 and again.json()["status"] == "CLOSED"
+    assert payment.events.filter(to_status="CLOSED").count() == 1
+
+
+def test_closing_a_payment_the_payer_already_paid_records_the_payment(wechat_account: ChannelAccount,
+                                                                       gateway_client: Any) -> None:
+    payment = make_payment(account=wechat_account)
+    gateway_client.pay("wechat", payment.payment_no)
+    payment = payment_close(payment_id=payment.pk, reason="timeout")
+    assert payment.status == "SUCCEEDED"
+    with pytest.raises(IllegalTransition):
+        payment_close(payment_id=payment.pk, reason="again")
+
+
+def test_a_channel_outage_during_close_changes_nothing(wechat_account: ChannelAccount, gateway_client: Any) -> None:
+    payment = make_payment(account=wechat_account)
+    gateway_client.add_fault(channel="wechat", kind="http_500", count=None)
+    with pytest.raises(ChannelUnavailableError):
+        payment_close(payment_id=payment.pk, reason="timeout")
+    payment.refresh_from_db()
+    assert payment.status == "PENDING"
+
+
+def test_a_channel_outage_at_prepay_answers_503_and_a_retry_succeeds(api: APIClient, wechat_account: ChannelAccount,
+                                                                     gateway_client: Any) -> None:
+    order = make_order()
+    gateway_client.add_fault(channel="wechat", kind="http_503", count=1)
+    failed = create_payment(api, [order], HTTP_IDEMPOTENCY_KEY="k-outage")
+    assert failed.status_code == 503 and failed.json()["code"] == "channel_unavailable"
+    assert Payment.objects.get().status == "CREATED"
+    retried = create_payment(api, [order], HTTP_IDEMPOTENCY_KEY="k-outage")
+    assert retried.status_code == 200 and retried.json()["status"] == "PENDING"
+    assert Payment.objects.count() == 1
+
+
+def test_the_cashier_offers_the_enabled_channels_for_the_currency(api: APIClient, wechat_account: ChannelAccount,
+                                                                  channel_account: Any) -> None:
+    channel_account("paypal")
+    cny, usd = make_order(currency="CNY"), make_order(currency="USD")
+    offers = api.post("/api/v1/cashier", {"order_nos": [cny.order_no], "customer_ref": "cust-1"}, format="json")
+    assert {(m["channel"], m["method"]) for m in offers.json()["methods"]} >= {("wechat", "app"), ("wechat", "native")}
+    usd_offers = api.post("/api/v1/cashier", {"order_nos": [usd.order_no], "customer_ref": "cust-1"}, format="json")
+    assert {m["channel"] for m in usd_offers.json()["methods"]} == {"paypal"}
+    mixed = api.post("/api/v1/cashier", {"order_nos": [cny.order_no, usd.order_no], "customer_ref": "cust-1"},
+                     format="json")
+    assert mixed.status_code == 400 and mixed.json()["code"] == "currency_mismatch"
