@@ -121,11 +121,15 @@ def refund_apply_state(*, refund_id: int, state: RefundState, source: str, submi
         refund_move(refund, target, source=source, evidence=evidence)
         if target == R.SUCCEEDED:
             refund.succeeded_at = state.succeeded_at or timezone.now()
-            _orders_refunded(payment)
-            outbox_add(topic="refund.succeeded", key=refund.refund_no,
-                       payload={"payment_no": payment.payment_no, "amount": refund.amount})
         if target == R.FAILED:
             refund.fail_code = (state.fail_code or "")[:64]
+        refund.channel_refund_no = refund.channel_refund_no or state.channel_refund_no
+        refund.save()
+        if target == R.SUCCEEDED:
+            _orders_refunded(payment)   # counts this refund: it is saved above
+            outbox_add(topic="refund.succeeded", key=refund.refund_no,
+                       payload={"payment_no": payment.payment_no, "amount": refund.amount})
+        return refund
     refund.channel_refund_no = refund.channel_refund_no or state.channel_refund_no
     refund.save()
     return refund

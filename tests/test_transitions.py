@@ -6,13 +6,13 @@ import pytest
 
 from orders.models import Order
 from orders.states import ORDER_TRANSITIONS
+from paycore.errors import IllegalTransition
 from payments.models import Payment
 from payments.states import PAYMENT_TRANSITIONS
-from paycore.errors import IllegalTransition
 from refunds.models import Refund
 from refunds.states import REFUND_TRANSITIONS
 
-P, O, R = Payment.Status, Order.Status, Refund.Status
+P, OS, R = Payment.Status, Order.Status, Refund.Status
 
 
 @pytest.mark.parametrize(("src", "dst"), [
@@ -40,9 +40,10 @@ def test_the_client_report_can_never_lead_to_success_directly() -> None:
 
 
 @pytest.mark.parametrize(("src", "dst", "legal"), [
-    (O.PENDING_PAYMENT, O.PAID, True), (O.PAID, O.PARTIALLY_REFUNDED, True), (O.PARTIALLY_REFUNDED, O.REFUNDED, True),
-    (O.PENDING_PAYMENT, O.CLOSED, True), (O.CLOSED, O.PAID, True), (O.REFUNDED, O.PAID, False),
-    (O.PAID, O.CLOSED, False), (O.PENDING_PAYMENT, O.REFUNDED, False),
+    (OS.PENDING_PAYMENT, OS.PAID, True), (OS.PAID, OS.PARTIALLY_REFUNDED, True),
+    (OS.PARTIALLY_REFUNDED, OS.REFUNDED, True),
+    (OS.PENDING_PAYMENT, OS.CLOSED, True), (OS.CLOSED, OS.PAID, True), (OS.REFUNDED, OS.PAID, False),
+    (OS.PAID, OS.CLOSED, False), (OS.PENDING_PAYMENT, OS.REFUNDED, False),
 ])
 def test_order_transition_table(src: str, dst: str, legal: bool) -> None:
     assert ORDER_TRANSITIONS.allows(src, dst) is legal

@@ -9,9 +9,9 @@ from rest_framework.test import APIClient
 
 from channels.models import ChannelAccount
 from orders.models import Order
+from paycore.errors import ChannelUnavailableError, IllegalTransition
 from payments.models import EventSource, Payment, PaymentEvent, PaymentOrderMap
 from payments.services import payment_client_report, payment_close, payment_sync_from_channel
-from paycore.errors import ChannelUnavailableError, IllegalTransition
 from tests.factories import make_order, make_payment
 
 # Transactional: on_commit work (superseded closes, sync tasks) runs as in production.
