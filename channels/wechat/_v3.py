@@ -1,0 +1,325 @@
+"""WeChat Pay API v3 transport: request signing and response verification (§1.2, §1.3, §1.10).
+
+``WechatBase`` holds what every WeChat operation needs: the account's ids and keys, a signed
+``_send``, a verifying ``_call`` and the error mapping. Platform certificates downloaded from
+``/v3/certificates`` are cached per process and account; configured ones are read from options.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from channels.base import DEFAULT_TIMEOUT, AccountConfig, ChannelAdapter, ChannelRejected, ChannelUnavailable
+from channels.wechat import _bill, _crypto
+
+USER_AGENT = "paycore-wechat/1.0"
+TIMESTAMP_WINDOW = 300          # seconds; |now - Wechatpay-Timestamp| must stay below this
+CERT_REFRESH_INTERVAL = 60.0    # seconds between /v3/certificates downloads per account
+
+# §1.10: the same error is spelled with and without underscores; callers see one spelling.
+_CODE_ALIASES: dict[str, str] = {
+    "ORDERNOTEXIST": "ORDER_NOT_EXIST",
+    "SYSTEMERROR": "SYSTEM_ERROR",
+    "BANKERROR": "BANK_ERROR",
+    "RULELIMIT": "RULE_LIMIT",
+    "NOAUTH": "NO_AUTH",
+    "NOTENOUGH": "NOT_ENOUGH",
+    "ACCOUNTERROR": "ACCOUNT_ERROR",
+    "ORDERCLOSED": "ORDER_CLOSED",
+    "SIGNERROR": "SIGN_ERROR",
+    "PARAMERROR": "PARAM_ERROR",
+}
+# Codes meaning "outcome unknown, try again later" whatever the HTTP status.
+_RETRY_CODES = frozenset({"SYSTEM_ERROR", "BANK_ERROR", "SERVICE_UNAVAILABLE", "FREQUENCY_LIMITED",
+                          "RATELIMIT_EXCEEDED", "STATEMENT_CREATING"})
+
+
+class _Unverified(Exception):
+    """A message failed §1.3 verification; callers turn it into the right public error."""
+
+
+@dataclass
+class _PlatformKeys:
+    keys: dict[str, rsa.RSAPublicKey]
+    refreshed_at: float = 0.0
+
+
+# Platform certificates downloaded from /v3/certificates, per account. The configured ones in
+# ``options`` are read afresh by each adapter; only downloads are cached here.
+_CERT_CACHE: dict[tuple[int, str, str], _PlatformKeys] = {}
+_CERT_LOCK = threading.Lock()
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    """Case-insensitive lookup that also accepts Django's ``HTTP_WECHATPAY_SIGNATURE`` spelling."""
+    wanted = name.lower()
+    for key, value in headers.items():
+        normal = key.lower().replace("_", "-")
+        if normal.startswith("http-"):
+            normal = normal[5:]
+        if normal == wanted:
+            return value
+    return None
+
+
+class WechatBase(ChannelAdapter):
+    """Account access, signed transport and verification shared by the v3 and v2 operations."""
+
+    # Overridable in tests: the clock used for signing and for the 300 s window, and the
+    # (connect, read) timeouts of every call.
+    clock: Callable[[], float] = staticmethod(time.time)
+    timeout: tuple[float, float] = DEFAULT_TIMEOUT
+
+    def __init__(self, config: AccountConfig, http: requests.Session | None = None) -> None:
+        super().__init__(config, http)
+        self._base = config.base_url.rstrip("/")
+        self._private_key: rsa.RSAPrivateKey | None = None
+
+    # --- configuration ------------------------------------------------------------------------
+    @property
+    def _mchid(self) -> str:
+        return self.config.ids["mchid"]
+
+    @property
+    def _appid(self) -> str:
+        return self.config.ids["appid"]
+
+    @property
+    def _public_key_id(self) -> str | None:
+        return self.config.options.get("wechatpay_public_key_id") or None
+
+    def _merchant_key(self) -> rsa.RSAPrivateKey:
+        if self._private_key is None:
+            key = serialization.load_pem_private_key(
+                self.config.credentials["merchant_private_key"].encode(), password=None)
+            if not isinstance(key, rsa.RSAPrivateKey):
+                raise ValueError("merchant_private_key must be an RSA key")
+            self._private_key = key
+        return self._private_key
+
+    def _cache_key(self) -> tuple[int, str, str]:
+        return (self.config.account_id, self._base, self._mchid)
+
+    # --- v3 transport -------------------------------------------------------------------------
+    def _send(self, method: str, *, path: str = "", query: str = "", body: Mapping[str, Any] | None = None,
+              url: str | None = None, stream: bool = False) -> requests.Response:
+        """Sign and send one v3 request; transport failures are ``ChannelUnavailable``."""
+        if url is None:
+            url = self._base + path + (f"?{query}" if query else "")
+        data = None if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self._public_key_id:
+            headers["Wechatpay-Serial"] = self._public_key_id
+        prepared = self.http.prepare_request(requests.Request(method, url, headers=headers, data=data))
+        sent = urlsplit(prepared.url)
+        canonical = (sent.path or "/") + (f"?{sent.query}" if sent.query else "")
+        sent_body = prepared.body or b""
+        if not isinstance(sent_body, bytes):
+            raise TypeError("request body must be bytes")
+        timestamp, nonce = str(int(self.clock())), _crypto.new_nonce()
+        signature = _crypto.rsa_sign(self._merchant_key(),
+                                     _crypto.request_message(method, canonical, timestamp, nonce, sent_body))
+        prepared.headers["Authorization"] = _crypto.authorization(
+            mchid=self._mchid, serial_no=self.config.ids["merchant_serial_no"], nonce=nonce,
+            timestamp=timestamp, signature=signature)
+        # send() skips what request() would take from the environment (proxies, CA bundle).
+        settings = self.http.merge_environment_settings(prepared.url, {}, stream, None, None)
+        try:
+            return self.http.send(prepared, timeout=self.timeout, allow_redirects=False, **settings)
+        except requests.RequestException as exc:
+            raise ChannelUnavailable(f"wechat {method} {canonical}: {type(exc).__name__}") from exc
+
+    def _call(self, method: str, path: str, *, query: str = "",
+              body: Mapping[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        """Send, verify, decode. Returns the 2xx status and JSON (``{}`` when empty)."""
+        resp = self._send(method, path=path, query=query, body=body)
+        raw = resp.content
+        if 200 <= resp.status_code < 300:
+            try:
+                self._verify(resp.headers, raw, allow_refresh=True)
+            except _Unverified as exc:
+                raise ChannelUnavailable(f"unverifiable wechat response to {method} {path}: {exc}",
+                                         code="SIGNATURE") from None
+            return resp.status_code, self._json(raw) if raw else {}
+        if _header(resp.headers, "Wechatpay-Signature") is not None:
+            try:
+                self._verify(resp.headers, raw, allow_refresh=True)
+            except _Unverified as exc:
+                raise ChannelUnavailable(f"unverifiable wechat error reply to {method} {path}: {exc}",
+                                         code="SIGNATURE") from None
+        self._raise_for_error(resp.status_code, raw)
+
+    @staticmethod
+    def _json(raw: bytes) -> dict[str, Any]:
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            raise ChannelUnavailable("unreadable wechat JSON reply") from exc
+        if not isinstance(payload, dict):
+            raise ChannelUnavailable("wechat reply is not a JSON object")
+        return payload
+
+    @staticmethod
+    def _raise_for_error(status: int, raw: bytes) -> NoReturn:
+        """§1.10: decide on the HTTP status first, then on the (canonicalized) code."""
+        try:
+            payload = json.loads(raw) if raw else {}
+        except ValueError:
+            payload = {}
+        if not isinstance(payload, dict):
+            payload = {}
+        code = str(payload.get("code") or "")
+        code = _CODE_ALIASES.get(code, code)
+        message = f"wechat HTTP {status} {code}: {payload.get('message', '')}".strip()
+        evidence = {**payload, "http_status": status}
+        if status == 429 or status >= 500 or code in _RETRY_CODES or not code or not 400 <= status < 500:
+            raise ChannelUnavailable(message, code=code, raw=evidence)
+        raise ChannelRejected(message, code=code, raw=evidence)
+
+    # --- v3 verification (§1.3) ---------------------------------------------------------------
+    def _verify(self, headers: Mapping[str, str], body: bytes, *, allow_refresh: bool,
+                extra_keys: Mapping[str, rsa.RSAPublicKey] | None = None) -> None:
+        timestamp = _header(headers, "Wechatpay-Timestamp")
+        nonce = _header(headers, "Wechatpay-Nonce")
+        signature = _header(headers, "Wechatpay-Signature")
+        serial = _header(headers, "Wechatpay-Serial")
+        if not (timestamp and nonce and signature and serial):
+            raise _Unverified("missing Wechatpay signature headers")
+        if _header(headers, "Wechatpay-Signature-Type") != _crypto.SIGNATURE_TYPE:
+            raise _Unverified("missing or unsupported Wechatpay-Signature-Type")
+        if signature.startswith(_crypto.SIGNTEST_PREFIX):
+            raise _Unverified("WECHATPAY/SIGNTEST probe")
+        if not timestamp.isdigit() or abs(self.clock() - int(timestamp)) >= TIMESTAMP_WINDOW:
+            raise _Unverified("Wechatpay-Timestamp outside the 300 s window")
+        key = self._key_for(serial, allow_refresh=allow_refresh, extra_keys=extra_keys)
+        if not _crypto.rsa_verify(key, _crypto.response_message(timestamp, nonce, body), signature):
+            raise _Unverified("bad signature")
+
+    def _key_for(self, serial: str, *, allow_refresh: bool,
+                 extra_keys: Mapping[str, rsa.RSAPublicKey] | None) -> rsa.RSAPublicKey:
+        if serial.startswith("PUB_KEY_ID_"):
+            pem = self.config.options.get("wechatpay_public_key")
+            if serial != self._public_key_id or not pem:
+                raise _Unverified(f"unknown WeChat Pay public key {serial}")
+            key = serialization.load_pem_public_key(pem.encode())
+            if not isinstance(key, rsa.RSAPublicKey):
+                raise _Unverified("configured WeChat Pay public key is not RSA")
+            return key
+        wanted = serial.upper()
+        keys = self._known_platform_keys()
+        keys.update({k.upper(): v for k, v in (extra_keys or {}).items()})
+        if wanted not in keys and allow_refresh:
+            keys.update(self._refresh_platform_certificates())
+        try:
+            return keys[wanted]
+        except KeyError:
+            raise _Unverified(f"unknown platform certificate serial {serial}") from None
+
+    def _known_platform_keys(self) -> dict[str, rsa.RSAPublicKey]:
+        keys: dict[str, rsa.RSAPublicKey] = {}
+        for serial, pem in (self.config.options.get("platform_certificates") or {}).items():
+            public = x509.load_pem_x509_certificate(pem.encode()).public_key()
+            if isinstance(public, rsa.RSAPublicKey):
+                keys[serial.upper()] = public
+        with _CERT_LOCK:
+            cached = _CERT_CACHE.get(self._cache_key())
+            if cached:
+                keys.update(cached.keys)
+        return keys
+
+    def _refresh_platform_certificates(self) -> dict[str, rsa.RSAPublicKey]:
+        """Download platform certificates once; returns the new keys (empty when throttled).
+
+        The certificates are authenticated by AES-GCM under the APIv3 key before use, and the
+        response itself must then verify with one of the known or downloaded keys.
+        """
+        now = self.clock()
+        with _CERT_LOCK:
+            entry = _CERT_CACHE.setdefault(self._cache_key(), _PlatformKeys(keys={}))
+            if entry.refreshed_at and now - entry.refreshed_at < CERT_REFRESH_INTERVAL:
+                return {}
+            entry.refreshed_at = now
+        try:
+            resp = self._send("GET", path="/v3/certificates")
+        except ChannelUnavailable as exc:
+            raise _Unverified(f"platform certificate download failed: {exc}") from None
+        if resp.status_code != 200:
+            raise _Unverified(f"platform certificate download answered HTTP {resp.status_code}")
+        downloaded: dict[str, rsa.RSAPublicKey] = {}
+        try:
+            for item in json.loads(resp.content)["data"]:
+                enc = item["encrypt_certificate"]
+                if enc.get("algorithm") != _crypto.AEAD_ALGORITHM:
+                    continue
+                pem = _crypto.aes_gcm_decrypt(self.config.credentials["apiv3_key"], nonce=enc["nonce"],
+                                              associated_data=enc.get("associated_data") or "",
+                                              ciphertext_b64=enc["ciphertext"])
+                cert = x509.load_pem_x509_certificate(pem)
+                serial = str(item["serial_no"]).upper()
+                public = cert.public_key()
+                if int(serial, 16) == cert.serial_number and isinstance(public, rsa.RSAPublicKey):
+                    downloaded[serial] = public
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _Unverified(f"unreadable platform certificate download: {exc}") from None
+        self._verify(resp.headers, resp.content, allow_refresh=False, extra_keys=downloaded)
+        with _CERT_LOCK:
+            _CERT_CACHE[self._cache_key()].keys.update(downloaded)
+        return downloaded
+
+
+
+def _beijing(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: WeChat times need an explicit offset")
+    return moment.astimezone(_bill.BEIJING)
+
+
+def _rfc3339_beijing(moment: datetime) -> str:
+    """``2025-01-01T12:30:00+08:00``: seconds precision, Beijing offset."""
+    return _beijing(moment).replace(microsecond=0).isoformat()
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(text))
+    except ValueError as exc:
+        raise ChannelUnavailable(f"unreadable wechat time {text!r}") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=_bill.BEIJING)
+
+
+def _parse_compact_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=_bill.BEIJING)
+    except ValueError as exc:
+        raise ChannelUnavailable(f"unreadable wechat v2 time {text!r}") from exc
+
+
+def _int(value: Any) -> int | None:
+    """Integer fen from JSON ints or v2 decimal strings; anything else is an unreadable reply."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ChannelUnavailable(f"bad wechat amount {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    raise ChannelUnavailable(f"bad wechat amount {value!r}")
