@@ -97,6 +97,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = DEBUG  # development serves app static files without collectstatic
 
 # --- field encryption -------------------------------------------------------------------
 # "kid:base64url(32 bytes),kid:..." — the first key encrypts, every key decrypts, so keys can
