@@ -67,3 +67,10 @@ class OrderAdmin(ReadOnlyAdmin):
     @admin.display(description="shipping address")
     def masked_address(self, obj):
         return mask(obj.shipping_address, keep=6)
+
+
+@admin.register(OrderItem)
+class OrderItemAdmin(ReadOnlyAdmin):
+    list_display = ["order", "name", "unit_price", "quantity"]
+    list_select_related = ["order"]
+    search_fields = ["order__order_no", "order__merchant_order_no", "name"]

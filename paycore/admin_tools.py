@@ -33,6 +33,9 @@ class ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.fields or [f.name for f in self.model._meta.fields]
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 

@@ -19,6 +19,11 @@ class PaymentCreateInput(serializers.Serializer):
     return_url = serializers.URLField(max_length=500, required=False, default="")
     auth_code = serializers.RegexField(r"^[0-9]{16,24}$", required=False, default="")
 
+    def validate(self, attrs: dict) -> dict:
+        if attrs["method"] == Payment.Method.PAYCODE and not attrs["auth_code"]:
+            raise serializers.ValidationError({"auth_code": "required for a payment-code payment"}, code="required")
+        return attrs
+
 
 class PaymentClientReportInput(serializers.Serializer):
     result = serializers.ChoiceField(choices=["success", "cancel", "fail", "unknown"])
