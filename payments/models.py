@@ -110,8 +110,9 @@ class AppendOnlyModel(models.Model):
         super().save(*args, **kwargs)
 
 
-class PaymentEvent(AppendOnlyModel):
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="events")
+class StateEvent(AppendOnlyModel):
+    """One move of a state machine, written in the transaction that makes it."""
+
     from_status = models.CharField(max_length=20)
     to_status = models.CharField(max_length=20)
     source = models.CharField(max_length=20, choices=EventSource)
@@ -120,10 +121,15 @@ class PaymentEvent(AppendOnlyModel):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        abstract = True
         ordering = ["pk"]
 
     def __str__(self) -> str:
         return f"{self.from_status} -> {self.to_status} ({self.source})"
+
+
+class PaymentEvent(StateEvent):
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="events")
 
 
 class InboundNotification(models.Model):

@@ -7,7 +7,7 @@ from django.db import models
 from django.db.models import Q
 
 from paycore.models import TimeStampedModel
-from payments.models import AppendOnlyModel, EventSource
+from payments.models import StateEvent
 
 
 class Refund(TimeStampedModel):
@@ -55,17 +55,5 @@ class Refund(TimeStampedModel):
         return self.refund_no
 
 
-class RefundEvent(AppendOnlyModel):
+class RefundEvent(StateEvent):
     refund = models.ForeignKey(Refund, on_delete=models.PROTECT, related_name="events")
-    from_status = models.CharField(max_length=20)
-    to_status = models.CharField(max_length=20)
-    source = models.CharField(max_length=20, choices=EventSource)
-    evidence = models.JSONField(default=dict, blank=True)
-    actor = models.CharField(max_length=150, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        ordering = ["pk"]
-
-    def __str__(self) -> str:
-        return f"{self.from_status} -> {self.to_status} ({self.source})"

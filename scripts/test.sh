@@ -11,8 +11,11 @@ export REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/15}"
 .venv/bin/python - <<'PY'
 import os, sys
 import psycopg2, redis
+from psycopg2.extensions import make_dsn, parse_dsn
 try:
-    psycopg2.connect(os.environ["DATABASE_URL"], connect_timeout=5).close()
+    # The server, not the database: the suite creates its own test_<name> database.
+    dsn = parse_dsn(os.environ["DATABASE_URL"])
+    psycopg2.connect(make_dsn(**{**dsn, "dbname": "postgres"}), connect_timeout=5).close()
 except Exception as exc:
     sys.exit(f"PostgreSQL is not reachable at DATABASE_URL: {exc}")
 try:

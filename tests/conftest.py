@@ -21,8 +21,9 @@ from tests import factories
 
 
 @pytest.fixture(scope="session")
-def paycore_gateway() -> Iterator[SandboxGateway]:
-    """A sandbox gateway for the flow tests (time compressed 1000x)."""
+def sandbox_gateway() -> Iterator[SandboxGateway]:
+    """One sandbox gateway for the whole suite, time compressed 1000x so that retry schedules
+    run in milliseconds. Tests isolate themselves by creating their own accounts."""
     gateway = SandboxGateway(time_factor=1000).start()
     try:
         yield gateway
@@ -31,8 +32,8 @@ def paycore_gateway() -> Iterator[SandboxGateway]:
 
 
 @pytest.fixture
-def gateway_client(paycore_gateway: SandboxGateway) -> Iterator[SandboxClient]:
-    client = SandboxClient(paycore_gateway.base_url)
+def gateway_client(sandbox_gateway: SandboxGateway) -> Iterator[SandboxClient]:
+    client = SandboxClient(sandbox_gateway.base_url)
     try:
         yield client
     finally:
@@ -40,13 +41,13 @@ def gateway_client(paycore_gateway: SandboxGateway) -> Iterator[SandboxClient]:
 
 
 @pytest.fixture
-def channel_account(paycore_gateway: SandboxGateway, gateway_client: SandboxClient) -> Callable[..., ChannelAccount]:
+def channel_account(sandbox_gateway: SandboxGateway, gateway_client: SandboxClient) -> Callable[..., ChannelAccount]:
     """``channel_account("wechat") -> ChannelAccount`` provisioned on the sandbox."""
     counter = iter(range(1, 1000))
 
     def make(channel: str, **extra: Any) -> ChannelAccount:
         return sandbox_account_provision(channel=channel, name=f"test-{channel}-{next(counter)}",
-                                         sandbox_url=paycore_gateway.base_url, **extra)
+                                         sandbox_url=sandbox_gateway.base_url, **extra)
 
     return make
 

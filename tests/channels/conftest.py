@@ -24,15 +24,6 @@ from channels.sandbox.server import SandboxGateway
 _account_ids = itertools.count(1)
 
 
-@pytest.fixture(scope="session")
-def sandbox_gateway() -> Iterator[SandboxGateway]:
-    gateway = SandboxGateway(time_factor=1000).start()
-    try:
-        yield gateway
-    finally:
-        gateway.stop()
-
-
 @pytest.fixture
 def sandbox(sandbox_gateway: SandboxGateway) -> Iterator[SandboxClient]:
     client = SandboxClient(sandbox_gateway.base_url)
