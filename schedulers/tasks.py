@@ -37,3 +37,10 @@ def refund_submit(refund_id: int) -> None:
     from refunds.services import refund_submit as submit
 
     submit(refund_id=refund_id)
+
+
+@shared_task(name="paycore.notifications.sweep", soft_time_limit=240)
+def notifications_sweep() -> int:
+    from payments.services import notifications_retry_unapplied
+
+    return notifications_retry_unapplied()

@@ -28,4 +28,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+# The sweeps of design.md arrive with the schedulers issue; the inbox sweep is here because the
+# callback flow relies on it to apply notifications left unapplied by a crash or an outage.
+CELERY_BEAT_SCHEDULE: dict = {
+    "inbox-sweep": {"task": "paycore.notifications.sweep", "schedule": 60.0},
+}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -70,6 +71,19 @@ def notification_process(*, notification_id: int) -> InboundNotification:
         inbound.processed_at = timezone.now()
         inbound.save(update_fields=["outcome", "last_error", "attempts", "processed_at"])
     return inbound
+
+
+def notifications_retry_unapplied(*, limit: int = 100, older_than_seconds: int = 30, max_attempts: int = 20) -> int:
+    """The inbox sweep: apply verified notifications that a crash, an outage or a failed query
+    left unapplied. Applying is idempotent, so two sweeps racing on one row change nothing twice.
+    Returns how many were tried."""
+    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
+    ids = list(N.objects.filter(verification=N.Verification.VERIFIED, outcome__in=[N.Outcome.PENDING, N.Outcome.FAILED],
+                                received_at__lt=cutoff, attempts__lt=max_attempts)
+               .order_by("pk").values_list("pk", flat=True)[:limit])
+    for notification_id in ids:
+        notification_process(notification_id=notification_id)
+    return len(ids)
 
 
 def _apply(inbound: InboundNotification) -> str:

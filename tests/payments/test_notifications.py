@@ -10,8 +10,9 @@ import pytest
 from django.test import Client
 
 from channels.models import ChannelAccount
+from paycore.errors import AmountMismatch, ChannelUnavailableError
 from payments.models import InboundNotification, Payment, PaymentEvent
-from payments.services import payment_sync_from_channel
+from payments.services import notifications_retry_unapplied, payment_sync_from_channel
 from tests.factories import make_payment
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -101,3 +102,48 @@ def test_a_callback_for_an_unknown_account_is_stored_and_refused(db: None) -> No
     assert response.status_code == 404
     inbound = N.objects.get(body=b'{"id": "EV-1"}')
     assert inbound.reject_reason == "unknown or disabled channel account" and inbound.verification == "REJECTED"
+
+
+def test_a_notification_with_a_wrong_amount_is_only_a_hint(live_wechat: ChannelAccount, gateway_client: Any) -> None:
+    payment = make_payment(account=live_wechat)
+    gateway_client.pay("wechat", payment.payment_no, amount=1)  # a validly signed notification saying 0.01
+    assert wait_until(lambda: status_of(payment) == "SUCCEEDED")
+    event = PaymentEvent.objects.get(payment=payment, to_status="SUCCEEDED")
+    assert event.evidence["trade"]["paid_amount"] == payment.amount == 1000
+
+
+def test_a_tampered_query_answer_changes_nothing(wechat_account: ChannelAccount, gateway_client: Any) -> None:
+    payment = make_payment(account=wechat_account)
+    gateway_client.pay("wechat", payment.payment_no)
+    gateway_client.add_fault(channel="wechat", kind="tamper_amount", amount=1, count=1)
+    with pytest.raises(ChannelUnavailableError):
+        payment_sync_from_channel(payment_id=payment.pk)
+    assert status_of(payment) == "PENDING"
+    assert payment_sync_from_channel(payment_id=payment.pk).status == "SUCCEEDED"
+
+
+def test_a_signed_answer_with_another_amount_is_refused(channel_account: Any, gateway_client: Any) -> None:
+    account = channel_account("alipay")
+    payment = make_payment(account=account)
+    gateway_client.pay("alipay", payment.payment_no, order_string=payment.prepay_data["order_string"])
+    gateway_client.add_fault(channel="alipay", kind="tamper_amount", amount=1, count=1)
+    with pytest.raises(AmountMismatch) as caught:
+        payment_sync_from_channel(payment_id=payment.pk)
+    assert caught.value.extra["channel_amount"] == 1
+    assert status_of(payment) == "PENDING" and not PaymentEvent.objects.filter(to_status="SUCCEEDED").exists()
+
+
+def test_a_notification_left_unapplied_by_an_outage_is_applied_by_the_inbox_sweep(
+        live_wechat: ChannelAccount, gateway_client: Any) -> None:
+    payment = make_payment(account=live_wechat)
+    gateway_client.add_fault(channel="wechat", kind="http_500", path="/out-trade-no/", count=None)
+    gateway_client.pay("wechat", payment.payment_no)
+    assert wait_until(lambda: N.objects.filter(payment=payment, outcome="FAILED").exists())
+    inbound = N.objects.get(payment=payment)
+    assert inbound.verification == "VERIFIED" and "channel_unavailable" in inbound.last_error
+    assert status_of(payment) == "PENDING"
+    gateway_client.clear_faults()
+    assert notifications_retry_unapplied(older_than_seconds=0) == 1
+    assert status_of(payment) == "SUCCEEDED"
+    assert N.objects.get(pk=inbound.pk).outcome == "APPLIED"
+    assert notifications_retry_unapplied(older_than_seconds=0) == 0
