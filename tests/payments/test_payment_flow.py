@@ -60,10 +60,19 @@ def test_switching_channel_supersedes_and_closes_the_older_payment(
     assert closed_at_channel and closed_at_channel[0]["trade_state"] == "CLOSED"
 
 
+def test_a_paid_order_cannot_be_paid_again(api: APIClient, wechat_account: ChannelAccount,
+                                           gateway_client: Any) -> None:
+    order = make_order()
+    payment = make_payment(account=wechat_account, orders=[order])
+    gateway_client.pay("wechat", payment.payment_no)
+    payment_sync_from_channel(payment_id=payment.pk)
+    response = create_payment(api, [order], channel="wechat", method="native")
+    assert response.status_code == 409 and response.json()["code"] == "order_not_payable"
+    assert response.json()["extra"] == {"order_no": order.order_no, "reason": "paid"}
+    assert Payment.objects.count() == 1
+
+
 def test_orders_that_cannot_be_paid_are_refused(api: APIClient, wechat_account: ChannelAccount) -> None:
-    paid = make_order()
-    payment = make_payment(account=wechat_account, orders=[paid])
-    payment_close(payment_id=payment.pk, reason="test")
     cny, usd = make_order(currency="CNY"), make_order(currency="USD")
     mixed = create_payment(api, [cny, usd])
     assert mixed.status_code == 400 and mixed.json()["code"] == "currency_mismatch"
@@ -167,3 +176,25 @@ def test_the_cashier_offers_the_enabled_channels_for_the_currency(api: APIClient
     mixed = api.post("/api/v1/cashier", {"order_nos": [cny.order_no, usd.order_no], "customer_ref": "cust-1"},
                      format="json")
     assert mixed.status_code == 400 and mixed.json()["code"] == "currency_mismatch"
+
+
+def test_the_client_report_is_recorded_but_never_proof(api: APIClient, wechat_account: ChannelAccount) -> None:
+    payment = make_payment(account=wechat_account)
+    response = api.post(f"/api/v1/payments/{payment.payment_no}/client-report",
+                        {"result": "success", "detail": {"errCode": 0}}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "CLIENT_REPORTED"
+    event = payment.events.get(to_status="CLIENT_REPORTED")
+    assert event.source == "client-sync" and event.evidence["detail"] == {"errCode": 0}
+    assert not payment.events.filter(to_status="SUCCEEDED").exists()   # the sync query found it unpaid
+    bad = api.post(f"/api/v1/payments/{payment.payment_no}/client-report", {"result": "paid!"}, format="json")
+    assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
+
+
+def test_payment_lists_are_paginated(api: APIClient, wechat_account: ChannelAccount) -> None:
+    orders = [make_order() for _ in range(3)]
+    for order in orders:
+        make_payment(account=wechat_account, orders=[order])
+    page = api.get("/api/v1/payments", {"page_size": 2}).json()
+    assert page["count"] == 3 and len(page["results"]) == 2 and page["next"]
+    by_order = api.get("/api/v1/payments", {"order_no": orders[0].order_no}).json()
+    assert [p["orders"][0]["order_no"] for p in by_order["results"]] == [orders[0].order_no]
