@@ -6,4 +6,4 @@ class PaycoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from paycore import checks  # noqa: F401  registers the system checks
+        from paycore import checks, schema  # noqa: F401  registers the system checks and OpenAPI extensions

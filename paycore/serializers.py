@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from paycore import money
 
 
+@extend_schema_field(OpenApiTypes.INT64)
 class MoneyAmountField(serializers.Field):
     """An integer number of minor units. Rejects strings, floats and booleans outright, so
     "12.5", 12.5 and true can never be read as an amount."""

@@ -77,3 +77,16 @@ def test_the_docs_and_schema_need_no_key(anonymous_api: APIClient) -> None:
     assert b"/api/v1/payments" in schema.content
     assert anonymous_api.get("/api/v1/docs").status_code == 200
     assert anonymous_api.get("/api/v1/").json()["name"] == "paycore"
+
+
+def test_the_openapi_schema_is_valid_and_complete() -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    out = StringIO()
+    call_command("spectacular", "--validate", "--fail-on-warn", stdout=out)
+    schema = out.getvalue()
+    for path in ("/api/v1/orders", "/api/v1/cashier", "/api/v1/payments/{payment_no}/close", "/api/v1/refunds"):
+        assert f"{path}:" in schema
+    assert "scheme: bearer" in schema

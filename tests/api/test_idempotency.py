@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from orders.models import Order
 from paycore.apikeys import api_client_create
-from paycore.models import IdempotencyRecord
+from paycore.idempotency import request_fingerprint
+from paycore.models import ApiClient, IdempotencyRecord
 from tests.api.test_orders_api import order_body
 from tests.factories import make_merchant
 
@@ -84,3 +88,19 @@ def test_concurrent_requests_with_one_key_never_both_execute() -> None:
     assert {code for status, code, _ in results if status == 409} <= {"idempotency_in_progress"}
     executed = [status for status, _, replayed in results if status == 201 and not replayed]
     assert executed == [201]
+
+
+@pytest.mark.django_db
+def test_a_key_left_in_progress_by_a_crash_is_taken_over_once_stale(api: APIClient, settings: Any) -> None:
+    body = order_body(make_merchant())
+    client = ApiClient.objects.get(name="test-platform")
+    IdempotencyRecord.objects.create(client=client, key="crashed", method="POST", path="/api/v1/orders",
+                                     request_hash=request_fingerprint("POST", "/api/v1/orders",
+                                                                      json.dumps(body).encode()))
+    busy = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="crashed")
+    assert busy.status_code == 409 and busy.json()["code"] == "idempotency_in_progress"
+    IdempotencyRecord.objects.filter(key="crashed").update(
+        created_at=timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS + 1))
+    taken = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="crashed")
+    assert taken.status_code == 201 and Order.objects.count() == 1
+    assert IdempotencyRecord.objects.get(key="crashed").state == "COMPLETED"

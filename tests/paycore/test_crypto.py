@@ -57,3 +57,18 @@ def test_channel_credentials_are_stored_encrypted() -> None:
     account.refresh_from_db()
     assert account.credentials == {"shared_secret": "s3cr3t-value"}
     assert "s3cr3t" not in repr(account.as_config())
+
+
+@pytest.mark.django_db
+def test_rotate_field_keys_reencrypts_under_the_new_primary_key(settings: pytest.FixtureRequest) -> None:
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    order = make_order(phone="+86 138 0000 0000")
+    settings.FIELD_ENCRYPTION_KEYS = f"{NEW_KEY},{settings.FIELD_ENCRYPTION_KEYS}"
+    call_command("rotate_field_keys", stdout=StringIO())
+    assert crypto.key_id_of(_raw("orders_order", "phone", order.pk)) == "new1"
+    settings.FIELD_ENCRYPTION_KEYS = NEW_KEY          # the old key can now be dropped
+    order.refresh_from_db()
+    assert order.phone == "+86 138 0000 0000"
