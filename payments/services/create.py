@@ -20,6 +20,12 @@ from paycore.ids import new_payment_no
 from payments.locks import orders_lock
 from payments.models import Payment, PaymentOrderMap
 
+# What the channel needs from the payer for a method, checked before any row is written.
+_METHOD_NEEDS = {
+    Payment.Method.JSAPI: ("payer_id", "the payer's openid under the app id"),
+    Payment.Method.POINTS: ("payer_id", "the payer's points binding id"),
+    Payment.Method.H5: ("client_ip", "the payer's IP address"),
+}
 _REUSABLE = {Payment.Status.CREATED, Payment.Status.PENDING}
 _SUPERSEDABLE = {Payment.Status.CREATED, Payment.Status.PENDING}
 _CONFIRMING = {Payment.Status.CLIENT_REPORTED, Payment.Status.USER_PAYING}
@@ -37,6 +43,10 @@ def payment_create(*, order_ids: list[int], customer_ref: str, channel: str, met
     """
     if not order_ids:
         raise InvalidRequest.field("order_nos", "at least one order is required")
+    if method in _METHOD_NEEDS:
+        field, what = _METHOD_NEEDS[method]
+        if not {"payer_id": payer_id, "client_ip": client_ip}[field]:
+            raise InvalidRequest.field(field, f"{method} payments need {what}", code="required")
     orders = orders_lock(set(order_ids))
     _check_payable(orders, customer_ref=customer_ref)
     currency = orders[0].currency

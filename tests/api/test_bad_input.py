@@ -114,6 +114,9 @@ def test_an_over_long_idempotency_key_is_rejected(api: APIClient) -> None:
     ({"customer_ref": "someone-else"}, 409, "customer_mismatch"),
     ({"client_ip": "not-an-ip"}, 400, "invalid_request"),
     ({"channel": "wechat", "method": "page"}, 400, "method_not_offered"),
+    ({"channel": "wechat", "method": "jsapi"}, 400, "invalid_request"),
+    ({"channel": "wechat", "method": "h5"}, 400, "invalid_request"),
+    ({"channel": "points", "method": "points"}, 400, "invalid_request"),
 ])
 def test_bad_payment_requests_are_rejected(api: APIClient, overrides: dict[str, Any], status: int, code: str) -> None:
     order = make_order(customer_ref="cust-1")

@@ -198,3 +198,24 @@ def test_payment_lists_are_paginated(api: APIClient, wechat_account: ChannelAcco
     assert page["count"] == 3 and len(page["results"]) == 2 and page["next"]
     by_order = api.get("/api/v1/payments", {"order_no": orders[0].order_no}).json()
     assert [p["orders"][0]["order_no"] for p in by_order["results"]] == [orders[0].order_no]
+
+
+@pytest.mark.parametrize(("method", "extra", "field"), [
+    ("native", {}, "code_url"), ("h5", {"client_ip": "203.0.113.7"}, "h5_url"),
+    ("jsapi", {"payer_id": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}, "paySign"),
+])
+def test_each_wechat_scene_returns_what_its_client_needs(api: APIClient, wechat_account: ChannelAccount,
+                                                         method: str, extra: dict[str, str], field: str) -> None:
+    response = create_payment(api, [make_order()], method=method, **extra)
+    assert response.status_code == 201, response.json()
+    assert response.json()["prepay"][field]
+
+
+@pytest.mark.parametrize(("method", "field"), [("app", "order_string"), ("page", "url"), ("h5", "url")])
+def test_each_alipay_method_returns_what_its_client_needs(api: APIClient, channel_account: Any, method: str,
+                                                          field: str) -> None:
+    channel_account("alipay")
+    extra = {"client_ip": "203.0.113.7", "return_url": "https://app.example/done"} if method != "app" else {}
+    response = create_payment(api, [make_order()], channel="alipay", method=method, **extra)
+    assert response.status_code == 201, response.json()
+    assert "sign=" in response.json()["prepay"][field]
