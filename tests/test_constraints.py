@@ -28,7 +28,7 @@ def _payment(account: ChannelAccount, **overrides: object) -> Payment:
     return Payment.objects.create(**fields)
 
 
-def _violates(fn: object) -> None:
+def assert_violates(fn: object) -> None:
     with pytest.raises(IntegrityError), transaction.atomic():
         fn()  # type: ignore[operator]
 
@@ -39,7 +39,7 @@ def test_an_order_has_at_most_one_current_map() -> None:
     first = _payment(account)
     second = _payment(account, payment_no="P20260101000000BBBBBBBBBBBB")
     PaymentOrderMap.objects.create(payment=first, order=order, amount=order.amount, is_current=True)
-    _violates(lambda: PaymentOrderMap.objects.create(payment=second, order=order, amount=order.amount))
+    assert_violates(lambda: PaymentOrderMap.objects.create(payment=second, order=order, amount=order.amount))
     PaymentOrderMap.objects.create(payment=second, order=order, amount=order.amount, is_current=False)
     assert PaymentOrderMap.objects.filter(order=order, is_current=True).count() == 1
 
@@ -47,8 +47,8 @@ def test_an_order_has_at_most_one_current_map() -> None:
 def test_payment_numbers_and_channel_trade_numbers_are_unique() -> None:
     account = _account()
     _payment(account, channel_trade_no="4200000001")
-    _violates(lambda: _payment(account))
-    _violates(lambda: _payment(account, payment_no="P20260101000000DDDDDDDDDDDD", channel_trade_no="4200000001"))
+    assert_violates(lambda: _payment(account))
+    assert_violates(lambda: _payment(account, payment_no="P20260101000000DDDDDDDDDDDD", channel_trade_no="4200000001"))
     _payment(account, payment_no="P20260101000000EEEEEEEEEEEE", channel_trade_no=None)
     _payment(account, payment_no="P20260101000000FFFFFFFFFFFF", channel_trade_no=None)
     assert Payment.objects.filter(channel_trade_no__isnull=True).count() == 2
@@ -58,15 +58,15 @@ def test_payment_numbers_and_channel_trade_numbers_are_unique() -> None:
 def test_amounts_must_be_positive(amount: int) -> None:
     account = _account()
     merchant = make_merchant()
-    _violates(lambda: _payment(account, amount=amount))
-    _violates(lambda: Order.objects.create(order_no="O1", merchant=merchant, merchant_order_no="x", customer_ref="c",
-                                           description="d", amount=amount, currency="CNY",
-                                           expires_at=timezone.now()))
+    assert_violates(lambda: _payment(account, amount=amount))
+    assert_violates(lambda: Order.objects.create(
+        order_no="O1", merchant=merchant, merchant_order_no="x", customer_ref="c", description="d", amount=amount,
+        currency="CNY", expires_at=timezone.now()))
 
 
 def test_merchant_order_numbers_are_unique_per_merchant() -> None:
     order = make_order()
-    _violates(lambda: Order.objects.create(order_no="O2", merchant=order.merchant,
+    assert_violates(lambda: Order.objects.create(order_no="O2", merchant=order.merchant,
                                            merchant_order_no=order.merchant_order_no, customer_ref="c",
                                            description="d", amount=1, currency="CNY", expires_at=timezone.now()))
     other = make_merchant()
@@ -76,22 +76,22 @@ def test_merchant_order_numbers_are_unique_per_merchant() -> None:
 
 def test_order_items_need_a_positive_quantity_and_no_negative_price() -> None:
     order = make_order()
-    _violates(lambda: OrderItem.objects.create(order=order, name="x", unit_price=1, quantity=0))
-    _violates(lambda: OrderItem.objects.create(order=order, name="x", unit_price=-1, quantity=1))
+    assert_violates(lambda: OrderItem.objects.create(order=order, name="x", unit_price=1, quantity=0))
+    assert_violates(lambda: OrderItem.objects.create(order=order, name="x", unit_price=-1, quantity=1))
 
 
 def test_a_succeeded_payment_needs_a_paid_time_and_a_known_status() -> None:
     account = _account()
-    _violates(lambda: _payment(account, status="SUCCEEDED"))
-    _violates(lambda: _payment(account, status="WHATEVER"))
+    assert_violates(lambda: _payment(account, status="SUCCEEDED"))
+    assert_violates(lambda: _payment(account, status="WHATEVER"))
 
 
 def test_refund_numbers_are_unique_and_amounts_positive() -> None:
     account = _account()
     payment = _payment(account)
     Refund.objects.create(refund_no="r-1", payment=payment, amount=10, currency="CNY")
-    _violates(lambda: Refund.objects.create(refund_no="r-1", payment=payment, amount=10, currency="CNY"))
-    _violates(lambda: Refund.objects.create(refund_no="r-2", payment=payment, amount=0, currency="CNY"))
+    assert_violates(lambda: Refund.objects.create(refund_no="r-1", payment=payment, amount=10, currency="CNY"))
+    assert_violates(lambda: Refund.objects.create(refund_no="r-2", payment=payment, amount=0, currency="CNY"))
 
 
 def test_payment_events_are_append_only() -> None:

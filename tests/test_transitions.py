@@ -20,7 +20,8 @@ P, OS, R = Payment.Status, Order.Status, Refund.Status
     (P.PENDING, P.CLOSED), (P.CLOSED, P.SUCCEEDED), (P.USER_PAYING, P.REVOKED), (P.PENDING, P.FAILED),
 ])
 def test_legal_payment_moves_are_allowed(src: str, dst: str) -> None:
-    PAYMENT_TRANSITIONS.check(src, dst)
+    PAYMENT_TRANSITIONS.check(src, dst)  # raises if illegal
+    assert dst in PAYMENT_TRANSITIONS.targets(src)
 
 
 @pytest.mark.parametrize(("src", "dst"), [

@@ -173,8 +173,9 @@ def test_request_signing_string_matches_the_doc_example() -> None:
 def test_request_signature_verifies_with_an_independent_key() -> None:
     key = _rsa()
     signature = _crypto.rsa_sign(key, DOC_REQUEST_STRING.encode())
-    key.public_key().verify(base64.b64decode(signature), DOC_REQUEST_STRING.encode(),
-                            padding.PKCS1v15(), hashes.SHA256())     # raises if wrong
+    raw = base64.b64decode(signature)
+    assert len(raw) == 256                                           # RSA-2048, PKCS#1 v1.5
+    key.public_key().verify(raw, DOC_REQUEST_STRING.encode(), padding.PKCS1v15(), hashes.SHA256())  # raises if wrong
 
 
 def test_get_request_signs_an_empty_body_line() -> None:
