@@ -203,18 +203,6 @@ class AlipaySimulator(ChannelSimulator):
         self._seq_lock = threading.Lock()
         self._seq = 0
 
-    @property
-    def _accounts(self) -> dict[str, dict[str, Any]]:
-        return self.sandbox.accounts.setdefault(self.channel, {})
-
-    @property
-    def _trades(self) -> dict[str, dict[str, Any]]:
-        return self.sandbox.trades.setdefault(self.channel, {})
-
-    @property
-    def _refunds(self) -> dict[str, dict[str, Any]]:
-        return self.sandbox.refunds.setdefault(self.channel, {})
-
     def reset(self) -> None:
         self._keys.clear()
         self._bill_links.clear()

@@ -195,6 +195,19 @@ class ChannelSimulator:
     def __init__(self, sandbox: Sandbox) -> None:
         self.sandbox = sandbox
 
+    # This channel's slices of the shared state (hold ``self.sandbox.lock`` while touching them).
+    @property
+    def _accounts(self) -> dict[str, dict[str, Any]]:
+        return self.sandbox.accounts.setdefault(self.channel, {})
+
+    @property
+    def _trades(self) -> dict[str, dict[str, Any]]:
+        return self.sandbox.trades.setdefault(self.channel, {})
+
+    @property
+    def _refunds(self) -> dict[str, dict[str, Any]]:
+        return self.sandbox.refunds.setdefault(self.channel, {})
+
     def create_account(self, *, notify_url: str | None, **options: Any) -> dict[str, Any]:
         raise NotImplementedError
 

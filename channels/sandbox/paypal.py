@@ -150,18 +150,6 @@ class PaypalSimulator(ChannelSimulator):
         self._mutex = threading.RLock()
 
     # --- plumbing ------------------------------------------------------------------------
-    @property
-    def _accounts(self) -> dict[str, dict[str, Any]]:
-        return self.sandbox.accounts.setdefault(self.channel, {})
-
-    @property
-    def _trades(self) -> dict[str, dict[str, Any]]:
-        return self.sandbox.trades.setdefault(self.channel, {})
-
-    @property
-    def _refunds(self) -> dict[str, dict[str, Any]]:
-        return self.sandbox.refunds.setdefault(self.channel, {})
-
     def reset(self) -> None:
         with self.sandbox.lock:
             self._tokens.clear()

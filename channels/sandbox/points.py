@@ -98,18 +98,6 @@ class PointsSimulator(ChannelSimulator):
         self._nonces: dict[tuple[str, str], float] = {}
 
     # --- state helpers (call under sandbox.lock) -------------------------------------------
-    @property
-    def _accounts(self) -> dict[str, dict[str, Any]]:
-        return self.sandbox.accounts.setdefault(CHANNEL, {})
-
-    @property
-    def _trades(self) -> dict[str, dict[str, Any]]:
-        return self.sandbox.trades.setdefault(CHANNEL, {})
-
-    @property
-    def _refunds(self) -> dict[str, dict[str, Any]]:
-        return self.sandbox.refunds.setdefault(CHANNEL, {})
-
     def _stamp(self) -> str:
         return self.sandbox.now().astimezone(PARTNER_TZ).isoformat(timespec="seconds")
 
