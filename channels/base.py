@@ -235,6 +235,12 @@ class ChannelAdapter(ABC):
     def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
         """Query by either number; ``channel_trade_no`` wins when both are given."""
 
+    def settle(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
+        """Query, and finish the payment where the channel waits for the merchant to do so
+        (PayPal: capture an approved order). Only for payments paycore still wants: a payment
+        paycore closed is only ever queried, so no money is taken after paycore gave up on it."""
+        return self.query(payment_no=payment_no, channel_trade_no=channel_trade_no)
+
     @abstractmethod
     def close(self, *, payment_no: str, channel_trade_no: str | None = None) -> None:
         """Close an unpaid trade. Raises ``ChannelRejected`` if it cannot be closed."""

@@ -25,9 +25,10 @@ Operations that PayPal does not have, and what this adapter does instead:
 - ``query`` without the order id: PayPal reads orders by its own ids only, so it raises
   ``NotSupported`` (a repeated ``prepay`` with the same payment number returns the original
   order through ``PayPal-Request-Id`` idempotency).
-- ``query`` of an ``APPROVED`` order captures it: the buyer has agreed, and money that is only
+- ``settle`` captures an ``APPROVED`` order: the buyer has agreed, and money that is only
   approved is reversed by PayPal after a few hours. The capture is idempotent on
-  ``<payment_no>:capture``.
+  ``<payment_no>:capture``. ``query`` itself never captures, so an order the buyer approves after
+  paycore closed the payment is left to lapse.
 """
 
 from __future__ import annotations
@@ -106,6 +107,7 @@ _ORDER_STATUS: dict[str, TradeStatus] = {
     "CREATED": TradeStatus.NOT_PAID,
     "SAVED": TradeStatus.NOT_PAID,
     "PAYER_ACTION_REQUIRED": TradeStatus.NOT_PAID,
+    "APPROVED": TradeStatus.NOT_PAID,      # approved, not captured: no money has moved yet
     "VOIDED": TradeStatus.CLOSED,
 }
 
@@ -421,7 +423,14 @@ class PaypalAdapter(ChannelAdapter):
         )
 
     def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
-        """Read the order; capture it if approved; decide on the capture status."""
+        """Read the order and decide on the capture status; an approved order is NOT_PAID."""
+        return self._read(payment_no=payment_no, channel_trade_no=channel_trade_no, capture=False)
+
+    def settle(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
+        """Read the order, capture it if approved, and decide on the capture status."""
+        return self._read(payment_no=payment_no, channel_trade_no=channel_trade_no, capture=True)
+
+    def _read(self, *, payment_no: str | None, channel_trade_no: str | None, capture: bool) -> TradeState:
         if not channel_trade_no:
             raise NotSupported("PayPal reads orders by order id only; repeat prepay to recover the order")
         order = self._get_order(channel_trade_no)
@@ -430,7 +439,7 @@ class PaypalAdapter(ChannelAdapter):
                               channel_trade_no=channel_trade_no, paid_amount=None)
         payment_no = self._check_order_unit(order, payment_no)
         status = str(order.get("status", ""))
-        if status == "APPROVED":
+        if status == "APPROVED" and capture:
             order, issue = self._capture(channel_trade_no, payment_no)
             if issue is not None:
                 return TradeState(payment_no=payment_no, status=_CAPTURE_ISSUE[issue],
@@ -451,8 +460,8 @@ class PaypalAdapter(ChannelAdapter):
     def close(self, *, payment_no: str, channel_trade_no: str | None = None) -> None:
         """No-op: PayPal has no close for unapproved orders, they expire on their own (§4.2).
 
-        An order approved after paycore closed it locally is still captured by the next query;
-        the service treats that as a late payment and refunds it if unwanted.
+        An order approved after paycore closed the payment is never captured (only ``settle``
+        captures, and the service settles open payments only); PayPal reverses the approval.
         """
         return None
 

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from channels.base import ChannelAdapter, ChannelRejected, ChannelUnavailable, NotSupported, SignatureInvalid
 from channels.models import ChannelAccount
-from channels.registry import adapter_class, adapter_for_config
+from channels.registry import CHANNEL_CODES, adapter_class, adapter_for_config
 from paycore.errors import ChannelRejectedError, ChannelUnavailableError, MethodNotOffered
 
 
@@ -50,8 +50,6 @@ def channel_call(operation: str) -> Iterator[None]:
 
 def channel_account_configure(spec: dict, *, enabled: bool = True) -> tuple[ChannelAccount, bool]:
     """Create or update an account from a configure_channel JSON document."""
-    from channels.registry import CHANNEL_CODES
-
     if not isinstance(spec, dict):
         raise ValueError("the account document must be a JSON object")
     channel, name, base_url = spec.get("channel"), spec.get("name"), spec.get("base_url")

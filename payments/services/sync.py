@@ -34,11 +34,13 @@ _TARGET: dict[TradeStatus, tuple[str, frozenset[str]]] = {
 
 def payment_sync_from_channel(*, payment_id: int, source: str = EventSource.CHANNEL_QUERY,
                               evidence: dict[str, Any] | None = None) -> Payment:
-    """Query the channel (no lock held) and apply what it says."""
+    """Query the channel (no lock held) and apply what it says. An open payment is settled (the
+    channel may need paycore to finish it, e.g. PayPal's capture); any other is only queried."""
     payment = Payment.objects.select_related("channel_account").get(pk=payment_id)
+    adapter = adapter_for(payment.channel_account)
+    read = adapter.settle if payment.status in OPEN_STATES else adapter.query
     with channel_call("query"):
-        trade = adapter_for(payment.channel_account).query(
-            payment_no=payment.payment_no, channel_trade_no=payment.channel_trade_no)
+        trade = read(payment_no=payment.payment_no, channel_trade_no=payment.channel_trade_no)
     return payment_apply_trade(payment_id=payment_id, trade=trade, source=source, evidence=evidence)
 
 

@@ -463,7 +463,7 @@ def test_order_already_captured_is_reread_and_decided_on_the_capture() -> None:
         rsps.post(f"{BASE}/v2/checkout/orders/ORDER1/capture", status=422,
                   json={"name": "UNPROCESSABLE_ENTITY", "details": [{"issue": "ORDER_ALREADY_CAPTURED"}]})
         rsps.get(f"{BASE}/v2/checkout/orders/ORDER1", json=_order("COMPLETED", [capture]))
-        state = _adapter().query(payment_no="P1", channel_trade_no="ORDER1")
+        state = _adapter().settle(payment_no="P1", channel_trade_no="ORDER1")
         assert rsps.calls[2].request.headers["PayPal-Request-Id"] == "P1:capture"
     assert (state.status, state.paid_amount, state.raw["capture_id"]) == (TradeStatus.PAID, 990, "CAP1")
 
@@ -473,7 +473,7 @@ def test_completed_order_with_declined_capture_is_failed_not_paid() -> None:
     with responses.RequestsMock() as rsps:
         _token_stub(rsps)
         rsps.get(f"{BASE}/v2/checkout/orders/ORDER1", json=_order("COMPLETED", [capture]))
-        state = _adapter().query(channel_trade_no="ORDER1")
+        state = _adapter().settle(channel_trade_no="ORDER1")
     assert state.status == TradeStatus.FAILED
     assert state.paid_amount is None
     assert state.payment_no == "P1"

@@ -109,7 +109,7 @@ def test_full_cycle_prepay_approve_capture_refund_bill(account: AccountConfig, s
     order_id = prepay.channel_trade_no
     assert order_id and prepay.client_params["order_id"] == order_id
     assert prepay.client_params["approve_url"].endswith(f"checkoutnow?token={order_id}")
-    assert adapter.query(payment_no=payment_no, channel_trade_no=order_id).status == TradeStatus.NOT_PAID
+    assert adapter.settle(payment_no=payment_no, channel_trade_no=order_id).status == TradeStatus.NOT_PAID
 
     sandbox.pay("paypal", payment_no)
     approved = _parse(adapter, _wait_event(notification_sink, "CHECKOUT.ORDER.APPROVED")[0])
@@ -117,8 +117,10 @@ def test_full_cycle_prepay_approve_capture_refund_bill(account: AccountConfig, s
     assert approved.payment_no == payment_no and approved.channel_trade_no == order_id
     assert approved.trade is not None and approved.trade.status == TradeStatus.NOT_PAID
 
-    # the service's query captures the approved order
-    paid = adapter.query(payment_no=payment_no, channel_trade_no=order_id)
+    # a plain query never captures; settling (what the service does for an open payment) does
+    looked = adapter.query(payment_no=payment_no, channel_trade_no=order_id)
+    assert looked.status == TradeStatus.NOT_PAID and looked.raw["order_status"] == "APPROVED"
+    paid = adapter.settle(payment_no=payment_no, channel_trade_no=order_id)
     assert (paid.status, paid.paid_amount, paid.currency) == (TradeStatus.PAID, 990, "USD")
     capture_id = paid.raw["capture_id"]
     assert capture_id and paid.paid_at is not None
@@ -127,8 +129,8 @@ def test_full_cycle_prepay_approve_capture_refund_bill(account: AccountConfig, s
     assert (completed.trade.status, completed.trade.paid_amount) == (TradeStatus.PAID, 990)
     assert completed.trade.raw["capture_id"] == capture_id
     assert completed.channel_trade_no == order_id
-    # querying again does not capture twice
-    again = adapter.query(payment_no=payment_no, channel_trade_no=order_id)
+    # settling again does not capture twice
+    again = adapter.settle(payment_no=payment_no, channel_trade_no=order_id)
     assert (again.status, again.raw["capture_id"]) == (TradeStatus.PAID, capture_id)
 
     first = _refund(adapter, payment_no, order_id, f"R{payment_no}a", 300)
@@ -172,7 +174,7 @@ def test_bill_pages_through_every_page(sandbox_account: Callable[..., AccountCon
     for number in numbers:
         order_id = _prepay(adapter, number).channel_trade_no
         sandbox.pay("paypal", number)
-        assert adapter.query(channel_trade_no=order_id).status == TradeStatus.PAID
+        assert adapter.settle(channel_trade_no=order_id).status == TradeStatus.PAID
     rows = list(adapter.fetch_bill(datetime.now(UTC).date()))
     assert sorted(r.payment_no for r in rows) == sorted(numbers)
     assert http.searches == 3
@@ -184,11 +186,11 @@ def test_one_token_serves_several_calls(account: AccountConfig) -> None:
     adapter = PaypalAdapter(account, http=http)
     result = _prepay(adapter, _payment_no())
     for _ in range(3):
-        adapter.query(channel_trade_no=result.channel_trade_no)
+        adapter.settle(channel_trade_no=result.channel_trade_no)
     assert http.token_requests == 1
     # a second adapter instance for the same account shares the cache
     other = _Counting()
-    PaypalAdapter(account, http=other).query(channel_trade_no=result.channel_trade_no)
+    PaypalAdapter(account, http=other).settle(channel_trade_no=result.channel_trade_no)
     assert other.token_requests == 0
 
 
@@ -200,7 +202,7 @@ def test_concurrent_calls_share_one_token_request(account: AccountConfig) -> Non
 
     def call(_: int) -> TradeStatus:
         barrier.wait()
-        return PaypalAdapter(account, http=http).query(channel_trade_no=order_id).status
+        return PaypalAdapter(account, http=http).settle(channel_trade_no=order_id).status
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(call, range(8)))
@@ -213,7 +215,7 @@ def test_revoked_token_is_refreshed_once_and_the_call_retried(account: AccountCo
     adapter = PaypalAdapter(account, http=http)
     result = _prepay(adapter, _payment_no())
     assert sandbox_gateway.sandbox.simulator("paypal").revoke_tokens(account.ids["client_id"]) == 1
-    assert adapter.query(channel_trade_no=result.channel_trade_no).status == TradeStatus.NOT_PAID
+    assert adapter.settle(channel_trade_no=result.channel_trade_no).status == TradeStatus.NOT_PAID
     assert http.token_requests == 2
 
 
@@ -222,7 +224,7 @@ def test_token_with_less_than_five_minutes_left_is_not_reused(sandbox_account: C
     http = _Counting()
     adapter = PaypalAdapter(account, http=http)
     result = _prepay(adapter, _payment_no())
-    adapter.query(channel_trade_no=result.channel_trade_no)
+    adapter.settle(channel_trade_no=result.channel_trade_no)
     assert http.token_requests == 2
 
 
@@ -247,7 +249,7 @@ def test_zero_and_three_decimal_currencies_round_trip(account: AccountConfig, sa
         payment_no = _payment_no()
         result = _prepay(adapter, payment_no, amount=amount, currency=currency)
         sandbox.pay("paypal", payment_no)
-        state = adapter.query(channel_trade_no=result.channel_trade_no)
+        state = adapter.settle(channel_trade_no=result.channel_trade_no)
         assert (state.status, state.paid_amount, state.currency) == (TradeStatus.PAID, amount, currency)
 
 
@@ -256,7 +258,7 @@ def test_declined_capture_is_failed(account: AccountConfig, sandbox: Any) -> Non
     payment_no = _payment_no()
     result = _prepay(adapter, payment_no)
     sandbox.fail("paypal", payment_no)
-    state = adapter.query(channel_trade_no=result.channel_trade_no)
+    state = adapter.settle(channel_trade_no=result.channel_trade_no)
     assert (state.status, state.paid_amount) == (TradeStatus.FAILED, None)
     assert state.raw["capture_status"] == "DECLINED"
 
@@ -266,9 +268,9 @@ def test_pending_capture_is_not_paid_until_it_completes(account: AccountConfig, 
     payment_no = _payment_no()
     result = _prepay(adapter, payment_no)
     sandbox.pay("paypal", payment_no, pending=True)
-    assert adapter.query(channel_trade_no=result.channel_trade_no).status == TradeStatus.NOT_PAID
+    assert adapter.settle(channel_trade_no=result.channel_trade_no).status == TradeStatus.NOT_PAID
     sandbox.act("paypal", payment_no, "complete_pending")
-    state = adapter.query(channel_trade_no=result.channel_trade_no)
+    state = adapter.settle(channel_trade_no=result.channel_trade_no)
     assert (state.status, state.paid_amount) == (TradeStatus.PAID, 990)
 
 
@@ -277,15 +279,15 @@ def test_voided_order_is_closed_and_unknown_order_not_found(account: AccountConf
     payment_no = _payment_no()
     result = _prepay(adapter, payment_no)
     sandbox.cancel("paypal", payment_no)
-    assert adapter.query(channel_trade_no=result.channel_trade_no).status == TradeStatus.CLOSED
-    assert adapter.query(channel_trade_no="0000000000000000X").status == TradeStatus.NOT_FOUND
+    assert adapter.settle(channel_trade_no=result.channel_trade_no).status == TradeStatus.CLOSED
+    assert adapter.settle(channel_trade_no="0000000000000000X").status == TradeStatus.NOT_FOUND
 
 
 def test_order_of_another_payment_is_refused(account: AccountConfig) -> None:
     adapter = PaypalAdapter(account)
     result = _prepay(adapter, _payment_no())
     with pytest.raises(ChannelRejected) as exc:
-        adapter.query(payment_no="SOMEONE-ELSE", channel_trade_no=result.channel_trade_no)
+        adapter.settle(payment_no="SOMEONE-ELSE", channel_trade_no=result.channel_trade_no)
     assert exc.value.code == "ORDER_MISMATCH"
 
 
@@ -294,7 +296,7 @@ def test_refund_is_idempotent_on_the_refund_number(account: AccountConfig, sandb
     payment_no = _payment_no()
     order_id = _prepay(adapter, payment_no).channel_trade_no
     sandbox.pay("paypal", payment_no)
-    adapter.query(channel_trade_no=order_id)
+    adapter.settle(channel_trade_no=order_id)
     first = _refund(adapter, payment_no, order_id, f"R{payment_no}", 500)
     second = _refund(adapter, payment_no, order_id, f"R{payment_no}", 500)
     assert first.channel_refund_no == second.channel_refund_no
@@ -373,8 +375,8 @@ def test_dropped_connection_on_capture_is_unavailable_then_recovers(account: Acc
     sandbox.pay("paypal", payment_no)
     sandbox.add_fault(kind="disconnect", channel="paypal", path="/capture", count=1, process=True)
     with pytest.raises(ChannelUnavailable):
-        adapter.query(channel_trade_no=order_id)
-    state = adapter.query(channel_trade_no=order_id)
+        adapter.settle(channel_trade_no=order_id)
+    state = adapter.settle(channel_trade_no=order_id)
     assert (state.status, state.paid_amount) == (TradeStatus.PAID, 990)
     trade = next(t for t in sandbox.trades() if t["kind"] == "trade" and t["key"] == payment_no)
     assert len(trade["captures"]) == 1
@@ -385,8 +387,8 @@ def test_503_on_query_is_unavailable(account: AccountConfig, sandbox: Any) -> No
     order_id = _prepay(adapter, _payment_no()).channel_trade_no
     sandbox.add_fault(kind="http_503", channel="paypal", path=f"/orders/{order_id}", count=1)
     with pytest.raises(ChannelUnavailable):
-        adapter.query(channel_trade_no=order_id)
-    assert adapter.query(channel_trade_no=order_id).status == TradeStatus.NOT_PAID
+        adapter.settle(channel_trade_no=order_id)
+    assert adapter.settle(channel_trade_no=order_id).status == TradeStatus.NOT_PAID
 
 
 def test_tampered_amount_in_create_reply_is_not_trusted(account: AccountConfig, sandbox: Any) -> None:

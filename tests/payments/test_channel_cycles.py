@@ -99,3 +99,20 @@ def test_pay_notify_confirm_and_refund(channel: str, live_account: Callable[[str
                                           "amount": 400}, format="json")
     assert repeat.status_code == 200 and Refund.objects.count() == 2
 
+
+
+def test_a_paypal_order_approved_after_paycore_closed_it_is_never_captured(
+        live_account: Callable[[str], ChannelAccount], api: APIClient, gateway_client: Any) -> None:
+    account = live_account("paypal")
+    order = make_order(amount=1000, currency="USD")
+    payment = api.post("/api/v1/payments", {"order_nos": [order.order_no], "customer_ref": "cust-1",
+                                            "channel": "paypal", "method": "page",
+                                            "return_url": "https://app.example/pp"}, format="json").json()
+    closed = api.post(f"/api/v1/payments/{payment['payment_no']}/close", {}, format="json")
+    assert closed.json()["status"] == "CLOSED"
+    gateway_client.pay("paypal", payment["payment_no"])      # the buyer approves anyway
+    assert wait_until(lambda: InboundNotification.objects.filter(
+        channel_account=account, event_type="CHECKOUT.ORDER.APPROVED", outcome="APPLIED").exists())
+    assert status_of(payment["payment_no"]) == "CLOSED"
+    at_paypal = [t for t in gateway_client.trades() if t["kind"] == "trade" and t["key"] == payment["payment_no"]]
+    assert [t["status"] for t in at_paypal] == ["APPROVED"]   # approved, never captured
