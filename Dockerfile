@@ -1,7 +1,6 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
 COPY . .
 RUN pip install --no-cache-dir . && python manage.py collectstatic --no-input -v0
 RUN useradd --create-home paycore && chown -R paycore /app
