@@ -11,7 +11,6 @@ from orders.selectors import merchant_for_client, order_get_for_client, orders_g
 from orders.serializers import CashierInput, MethodOfferOutput, OrderCreateInput, OrderOutput
 from orders.services import ItemInput, order_create
 from paycore.api import ApiView, Pagination, validated
-from paycore.errors import CustomerMismatch
 from paycore.models import Scope
 from payments.services import cashier_methods
 
@@ -60,8 +59,5 @@ class CashierApi(ApiView):
     def post(self, request: Request) -> Response:
         data = validated(CashierInput, request.data)
         orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"])
-        foreign = [o.order_no for o in orders if o.customer_ref != data["customer_ref"]]
-        if foreign:
-            raise CustomerMismatch("the order belongs to another customer", extra={"order_nos": foreign})
-        offers = cashier_methods(orders=orders)
+        offers = cashier_methods(orders=orders, customer_ref=data["customer_ref"])
         return Response({"methods": MethodOfferOutput(offers, many=True).data})

@@ -13,7 +13,7 @@ from paycore.models import Scope
 from payments.models import EventSource
 from payments.selectors import payment_get_for_client, payments_visible_to
 from payments.serializers import PaymentClientReportInput, PaymentCloseInput, PaymentCreateInput, PaymentOutput
-from payments.services import payment_client_report, payment_close, payment_create, payment_start
+from payments.services import payment_client_report, payment_close, payment_place
 
 
 class PaymentCollectionApi(ApiView):
@@ -23,11 +23,10 @@ class PaymentCollectionApi(ApiView):
     def post(self, request: Request) -> Response:
         data = validated(PaymentCreateInput, request.data)
         orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"])
-        payment, created = payment_create(
+        payment, created = payment_place(
             order_ids=[o.pk for o in orders], customer_ref=data["customer_ref"], channel=data["channel"],
             method=data["method"], payer_id=data["payer_id"], client_ip=data["client_ip"],
-            return_url=data["return_url"])
-        payment_start(payment_id=payment.pk, auth_code=data["auth_code"])
+            return_url=data["return_url"], auth_code=data["auth_code"])
         payment = payment_get_for_client(client=self.client, payment_no=payment.payment_no)
         return Response(PaymentOutput(payment).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -2,7 +2,7 @@
 
 from payments.services.cashier import MethodOffer, cashier_methods
 from payments.services.close import payment_close, payment_close_superseded
-from payments.services.create import payment_create
+from payments.services.create import payment_create, payment_place
 from payments.services.notifications import notification_process, notification_receive, notifications_retry_unapplied
 from payments.services.report import payment_client_report
 from payments.services.start import payment_start
@@ -19,6 +19,7 @@ __all__ = [
     "payment_close",
     "payment_close_superseded",
     "payment_create",
+    "payment_place",
     "payment_start",
     "payment_sync_from_channel",
 ]

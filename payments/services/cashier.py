@@ -8,7 +8,7 @@ from channels.models import ChannelAccount
 from channels.registry import adapter_class
 from channels.services import account_offers
 from orders.models import Order
-from paycore.errors import CurrencyMismatch
+from paycore.errors import CurrencyMismatch, CustomerMismatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +19,10 @@ class MethodOffer:
     amount: int
 
 
-def cashier_methods(*, orders: list[Order]) -> list[MethodOffer]:
+def cashier_methods(*, orders: list[Order], customer_ref: str) -> list[MethodOffer]:
+    foreign = [o.order_no for o in orders if o.customer_ref != customer_ref]
+    if foreign:
+        raise CustomerMismatch("the order belongs to another customer", extra={"order_nos": foreign})
     currencies = {order.currency for order in orders}
     if len(currencies) != 1:
         raise CurrencyMismatch("the orders are in different currencies", extra={"currencies": sorted(currencies)})

@@ -103,3 +103,14 @@ def _reusable_payment(orders: list[Order], current: dict[int, PaymentOrderMap], 
         return None
     covered = set(PaymentOrderMap.objects.filter(payment=payment).values_list("order_id", flat=True))
     return payment if covered == {o.pk for o in orders} else None
+
+
+def payment_place(*, order_ids: list[int], customer_ref: str, channel: str, method: str, payer_id: str = "",
+                  client_ip: str | None = None, return_url: str = "", auth_code: str = "") -> tuple[Payment, bool]:
+    """What the API's "create payment" means: create (or reuse) the payment, then place it at
+    the channel. A channel outage leaves it CREATED; asking again retries the placement."""
+    from payments.services.start import payment_start
+
+    payment, created = payment_create(order_ids=order_ids, customer_ref=customer_ref, channel=channel,
+                                      method=method, payer_id=payer_id, client_ip=client_ip, return_url=return_url)
+    return payment_start(payment_id=payment.pk, auth_code=auth_code), created

@@ -11,7 +11,7 @@ from django.db import connection
 
 from channels.models import ChannelAccount
 from payments.models import Payment, PaymentOrderMap
-from payments.services import payment_create, payment_start
+from payments.services import payment_create, payment_place
 from tests.factories import make_order
 
 
@@ -23,9 +23,9 @@ def test_twenty_concurrent_creates_for_one_order_leave_one_pending_payment(wecha
     def attempt(_: int) -> str:
         try:
             barrier.wait()
-            payment, _created = payment_create(order_ids=[order.pk], customer_ref="cust-1", channel="wechat",
-                                               method="app")
-            return payment_start(payment_id=payment.pk).payment_no
+            payment, _created = payment_place(order_ids=[order.pk], customer_ref="cust-1", channel="wechat",
+                                              method="app")
+            return payment.payment_no
         finally:
             connection.close()
 
