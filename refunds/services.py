@@ -109,37 +109,43 @@ def refund_sync_from_channel(*, refund_id: int, source: str = EventSource.CHANNE
 
 @transaction.atomic(durable=True)
 def refund_apply_state(*, refund_id: int, state: RefundState, source: str, submitted: bool = False) -> Refund:
+    target = _REFUND_TARGET.get(state.status)
     payment_id = Refund.objects.values_list("payment_id", flat=True).get(pk=refund_id)
-    payment = payment_lock(payment_id)   # lock order: payment before refund
+    payment = payment_lock(payment_id)
+    # Lock order: payment, then its orders (only a success touches them), then the refund.
+    orders = orders_lock(_current_order_ids(payment)) if target == R.SUCCEEDED else []
     refund = refund_lock(refund_id)
-    evidence = {"refund": jsonable(state)}
     if submitted:
         refund.attempts += 1
-    target = {RefundStatus.PROCESSING: R.PROCESSING, RefundStatus.ABNORMAL: R.PROCESSING,
-              RefundStatus.SUCCEEDED: R.SUCCEEDED, RefundStatus.FAILED: R.FAILED}.get(state.status)
-    if target and target != refund.status and REFUND_TRANSITIONS.allows(refund.status, target):
-        refund_move(refund, target, source=source, evidence=evidence)
+    refund.channel_refund_no = refund.channel_refund_no or state.channel_refund_no
+    moved = bool(target) and target != refund.status and REFUND_TRANSITIONS.allows(refund.status, target)
+    if moved:
+        refund_move(refund, target, source=source, evidence={"refund": jsonable(state)})
         if target == R.SUCCEEDED:
             refund.succeeded_at = state.succeeded_at or timezone.now()
         if target == R.FAILED:
             refund.fail_code = (state.fail_code or "")[:64]
-        refund.channel_refund_no = refund.channel_refund_no or state.channel_refund_no
-        refund.save()
-        if target == R.SUCCEEDED:
-            _orders_refunded(payment)   # counts this refund: it is saved above
-            outbox_add(topic="refund.succeeded", key=refund.refund_no,
-                       payload={"payment_no": payment.payment_no, "amount": refund.amount})
-        return refund
-    refund.channel_refund_no = refund.channel_refund_no or state.channel_refund_no
     refund.save()
+    if moved and target == R.SUCCEEDED:
+        _orders_refunded(payment, orders)   # counts this refund: it is saved above
+        outbox_add(topic="refund.succeeded", key=refund.refund_no,
+                   payload={"payment_no": payment.payment_no, "amount": refund.amount})
     return refund
 
 
-def _orders_refunded(payment: Payment) -> None:
+_REFUND_TARGET = {RefundStatus.PROCESSING: R.PROCESSING, RefundStatus.ABNORMAL: R.PROCESSING,
+                  RefundStatus.SUCCEEDED: R.SUCCEEDED, RefundStatus.FAILED: R.FAILED}
+
+
+def _current_order_ids(payment: Payment) -> list[int]:
+    return list(PaymentOrderMap.objects.filter(payment=payment, is_current=True).values_list("order_id", flat=True))
+
+
+def _orders_refunded(payment: Payment, orders: list[Order]) -> None:
+    """Orders paid by this payment follow its refunds; a duplicate payment's refunds touch no order."""
     refunded = (Refund.objects.filter(payment=payment, status=R.SUCCEEDED).aggregate(t=Sum("amount"))["t"] or 0)
     target = Order.Status.REFUNDED if refunded >= payment.amount else Order.Status.PARTIALLY_REFUNDED
-    current = PaymentOrderMap.objects.filter(payment=payment, is_current=True).values_list("order_id", flat=True)
-    for order in orders_lock(current):
+    for order in orders:
         if order.status != target and order.status in (Order.Status.PAID, Order.Status.PARTIALLY_REFUNDED):
             order_move(order, target)
             order.save(update_fields=["status", "updated_at"])
