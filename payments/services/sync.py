@@ -90,14 +90,18 @@ def _succeed(payment: Payment, trade: TradeState, *, source: str, evidence: dict
 
 def _orders_paid_by(payment: Payment) -> list[str]:
     """Mark the payment's orders paid. First success wins: an order still waiting switches its
-    current map to this payment; an order already paid by another payment makes this map a
-    duplicate, left for the repeat sweep to refund. Returns the duplicate order numbers."""
+    current map to this payment (the payment it was waiting on is closed after commit, so it
+    cannot take the money a second time); an order already paid by another payment makes this
+    map a duplicate, left for the repeat sweep to refund. Returns the duplicate order numbers."""
     maps = {m.order_id: m for m in PaymentOrderMap.objects.filter(payment=payment)}
     duplicates: list[str] = []
+    displaced: set[int] = set()
     for order in orders_lock(maps):
         this = maps[order.pk]
         if order.status in (Order.Status.PENDING_PAYMENT, Order.Status.CLOSED):
             if not this.is_current:
+                displaced.update(PaymentOrderMap.objects.filter(order=order, is_current=True)
+                                 .values_list("payment_id", flat=True))
                 PaymentOrderMap.objects.filter(order=order, is_current=True).update(is_current=False)
                 PaymentOrderMap.objects.filter(pk=this.pk).update(is_current=True)
             order_move(order, Order.Status.PAID)
@@ -105,4 +109,9 @@ def _orders_paid_by(payment: Payment) -> list[str]:
             order.save(update_fields=["status", "paid_at", "updated_at"])
         elif not this.is_current:
             duplicates.append(order.order_no)
+    if displaced:
+        from schedulers.tasks import payment_close_superseded as payment_close_superseded_task
+
+        transaction.on_commit(lambda: [payment_close_superseded_task.delay(pid) for pid in sorted(displaced)],
+                              robust=True)
     return duplicates

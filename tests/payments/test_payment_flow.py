@@ -219,3 +219,21 @@ def test_each_alipay_method_returns_what_its_client_needs(api: APIClient, channe
     response = create_payment(api, [make_order()], channel="alipay", method=method, **extra)
     assert response.status_code == 201, response.json()
     assert "sign=" in response.json()["prepay"][field]
+
+
+def test_paying_a_superseded_payment_wins_and_closes_the_newer_one(
+        api: APIClient, wechat_account: ChannelAccount, channel_account: Any, gateway_client: Any) -> None:
+    channel_account("alipay")
+    order = make_order()
+    wechat = create_payment(api, [order]).json()          # the user starts on WeChat...
+    gateway_client.add_fault(channel="wechat", kind="http_503", path="/close", count=None)
+    alipay = create_payment(api, [order], channel="alipay", method="app").json()   # ...switches to Alipay
+    assert Payment.objects.get(payment_no=wechat["payment_no"]).status == "PENDING"  # WeChat close failed
+    gateway_client.clear_faults()
+    gateway_client.pay("wechat", wechat["payment_no"])     # ...but had already paid on WeChat
+    paid = payment_sync_from_channel(payment_id=Payment.objects.get(payment_no=wechat["payment_no"]).pk)
+    assert paid.status == "SUCCEEDED"
+    current = PaymentOrderMap.objects.get(order=order, is_current=True)
+    assert current.payment_id == paid.pk
+    assert Order.objects.get(pk=order.pk).status == "PAID"
+    assert Payment.objects.get(payment_no=alipay["payment_no"]).status == "CLOSED"
