@@ -19,7 +19,7 @@ from paycore.models import ApiClient
 
 log = logging.getLogger(__name__)
 
-# DRF exception class -> stable code (used when DRF gives only a generic code).
+# DRF exception class -> stable code, used unless the raiser chose a code of its own.
 _DRF_CODES: dict[type[exceptions.APIException], str] = {
     exceptions.ParseError: "malformed_request",
     exceptions.AuthenticationFailed: "invalid_api_key",
@@ -52,11 +52,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     detail = getattr(exc, "detail", "")
     code = getattr(detail, "code", None)
-    generic = {None, "error", "invalid", "parse_error", "authentication_failed", "not_authenticated",
-               "permission_denied", "not_found", "method_not_allowed", "not_acceptable",
-               "unsupported_media_type", "throttled"}
-    stable = code if code not in generic else _DRF_CODES.get(type(exc), "error")
-    response.data = error_body(stable, str(detail) or "error")
+    if code in (None, getattr(exc, "default_code", None)):  # DRF's generic code: use our stable one
+        code = _DRF_CODES.get(type(exc), "error")
+    response.data = error_body(code, str(detail) or "error")
     return response
 
 

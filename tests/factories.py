@@ -4,6 +4,8 @@ state production could never reach."""
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -41,3 +43,19 @@ def make_payment(*, account: ChannelAccount, orders: list[Order] | None = None, 
         payment = payment_start(payment_id=payment.pk)
     payment.refresh_from_db()
     return payment
+
+def order_body(merchant: Any, **overrides: Any) -> dict[str, Any]:
+    return {"merchant": merchant.code, "merchant_order_no": "MO-1", "customer_ref": "cust-1",
+            "description": "Coffee", "currency": "CNY",
+            "items": [{"name": "Latte", "unit_price": 1500, "quantity": 2}, {"name": "Cake", "unit_price": 990,
+                                                                            "quantity": 1}], **overrides}
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll the database for an effect of asynchronous delivery (not a timing assertion)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()

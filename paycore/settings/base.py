@@ -11,10 +11,10 @@ from pathlib import Path
 
 import dj_database_url
 
-from paycore.settings.env import env_bool, env_int, env_list, env_str
+from paycore.settings.env import env_bool, env_int, env_list, env_str, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
-VAR_DIR = Path(env_str("PAYCORE_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = var_dir()
 
 DEV_SECRET_KEY = "dev-insecure-paycore-secret-key-change-me"  # refused by a system check when DEBUG is off
 SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from paycore.settings.env import env_bool, env_str, var_dir
 
-from paycore.settings.env import env_bool, env_str
-
-_VAR_DIR = Path(env_str("PAYCORE_VAR_DIR", str(Path(__file__).resolve().parent.parent.parent / "var")))
-_BROKER_DIR = _VAR_DIR / "broker"
+_BROKER_DIR = var_dir() / "broker"
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", env_str("REDIS_URL", "") or "filesystem://")
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -39,3 +40,8 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if raw is None:
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def var_dir() -> Path:
+    """Where local state lives (SQLite file, file-system broker): PAYCORE_VAR_DIR or ./var."""
+    return Path(env_str("PAYCORE_VAR_DIR", str(Path(__file__).resolve().parent.parent.parent / "var")))

@@ -11,8 +11,7 @@ from orders.models import Order
 from paycore.models import IdempotencyRecord
 from payments.models import Payment
 from refunds.models import Refund
-from tests.api.test_orders_api import order_body
-from tests.factories import make_merchant, make_order
+from tests.factories import make_merchant, make_order, order_body
 
 pytestmark = pytest.mark.django_db
 

@@ -17,8 +17,7 @@ from orders.models import Order
 from paycore.apikeys import api_client_create
 from paycore.idempotency import request_fingerprint
 from paycore.models import ApiClient, IdempotencyRecord
-from tests.api.test_orders_api import order_body
-from tests.factories import make_merchant
+from tests.factories import make_merchant, order_body
 
 
 @pytest.mark.django_db

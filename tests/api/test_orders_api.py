@@ -8,16 +8,10 @@ from rest_framework.test import APIClient
 
 from orders.models import Order
 from paycore.models import Scope
-from tests.factories import make_merchant, make_order
+from tests.factories import make_merchant, make_order, order_body
 
 pytestmark = pytest.mark.django_db
 
-
-def order_body(merchant: Any, **overrides: Any) -> dict[str, Any]:
-    return {"merchant": merchant.code, "merchant_order_no": "MO-1", "customer_ref": "cust-1",
-            "description": "Coffee", "currency": "CNY",
-            "items": [{"name": "Latte", "unit_price": 1500, "quantity": 2}, {"name": "Cake", "unit_price": 990,
-                                                                            "quantity": 1}], **overrides}
 
 
 def test_creating_an_order_sums_its_items(api: APIClient, merchant: Any) -> None:

@@ -15,8 +15,7 @@ from channels.models import ChannelAccount
 from channels.services import adapter_for
 from payments.models import InboundNotification, Payment
 from refunds.models import Refund
-from tests.factories import make_order
-from tests.payments.test_notifications import wait_until
+from tests.factories import make_order, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -13,20 +13,12 @@ from channels.models import ChannelAccount
 from paycore.errors import AmountMismatch, ChannelUnavailableError
 from payments.models import InboundNotification, Payment, PaymentEvent
 from payments.services import notifications_retry_unapplied, payment_sync_from_channel
-from tests.factories import make_payment
+from tests.factories import make_payment, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 N = InboundNotification
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll the database for an effect of asynchronous delivery (not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 @pytest.fixture

@@ -12,8 +12,7 @@ from channels.models import ChannelAccount
 from paycore.celery import app
 from payments.models import Payment
 from schedulers.tasks import payment_sync
-from tests.factories import make_payment
-from tests.payments.test_notifications import wait_until
+from tests.factories import make_payment, wait_until
 
 
 @pytest.fixture
