@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 # Active ISO 4217 codes by minor-unit exponent (2 unless listed under 0 or 3).
 _ZERO_DECIMAL = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF"
 _THREE_DECIMAL = "BHD IQD JOD KWD LYD OMR TND"
@@ -27,31 +25,5 @@ CURRENCY_EXPONENTS: dict[str, int] = {
 MAX_AMOUNT = 10**12
 
 
-class UnknownCurrency(ValueError):
-    pass
-
-
 def is_currency(code: str) -> bool:
     return code in CURRENCY_EXPONENTS
-
-
-def exponent(currency: str) -> int:
-    try:
-        return CURRENCY_EXPONENTS[currency]
-    except KeyError:
-        raise UnknownCurrency(currency) from None
-
-
-def to_decimal_string(amount: int, currency: str) -> str:
-    """12345 CNY -> "123.45"; 990 JPY -> "990". Exact."""
-    places = exponent(currency)
-    return f"{Decimal(amount).scaleb(-places):.{places}f}"
-
-
-def from_decimal_string(value: str, currency: str) -> int:
-    """"123.45" CNY -> 12345. Refuses more precision than the currency has."""
-    places = exponent(currency)
-    scaled = Decimal(value).scaleb(places)
-    if scaled != scaled.to_integral_value():
-        raise ValueError(f"{value!r} has more than {places} decimals for {currency}")
-    return int(scaled)

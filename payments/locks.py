@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from django.db.models import QuerySet
-
 from orders.models import Order
 from payments.models import InboundNotification, Payment
 
@@ -18,10 +16,6 @@ def payment_lock(payment_id: int) -> Payment:
 def orders_lock(order_ids: Iterable[int]) -> list[Order]:
     return list(Order.objects.select_for_update(of=("self",)).select_related("merchant")
                 .filter(pk__in=list(order_ids)).order_by("pk"))
-
-
-def payments_claim(qs: QuerySet[Payment], *, limit: int) -> list[Payment]:
-    return list(qs.select_for_update(skip_locked=True).order_by("pk")[:limit])
 
 
 def notification_lock(notification_id: int) -> InboundNotification:
