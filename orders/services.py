@@ -30,7 +30,7 @@ def merchant_create(*, code: str, name: str, notify_url: str = "", webhook_secre
 
 @transaction.atomic(durable=True)
 def merchant_set_status(*, merchant_id: int, status: str, actor: str = "") -> Merchant:
-    merchant = Merchant.objects.select_for_update().get(pk=merchant_id)
+    merchant = Merchant.objects.select_for_update(no_key=True).get(pk=merchant_id)
     if merchant.status != status:
         merchant.status = status
         merchant.save(update_fields=["status", "updated_at"])

@@ -19,7 +19,7 @@ class Command(BaseCommand):
             count = 0
             for pk in model.objects.values_list("pk", flat=True).iterator():
                 with transaction.atomic():
-                    row = model.objects.select_for_update().get(pk=pk)
+                    row = model.objects.select_for_update(no_key=True).get(pk=pk)
                     row.save(update_fields=fields)  # decrypts on load, encrypts with the primary key on save
                 count += 1
             self.stdout.write(f"{model.__name__}: {count} rows re-encrypted")
