@@ -6,4 +6,4 @@ RUN pip install --no-cache-dir . && python manage.py collectstatic --no-input -v
 RUN useradd --create-home paycore && chown -R paycore /app
 USER paycore
 EXPOSE 8000
-CMD ["gunicorn", "paycore.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3"]

@@ -6,6 +6,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.conf import settings
+from django.urls import reverse
+
 from channels.base import ChannelAdapter, ChannelRejected, ChannelUnavailable, NotSupported, SignatureInvalid
 from channels.models import ChannelAccount
 from channels.registry import CHANNEL_CODES, adapter_class, adapter_for_config
@@ -14,6 +17,13 @@ from paycore.errors import ChannelRejectedError, ChannelUnavailableError, Method
 
 def adapter_for(account: ChannelAccount) -> ChannelAdapter:
     return adapter_for_config(account.as_config())
+
+
+def channel_notify_url(account: ChannelAccount) -> str:
+    """The callback URL this account's channel posts notifications to (it names the account, so
+    the inbox knows which keys verify the message before reading it)."""
+    path = reverse("callbacks:notify", kwargs={"channel": account.channel, "account_id": account.pk})
+    return settings.PAYCORE_PUBLIC_BASE_URL.rstrip("/") + path
 
 
 def account_offers(account: ChannelAccount, *, method: str, currency: str) -> bool:

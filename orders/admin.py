@@ -3,7 +3,6 @@ from django.contrib import admin
 from orders.models import Merchant, Order, OrderItem
 from orders.services import merchant_set_status
 from paycore.admin_tools import ReadOnlyAdmin, ReadOnlyInline, mask, run_service_action
-from payments.models import PaymentOrderMap
 
 
 @admin.register(Merchant)
@@ -44,12 +43,6 @@ class OrderItemInline(ReadOnlyInline):
     fields = ["name", "unit_price", "quantity"]
 
 
-class OrderMapInline(ReadOnlyInline):
-    model = PaymentOrderMap
-    fields = ["payment", "amount", "is_current", "created_at"]
-    raw_id_fields = ["payment"]
-
-
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdmin):
     list_display = ["order_no", "merchant", "merchant_order_no", "amount", "currency", "status", "expires_at"]
@@ -58,7 +51,7 @@ class OrderAdmin(ReadOnlyAdmin):
     search_fields = ["order_no", "merchant_order_no", "customer_ref"]
     readonly_fields = ["masked_phone", "masked_address"]
     exclude = ["phone", "shipping_address"]
-    inlines = [OrderItemInline, OrderMapInline]
+    inlines = [OrderItemInline]
 
     @admin.display(description="phone")
     def masked_phone(self, obj):

@@ -1,4 +1,4 @@
-"""Orders and the cashier for the app backend."""
+"""Orders for the app backend."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from orders.selectors import merchant_for_client, order_get_for_client, orders_get_for_client, orders_visible_to
-from orders.serializers import CashierInput, MethodOfferOutput, OrderCreateInput, OrderOutput
+from orders.selectors import merchant_for_client, order_get_for_client, orders_visible_to
+from orders.serializers import OrderCreateInput, OrderOutput
 from orders.services import ItemInput, order_create
 from paycore.api import ApiView, Pagination, validated
 from paycore.models import Scope
-from payments.services import cashier_methods
 
 
 class OrderCollectionApi(ApiView):
@@ -48,16 +47,3 @@ class OrderDetailApi(ApiView):
     @extend_schema(responses=OrderOutput)
     def get(self, request: Request, order_no: str) -> Response:
         return Response(OrderOutput(order_get_for_client(client=self.client, order_no=order_no)).data)
-
-
-class CashierApi(ApiView):
-    """The payment methods on offer for a set of orders (POST because it takes a list)."""
-
-    scopes = {"POST": Scope.ORDERS_READ}
-
-    @extend_schema(request=CashierInput, responses=MethodOfferOutput(many=True))
-    def post(self, request: Request) -> Response:
-        data = validated(CashierInput, request.data)
-        orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"])
-        offers = cashier_methods(orders=orders, customer_ref=data["customer_ref"])
-        return Response({"methods": MethodOfferOutput(offers, many=True).data})

@@ -43,15 +43,3 @@ class OrderOutput(serializers.ModelSerializer):
         fields = ["order_no", "merchant", "merchant_order_no", "customer_ref", "description", "amount", "currency",
                   "status", "expires_at", "paid_at", "created_at", "items"]
         read_only_fields = fields
-
-
-class CashierInput(serializers.Serializer):
-    order_nos = serializers.ListField(child=StrictCharField(max_length=32), allow_empty=False, max_length=50)
-    customer_ref = StrictCharField(max_length=64)
-
-
-class MethodOfferOutput(serializers.Serializer):
-    channel = serializers.CharField()
-    method = serializers.CharField()
-    currency = serializers.CharField()
-    amount = serializers.IntegerField()

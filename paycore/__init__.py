@@ -1,5 +1,2 @@
-"""paycore: the Django project package and the primitives every app shares."""
-
-from paycore.celery import app as celery_app
-
-__all__ = ["celery_app"]
+"""paycore's shared kernel: errors, money, ids, field encryption, API keys, idempotency, outbox,
+state-event base models, and the admin and API base classes. It imports no app."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import Error, register
 
 from paycore.crypto import EncryptionKeyError, KeyRing
 
@@ -24,20 +24,3 @@ def check_secrets(app_configs: Any, **kwargs: Any) -> list[Any]:
         problems.append(Error("FIELD_ENCRYPTION_KEYS is the development default while DEBUG is off",
                               hint="generate one with: manage.py generate_field_key", id="paycore.E003"))
     return problems
-
-
-@register("paycore")
-def check_sandbox_accounts(app_configs: Any, **kwargs: Any) -> list[Any]:
-    """Warn when an enabled channel account points at the sandbox gateway outside DEBUG."""
-    if settings.DEBUG:
-        return []
-    from django.db import DatabaseError
-
-    from channels.models import ChannelAccount
-
-    try:
-        sandboxed = [a.name for a in ChannelAccount.objects.filter(is_enabled=True) if a.points_at_sandbox]
-    except DatabaseError:
-        return []
-    return [Warning(f"channel account {name!r} points at the sandbox gateway", id="paycore.W001")
-            for name in sandboxed]

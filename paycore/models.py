@@ -1,4 +1,5 @@
-"""Shared models: API clients, idempotency records and the outbox."""
+"""Shared models: the base classes of every app (timestamps, append-only state events) and the
+kernel's own rows (API clients, idempotency records, the outbox)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,45 @@ class TimeStampedModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class EventSource(models.TextChoices):
+    API = "api"
+    CLIENT_SYNC = "client-sync"
+    CHANNEL_NOTIFY = "channel-notify"
+    CHANNEL_QUERY = "channel-query"
+    SCHEDULER = "scheduler"
+    OPS = "ops"
+
+
+class AppendOnlyModel(models.Model):
+    """Rows that record history: inserted once, never updated."""
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if not self._state.adding:
+            raise ValueError(f"{type(self).__name__} rows are append-only")
+        super().save(*args, **kwargs)
+
+
+class StateEvent(AppendOnlyModel):
+    """One move of a state machine, written in the transaction that makes it."""
+
+    from_status = models.CharField(max_length=20)
+    to_status = models.CharField(max_length=20)
+    source = models.CharField(max_length=20, choices=EventSource)
+    evidence = models.JSONField(default=dict, blank=True)
+    actor = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.from_status} -> {self.to_status} ({self.source})"
 
 
 class Scope(models.TextChoices):

@@ -1,8 +1,11 @@
 from django.contrib import admin
 
+from orders.admin import OrderAdmin
+from orders.models import Order
 from paycore.admin_tools import ReadOnlyAdmin, ReadOnlyInline, run_service_action
-from payments.models import EventSource, InboundNotification, Payment, PaymentEvent, PaymentOrderMap
-from payments.services import notification_process, payment_close, payment_sync_from_channel
+from paycore.models import EventSource
+from payments.models import Payment, PaymentEvent, PaymentOrderMap
+from payments.services import payment_close, payment_sync_from_channel
 
 
 class PaymentMapInline(ReadOnlyInline):
@@ -54,22 +57,16 @@ class PaymentOrderMapAdmin(ReadOnlyAdmin):
     search_fields = ["payment__payment_no", "order__order_no", "order__merchant_order_no"]
 
 
-@admin.register(InboundNotification)
-class InboundNotificationAdmin(ReadOnlyAdmin):
-    list_display = ["id", "channel", "channel_account", "verification", "outcome", "event_type", "payment",
-                    "received_at"]
-    list_filter = ["channel", "verification", "outcome"]
-    list_select_related = ["channel_account", "payment"]
-    search_fields = ["payment__payment_no", "dedupe_key", "refund__refund_no"]
-    exclude = ["body"]
-    readonly_fields = ["body_text"]
-    actions = ["reprocess"]
+class OrderMapInline(ReadOnlyInline):
+    model = PaymentOrderMap
+    fields = ["payment", "amount", "is_current", "created_at"]
+    raw_id_fields = ["payment"]
 
-    @admin.display(description="body")
-    def body_text(self, obj):
-        return obj.body_bytes.decode("utf-8", "replace")
 
-    @admin.action(description="Reprocess (verified notifications not yet applied)", permissions=["operate"])
-    def reprocess(self, request, queryset):
-        run_service_action(self, request, queryset, "reprocessed",
-                           lambda n, actor: notification_process(notification_id=n.pk))
+# Payments sit above orders, so the order page learns of the payments tried for it here.
+admin.site.unregister(Order)
+
+
+@admin.register(Order)
+class OrderWithPaymentsAdmin(OrderAdmin):
+    inlines = [*OrderAdmin.inlines, OrderMapInline]

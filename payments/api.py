@@ -1,4 +1,5 @@
-"""Payments for the app backend: create (and place at the channel), get, client report, close."""
+"""Payments for the app backend: the cashier (methods on offer), create (and place at the channel),
+get, client report, close."""
 
 from __future__ import annotations
 
@@ -9,11 +10,17 @@ from rest_framework.response import Response
 
 from orders.selectors import orders_get_for_client
 from paycore.api import ApiView, Pagination, validated
-from paycore.models import Scope
-from payments.models import EventSource
+from paycore.models import EventSource, Scope
 from payments.selectors import payment_get_for_client, payments_visible_to
-from payments.serializers import PaymentClientReportInput, PaymentCloseInput, PaymentCreateInput, PaymentOutput
-from payments.services import payment_client_report, payment_close, payment_place
+from payments.serializers import (
+    CashierInput,
+    MethodOfferOutput,
+    PaymentClientReportInput,
+    PaymentCloseInput,
+    PaymentCreateInput,
+    PaymentOutput,
+)
+from payments.services import cashier_methods, payment_client_report, payment_close, payment_place
 
 
 class PaymentCollectionApi(ApiView):
@@ -80,3 +87,16 @@ class PaymentCloseApi(ApiView):
         payment_close(payment_id=payment.pk, reason=data["reason"], source=EventSource.API,
                       actor=f"api:{self.client.name}")
         return Response(PaymentOutput(payment_get_for_client(client=self.client, payment_no=payment_no)).data)
+
+
+class CashierApi(ApiView):
+    """The payment methods on offer for a set of orders (POST because it takes a list)."""
+
+    scopes = {"POST": Scope.ORDERS_READ}
+
+    @extend_schema(request=CashierInput, responses=MethodOfferOutput(many=True))
+    def post(self, request: Request) -> Response:
+        data = validated(CashierInput, request.data)
+        orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"])
+        offers = cashier_methods(orders=orders, customer_ref=data["customer_ref"])
+        return Response({"methods": MethodOfferOutput(offers, many=True).data})

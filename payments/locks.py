@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from orders.models import Order
-from payments.models import InboundNotification, Payment
+from payments.models import Payment
 
 
 def payment_lock(payment_id: int) -> Payment:
@@ -22,7 +22,3 @@ def payment_lock(payment_id: int) -> Payment:
 def orders_lock(order_ids: Iterable[int]) -> list[Order]:
     return list(Order.objects.select_for_update(of=("self",), no_key=True).select_related("merchant")
                 .filter(pk__in=list(order_ids)).order_by("pk"))
-
-
-def notification_lock(notification_id: int) -> InboundNotification:
-    return InboundNotification.objects.select_for_update(no_key=True).get(pk=notification_id)

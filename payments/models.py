@@ -5,16 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from paycore.models import TimeStampedModel
-
-
-class EventSource(models.TextChoices):
-    API = "api"
-    CLIENT_SYNC = "client-sync"
-    CHANNEL_NOTIFY = "channel-notify"
-    CHANNEL_QUERY = "channel-query"
-    SCHEDULER = "scheduler"
-    OPS = "ops"
+from paycore.models import StateEvent, TimeStampedModel
 
 
 class Payment(TimeStampedModel):
@@ -98,85 +89,5 @@ class PaymentOrderMap(models.Model):
         return f"{self.payment_id} -> {self.order_id}{' (current)' if self.is_current else ''}"
 
 
-class AppendOnlyModel(models.Model):
-    """Rows that record history: inserted once, never updated."""
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        if not self._state.adding:
-            raise ValueError(f"{type(self).__name__} rows are append-only")
-        super().save(*args, **kwargs)
-
-
-class StateEvent(AppendOnlyModel):
-    """One move of a state machine, written in the transaction that makes it."""
-
-    from_status = models.CharField(max_length=20)
-    to_status = models.CharField(max_length=20)
-    source = models.CharField(max_length=20, choices=EventSource)
-    evidence = models.JSONField(default=dict, blank=True)
-    actor = models.CharField(max_length=150, blank=True, default="")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
-
-    class Meta:
-        abstract = True
-        ordering = ["pk"]
-
-    def __str__(self) -> str:
-        return f"{self.from_status} -> {self.to_status} ({self.source})"
-
-
 class PaymentEvent(StateEvent):
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="events")
-
-
-class InboundNotification(models.Model):
-    """Every channel callback, stored raw before anything else is done with it."""
-
-    class Verification(models.TextChoices):
-        PENDING = "PENDING"
-        VERIFIED = "VERIFIED"
-        REJECTED = "REJECTED"
-
-    class Outcome(models.TextChoices):
-        PENDING = "PENDING"        # verified, not applied yet (the inbox sweep retries these)
-        APPLIED = "APPLIED"
-        DUPLICATE = "DUPLICATE"
-        IGNORED = "IGNORED"        # verified but nothing to do (e.g. unknown payment, informational)
-        FAILED = "FAILED"          # applying raised; kept for ops and retried
-        REJECTED = "REJECTED"      # failed verification: changes nothing
-
-    channel = models.CharField(max_length=20)
-    channel_account = models.ForeignKey("channels.ChannelAccount", null=True, blank=True, on_delete=models.PROTECT)
-    headers = models.JSONField(default=dict)
-    body = models.BinaryField()
-    remote_addr = models.GenericIPAddressField(null=True, blank=True)
-    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
-    verification = models.CharField(max_length=20, choices=Verification, default=Verification.PENDING)
-    reject_reason = models.CharField(max_length=300, blank=True, default="")
-    outcome = models.CharField(max_length=20, choices=Outcome, default=Outcome.PENDING)
-    kind = models.CharField(max_length=20, blank=True, default="")
-    event_type = models.CharField(max_length=64, blank=True, default="")
-    dedupe_key = models.CharField(max_length=200, blank=True, default="", db_index=True)
-    parsed = models.JSONField(default=dict, blank=True)
-    payment = models.ForeignKey(Payment, null=True, blank=True, on_delete=models.PROTECT, related_name="notifications")
-    refund = models.ForeignKey("refunds.Refund", null=True, blank=True, on_delete=models.PROTECT,
-                               related_name="notifications")
-    attempts = models.PositiveIntegerField(default=0)
-    processed_at = models.DateTimeField(null=True, blank=True)
-    last_error = models.TextField(blank=True, default="")
-
-    class Meta:
-        indexes = [
-            models.Index(fields=["received_at"], name="inbound_unapplied_idx",
-                         condition=Q(verification="VERIFIED", outcome__in=["PENDING", "FAILED"])),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.channel} #{self.pk} {self.verification}/{self.outcome}"
-
-    @property
-    def body_bytes(self) -> bytes:
-        return bytes(self.body)

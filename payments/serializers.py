@@ -49,3 +49,15 @@ class PaymentOutput(serializers.ModelSerializer):
         fields = ["payment_no", "channel", "method", "status", "amount", "currency", "channel_trade_no",
                   "customer_ref", "expires_at", "paid_at", "created_at", "prepay", "orders"]
         read_only_fields = fields
+
+
+class CashierInput(serializers.Serializer):
+    order_nos = serializers.ListField(child=StrictCharField(max_length=32), allow_empty=False, max_length=50)
+    customer_ref = StrictCharField(max_length=64)
+
+
+class MethodOfferOutput(serializers.Serializer):
+    channel = serializers.CharField()
+    method = serializers.CharField()
+    currency = serializers.CharField()
+    amount = serializers.IntegerField()

@@ -10,8 +10,8 @@ from rest_framework.response import Response
 
 from paycore.api import ApiView, validated
 from paycore.errors import NotFound
-from paycore.models import ApiClient, Scope
-from payments.models import EventSource, PaymentOrderMap
+from paycore.models import ApiClient, EventSource, Scope
+from payments.models import PaymentOrderMap
 from payments.selectors import payment_get_for_client
 from refunds.models import Refund
 from refunds.serializers import RefundCreateInput, RefundOutput

@@ -6,8 +6,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from paycore.models import TimeStampedModel
-from payments.models import StateEvent
+from paycore.models import StateEvent, TimeStampedModel
 
 
 class Refund(TimeStampedModel):

@@ -12,14 +12,15 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from channels.base import RefundRequest, RefundState, RefundStatus
-from channels.services import adapter_for, channel_call
+from channels.services import adapter_for, channel_call, channel_notify_url
 from orders.models import Order
 from orders.services import order_move
 from paycore.errors import ChannelRejectedError, PaymentNotRefundable, RefundExceedsPayment, RefundNoReused
 from paycore.jsonable import jsonable
+from paycore.models import EventSource
 from paycore.outbox import outbox_add
 from payments.locks import orders_lock, payment_lock
-from payments.models import EventSource, Payment, PaymentOrderMap
+from payments.models import Payment, PaymentOrderMap
 from refunds.locks import refund_lock
 from refunds.models import Refund, RefundEvent
 from refunds.states import COUNTED_STATES, REFUND_TRANSITIONS
@@ -44,7 +45,7 @@ def refund_request(*, payment_id: int, refund_no: str, amount: int, reason: str 
     except IntegrityError:  # the same refund_no raced in for another payment
         refund, created = _existing(refund_no, payment_id=payment_id, amount=amount), False
     if created:
-        from schedulers.tasks import refund_submit as refund_submit_task
+        from refunds.tasks import refund_submit as refund_submit_task
 
         transaction.on_commit(lambda: refund_submit_task.delay(refund.pk), robust=True)
     return refund, created
@@ -87,7 +88,7 @@ def refund_submit(*, refund_id: int) -> Refund:
     request = RefundRequest(refund_no=refund.refund_no, payment_no=payment.payment_no,
                             channel_trade_no=payment.channel_trade_no, amount=refund.amount,
                             total_amount=payment.amount, currency=refund.currency, reason=refund.note or refund.reason,
-                            notify_url=_notify_url(payment))
+                            notify_url=channel_notify_url(payment.channel_account))
     try:
         with channel_call("refund"):
             state = adapter_for(payment.channel_account).refund(request)
@@ -151,7 +152,3 @@ def _orders_refunded(payment: Payment, orders: list[Order]) -> None:
             order.save(update_fields=["status", "updated_at"])
 
 
-def _notify_url(payment: Payment) -> str:
-    from payments.services.start import callback_url
-
-    return callback_url(payment.channel_account_id, payment.channel)

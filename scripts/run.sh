@@ -24,7 +24,7 @@ for _ in $(seq 1 50); do
   sleep 0.2
 done
 demo="$($PY manage.py bootstrap_demo)"
-.venv/bin/celery -A paycore worker --beat --loglevel=INFO --concurrency=2 \
+.venv/bin/celery -A config worker --beat --loglevel=INFO --concurrency=2 \
   --schedule="$PAYCORE_VAR_DIR/celerybeat-schedule" > "$PAYCORE_VAR_DIR/celery.log" 2>&1 &
 pids+=($!)
 

@@ -1,6 +1,6 @@
 """Suite-wide fixtures: the sandbox gateway over real HTTP, channel accounts on it, API clients.
 
-Tests run on PostgreSQL (paycore.settings.test); flows that need the sandbox to call paycore
+Tests run on PostgreSQL (config.settings.test); flows that need the sandbox to call paycore
 back use pytest-django's ``live_server``.
 """
 
@@ -13,10 +13,10 @@ import pytest
 from rest_framework.test import APIClient
 
 from channels.models import ChannelAccount
-from channels.provisioning import sandbox_account_provision
-from channels.sandbox.client import SandboxClient
-from channels.sandbox.server import SandboxGateway
 from paycore.apikeys import api_client_create
+from sandbox.client import SandboxClient
+from sandbox.provisioning.services import sandbox_account_provision
+from sandbox.server import SandboxGateway
 from tests import factories
 
 

@@ -2,7 +2,7 @@
 
 Wire reference: /work/shared/docs/channel-protocols.md §1 (v3) and §2 (v2 micropay).
 
-Account keys read (channels/sandbox/CONTRACT.md, "Account JSON keys"):
+Account keys read (sandbox/CONTRACT.md, "Account JSON keys"):
 
 - ``ids``: ``appid``, ``mchid``, ``merchant_serial_no`` (the merchant API certificate serial).
 - ``credentials``: ``merchant_private_key`` (PEM, signs every v3 request and the client invoke

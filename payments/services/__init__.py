@@ -3,7 +3,6 @@
 from payments.services.cashier import MethodOffer, cashier_methods
 from payments.services.close import payment_close, payment_close_superseded
 from payments.services.create import payment_create, payment_place
-from payments.services.notifications import notification_process, notification_receive, notifications_retry_unapplied
 from payments.services.report import payment_client_report
 from payments.services.start import payment_start
 from payments.services.sync import payment_apply_trade, payment_sync_from_channel
@@ -11,9 +10,6 @@ from payments.services.sync import payment_apply_trade, payment_sync_from_channe
 __all__ = [
     "MethodOffer",
     "cashier_methods",
-    "notification_process",
-    "notification_receive",
-    "notifications_retry_unapplied",
     "payment_apply_trade",
     "payment_client_report",
     "payment_close",

@@ -10,8 +10,9 @@ from django.db import transaction
 from channels.base import ChannelRejected, NotSupported, TradeStatus
 from channels.services import adapter_for, channel_call
 from paycore.errors import ChannelRejectedError, ChannelUnavailableError
+from paycore.models import EventSource
 from payments.locks import payment_lock
-from payments.models import EventSource, Payment
+from payments.models import Payment
 from payments.services.sync import payment_apply_trade
 from payments.services.transitions import payment_move
 from payments.states import OPEN_STATES, PAYMENT_TRANSITIONS

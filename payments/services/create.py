@@ -70,7 +70,7 @@ def payment_create(*, order_ids: list[int], customer_ref: str, channel: str, met
     PaymentOrderMap.objects.bulk_create(
         PaymentOrderMap(payment=payment, order=order, amount=order.amount, is_current=True) for order in orders)
     if superseded:
-        from schedulers.tasks import payment_close_superseded as payment_close_superseded_task
+        from payments.tasks import payment_close_superseded as payment_close_superseded_task
 
         transaction.on_commit(lambda: [payment_close_superseded_task.delay(pid) for pid in sorted(superseded)],
                                   robust=True)

@@ -6,8 +6,9 @@ from typing import Any
 
 from django.db import transaction
 
+from paycore.models import EventSource
 from payments.locks import payment_lock
-from payments.models import EventSource, Payment
+from payments.models import Payment
 from payments.services.transitions import payment_move
 
 
@@ -21,7 +22,7 @@ def payment_client_report(*, payment_id: int, result: str, detail: dict[str, Any
                          evidence={"result": result, "detail": detail or {}})
             payment.save(update_fields=["status", "version", "updated_at"])
         if payment.status != Payment.Status.SUCCEEDED:
-            from schedulers.tasks import payment_sync as payment_sync_task
+            from payments.tasks import payment_sync as payment_sync_task
 
             transaction.on_commit(lambda: payment_sync_task.delay(payment_id), robust=True)
     return payment

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
-from django.urls import reverse
 
 from channels.base import ChargeRequest, PrepayRequest, TradeStatus
-from channels.services import adapter_for, channel_call
+from channels.services import adapter_for, channel_call, channel_notify_url
 from paycore.errors import ChannelRejectedError, InvalidRequest
 from paycore.jsonable import jsonable
+from paycore.models import EventSource
 from payments.locks import payment_lock
-from payments.models import EventSource, Payment
+from payments.models import Payment
 from payments.services.sync import payment_apply_trade
 from payments.services.transitions import payment_move
-
-
-def callback_url(account_id: int, channel: str) -> str:
-    path = reverse("callbacks:notify", kwargs={"channel": channel, "account_id": account_id})
-    return settings.PAYCORE_PUBLIC_BASE_URL.rstrip("/") + path
 
 
 def payment_start(*, payment_id: int, auth_code: str = "") -> Payment:
@@ -38,7 +32,7 @@ def payment_start(*, payment_id: int, auth_code: str = "") -> Payment:
     request = PrepayRequest(
         payment_no=payment.payment_no, amount=payment.amount, currency=payment.currency,
         description=_description(payment), method=payment.method,
-        notify_url=callback_url(payment.channel_account_id, payment.channel), expires_at=payment.expires_at,
+        notify_url=channel_notify_url(payment.channel_account), expires_at=payment.expires_at,
         payer_id=payment.payer_id or None, client_ip=payment.client_ip, return_url=payment.return_url or None,
         cancel_url=payment.return_url or None)
     try:

@@ -14,9 +14,10 @@ from orders.models import Order
 from orders.services import order_move
 from paycore.errors import AmountMismatch, Conflict
 from paycore.jsonable import jsonable
+from paycore.models import EventSource
 from paycore.outbox import outbox_add
 from payments.locks import orders_lock, payment_lock
-from payments.models import EventSource, Payment, PaymentOrderMap
+from payments.models import Payment, PaymentOrderMap
 from payments.services.transitions import payment_move
 from payments.states import OPEN_STATES
 
@@ -110,7 +111,7 @@ def _orders_paid_by(payment: Payment) -> list[str]:
         elif not this.is_current:
             duplicates.append(order.order_no)
     if displaced:
-        from schedulers.tasks import payment_close_superseded as payment_close_superseded_task
+        from payments.tasks import payment_close_superseded as payment_close_superseded_task
 
         transaction.on_commit(lambda: [payment_close_superseded_task.delay(pid) for pid in sorted(displaced)],
                               robust=True)

@@ -30,7 +30,7 @@ def test_every_model_has_an_admin() -> None:
     from django.apps import apps
 
     ours = [m for m in apps.get_models() if m._meta.app_label in
-            {"paycore", "orders", "payments", "refunds", "channels"}]
+            {"paycore", "orders", "payments", "refunds", "inbox", "channels"}]
     assert ours and all(admin.site.is_registered(model) for model in ours)
 
 

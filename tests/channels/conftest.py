@@ -18,8 +18,8 @@ import pytest
 from requests.structures import CaseInsensitiveDict
 
 from channels.base import AccountConfig
-from channels.sandbox.client import SandboxClient
-from channels.sandbox.server import SandboxGateway
+from sandbox.client import SandboxClient
+from sandbox.server import SandboxGateway
 
 _account_ids = itertools.count(1)
 

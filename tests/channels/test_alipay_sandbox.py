@@ -2,7 +2,7 @@
 
 The sandbox's Alipay simulator is an independent implementation of channel-protocols §3, so a
 round trip here checks that both sides read the spec the same way. Payment-code auth codes
-follow the simulator's conventions (``channels/sandbox/alipay.py``): ``…0000`` waits for the
+follow the simulator's conventions (``sandbox/alipay.py``): ``…0000`` waits for the
 password, ``…1111`` has no balance, ``…2222`` pays but answers 20000, ``…3333`` makes the first
 cancel answer ``retry_flag=Y``.
 """

@@ -25,7 +25,7 @@ from channels.base import (
     TradeStatus,
 )
 from channels.points import PointsAdapter
-from channels.sandbox.client import SandboxClient, SandboxClientError
+from sandbox.client import SandboxClient, SandboxClientError
 
 RATE = 10                      # points per minor unit
 INITIAL_POINTS = 100_000       # what the sandbox gives a new binding

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import requests
 
-from channels.sandbox import core
-from channels.sandbox.client import SandboxClient, SandboxClientError
-from channels.sandbox.core import ChannelSimulator, SandboxRequest, SandboxResponse
+from sandbox import core
+from sandbox.client import SandboxClient, SandboxClientError
+from sandbox.core import ChannelSimulator, SandboxRequest, SandboxResponse
 
 
 class EchoSimulator(ChannelSimulator):
@@ -64,7 +64,7 @@ def echo_channel(monkeypatch: pytest.MonkeyPatch) -> None:
     module.EchoSimulator = EchoSimulator  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "sandbox_echo_for_tests", module)
     monkeypatch.setitem(core.SIMULATORS, "echo", "sandbox_echo_for_tests.EchoSimulator")
-    monkeypatch.setitem(core.SIMULATORS, "ghost", "channels.sandbox.does_not_exist.GhostSimulator")
+    monkeypatch.setitem(core.SIMULATORS, "ghost", "sandbox.does_not_exist.GhostSimulator")
 
 
 @pytest.fixture
@@ -323,7 +323,7 @@ def test_timeout_fault_without_processing_hangs_up_and_changes_nothing(sandbox, 
 def test_module_entry_point_serves_the_control_api():
     import subprocess
 
-    proc = subprocess.Popen([sys.executable, "-m", "channels.sandbox", "--port", "0", "--time-factor", "7"],
+    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", "0", "--time-factor", "7"],
                             stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from channels.base import AccountConfig
-from channels.sandbox.wechat import v2_sign
+from sandbox.wechat import v2_sign
 
 APP = "/v3/pay/transactions/app"
 

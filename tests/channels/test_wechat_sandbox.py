@@ -1,4 +1,4 @@
-"""WeChat Pay round trips over real HTTP against the sandbox gateway (channels/sandbox/wechat.py).
+"""WeChat Pay round trips over real HTTP against the sandbox gateway (sandbox/wechat.py).
 
 Everything here is signed and verified for real: the adapter signs with the merchant key the
 sandbox generated, the sandbox signs answers and notifications with its platform certificate

@@ -13,7 +13,8 @@ from rest_framework.test import APIClient
 
 from channels.models import ChannelAccount
 from channels.services import adapter_for
-from payments.models import InboundNotification, Payment
+from inbox.models import InboundNotification
+from payments.models import Payment
 from refunds.models import Refund
 from tests.factories import make_order, wait_until
 

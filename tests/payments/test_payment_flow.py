@@ -10,7 +10,8 @@ from rest_framework.test import APIClient
 from channels.models import ChannelAccount
 from orders.models import Order
 from paycore.errors import ChannelUnavailableError, IllegalTransition
-from payments.models import EventSource, Payment, PaymentEvent, PaymentOrderMap
+from paycore.models import EventSource
+from payments.models import Payment, PaymentEvent, PaymentOrderMap
 from payments.services import payment_client_report, payment_close, payment_sync_from_channel
 from tests.factories import make_order, make_payment
 

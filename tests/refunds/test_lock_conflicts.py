@@ -17,7 +17,8 @@ from django.db import connection, transaction
 
 from channels.base import RefundState, RefundStatus
 from channels.models import ChannelAccount
-from payments.models import InboundNotification, Payment
+from inbox.models import InboundNotification
+from payments.models import Payment
 from payments.services import payment_sync_from_channel
 from refunds.models import Refund
 from refunds.services import refund_apply_state, refund_request

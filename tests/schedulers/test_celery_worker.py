@@ -9,9 +9,9 @@ import pytest
 from celery.contrib.testing.worker import start_worker
 
 from channels.models import ChannelAccount
-from paycore.celery import app
+from config.celery import app
 from payments.models import Payment
-from schedulers.tasks import payment_sync
+from payments.tasks import payment_sync
 from tests.factories import make_payment, wait_until
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.apps import apps
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from orders.models import Merchant
 from paycore.apikeys import api_client_create
 from paycore.models import Scope
 
@@ -23,7 +23,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, name: str, merchant: str | None, scopes: str, **options: Any) -> None:
         merchant_id = None
         if merchant:
-            found = Merchant.objects.filter(code=merchant).first()
+            # Merchants belong to the orders app, above this kernel: found through the registry.
+            found = apps.get_model("orders", "Merchant").objects.filter(code=merchant).first()
             if found is None:
                 raise CommandError(f"no merchant {merchant!r}")
             merchant_id = found.pk

@@ -1,0 +1,151 @@
+"""Everything, configured from the environment with development defaults.
+
+With nothing set, paycore runs on SQLite with a broker that needs no server (kombu's
+filesystem transport) and the sandbox gateway; production sets DATABASE_URL, REDIS_URL,
+SECRET_KEY, FIELD_ENCRYPTION_KEYS and ALLOWED_HOSTS.
+"""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+from pathlib import Path
+
+import dj_database_url
+
+from config.settings.env import env_bool, env_int, env_list, env_str, var_dir
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+VAR_DIR = var_dir()
+
+DEV_SECRET_KEY = "dev-insecure-paycore-secret-key-change-me"  # refused by a system check when DEBUG is off
+SECRET_KEY = env_str("SECRET_KEY", DEV_SECRET_KEY)
+DEBUG = env_bool("DEBUG", True)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "paycore",
+    "channels",
+    "orders",
+    "payments",
+    "refunds",
+    "inbox",
+    "reconciliation",
+    "schedulers",
+]
+# Development tooling over the sandbox gateway (demo bootstrap, account provisioning) exists only
+# where the sandbox package does; the production image leaves it out.
+if DEBUG and find_spec("sandbox") is not None:
+    INSTALLED_APPS.append("sandbox.provisioning")
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # admin and docs assets under gunicorn
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'paycore.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = env_str("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+WHITENOISE_USE_FINDERS = DEBUG  # development serves app static files without collectstatic
+
+# --- field encryption -------------------------------------------------------------------
+# "kid:base64url(32 bytes),kid:..." — the first key encrypts, every key decrypts, so keys can
+# rotate: prepend a new key, run `manage.py rotate_field_keys`, then drop the old one.
+DEV_FIELD_ENCRYPTION_KEYS = "dev1:ZGV2LW9ubHktcGF5Y29yZS1maWVsZC1rZXktMzJieXQ="
+FIELD_ENCRYPTION_KEYS = env_str("FIELD_ENCRYPTION_KEYS", DEV_FIELD_ENCRYPTION_KEYS)
+
+# --- paycore ----------------------------------------------------------------------------
+# The base URL channels use to reach paycore's callback endpoints.
+PAYCORE_PUBLIC_BASE_URL = env_str("PAYCORE_PUBLIC_BASE_URL", "http://127.0.0.1:8000")
+PAYCORE_SANDBOX_URL = env_str("PAYCORE_SANDBOX_URL", "http://127.0.0.1:8100")
+ORDER_DEFAULT_TTL_SECONDS = env_int("ORDER_DEFAULT_TTL_SECONDS", 30 * 60)
+ORDER_MAX_TTL_SECONDS = env_int("ORDER_MAX_TTL_SECONDS", 7 * 24 * 3600)
+IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
+IDEMPOTENCY_STALE_SECONDS = env_int("IDEMPOTENCY_STALE_SECONDS", 120)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["paycore.auth.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["paycore.auth.HasScope"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "paycore.api.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "paycore.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "paycore API",
+    "DESCRIPTION": "Orders, payments and refunds for the app backend. Authenticate with "
+    "`Authorization: Bearer <api key>`; send `Idempotency-Key` on every POST.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    # Swagger UI and Redoc assets ship in drf-spectacular-sidecar: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+from config.settings.celery import *  # noqa: E402,F403
+from config.settings.logging import *  # noqa: E402,F403

@@ -1,0 +1,108 @@
+"""A thin ``requests`` wrapper over the sandbox gateway's control API (see CONTRACT.md).
+
+Used by tests and by paycore's development tooling to create accounts, act as the payer and
+inject faults. It talks HTTP only, so it works against a gateway in another process too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+
+class SandboxClientError(Exception):
+    """The control API answered with an error status."""
+
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"sandbox answered {status}: {body}")
+        self.status, self.body = status, body
+        self.code = body.get("code", "") if isinstance(body, dict) else ""
+
+
+class SandboxClient:
+    def __init__(self, base_url: str, session: requests.Session | None = None,
+                 timeout: tuple[float, float] = (5.0, 70.0)) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = session or requests.Session()
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        url = f"{self.base_url}/_sandbox{path}"
+        resp = self.http.request(method, url, json=payload, timeout=self.timeout)
+        body: Any = None
+        if resp.content:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = resp.text
+        if resp.status_code >= 400:
+            raise SandboxClientError(resp.status_code, body)
+        return body
+
+    # --- accounts -----------------------------------------------------------------------
+    def create_account(self, channel: str, notify_url: str | None = None, **options: Any) -> dict[str, Any]:
+        """A fresh account JSON: ``channel``, ``name``, ``base_url``, ``ids``, ``credentials``, ``options``.
+
+        ``options`` are simulator-specific (e.g. WeChat ``mode``).
+        """
+        payload: dict[str, Any] = {"channel": channel, **options}
+        if notify_url is not None:
+            payload["notify_url"] = notify_url
+        return self._call("POST", "/accounts", payload)
+
+    # --- payer --------------------------------------------------------------------------
+    def act(self, channel: str, payment_no: str, action: str, **params: Any) -> dict[str, Any]:
+        path = f"/{quote(channel, safe='')}/trades/{quote(payment_no, safe='')}/{quote(action, safe='')}"
+        return self._call("POST", path, params)
+
+    def pay(self, channel: str, payment_no: str, **params: Any) -> dict[str, Any]:
+        return self.act(channel, payment_no, "pay", **params)
+
+    def fail(self, channel: str, payment_no: str, **params: Any) -> dict[str, Any]:
+        return self.act(channel, payment_no, "fail", **params)
+
+    def cancel(self, channel: str, payment_no: str, **params: Any) -> dict[str, Any]:
+        return self.act(channel, payment_no, "cancel", **params)
+
+    def password(self, channel: str, payment_no: str, **params: Any) -> dict[str, Any]:
+        return self.act(channel, payment_no, "password", **params)
+
+    # --- inspection ---------------------------------------------------------------------
+    def trades(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/trades")
+
+    def notifications(self) -> list[dict[str, Any]]:
+        """Every delivery attempt: id, key, url, attempt, status, outcome, fault, request body..."""
+        return self._call("GET", "/notifications")
+
+    def notification_states(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/notifications/states")
+
+    def flush_notifications(self) -> int:
+        """Release notifications held back by a ``reorder`` fault."""
+        return self._call("POST", "/notifications/flush")["released"]
+
+    def cancel_notifications(self) -> int:
+        """Stop every pending or held delivery; returns how many were stopped."""
+        return self._call("POST", "/notifications/cancel")["cancelled"]
+
+    def wait_idle(self, timeout: float = 5.0) -> bool:
+        """Wait until no notification delivery is pending; False if still busy after ``timeout``."""
+        return self._call("POST", "/wait_idle", {"timeout": timeout})["idle"]
+
+    # --- faults -------------------------------------------------------------------------
+    def add_fault(self, **rule: Any) -> dict[str, Any]:
+        """``kind`` plus optional ``channel``, ``path``, ``body_contains``, ``count``, ``seconds``,
+        ``amount``, ``process`` (see ``sandbox.core.FaultRule``)."""
+        return self._call("POST", "/faults", rule)
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/faults")
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def reset(self) -> None:
+        self._call("POST", "/reset")

@@ -1,0 +1,255 @@
+"""The sandbox gateway's HTTP front: routing to channel simulators and the control API.
+
+``SandboxGateway`` serves on a ``ThreadingHTTPServer`` in a background thread (tests) or in
+the foreground (``python -m sandbox``). Everything under ``/_sandbox/`` is the control
+API (JSON, see CONTRACT.md); ``/{channel}/...`` goes to that channel's simulator with the path
+relative to the prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import traceback
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from requests.structures import CaseInsensitiveDict
+
+from sandbox.core import (
+    SIMULATORS,
+    Disconnect,
+    Sandbox,
+    SandboxError,
+    SandboxRequest,
+    SandboxResponse,
+)
+
+_MAX_BODY = 10 * 1024 * 1024
+
+
+class SandboxGateway:
+    """The sandbox as a server. ``port=0`` picks a free port; see ``base_url`` after ``start()``."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, time_factor: float = 1.0,
+                 *, verbose: bool = False) -> None:
+        self.sandbox = Sandbox(time_factor=time_factor)
+        self._host, self._port, self._verbose = host, port, verbose
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the gateway is not started")
+        host, port = self._server.server_address[:2]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - only a display name
+        return f"http://{shown}:{port}"
+
+    def bind(self) -> SandboxGateway:
+        """Open the listening socket (``base_url`` is known from here on) without serving yet."""
+        if self._server is None:
+            self._make_server()
+        return self
+
+    def _make_server(self) -> ThreadingHTTPServer:
+        server = ThreadingHTTPServer((self._host, self._port), _Handler)
+        server.daemon_threads = True
+        server.sandbox = self.sandbox  # type: ignore[attr-defined]
+        server.verbose = self._verbose  # type: ignore[attr-defined]
+        self._server = server
+        self.sandbox.base_url = self.base_url
+        return server
+
+    def start(self) -> SandboxGateway:
+        """Serve in a background thread and return at once."""
+        server = self.bind()._server
+        assert server is not None
+        self._thread = threading.Thread(target=server.serve_forever, name="sandbox-gateway", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until interrupted."""
+        server = self.bind()._server
+        assert server is not None
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+            self.sandbox.close()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.sandbox.close()
+
+    def __enter__(self) -> SandboxGateway:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "paycore-sandbox/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if getattr(self.server, "verbose", False):
+            super().log_message(format, *args)
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    # ------------------------------------------------------------------------------------
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > _MAX_BODY:
+            raise SandboxError(413, "TOO_LARGE", "request body too large")
+        return self.rfile.read(length) if length else b""
+
+    def _handle(self) -> None:
+        sandbox: Sandbox = self.server.sandbox  # type: ignore[attr-defined]
+        host = self.headers.get("Host")
+        sandbox.bind_base_url(f"http://{host}" if host else None)
+        try:
+            body = self._read_body()
+            split = urlsplit(self.path)
+            path, query = split.path, split.query
+            if path == "/_sandbox" or path.startswith("/_sandbox/"):
+                resp = _control(sandbox, self.command, path[len("/_sandbox"):], query, body)
+            else:
+                resp = self._channel(sandbox, path, query, body)
+        except Disconnect:
+            self.close_connection = True
+            return
+        except SandboxError as exc:
+            resp = exc.to_response()
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            message = f"{type(exc).__name__}: {exc}"
+            resp = SandboxResponse.json(500, {"code": "SANDBOX_ERROR", "message": message})
+        finally:
+            sandbox.bind_base_url(None)
+        self._write(resp)
+
+    def _channel(self, sandbox: Sandbox, path: str, query: str, body: bytes) -> SandboxResponse:
+        _, _, rest = path.partition("/")
+        channel, slash, tail = rest.partition("/")
+        if channel not in SIMULATORS:
+            raise SandboxError(404, "UNKNOWN_CHANNEL",
+                               f"no channel prefix {channel!r}; known: {sorted(SIMULATORS)}")
+        host = self.headers.get("Host")
+        req = SandboxRequest(
+            method=self.command.upper(), path=slash + tail if slash else "/", query=query,
+            headers=CaseInsensitiveDict(dict(self.headers.items())), body=body,
+            remote_addr=self.client_address[0], channel=channel, raw_path=path,
+            base_url=f"http://{host}/{channel}" if host else f"{sandbox.base_url}/{channel}",
+        )
+        return sandbox.dispatch_channel(req)
+
+    def _write(self, resp: SandboxResponse) -> None:
+        try:
+            self.send_response(resp.status)
+            headers = dict(resp.headers)
+            if not any(k.lower() == "content-length" for k in headers):
+                headers["Content-Length"] = str(len(resp.body))
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            if self.command != "HEAD" and resp.body:
+                self.wfile.write(resp.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+# --------------------------------------------------------------------------------------------
+# Control API
+# --------------------------------------------------------------------------------------------
+def _json_body(body: bytes) -> dict[str, Any]:
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise SandboxError(400, "BAD_JSON", "control API bodies are JSON objects") from None
+    if not isinstance(data, dict):
+        raise SandboxError(400, "BAD_JSON", "control API bodies are JSON objects")
+    return data
+
+
+def _control(sandbox: Sandbox, method: str, path: str, query: str, body: bytes) -> SandboxResponse:
+    parts = [unquote(p) for p in path.strip("/").split("/") if p]
+    ok = SandboxResponse.json
+    match (method, parts):
+        case ("GET", []):
+            from sandbox.page import render_page
+
+            return SandboxResponse.text(200, render_page(sandbox), "text/html; charset=utf-8")
+        case ("GET", ["health"]):
+            return ok(200, {"status": "ok", "time_factor": sandbox.time_factor})
+        case ("POST", ["accounts"]):
+            data = _json_body(body)
+            channel = data.pop("channel", None)
+            if not isinstance(channel, str):
+                raise SandboxError(400, "BAD_REQUEST", "channel is required")
+            notify_url = data.pop("notify_url", None)
+            return ok(201, sandbox.create_account(channel, notify_url=notify_url, options=data))
+        case ("POST", [channel, "trades", payment_no, action]):
+            result = sandbox.payer_action(channel, payment_no, action, _json_body(body))
+            return ok(200, result)
+        case ("GET", ["trades"]):
+            return ok(200, sandbox.snapshot())
+        case ("GET", ["notifications"]):
+            with sandbox.lock:
+                return ok(200, list(sandbox.notification_log))
+        case ("GET", ["notifications", "states"]):
+            return ok(200, sandbox.notification_states())
+        case ("POST", ["notifications", "cancel"]):
+            return ok(200, {"cancelled": sandbox.cancel_notifications()})
+        case ("POST", ["notifications", "flush"]):
+            return ok(200, {"released": sandbox.flush_held()})
+        case ("POST", ["wait_idle"]):
+            timeout = float(_json_body(body).get("timeout", 5))
+            return ok(200, {"idle": sandbox.wait_idle(min(timeout, 60.0))})
+        case ("GET", ["faults"]):
+            with sandbox.lock:
+                return ok(200, [f.to_json() for f in sandbox.faults])
+        case ("POST", ["faults"]):
+            return ok(201, sandbox.add_fault(_json_body(body)).to_json())
+        case ("DELETE", ["faults"]):
+            sandbox.clear_faults()
+            return SandboxResponse.empty(204)
+        case ("POST", ["reset"]):
+            sandbox.reset()
+            return ok(200, {"reset": True})
+    raise SandboxError(404, "NOT_FOUND", f"no control endpoint {method} /_sandbox{path}")
