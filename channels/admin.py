@@ -13,8 +13,10 @@ from channels.models import ChannelAccount
 
 class ChannelAccountForm(forms.ModelForm):
     new_credentials = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False),
-        help_text="JSON object of secrets (private keys, API keys). Leave blank to keep the stored ones.")
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="JSON object of secrets (private keys, API keys). Leave blank to keep the stored ones.",
+    )
 
     class Meta:
         model = ChannelAccount

@@ -66,15 +66,15 @@ from channels.base import (
 )
 from channels.base import Notification as ChannelNotification
 
-CST = timezone(timedelta(hours=8), "UTC+08:00")   # Alipay's timestamps are Beijing time
+CST = timezone(timedelta(hours=8), "UTC+08:00")  # Alipay's timestamps are Beijing time
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _YUAN = re.compile(r"-?\d{1,12}(\.\d{1,2})?")
-_MAX_FEN = 100_000_000_00                          # 100000000.00 yuan per trade
+_MAX_FEN = 100_000_000_00  # 100000000.00 yuan per trade
 
-_PRODUCT = {                                       # method -> (API, product_code)
+_PRODUCT = {  # method -> (API, product_code)
     "app": ("alipay.trade.app.pay", "QUICK_MSECURITY_PAY"),
     "page": ("alipay.trade.page.pay", "FAST_INSTANT_TRADE_PAY"),
-    "h5": ("alipay.trade.wap.pay", "QUICK_WAP_WAY"),   # docs; python-alipay-sdk sends QUICK_WAP_PAY ⚠
+    "h5": ("alipay.trade.wap.pay", "QUICK_WAP_WAY"),  # docs; python-alipay-sdk sends QUICK_WAP_PAY ⚠
 }
 
 # §3.6. TRADE_CLOSED is resolved by _trade_status (it also means "paid, then fully refunded").
@@ -124,23 +124,33 @@ class AlipayAdapter(ChannelAdapter):
             "product_code": product_code,
             "time_expire": _cst(req.expires_at),
         }
-        params = self._signed_params(api, biz, notify_url=req.notify_url,
-                                     return_url=req.return_url if req.method != "app" else None)
+        params = self._signed_params(
+            api, biz, notify_url=req.notify_url, return_url=req.return_url if req.method != "app" else None
+        )
         encoded = _encode(params)
         if req.method == "app":
             client_params: dict[str, Any] = {"order_string": encoded}
         else:
             client_params = {"url": f"{self._gateway}?{encoded}"}
-        return PrepayResult(payment_no=req.payment_no, client_params=client_params,
-                            status=TradeStatus.NOT_PAID, raw={"method": api, "biz_content": biz})
+        return PrepayResult(
+            payment_no=req.payment_no,
+            client_params=client_params,
+            status=TradeStatus.NOT_PAID,
+            raw={"method": api, "biz_content": biz},
+        )
 
     def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
         """``alipay.trade.query``; ``ACQ.TRADE_NOT_EXIST`` means "not opened yet", not an error."""
         biz = _trade_ref(payment_no, channel_trade_no)
         node = self._call("alipay.trade.query", biz)
         if _is_not_exist(node):
-            return TradeState(payment_no=payment_no or "", status=TradeStatus.NOT_FOUND,
-                              channel_trade_no=channel_trade_no, paid_amount=None, raw=node)
+            return TradeState(
+                payment_no=payment_no or "",
+                status=TradeStatus.NOT_FOUND,
+                channel_trade_no=channel_trade_no,
+                paid_amount=None,
+                raw=node,
+            )
         self._raise_for_code(node)
         if payment_no and node.get("out_trade_no") not in (None, payment_no):
             raise ChannelUnavailable("alipay answered about another trade", raw=node)
@@ -169,8 +179,11 @@ class AlipayAdapter(ChannelAdapter):
         if req.refund_no == req.payment_no:
             raise ValueError("refund_no must differ from payment_no (see channel-protocols §3.10)")
         self._check_amount(req.amount, req.currency)
-        biz = {**_trade_ref(req.payment_no, req.channel_trade_no),
-               "refund_amount": _yuan(req.amount), "out_request_no": req.refund_no}
+        biz = {
+            **_trade_ref(req.payment_no, req.channel_trade_no),
+            "refund_amount": _yuan(req.amount),
+            "out_request_no": req.refund_no,
+        }
         if req.reason:
             biz["refund_reason"] = req.reason[:256]
         node = self._call("alipay.trade.refund", biz)
@@ -179,31 +192,52 @@ class AlipayAdapter(ChannelAdapter):
             raise ChannelUnavailable("alipay answered about another trade", raw=node)
         fund_change = node.get("fund_change")
         if fund_change == "Y":
-            return RefundState(refund_no=req.refund_no, status=RefundStatus.SUCCEEDED,
-                               channel_refund_no=None, amount=req.amount,
-                               succeeded_at=_parse_time(node.get("gmt_refund_pay")), raw=node)
+            return RefundState(
+                refund_no=req.refund_no,
+                status=RefundStatus.SUCCEEDED,
+                channel_refund_no=None,
+                amount=req.amount,
+                succeeded_at=_parse_time(node.get("gmt_refund_pay")),
+                raw=node,
+            )
         if fund_change == "N":
-            confirmed = self.query_refund(refund_no=req.refund_no, payment_no=req.payment_no,
-                                          channel_trade_no=req.channel_trade_no)
+            confirmed = self.query_refund(
+                refund_no=req.refund_no, payment_no=req.payment_no, channel_trade_no=req.channel_trade_no
+            )
             if confirmed.status is RefundStatus.SUCCEEDED:
                 return confirmed
-            return RefundState(refund_no=req.refund_no, status=RefundStatus.PROCESSING,
-                               channel_refund_no=None, amount=req.amount, raw=node)
+            return RefundState(
+                refund_no=req.refund_no,
+                status=RefundStatus.PROCESSING,
+                channel_refund_no=None,
+                amount=req.amount,
+                raw=node,
+            )
         raise ChannelUnavailable(f"unexpected fund_change {fund_change!r}", raw=node)
 
-    def query_refund(self, *, refund_no: str, payment_no: str, channel_trade_no: str | None = None,
-                     channel_refund_no: str | None = None) -> RefundState:
+    def query_refund(
+        self,
+        *,
+        refund_no: str,
+        payment_no: str,
+        channel_trade_no: str | None = None,
+        channel_refund_no: str | None = None,
+    ) -> RefundState:
         """``alipay.trade.fastpay.refund.query``: ``code 10000`` only means the query ran.
 
         ``refund_status=REFUND_SUCCESS`` is success. Without it the refund was not received or
         has not succeeded (yet): PROCESSING when Alipay echoes the request, NOT_FOUND otherwise.
         """
-        biz = {**_trade_ref(payment_no, channel_trade_no), "out_request_no": refund_no,
-               "query_options": ["gmt_refund_pay"]}
+        biz = {
+            **_trade_ref(payment_no, channel_trade_no),
+            "out_request_no": refund_no,
+            "query_options": ["gmt_refund_pay"],
+        }
         node = self._call("alipay.trade.fastpay.refund.query", biz)
         if _is_not_exist(node):
-            return RefundState(refund_no=refund_no, status=RefundStatus.NOT_FOUND,
-                               channel_refund_no=None, amount=None, raw=node)
+            return RefundState(
+                refund_no=refund_no, status=RefundStatus.NOT_FOUND, channel_refund_no=None, amount=None, raw=node
+            )
         self._raise_for_code(node)
         amount = _fen(node["refund_amount"]) if node.get("refund_amount") else None
         refund_status = node.get("refund_status")
@@ -215,10 +249,14 @@ class AlipayAdapter(ChannelAdapter):
             status = RefundStatus.PROCESSING
         else:
             status = RefundStatus.NOT_FOUND
-        return RefundState(refund_no=refund_no, status=status, channel_refund_no=None, amount=amount,
-                           succeeded_at=_parse_time(node.get("gmt_refund_pay"))
-                           if status is RefundStatus.SUCCEEDED else None,
-                           raw=node)
+        return RefundState(
+            refund_no=refund_no,
+            status=status,
+            channel_refund_no=None,
+            amount=amount,
+            succeeded_at=_parse_time(node.get("gmt_refund_pay")) if status is RefundStatus.SUCCEEDED else None,
+            raw=node,
+        )
 
     # --- notifications ----------------------------------------------------------------
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> ChannelNotification:
@@ -245,22 +283,38 @@ class AlipayAdapter(ChannelAdapter):
         notify_type = fields.get("notify_type", "")
         dedupe_key = f"{fields.get('notify_id', '')}:{trade_status or notify_type}"
         if notify_type != "trade_status_sync" or not trade_status:
-            return ChannelNotification(kind=NotificationKind.OTHER, dedupe_key=dedupe_key,
-                                       event_type=notify_type, payment_no=fields.get("out_trade_no"),
-                                       channel_trade_no=fields.get("trade_no"), raw=raw)
+            return ChannelNotification(
+                kind=NotificationKind.OTHER,
+                dedupe_key=dedupe_key,
+                event_type=notify_type,
+                payment_no=fields.get("out_trade_no"),
+                channel_trade_no=fields.get("trade_no"),
+                raw=raw,
+            )
         trade = _trade_state(fields, paid_at_field="gmt_payment")
         refund = None
         kind = NotificationKind.PAYMENT
         if fields.get("out_biz_no") or fields.get("refund_fee"):
             kind = NotificationKind.REFUND
             # refund_fee is the trade's refunded total, not this refund's amount.
-            refund = RefundState(refund_no=fields.get("out_biz_no", ""), status=RefundStatus.SUCCEEDED,
-                                 channel_refund_no=None, amount=None,
-                                 succeeded_at=_parse_time(fields.get("gmt_refund")), raw=raw)
-        return ChannelNotification(kind=kind, dedupe_key=dedupe_key, event_type=trade_status,
-                                   payment_no=fields.get("out_trade_no"),
-                                   channel_trade_no=fields.get("trade_no"),
-                                   trade=trade, refund=refund, raw=raw)
+            refund = RefundState(
+                refund_no=fields.get("out_biz_no", ""),
+                status=RefundStatus.SUCCEEDED,
+                channel_refund_no=None,
+                amount=None,
+                succeeded_at=_parse_time(fields.get("gmt_refund")),
+                raw=raw,
+            )
+        return ChannelNotification(
+            kind=kind,
+            dedupe_key=dedupe_key,
+            event_type=trade_status,
+            payment_no=fields.get("out_trade_no"),
+            channel_trade_no=fields.get("trade_no"),
+            trade=trade,
+            refund=refund,
+            raw=raw,
+        )
 
     def ack(self, ok: bool, message: str = "") -> Ack:
         """Alipay wants HTTP 200 with exactly ``success``; anything else makes it re-send."""
@@ -269,8 +323,9 @@ class AlipayAdapter(ChannelAdapter):
     # --- bills ------------------------------------------------------------------------
     def fetch_bill(self, bill_date: date) -> Iterator[BillRow]:
         """Daily ``trade`` bill: ask for the download URL, fetch the zip, parse the detail CSV."""
-        node = self._call("alipay.data.dataservice.bill.downloadurl.query",
-                          {"bill_type": "trade", "bill_date": bill_date.isoformat()})
+        node = self._call(
+            "alipay.data.dataservice.bill.downloadurl.query", {"bill_type": "trade", "bill_date": bill_date.isoformat()}
+        )
         if node.get("code") == "40004" and node.get("sub_code") == "isp.bill_not_exist":
             return iter(())
         self._raise_for_code(node)
@@ -304,14 +359,24 @@ class AlipayAdapter(ChannelAdapter):
         if code == "10000":
             if node.get("out_trade_no") not in (None, req.payment_no):
                 raise ChannelUnavailable("alipay answered about another trade", raw=node)
-            return TradeState(payment_no=req.payment_no, status=TradeStatus.PAID,
-                              channel_trade_no=node.get("trade_no") or None,
-                              paid_amount=_fen(node["total_amount"]) if node.get("total_amount") else None,
-                              currency="CNY", paid_at=_parse_time(node.get("gmt_payment")), raw=node)
+            return TradeState(
+                payment_no=req.payment_no,
+                status=TradeStatus.PAID,
+                channel_trade_no=node.get("trade_no") or None,
+                paid_amount=_fen(node["total_amount"]) if node.get("total_amount") else None,
+                currency="CNY",
+                paid_at=_parse_time(node.get("gmt_payment")),
+                raw=node,
+            )
         if code == "10003":
-            return TradeState(payment_no=req.payment_no, status=TradeStatus.USER_PAYING,
-                              channel_trade_no=node.get("trade_no") or None, paid_amount=None,
-                              currency="CNY", raw=node)
+            return TradeState(
+                payment_no=req.payment_no,
+                status=TradeStatus.USER_PAYING,
+                channel_trade_no=node.get("trade_no") or None,
+                paid_amount=None,
+                currency="CNY",
+                raw=node,
+            )
         if code == "40004" and node.get("sub_code") == "ACQ.TRADE_HAS_SUCCESS":
             return self.query(payment_no=req.payment_no)
         self._raise_for_code(node)
@@ -362,7 +427,8 @@ class AlipayAdapter(ChannelAdapter):
     @cached_property
     def _private_key(self) -> rsa.RSAPrivateKey:
         key = serialization.load_pem_private_key(
-            _pem(self.config.credentials["app_private_key"], "PRIVATE KEY"), password=None)
+            _pem(self.config.credentials["app_private_key"], "PRIVATE KEY"), password=None
+        )
         if not isinstance(key, rsa.RSAPrivateKey):
             raise TypeError("app_private_key is not an RSA key")
         return key
@@ -386,8 +452,9 @@ class AlipayAdapter(ChannelAdapter):
             return False
         return True
 
-    def _signed_params(self, api: str, biz: Mapping[str, Any], *, notify_url: str | None = None,
-                       return_url: str | None = None) -> dict[str, str]:
+    def _signed_params(
+        self, api: str, biz: Mapping[str, Any], *, notify_url: str | None = None, return_url: str | None = None
+    ) -> dict[str, str]:
         """Common parameters + biz_content, signed per §3.2 (empty values dropped, sign_type kept)."""
         params = {
             "app_id": self._app_id,
@@ -412,9 +479,12 @@ class AlipayAdapter(ChannelAdapter):
         """POST one API call; return the verified ``…_response`` (or ``error_response``) node."""
         params = self._signed_params(api, biz)
         try:
-            resp = self.http.post(self._gateway, data=_encode(params).encode("ascii"),
-                                  headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
-                                  timeout=DEFAULT_TIMEOUT)
+            resp = self.http.post(
+                self._gateway,
+                data=_encode(params).encode("ascii"),
+                headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
+                timeout=DEFAULT_TIMEOUT,
+            )
         except requests.RequestException as exc:
             raise ChannelUnavailable(f"{api}: {type(exc).__name__}") from exc
         if resp.status_code != 200:
@@ -437,12 +507,11 @@ class AlipayAdapter(ChannelAdapter):
         sign_raw = members.get("sign")
         if sign_raw is None:
             if not is_error:
-                raise ChannelUnavailable(f"{api}: unsigned response")   # outcome unknown
+                raise ChannelUnavailable(f"{api}: unsigned response")  # outcome unknown
         else:
             sign = json.loads(sign_raw)
             if not isinstance(sign, str) or not self._verify(raw_node.encode("utf-8"), sign):
-                raise ChannelUnavailable(f"{api}: response signature does not verify",
-                                         code="SIGNATURE_INVALID")
+                raise ChannelUnavailable(f"{api}: response signature does not verify", code="SIGNATURE_INVALID")
         node = json.loads(raw_node)
         if not isinstance(node, dict):
             raise ChannelUnavailable(f"{api}: response node is not an object")
@@ -486,14 +555,14 @@ def _pem(value: str, kind: str) -> bytes:
     """Accept PEM, or the bare Base64 body Alipay's key tools print (PKCS#8 / X.509 SPKI)."""
     text = value.strip()
     if not text.startswith("-----BEGIN"):
-        body = "\n".join(text[i:i + 64] for i in range(0, len(text), 64))
+        body = "\n".join(text[i : i + 64] for i in range(0, len(text), 64))
         text = f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
     return text.encode("ascii")
 
 
 def _trade_ref(payment_no: str | None, channel_trade_no: str | None) -> dict[str, str]:
     if channel_trade_no:
-        return {"trade_no": channel_trade_no}          # trade_no wins at Alipay anyway
+        return {"trade_no": channel_trade_no}  # trade_no wins at Alipay anyway
     if payment_no:
         return {"out_trade_no": payment_no}
     raise ValueError("payment_no or channel_trade_no is required")
@@ -550,7 +619,7 @@ def _trade_state(fields: Mapping[str, Any], *, paid_at_field: str) -> TradeState
     except KeyError:
         raise ChannelUnavailable(f"unknown trade_status {trade_status!r}", raw=dict(fields)) from None
     if trade_status == "TRADE_CLOSED" and _was_paid(fields):
-        status = TradeStatus.PAID     # paid, then fully refunded: the payment did happen
+        status = TradeStatus.PAID  # paid, then fully refunded: the payment did happen
     paid = status is TradeStatus.PAID
     return TradeState(
         payment_no=fields.get("out_trade_no", ""),
@@ -734,7 +803,7 @@ def _bill_row(record: dict[str, str]) -> BillRow:
     payment_no = cell("商户订单号")
     request_no = cell("退款批次号/请求号") or None
     if kind is BillRowKind.REFUND and request_no == payment_no:
-        kind = BillRowKind.REVOKED    # paycore never refunds with out_request_no = out_trade_no
+        kind = BillRowKind.REVOKED  # paycore never refunds with out_request_no = out_trade_no
     amount = abs(_fen(cell("订单金额（元）", "订单金额(元)") or "0"))
     fee_text = cell("服务费（元）", "服务费(元)")
     fee = None

@@ -55,27 +55,27 @@ class NotSupported(ChannelError):
 class TradeStatus(enum.StrEnum):
     """Channel-neutral payment state as the channel reports it."""
 
-    NOT_FOUND = "NOT_FOUND"        # the channel has no trade under this number (yet)
-    NOT_PAID = "NOT_PAID"          # created / awaiting the payer
-    USER_PAYING = "USER_PAYING"    # payment code: waiting for the payer's password
-    PAID = "PAID"                  # money taken (refunds afterwards do not undo this)
-    CLOSED = "CLOSED"              # closed unpaid (expired, cancelled)
-    REVOKED = "REVOKED"            # payment code reversed
-    FAILED = "FAILED"              # definite failure (bank refused, declined)
+    NOT_FOUND = "NOT_FOUND"  # the channel has no trade under this number (yet)
+    NOT_PAID = "NOT_PAID"  # created / awaiting the payer
+    USER_PAYING = "USER_PAYING"  # payment code: waiting for the payer's password
+    PAID = "PAID"  # money taken (refunds afterwards do not undo this)
+    CLOSED = "CLOSED"  # closed unpaid (expired, cancelled)
+    REVOKED = "REVOKED"  # payment code reversed
+    FAILED = "FAILED"  # definite failure (bank refused, declined)
 
 
 class RefundStatus(enum.StrEnum):
     NOT_FOUND = "NOT_FOUND"
     PROCESSING = "PROCESSING"
     SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"              # final; a new attempt needs a new refund number
-    ABNORMAL = "ABNORMAL"          # needs ops (WeChat: card frozen); not final
+    FAILED = "FAILED"  # final; a new attempt needs a new refund number
+    ABNORMAL = "ABNORMAL"  # needs ops (WeChat: card frozen); not final
 
 
 class NotificationKind(enum.StrEnum):
     PAYMENT = "PAYMENT"
     REFUND = "REFUND"
-    OTHER = "OTHER"                # verified, but nothing paycore acts on (e.g. order approved)
+    OTHER = "OTHER"  # verified, but nothing paycore acts on (e.g. order approved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +102,14 @@ class AccountConfig:
 @dataclass(frozen=True, slots=True)
 class PrepayRequest:
     payment_no: str
-    amount: int                    # minor units
-    currency: str                  # ISO 4217
+    amount: int  # minor units
+    currency: str  # ISO 4217
     description: str
-    method: str                    # app / jsapi / native / h5 / page / points
+    method: str  # app / jsapi / native / h5 / page / points
     notify_url: str
-    expires_at: datetime           # aware
-    payer_id: str | None = None    # WeChat JSAPI openid, points binding id
-    client_ip: str | None = None   # WeChat H5 scene_info.payer_client_ip
+    expires_at: datetime  # aware
+    payer_id: str | None = None  # WeChat JSAPI openid, points binding id
+    client_ip: str | None = None  # WeChat H5 scene_info.payer_client_ip
     return_url: str | None = None  # Alipay page/wap, PayPal approve return
     cancel_url: str | None = None  # PayPal
 
@@ -119,8 +119,8 @@ class PrepayResult:
     """What the app's SDK needs (``client_params``) plus the channel's own ids."""
 
     payment_no: str
-    client_params: Mapping[str, Any]       # e.g. WeChat PayReq, Alipay order string, PayPal approve URL
-    channel_trade_no: str | None = None    # known at prepay for PayPal (order id) and points
+    client_params: Mapping[str, Any]  # e.g. WeChat PayReq, Alipay order string, PayPal approve URL
+    channel_trade_no: str | None = None  # known at prepay for PayPal (order id) and points
     status: TradeStatus = TradeStatus.NOT_PAID
     raw: Mapping[str, Any] = field(default_factory=dict)
 
@@ -130,10 +130,10 @@ class TradeState:
     payment_no: str
     status: TradeStatus
     channel_trade_no: str | None
-    paid_amount: int | None                # minor units; None until paid
+    paid_amount: int | None  # minor units; None until paid
     currency: str | None = None
     paid_at: datetime | None = None
-    raw: Mapping[str, Any] = field(default_factory=dict)   # the verified payload, kept as evidence
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the verified payload, kept as evidence
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +154,8 @@ class RefundRequest:
     refund_no: str
     payment_no: str
     channel_trade_no: str | None
-    amount: int                     # this refund, minor units
-    total_amount: int               # the original payment's amount
+    amount: int  # this refund, minor units
+    total_amount: int  # the original payment's amount
     currency: str
     reason: str
     notify_url: str | None = None
@@ -206,13 +206,13 @@ class BillRow:
     kind: BillRowKind
     payment_no: str
     channel_trade_no: str
-    amount: int                    # positive, minor units (payment amount, or refund amount)
+    amount: int  # positive, minor units (payment amount, or refund amount)
     currency: str
     occurred_at: datetime | None
     refund_no: str | None = None
     channel_refund_no: str | None = None
-    fee: int | None = None         # minor units, positive = fee charged
-    status: str = ""               # the channel's own status text, frozen at bill time
+    fee: int | None = None  # minor units, positive = fee charged
+    status: str = ""  # the channel's own status text, frozen at bill time
     raw: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -220,8 +220,8 @@ class ChannelAdapter(ABC):
     """One channel's wire protocol. Subclasses set ``code`` and implement the operations."""
 
     code: ClassVar[str]
-    methods: ClassVar[frozenset[str]]              # payment methods offered (app, jsapi, paycode...)
-    currencies: ClassVar[frozenset[str] | None]    # None: any ISO 4217 currency the account accepts
+    methods: ClassVar[frozenset[str]]  # payment methods offered (app, jsapi, paycode...)
+    currencies: ClassVar[frozenset[str] | None]  # None: any ISO 4217 currency the account accepts
 
     def __init__(self, config: AccountConfig, http: requests.Session | None = None) -> None:
         self.config = config
@@ -250,8 +250,14 @@ class ChannelAdapter(ABC):
     def refund(self, req: RefundRequest) -> RefundState: ...
 
     @abstractmethod
-    def query_refund(self, *, refund_no: str, payment_no: str, channel_trade_no: str | None = None,
-                     channel_refund_no: str | None = None) -> RefundState: ...
+    def query_refund(
+        self,
+        *,
+        refund_no: str,
+        payment_no: str,
+        channel_trade_no: str | None = None,
+        channel_refund_no: str | None = None,
+    ) -> RefundState: ...
 
     # --- notifications ----------------------------------------------------------------
     @abstractmethod

@@ -20,5 +20,4 @@ def check_sandbox_accounts(app_configs: Any, **kwargs: Any) -> list[Any]:
         sandboxed = [a.name for a in ChannelAccount.objects.filter(is_enabled=True) if a.points_at_sandbox]
     except DatabaseError:
         return []
-    return [Warning(f"channel account {name!r} points at the sandbox gateway", id="paycore.W001")
-            for name in sandboxed]
+    return [Warning(f"channel account {name!r} points at the sandbox gateway", id="paycore.W001") for name in sandboxed]

@@ -25,9 +25,9 @@ class ChannelAccount(TimeStampedModel):
     channel = models.CharField(max_length=20, choices=Channel)
     name = models.CharField(max_length=100, unique=True)
     base_url = models.URLField(max_length=300)
-    ids = models.JSONField(default=dict, blank=True)          # app id, merchant id... (not secret)
+    ids = models.JSONField(default=dict, blank=True)  # app id, merchant id... (not secret)
     credentials = EncryptedJSONField(default=dict, blank=True)  # private keys, API keys (secret)
-    options = models.JSONField(default=dict, blank=True)      # public keys, certificates, switches
+    options = models.JSONField(default=dict, blank=True)  # public keys, certificates, switches
     is_enabled = models.BooleanField(default=True)
     callback_ip_allowlist = models.JSONField(default=list, blank=True)  # empty: any address
 
@@ -40,8 +40,14 @@ class ChannelAccount(TimeStampedModel):
         return f"{self.name} ({self.channel})"
 
     def as_config(self) -> AccountConfig:
-        return AccountConfig(channel=self.channel, account_id=self.pk, base_url=self.base_url.rstrip("/"),
-                             ids=dict(self.ids), credentials=dict(self.credentials), options=dict(self.options))
+        return AccountConfig(
+            channel=self.channel,
+            account_id=self.pk,
+            base_url=self.base_url.rstrip("/"),
+            ids=dict(self.ids),
+            credentials=dict(self.credentials),
+            options=dict(self.options),
+        )
 
     @property
     def points_at_sandbox(self) -> bool:

@@ -85,10 +85,36 @@ logger = logging.getLogger(__name__)
 _EXPONENT: dict[str, int] = {
     **dict.fromkeys(("JPY", "KRW"), 0),
     **dict.fromkeys(("BHD", "KWD", "JOD", "OMR", "TND"), 3),
-    **dict.fromkeys((
-        "USD", "EUR", "GBP", "CNY", "HKD", "SGD", "AUD", "CAD", "NZD", "CHF", "SEK", "NOK", "DKK",
-        "PLN", "CZK", "ILS", "MXN", "BRL", "MYR", "PHP", "THB", "INR", "AED", "SAR", "ZAR",
-    ), 2),
+    **dict.fromkeys(
+        (
+            "USD",
+            "EUR",
+            "GBP",
+            "CNY",
+            "HKD",
+            "SGD",
+            "AUD",
+            "CAD",
+            "NZD",
+            "CHF",
+            "SEK",
+            "NOK",
+            "DKK",
+            "PLN",
+            "CZK",
+            "ILS",
+            "MXN",
+            "BRL",
+            "MYR",
+            "PHP",
+            "THB",
+            "INR",
+            "AED",
+            "SAR",
+            "ZAR",
+        ),
+        2,
+    ),
 }
 
 # Capture status -> trade status. Decide on the capture, never on the order (§4.2): an order
@@ -107,7 +133,7 @@ _ORDER_STATUS: dict[str, TradeStatus] = {
     "CREATED": TradeStatus.NOT_PAID,
     "SAVED": TradeStatus.NOT_PAID,
     "PAYER_ACTION_REQUIRED": TradeStatus.NOT_PAID,
-    "APPROVED": TradeStatus.NOT_PAID,      # approved, not captured: no money has moved yet
+    "APPROVED": TradeStatus.NOT_PAID,  # approved, not captured: no money has moved yet
     "VOIDED": TradeStatus.CLOSED,
 }
 
@@ -144,7 +170,7 @@ _CAPTURE_EVENTS: dict[str, TradeStatus | None] = {
 _BILL_PAYMENT_CODES = frozenset({"T0003", "T0006"})
 _BILL_REFUND_CODES = frozenset({"T1107"})
 
-_TOKEN_MARGIN = 300.0              # refresh when fewer than 5 minutes remain
+_TOKEN_MARGIN = 300.0  # refresh when fewer than 5 minutes remain
 _CERT_MAX_BYTES = 64 * 1024
 _BILL_PAGE_SIZE = 500
 _BILL_MAX_PAGES = 1000
@@ -154,7 +180,7 @@ _BILL_MAX_PAGES = 1000
 @dataclass(frozen=True, slots=True)
 class _Token:
     value: str
-    expires_at: float                # time.monotonic()
+    expires_at: float  # time.monotonic()
 
 
 _tokens: dict[tuple[str, str], _Token] = {}
@@ -218,7 +244,7 @@ def _money(obj: Any) -> tuple[int, str]:
     currency = str(obj["currency_code"]).upper()
     try:
         return parse_amount(obj["value"], currency), currency
-    except ValueError as exc:   # unknown currency in a reply: unreadable
+    except ValueError as exc:  # unknown currency in a reply: unreadable
         raise ChannelUnavailable(str(exc)) from None
 
 
@@ -300,8 +326,9 @@ def _within_validity(cert: x509.Certificate, now: datetime) -> bool:
     return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
 
 
-def check_signing_certificate(bundle: list[x509.Certificate], trusted: list[x509.Certificate],
-                              now: datetime | None = None) -> x509.Certificate:
+def check_signing_certificate(
+    bundle: list[x509.Certificate], trusted: list[x509.Certificate], now: datetime | None = None
+) -> x509.Certificate:
     """Validate the leaf (first) certificate of the bundle served at PAYPAL-CERT-URL and return it.
 
     Checks validity dates, that the subject CN ends with ``.paypal.com`` and, when ``trusted`` is
@@ -322,8 +349,9 @@ def check_signing_certificate(bundle: list[x509.Certificate], trusted: list[x509
     for _ in range(4):
         if any(_within_validity(ca, now) and _issued_by(current, ca) for ca in trusted):
             return leaf
-        parent = next((c for c in intermediates
-                       if _is_ca(c) and _within_validity(c, now) and _issued_by(current, c)), None)
+        parent = next(
+            (c for c in intermediates if _is_ca(c) and _within_validity(c, now) and _issued_by(current, c)), None
+        )
         if parent is None:
             break
         current = parent
@@ -363,8 +391,7 @@ class _Reply:
 
     def rejected(self, what: str) -> ChannelRejected:
         debug_id = self.data.get("debug_id", "")
-        logger.warning("paypal %s rejected: %s (HTTP %s, debug_id %s)", what, self.issue, self.status,
-                       debug_id)
+        logger.warning("paypal %s rejected: %s (HTTP %s, debug_id %s)", what, self.issue, self.status, debug_id)
         return ChannelRejected(f"PayPal rejected {what}: {self.issue}", code=self.issue, raw=self.data)
 
 
@@ -435,16 +462,24 @@ class PaypalAdapter(ChannelAdapter):
             raise NotSupported("PayPal reads orders by order id only; repeat prepay to recover the order")
         order = self._get_order(channel_trade_no)
         if order is None:
-            return TradeState(payment_no=payment_no or "", status=TradeStatus.NOT_FOUND,
-                              channel_trade_no=channel_trade_no, paid_amount=None)
+            return TradeState(
+                payment_no=payment_no or "",
+                status=TradeStatus.NOT_FOUND,
+                channel_trade_no=channel_trade_no,
+                paid_amount=None,
+            )
         payment_no = self._check_order_unit(order, payment_no)
         status = str(order.get("status", ""))
         if status == "APPROVED" and capture:
             order, issue = self._capture(channel_trade_no, payment_no)
             if issue is not None:
-                return TradeState(payment_no=payment_no, status=_CAPTURE_ISSUE[issue],
-                                  channel_trade_no=channel_trade_no, paid_amount=None,
-                                  raw={"order_id": channel_trade_no, "issue": issue})
+                return TradeState(
+                    payment_no=payment_no,
+                    status=_CAPTURE_ISSUE[issue],
+                    channel_trade_no=channel_trade_no,
+                    paid_amount=None,
+                    raw={"order_id": channel_trade_no, "issue": issue},
+                )
             self._check_order_unit(order, payment_no)
             status = str(order.get("status", ""))
         if status == "COMPLETED":
@@ -453,9 +488,13 @@ class PaypalAdapter(ChannelAdapter):
             trade_status = _ORDER_STATUS[status]
         except KeyError:
             raise ChannelUnavailable(f"unknown order status {status!r}", raw=order) from None
-        return TradeState(payment_no=payment_no, status=trade_status, channel_trade_no=channel_trade_no,
-                          paid_amount=None, raw={"order_id": channel_trade_no, "order_status": status,
-                                                 "order": order})
+        return TradeState(
+            payment_no=payment_no,
+            status=trade_status,
+            channel_trade_no=channel_trade_no,
+            paid_amount=None,
+            raw={"order_id": channel_trade_no, "order_status": status, "order": order},
+        )
 
     def close(self, *, payment_no: str, channel_trade_no: str | None = None) -> None:
         """No-op: PayPal has no close for unapproved orders, they expire on their own (§4.2).
@@ -476,8 +515,7 @@ class PaypalAdapter(ChannelAdapter):
         self._check_order_unit(order, req.payment_no)
         capture = self._paid_capture(order)
         if capture is None:
-            raise ChannelRejected("order has no completed capture to refund", code="NOT_CAPTURED",
-                                  raw={"order": order})
+            raise ChannelRejected("order has no completed capture to refund", code="NOT_CAPTURED", raw={"order": order})
         currency = req.currency.upper()
         body = {
             "amount": {"currency_code": currency, "value": format_amount(req.amount, currency)},
@@ -495,8 +533,14 @@ class PaypalAdapter(ChannelAdapter):
             raise ChannelUnavailable("refund reply amount differs from the request", raw=reply.data)
         return state
 
-    def query_refund(self, *, refund_no: str, payment_no: str, channel_trade_no: str | None = None,
-                     channel_refund_no: str | None = None) -> RefundState:
+    def query_refund(
+        self,
+        *,
+        refund_no: str,
+        payment_no: str,
+        channel_trade_no: str | None = None,
+        channel_refund_no: str | None = None,
+    ) -> RefundState:
         """Read the refund by its PayPal id, or find it by ``invoice_id`` among the order's refunds.
 
         Reading the order rather than re-posting the refund keeps a query from ever creating a
@@ -505,8 +549,9 @@ class PaypalAdapter(ChannelAdapter):
         if channel_refund_no:
             reply = self._call("GET", f"/v2/payments/refunds/{quote(channel_refund_no, safe='')}")
             if reply.status == 404:
-                return RefundState(refund_no=refund_no, status=RefundStatus.NOT_FOUND,
-                                   channel_refund_no=channel_refund_no, amount=None)
+                return RefundState(
+                    refund_no=refund_no, status=RefundStatus.NOT_FOUND, channel_refund_no=channel_refund_no, amount=None
+                )
             if reply.status != 200:
                 raise reply.rejected("refund read")
             return self._refund_state(reply.data, refund_no)
@@ -514,15 +559,13 @@ class PaypalAdapter(ChannelAdapter):
             raise NotSupported("PayPal finds a refund by refund id or through its order id")
         order = self._get_order(channel_trade_no)
         if order is None:
-            return RefundState(refund_no=refund_no, status=RefundStatus.NOT_FOUND, channel_refund_no=None,
-                               amount=None)
+            return RefundState(refund_no=refund_no, status=RefundStatus.NOT_FOUND, channel_refund_no=None, amount=None)
         self._check_order_unit(order, payment_no)
         for unit in order.get("purchase_units") or []:
-            for refund in ((unit.get("payments") or {}).get("refunds") or []):
+            for refund in (unit.get("payments") or {}).get("refunds") or []:
                 if isinstance(refund, Mapping) and refund.get("invoice_id") == refund_no:
                     return self._refund_state(dict(refund), refund_no)
-        return RefundState(refund_no=refund_no, status=RefundStatus.NOT_FOUND, channel_refund_no=None,
-                           amount=None)
+        return RefundState(refund_no=refund_no, status=RefundStatus.NOT_FOUND, channel_refund_no=None, amount=None)
 
     # --- notifications --------------------------------------------------------------------
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
@@ -542,12 +585,17 @@ class PaypalAdapter(ChannelAdapter):
             if auth_algo != "SHA256withRSA":
                 raise SignatureInvalid(f"unsupported PAYPAL-AUTH-ALGO {auth_algo!r}")
             cert = self._signing_certificate(cert_url)
-            verify_transmission(cert, signing_string(transmission_id, transmission_time, webhook_id, body),
-                                signature)
+            verify_transmission(cert, signing_string(transmission_id, transmission_time, webhook_id, body), signature)
         else:
-            self._verify_by_api(body, webhook_id=webhook_id, transmission_id=transmission_id,
-                                transmission_time=transmission_time, signature=signature,
-                                cert_url=cert_url, auth_algo=auth_algo)
+            self._verify_by_api(
+                body,
+                webhook_id=webhook_id,
+                transmission_id=transmission_id,
+                transmission_time=transmission_time,
+                signature=signature,
+                cert_url=cert_url,
+                auth_algo=auth_algo,
+            )
         # verified: now the body may be read
         try:
             event = json.loads(body)
@@ -582,8 +630,11 @@ class PaypalAdapter(ChannelAdapter):
             details = reply.data.get("transaction_details")
             if not isinstance(details, list):
                 raise ChannelUnavailable("transaction search reply has no transaction_details")
-            infos.extend(d["transaction_info"] for d in details
-                         if isinstance(d, Mapping) and isinstance(d.get("transaction_info"), Mapping))
+            infos.extend(
+                d["transaction_info"]
+                for d in details
+                if isinstance(d, Mapping) and isinstance(d.get("transaction_info"), Mapping)
+            )
             try:
                 total_pages = int(reply.data.get("total_pages") or 1)
             except (TypeError, ValueError):
@@ -592,8 +643,16 @@ class PaypalAdapter(ChannelAdapter):
         yield from self._bill_rows(infos)
 
     # --- private: HTTP ----------------------------------------------------------------------
-    def _call(self, method: str, path: str, *, json_body: Any = None, raw_body: bytes | None = None,
-              request_id: str | None = None, params: Mapping[str, str] | None = None) -> _Reply:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        raw_body: bytes | None = None,
+        request_id: str | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> _Reply:
         """One authenticated call. 401 -> refresh the token once and retry once.
 
         Returns 2xx and 4xx replies for the caller to interpret; a timeout, 5xx, 429 or
@@ -601,8 +660,7 @@ class PaypalAdapter(ChannelAdapter):
         """
         if json_body is not None:
             raw_body = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Accept": "application/json",
-                   "Prefer": "return=representation"}
+        headers = {"Content-Type": "application/json", "Accept": "application/json", "Prefer": "return=representation"}
         if request_id:
             headers["PayPal-Request-Id"] = request_id
         for attempt in (1, 2):
@@ -619,14 +677,14 @@ class PaypalAdapter(ChannelAdapter):
         try:
             return self.http.request(method, url, timeout=DEFAULT_TIMEOUT, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
-            raise ChannelUnavailable(f"PayPal {method} {url.removeprefix(self._base)} failed: "
-                                     f"{type(exc).__name__}") from None
+            raise ChannelUnavailable(
+                f"PayPal {method} {url.removeprefix(self._base)} failed: {type(exc).__name__}"
+            ) from None
 
     @staticmethod
     def _reply(resp: requests.Response) -> _Reply:
         if resp.status_code >= 500 or resp.status_code == 429:
-            raise ChannelUnavailable(f"PayPal answered HTTP {resp.status_code}",
-                                     code=f"HTTP_{resp.status_code}")
+            raise ChannelUnavailable(f"PayPal answered HTTP {resp.status_code}", code=f"HTTP_{resp.status_code}")
         if 300 <= resp.status_code < 400:
             raise ChannelUnavailable(f"PayPal answered a redirect (HTTP {resp.status_code})")
         if resp.status_code in (204,) or not resp.content:
@@ -636,8 +694,7 @@ class PaypalAdapter(ChannelAdapter):
         try:
             data = resp.json()
         except ValueError:
-            raise ChannelUnavailable(f"PayPal answered HTTP {resp.status_code} with a non-JSON body") \
-                from None
+            raise ChannelUnavailable(f"PayPal answered HTTP {resp.status_code} with a non-JSON body") from None
         if not isinstance(data, dict):
             raise ChannelUnavailable("PayPal reply is not a JSON object")
         return _Reply(resp.status_code, data)
@@ -671,17 +728,27 @@ class PaypalAdapter(ChannelAdapter):
             raise ChannelError("account has no client_id / client_secret", code="CONFIG")
         basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode("ascii")
         started = time.monotonic()
-        resp = self._send("POST", f"{self._base}/v1/oauth2/token",
-                          headers={"Authorization": f"Basic {basic}", "Accept": "application/json",
-                                   "Content-Type": "application/x-www-form-urlencoded"},
-                          data=b"grant_type=client_credentials")
+        resp = self._send(
+            "POST",
+            f"{self._base}/v1/oauth2/token",
+            headers={
+                "Authorization": f"Basic {basic}",
+                "Accept": "application/json",
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+            data=b"grant_type=client_credentials",
+        )
         reply = self._reply(resp)
         if reply.status != 200:
             code = str(reply.data.get("error") or reply.data.get("name") or f"HTTP_{reply.status}")
             raise ChannelRejected(f"PayPal token request refused: {code}", code=code)
         value, expires_in = reply.data.get("access_token"), reply.data.get("expires_in")
-        if not isinstance(value, str) or not value or isinstance(expires_in, bool) \
-                or not isinstance(expires_in, int | float):
+        if (
+            not isinstance(value, str)
+            or not value
+            or isinstance(expires_in, bool)
+            or not isinstance(expires_in, int | float)
+        ):
             raise ChannelUnavailable("PayPal token reply is unreadable")
         return _Token(value=value, expires_at=started + float(expires_in))
 
@@ -698,8 +765,12 @@ class PaypalAdapter(ChannelAdapter):
 
     def _capture(self, order_id: str, payment_no: str) -> tuple[dict[str, Any], str | None]:
         """Capture an approved order. Returns (order, None) or (read order, issue) for a 422 answer."""
-        reply = self._call("POST", f"/v2/checkout/orders/{quote(order_id, safe='')}/capture",
-                           json_body={}, request_id=f"{payment_no}:capture")
+        reply = self._call(
+            "POST",
+            f"/v2/checkout/orders/{quote(order_id, safe='')}/capture",
+            json_body={},
+            request_id=f"{payment_no}:capture",
+        )
         if reply.status in (200, 201):
             return reply.data, None
         if reply.status == 422:
@@ -728,22 +799,23 @@ class PaypalAdapter(ChannelAdapter):
             raise ChannelUnavailable("order has no purchase unit", raw=dict(order))
         return units[0]
 
-    def _check_order_unit(self, order: Mapping[str, Any], payment_no: str | None,
-                          amount: int | None = None, currency: str | None = None) -> str:
+    def _check_order_unit(
+        self, order: Mapping[str, Any], payment_no: str | None, amount: int | None = None, currency: str | None = None
+    ) -> str:
         """Check the order belongs to ``payment_no`` (and has the amount sent); return its number."""
         units = order.get("purchase_units")
         if not units and amount is not None:
-            return payment_no or ""       # minimal representation: nothing to compare
+            return payment_no or ""  # minimal representation: nothing to compare
         unit = self._unit(order)
         found = str(unit.get("invoice_id") or unit.get("custom_id") or "")
         if payment_no and found and found != payment_no:
-            raise ChannelRejected(f"order {order.get('id')} belongs to {found}, not {payment_no}",
-                                  code="ORDER_MISMATCH")
+            raise ChannelRejected(
+                f"order {order.get('id')} belongs to {found}, not {payment_no}", code="ORDER_MISMATCH"
+            )
         if amount is not None and "amount" in unit:
             got = _money(unit["amount"])
             if got != (amount, currency):
-                raise ChannelUnavailable("order amount in the reply differs from the request",
-                                         raw=dict(order))
+                raise ChannelUnavailable("order amount in the reply differs from the request", raw=dict(order))
         return payment_no or found
 
     @staticmethod
@@ -751,8 +823,7 @@ class PaypalAdapter(ChannelAdapter):
         out: list[Mapping[str, Any]] = []
         for unit in order.get("purchase_units") or []:
             if isinstance(unit, Mapping):
-                out.extend(c for c in ((unit.get("payments") or {}).get("captures") or [])
-                           if isinstance(c, Mapping))
+                out.extend(c for c in ((unit.get("payments") or {}).get("captures") or []) if isinstance(c, Mapping))
         return out
 
     def _paid_capture(self, order: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -775,10 +846,22 @@ class PaypalAdapter(ChannelAdapter):
         if status == TradeStatus.PAID:
             paid_amount, currency = _money(capture.get("amount"))
             paid_at = _time(capture.get("create_time") or capture.get("update_time"))
-        raw = {"order_id": order_id, "order_status": order.get("status"), "capture_id": capture.get("id"),
-               "capture_status": capture_status, "order": order}
-        return TradeState(payment_no=payment_no, status=status, channel_trade_no=order_id,
-                          paid_amount=paid_amount, currency=currency, paid_at=paid_at, raw=raw)
+        raw = {
+            "order_id": order_id,
+            "order_status": order.get("status"),
+            "capture_id": capture.get("id"),
+            "capture_status": capture_status,
+            "order": order,
+        }
+        return TradeState(
+            payment_no=payment_no,
+            status=status,
+            channel_trade_no=order_id,
+            paid_amount=paid_amount,
+            currency=currency,
+            paid_at=paid_at,
+            raw=raw,
+        )
 
     # --- private: refunds -----------------------------------------------------------------
     @staticmethod
@@ -788,8 +871,7 @@ class PaypalAdapter(ChannelAdapter):
             raise ChannelUnavailable("refund reply has no id", raw=refund)
         found = refund.get("invoice_id")
         if found and refund_no and found != refund_no:
-            raise ChannelRejected(f"refund {refund_id} belongs to {found}, not {refund_no}",
-                                  code="REFUND_MISMATCH")
+            raise ChannelRejected(f"refund {refund_id} belongs to {found}, not {refund_no}", code="REFUND_MISMATCH")
         raw_status = str(refund.get("status", ""))
         try:
             status = _REFUND_STATUS[raw_status]
@@ -807,7 +889,8 @@ class PaypalAdapter(ChannelAdapter):
             channel_refund_no=refund_id,
             amount=amount,
             succeeded_at=_time(refund.get("update_time") or refund.get("create_time"))
-            if status == RefundStatus.SUCCEEDED else None,
+            if status == RefundStatus.SUCCEEDED
+            else None,
             fail_code=str(reason or raw_status) if status == RefundStatus.FAILED else None,
             raw=raw,
         )
@@ -849,16 +932,30 @@ class PaypalAdapter(ChannelAdapter):
         except ValueError:
             raise ChannelError("trusted_ca_certificates holds an unreadable PEM", code="CONFIG") from None
 
-    def _verify_by_api(self, body: bytes, *, webhook_id: str, transmission_id: str, transmission_time: str,
-                       signature: str, cert_url: str, auth_algo: str) -> None:
+    def _verify_by_api(
+        self,
+        body: bytes,
+        *,
+        webhook_id: str,
+        transmission_id: str,
+        transmission_time: str,
+        signature: str,
+        cert_url: str,
+        auth_algo: str,
+    ) -> None:
         """Method A: PayPal checks the signature; the received event bytes are embedded unchanged."""
         try:
-            json.loads(body)          # only to refuse embedding something that is not JSON
+            json.loads(body)  # only to refuse embedding something that is not JSON
         except (ValueError, UnicodeDecodeError):
             raise SignatureInvalid("webhook body is not JSON") from None
-        head = {"auth_algo": auth_algo, "cert_url": cert_url, "transmission_id": transmission_id,
-                "transmission_sig": signature, "transmission_time": transmission_time,
-                "webhook_id": webhook_id}
+        head = {
+            "auth_algo": auth_algo,
+            "cert_url": cert_url,
+            "transmission_id": transmission_id,
+            "transmission_sig": signature,
+            "transmission_time": transmission_time,
+            "webhook_id": webhook_id,
+        }
         prefix = json.dumps(head, separators=(",", ":"), ensure_ascii=False).encode("utf-8")[:-1]
         payload = prefix + b',"webhook_event":' + body + b"}"
         reply = self._call("POST", "/v1/notifications/verify-webhook-signature", raw_body=payload)
@@ -881,9 +978,15 @@ class PaypalAdapter(ChannelAdapter):
         if event_type == "PAYMENT.CAPTURE.REFUNDED":
             refund = self._refund_state(resource, str(resource.get("invoice_id") or ""))
             payment_no = str(resource.get("custom_id") or "") or None
-            return Notification(kind=NotificationKind.REFUND, dedupe_key=event_id, event_type=event_type,
-                                payment_no=payment_no, channel_trade_no=self._related_order(resource),
-                                refund=refund, raw=event)
+            return Notification(
+                kind=NotificationKind.REFUND,
+                dedupe_key=event_id,
+                event_type=event_type,
+                payment_no=payment_no,
+                channel_trade_no=self._related_order(resource),
+                refund=refund,
+                raw=event,
+            )
         if event_type in ("CHECKOUT.ORDER.APPROVED", "CHECKOUT.PAYMENT-APPROVAL.REVERSED"):
             # approved: the service queries, and the query captures; reversed: closed unpaid
             order_id = str(resource.get("order_id") or resource.get("id") or "") or None
@@ -891,16 +994,27 @@ class PaypalAdapter(ChannelAdapter):
             unit = units[0] if isinstance(units[0], Mapping) else {}
             payment_no = str(unit.get("invoice_id") or unit.get("custom_id") or "")
             status = TradeStatus.NOT_PAID if event_type == "CHECKOUT.ORDER.APPROVED" else TradeStatus.CLOSED
-            trade = TradeState(payment_no=payment_no, status=status, channel_trade_no=order_id,
-                               paid_amount=None, raw={"event_id": event_id, "order_id": order_id})
-            return Notification(kind=NotificationKind.PAYMENT, dedupe_key=event_id, event_type=event_type,
-                                payment_no=payment_no or None, channel_trade_no=order_id, trade=trade,
-                                raw=event)
-        return Notification(kind=NotificationKind.OTHER, dedupe_key=event_id, event_type=event_type,
-                            raw=event)
+            trade = TradeState(
+                payment_no=payment_no,
+                status=status,
+                channel_trade_no=order_id,
+                paid_amount=None,
+                raw={"event_id": event_id, "order_id": order_id},
+            )
+            return Notification(
+                kind=NotificationKind.PAYMENT,
+                dedupe_key=event_id,
+                event_type=event_type,
+                payment_no=payment_no or None,
+                channel_trade_no=order_id,
+                trade=trade,
+                raw=event,
+            )
+        return Notification(kind=NotificationKind.OTHER, dedupe_key=event_id, event_type=event_type, raw=event)
 
-    def _capture_notification(self, event: dict[str, Any], resource: dict[str, Any], event_id: str,
-                              event_type: str) -> Notification:
+    def _capture_notification(
+        self, event: dict[str, Any], resource: dict[str, Any], event_id: str, event_type: str
+    ) -> Notification:
         payment_no = str(resource.get("custom_id") or resource.get("invoice_id") or "")
         order_id = self._related_order(resource)
         status = _CAPTURE_EVENTS[event_type]
@@ -910,16 +1024,33 @@ class PaypalAdapter(ChannelAdapter):
             if status == TradeStatus.PAID:
                 paid_amount, currency = _money(resource.get("amount"))
                 paid_at = _time(resource.get("create_time") or resource.get("update_time"))
-            trade = TradeState(payment_no=payment_no, status=status, channel_trade_no=order_id,
-                               paid_amount=paid_amount, currency=currency, paid_at=paid_at,
-                               raw={"event_id": event_id, "capture_id": resource.get("id"),
-                                    "capture_status": resource.get("status"), "order_id": order_id})
-        return Notification(kind=NotificationKind.PAYMENT, dedupe_key=event_id, event_type=event_type,
-                            payment_no=payment_no or None, channel_trade_no=order_id, trade=trade, raw=event)
+            trade = TradeState(
+                payment_no=payment_no,
+                status=status,
+                channel_trade_no=order_id,
+                paid_amount=paid_amount,
+                currency=currency,
+                paid_at=paid_at,
+                raw={
+                    "event_id": event_id,
+                    "capture_id": resource.get("id"),
+                    "capture_status": resource.get("status"),
+                    "order_id": order_id,
+                },
+            )
+        return Notification(
+            kind=NotificationKind.PAYMENT,
+            dedupe_key=event_id,
+            event_type=event_type,
+            payment_no=payment_no or None,
+            channel_trade_no=order_id,
+            trade=trade,
+            raw=event,
+        )
 
     @staticmethod
     def _related_order(resource: Mapping[str, Any]) -> str | None:
-        related = ((resource.get("supplementary_data") or {}).get("related_ids") or {})
+        related = (resource.get("supplementary_data") or {}).get("related_ids") or {}
         order_id = related.get("order_id") if isinstance(related, Mapping) else None
         return str(order_id) if order_id else None
 
@@ -936,7 +1067,7 @@ class PaypalAdapter(ChannelAdapter):
             status = str(info.get("transaction_status") or "")
             if code not in _BILL_PAYMENT_CODES and code not in _BILL_REFUND_CODES:
                 continue
-            if status == "D":         # denied: no money moved
+            if status == "D":  # denied: no money moved
                 continue
             amount, currency = _money(info.get("transaction_amount"))
             fee = None
@@ -944,20 +1075,38 @@ class PaypalAdapter(ChannelAdapter):
                 fee = -_money(info["fee_amount"])[0]
             transaction_id = str(info.get("transaction_id") or "")
             occurred_at = _time(info.get("transaction_initiation_date"))
-            raw = {k: (v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), sort_keys=True))
-                   for k, v in info.items()}
+            raw = {
+                k: (v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), sort_keys=True))
+                for k, v in info.items()
+            }
             if code in _BILL_PAYMENT_CODES:
-                yield BillRow(kind=BillRowKind.PAYMENT, payment_no=captures[transaction_id][1],
-                              channel_trade_no=captures[transaction_id][0], amount=abs(amount),
-                              currency=currency, occurred_at=occurred_at, fee=fee, status=status, raw=raw)
+                yield BillRow(
+                    kind=BillRowKind.PAYMENT,
+                    payment_no=captures[transaction_id][1],
+                    channel_trade_no=captures[transaction_id][0],
+                    amount=abs(amount),
+                    currency=currency,
+                    occurred_at=occurred_at,
+                    fee=fee,
+                    status=status,
+                    raw=raw,
+                )
             else:
                 capture_id = str(info.get("paypal_reference_id") or "")
                 order_id, capture_payment_no = captures.get(capture_id, (capture_id, ""))
-                yield BillRow(kind=BillRowKind.REFUND,
-                              payment_no=str(info.get("custom_field") or capture_payment_no),
-                              channel_trade_no=order_id, amount=abs(amount), currency=currency,
-                              occurred_at=occurred_at, refund_no=str(info.get("invoice_id") or "") or None,
-                              channel_refund_no=transaction_id or None, fee=fee, status=status, raw=raw)
+                yield BillRow(
+                    kind=BillRowKind.REFUND,
+                    payment_no=str(info.get("custom_field") or capture_payment_no),
+                    channel_trade_no=order_id,
+                    amount=abs(amount),
+                    currency=currency,
+                    occurred_at=occurred_at,
+                    refund_no=str(info.get("invoice_id") or "") or None,
+                    channel_refund_no=transaction_id or None,
+                    fee=fee,
+                    status=status,
+                    raw=raw,
+                )
 
     @staticmethod
     def _bill_order_id(info: Mapping[str, Any]) -> str:

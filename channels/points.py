@@ -96,8 +96,15 @@ TIMESTAMP_WINDOW_SECONDS = 300
 NONCE_TTL_SECONDS = 600
 
 STATEMENT_COLUMNS: tuple[str, ...] = (
-    "type", "request_no", "deduction_id", "refund_request_no", "refund_id",
-    "points", "status", "created_at", "completed_at",
+    "type",
+    "request_no",
+    "deduction_id",
+    "refund_request_no",
+    "refund_id",
+    "points",
+    "status",
+    "created_at",
+    "completed_at",
 )
 
 _NONCE_RE = re.compile(r"[0-9a-f]{16,32}")
@@ -119,12 +126,24 @@ _STATEMENT_STATUSES = frozenset({"PROCESSING", "SUCCESS", "FAILED"})
 
 # 4xx error codes that mean "the partner definitely did not do it". Any other code on a 4xx
 # reply is treated as an unknown outcome rather than guessed to be a rejection.
-_REJECTION_CODES = frozenset({
-    "INVALID_REQUEST", "SIGNATURE_INVALID", "TIMESTAMP_EXPIRED", "NONCE_REPLAYED", "APP_NOT_FOUND",
-    "KEY_NOT_FOUND", "USER_REF_INVALID", "BINDING_NOT_FOUND", "BINDING_INACTIVE",
-    "DEDUCTION_NOT_FOUND", "REFUND_NOT_FOUND", "REQUEST_NO_CONFLICT", "REFUND_EXCEEDS_DEDUCTION",
-    "DEDUCTION_NOT_SUCCESS",
-})
+_REJECTION_CODES = frozenset(
+    {
+        "INVALID_REQUEST",
+        "SIGNATURE_INVALID",
+        "TIMESTAMP_EXPIRED",
+        "NONCE_REPLAYED",
+        "APP_NOT_FOUND",
+        "KEY_NOT_FOUND",
+        "USER_REF_INVALID",
+        "BINDING_NOT_FOUND",
+        "BINDING_INACTIVE",
+        "DEDUCTION_NOT_FOUND",
+        "REFUND_NOT_FOUND",
+        "REQUEST_NO_CONFLICT",
+        "REFUND_EXCEEDS_DEDUCTION",
+        "DEDUCTION_NOT_SUCCESS",
+    }
+)
 _NOT_FOUND_CODES = frozenset({"DEDUCTION_NOT_FOUND", "REFUND_NOT_FOUND"})
 
 
@@ -202,7 +221,7 @@ def _parse_time(value: Any) -> datetime | None:
 
 def _points_field(obj: Mapping[str, Any], name: str) -> int:
     value = obj.get(name)
-    if type(value) is not int or value < 0:      # bool is not a points amount either
+    if type(value) is not int or value < 0:  # bool is not a points amount either
         raise _unreadable(f"{name}={value!r}")
     return value
 
@@ -259,8 +278,9 @@ class PointsAdapter(ChannelAdapter):
             "X-Key-Id": self.config.ids["key_id"],
             "X-Timestamp": timestamp,
             "X-Nonce": nonce,
-            "X-Signature": _sign(self.config.credentials["shared_secret"], method, path_and_query,
-                                 timestamp, nonce, body),
+            "X-Signature": _sign(
+                self.config.credentials["shared_secret"], method, path_and_query, timestamp, nonce, body
+            ),
         }
 
     def _verify(self, headers: Mapping[str, str], *, method: str, path_and_query: str, body: bytes) -> None:
@@ -268,7 +288,12 @@ class PointsAdapter(ChannelAdapter):
         h = _lower_headers(headers)
         try:
             app_id, key_id, timestamp, nonce, signature = (
-                h["x-app-id"], h["x-key-id"], h["x-timestamp"], h["x-nonce"], h["x-signature"])
+                h["x-app-id"],
+                h["x-key-id"],
+                h["x-timestamp"],
+                h["x-nonce"],
+                h["x-signature"],
+            )
         except KeyError as missing:
             raise SignatureInvalid(f"points: missing header {missing}", code="SIGNATURE_MISSING") from None
         if app_id != self._app_id:
@@ -291,29 +316,36 @@ class PointsAdapter(ChannelAdapter):
             raise SignatureInvalid("points: nonce replayed", code="NONCE_REPLAYED")
 
     # --- transport ------------------------------------------------------------------------
-    def _call(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
-              payload: Mapping[str, Any] | None = None) -> tuple[int, bytes]:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> tuple[int, bytes]:
         """Send one signed request; returns the verified (status, body).
 
         5xx, 429, transport errors and unverifiable replies raise ``ChannelUnavailable``.
         """
-        body = b"" if payload is None else json.dumps(
-            payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = (
+            b"" if payload is None else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        )
         headers = {"Accept": "application/json"}
         if payload is not None:
             headers["Content-Type"] = "application/json; charset=utf-8"
         url = self.config.base_url.rstrip("/") + path
         prepared = self.http.prepare_request(
-            requests.Request(method, url, params=dict(params or {}), data=body or None, headers=headers))
-        path_and_query = prepared.path_url            # exactly what goes on the request line
+            requests.Request(method, url, params=dict(params or {}), data=body or None, headers=headers)
+        )
+        path_and_query = prepared.path_url  # exactly what goes on the request line
         prepared.headers.update(self._signed_headers(method, path_and_query, body))
         settings = self.http.merge_environment_settings(prepared.url, {}, None, None, None)
         try:
             resp = self.http.send(prepared, timeout=self.timeout, allow_redirects=False, **settings)
             content = resp.content
         except requests.RequestException as exc:
-            raise ChannelUnavailable(f"points: {method} {path} failed: {type(exc).__name__}",
-                                     code="NETWORK") from exc
+            raise ChannelUnavailable(f"points: {method} {path} failed: {type(exc).__name__}", code="NETWORK") from exc
         if resp.status_code >= 500 or resp.status_code in (408, 429):
             raise ChannelUnavailable(f"points: HTTP {resp.status_code}", code=f"HTTP_{resp.status_code}")
         try:
@@ -344,18 +376,21 @@ class PointsAdapter(ChannelAdapter):
             return None
         if code in _REJECTION_CODES:
             raise ChannelRejected(f"points: {code}: {error.get('message', '')}", code=code, raw=error)
-        raise ChannelUnavailable(f"points: HTTP {status} with unknown code {code!r}", code=code or "UNKNOWN",
-                                 raw=error)
+        raise ChannelUnavailable(f"points: HTTP {status} with unknown code {code!r}", code=code or "UNKNOWN", raw=error)
 
     # --- bindings (not part of ChannelAdapter; used by the product's points linking) ------------
     def bind(self, bind_request_no: str, user_ref: str, our_user_id: str) -> str:
         """Link a user's partner account; idempotent by ``bind_request_no``. Returns the binding id."""
-        status, content = self._call("POST", "/v1/bindings", payload={
-            "bind_request_no": bind_request_no, "user_ref": user_ref, "our_user_id": our_user_id})
+        status, content = self._call(
+            "POST",
+            "/v1/bindings",
+            payload={"bind_request_no": bind_request_no, "user_ref": user_ref, "our_user_id": our_user_id},
+        )
         data = self._ok(status, content) or {}
         if data.get("status") != "ACTIVE" or not isinstance(data.get("binding_id"), str):
-            raise ChannelRejected(f"points: binding not active: {data.get('status')!r}",
-                                  code="BINDING_INACTIVE", raw=data)
+            raise ChannelRejected(
+                f"points: binding not active: {data.get('status')!r}", code="BINDING_INACTIVE", raw=data
+            )
         return data["binding_id"]
 
     def unbind(self, binding_id: str) -> None:
@@ -365,8 +400,12 @@ class PointsAdapter(ChannelAdapter):
     def balance(self, binding_id: str) -> PointsBalance:
         status, content = self._call("GET", f"/v1/bindings/{quote(binding_id, safe='')}/balance")
         data = self._ok(status, content) or {}
-        return PointsBalance(binding_id=binding_id, points=_points_field(data, "points"),
-                             frozen_points=_points_field(data, "frozen_points"), raw=data)
+        return PointsBalance(
+            binding_id=binding_id,
+            points=_points_field(data, "points"),
+            frozen_points=_points_field(data, "frozen_points"),
+            raw=data,
+        )
 
     # --- payments ---------------------------------------------------------------------------
     def prepay(self, req: PrepayRequest) -> PrepayResult:
@@ -379,18 +418,28 @@ class PointsAdapter(ChannelAdapter):
         if not req.payer_id:
             raise ValueError("points: payer_id must be the user's binding id")
         points = self._to_points(req.amount)
-        status, content = self._call("POST", "/v1/points/deductions", payload={
-            "request_no": req.payment_no, "binding_id": req.payer_id, "points": points,
-            "order_no": req.payment_no, "description": req.description})
+        status, content = self._call(
+            "POST",
+            "/v1/points/deductions",
+            payload={
+                "request_no": req.payment_no,
+                "binding_id": req.payer_id,
+                "points": points,
+                "order_no": req.payment_no,
+                "description": req.description,
+            },
+        )
         deduction = self._ok(status, content) or {}
         if deduction.get("request_no") != req.payment_no or deduction.get("points") != points:
             raise _unreadable("deduction does not match the request")
         trade = self._trade(deduction)
         return PrepayResult(
             payment_no=req.payment_no,
-            client_params={"deduction_id": trade.channel_trade_no, "points": points,
-                           "status": trade.status.value},
-            channel_trade_no=trade.channel_trade_no, status=trade.status, raw=deduction)
+            client_params={"deduction_id": trade.channel_trade_no, "points": points, "status": trade.status.value},
+            channel_trade_no=trade.channel_trade_no,
+            status=trade.status,
+            raw=deduction,
+        )
 
     def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
         if channel_trade_no:
@@ -402,11 +451,17 @@ class PointsAdapter(ChannelAdapter):
         status, content = self._call("GET", "/v1/points/deductions", params=params)
         deduction = self._ok(status, content, not_found_ok=True)
         if deduction is None:
-            return TradeState(payment_no=payment_no or "", status=TradeStatus.NOT_FOUND,
-                              channel_trade_no=channel_trade_no, paid_amount=None, currency=self._currency)
+            return TradeState(
+                payment_no=payment_no or "",
+                status=TradeStatus.NOT_FOUND,
+                channel_trade_no=channel_trade_no,
+                paid_amount=None,
+                currency=self._currency,
+            )
         trade = self._trade(deduction)
         if (payment_no and trade.payment_no != payment_no) or (
-                channel_trade_no and trade.channel_trade_no != channel_trade_no):
+            channel_trade_no and trade.channel_trade_no != channel_trade_no
+        ):
             raise _unreadable("deduction does not match the query")
         return trade
 
@@ -422,12 +477,11 @@ class PointsAdapter(ChannelAdapter):
             return
         if trade.status == TradeStatus.PAID:
             raise ChannelRejected("points: deduction succeeded; refund it", code="TRADE_PAID", raw=trade.raw)
-        raise ChannelRejected("points: deduction still processing", code="DEDUCTION_PROCESSING",
-                              raw=trade.raw)
+        raise ChannelRejected("points: deduction still processing", code="DEDUCTION_PROCESSING", raw=trade.raw)
 
     def _trade(self, deduction: Mapping[str, Any]) -> TradeState:
         try:
-            status = _DEDUCTION_STATUS[deduction.get("status")]   # type: ignore[index]
+            status = _DEDUCTION_STATUS[deduction.get("status")]  # type: ignore[index]
         except (KeyError, TypeError):
             raise _unreadable(f"deduction status {deduction.get('status')!r}") from None
         deduction_id, request_no = deduction.get("deduction_id"), deduction.get("request_no")
@@ -436,9 +490,14 @@ class PointsAdapter(ChannelAdapter):
         points = _points_field(deduction, "points")
         paid = status == TradeStatus.PAID
         return TradeState(
-            payment_no=request_no, status=status, channel_trade_no=deduction_id,
-            paid_amount=self._to_minor(points) if paid else None, currency=self._currency,
-            paid_at=_parse_time(deduction.get("completed_at")) if paid else None, raw=dict(deduction))
+            payment_no=request_no,
+            status=status,
+            channel_trade_no=deduction_id,
+            paid_amount=self._to_minor(points) if paid else None,
+            currency=self._currency,
+            paid_at=_parse_time(deduction.get("completed_at")) if paid else None,
+            raw=dict(deduction),
+        )
 
     # --- refunds ----------------------------------------------------------------------------
     def refund(self, req: RefundRequest) -> RefundState:
@@ -456,14 +515,21 @@ class PointsAdapter(ChannelAdapter):
             raise _unreadable("refund does not match the request")
         return state
 
-    def query_refund(self, *, refund_no: str, payment_no: str, channel_trade_no: str | None = None,
-                     channel_refund_no: str | None = None) -> RefundState:
+    def query_refund(
+        self,
+        *,
+        refund_no: str,
+        payment_no: str,
+        channel_trade_no: str | None = None,
+        channel_refund_no: str | None = None,
+    ) -> RefundState:
         params = {"refund_id": channel_refund_no} if channel_refund_no else {"refund_request_no": refund_no}
         status, content = self._call("GET", "/v1/points/refunds", params=params)
         refund = self._ok(status, content, not_found_ok=True)
         if refund is None:
-            return RefundState(refund_no=refund_no, status=RefundStatus.NOT_FOUND,
-                               channel_refund_no=channel_refund_no, amount=None)
+            return RefundState(
+                refund_no=refund_no, status=RefundStatus.NOT_FOUND, channel_refund_no=channel_refund_no, amount=None
+            )
         state = self._refund_state(refund)
         if state.refund_no != refund_no or refund.get("request_no") != payment_no:
             raise _unreadable("refund does not match the query")
@@ -471,7 +537,7 @@ class PointsAdapter(ChannelAdapter):
 
     def _refund_state(self, refund: Mapping[str, Any]) -> RefundState:
         try:
-            status = _REFUND_STATUS[refund.get("status")]   # type: ignore[index]
+            status = _REFUND_STATUS[refund.get("status")]  # type: ignore[index]
         except (KeyError, TypeError):
             raise _unreadable(f"refund status {refund.get('status')!r}") from None
         refund_id, refund_no = refund.get("refund_id"), refund.get("refund_request_no")
@@ -479,10 +545,14 @@ class PointsAdapter(ChannelAdapter):
             raise _unreadable("refund ids")
         succeeded = status == RefundStatus.SUCCEEDED
         return RefundState(
-            refund_no=refund_no, status=status, channel_refund_no=refund_id,
+            refund_no=refund_no,
+            status=status,
+            channel_refund_no=refund_id,
             amount=self._to_minor(_points_field(refund, "points")),
             succeeded_at=_parse_time(refund.get("completed_at")) if succeeded else None,
-            fail_code=refund.get("fail_code") or None, raw=dict(refund))
+            fail_code=refund.get("fail_code") or None,
+            raw=dict(refund),
+        )
 
     # --- notifications ------------------------------------------------------------------------
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
@@ -499,31 +569,45 @@ class PointsAdapter(ChannelAdapter):
             raise _unreadable("callback without event_id/type")
         if event_type.startswith("DEDUCTION.") and isinstance(event.get("deduction"), dict):
             trade = self._trade(event["deduction"])
-            return Notification(kind=NotificationKind.PAYMENT, dedupe_key=event_id, event_type=event_type,
-                                payment_no=trade.payment_no, channel_trade_no=trade.channel_trade_no,
-                                trade=trade, raw=event)
+            return Notification(
+                kind=NotificationKind.PAYMENT,
+                dedupe_key=event_id,
+                event_type=event_type,
+                payment_no=trade.payment_no,
+                channel_trade_no=trade.channel_trade_no,
+                trade=trade,
+                raw=event,
+            )
         if event_type.startswith("REFUND.") and isinstance(event.get("refund"), dict):
             refund = self._refund_state(event["refund"])
             payment_no, deduction_id = event["refund"].get("request_no"), event["refund"].get("deduction_id")
             if not isinstance(payment_no, str) or not isinstance(deduction_id, str):
                 raise _unreadable("refund callback without the deduction's ids")
-            return Notification(kind=NotificationKind.REFUND, dedupe_key=event_id, event_type=event_type,
-                                payment_no=payment_no, channel_trade_no=deduction_id, refund=refund,
-                                raw=event)
-        return Notification(kind=NotificationKind.OTHER, dedupe_key=event_id, event_type=event_type,
-                            raw=event)
+            return Notification(
+                kind=NotificationKind.REFUND,
+                dedupe_key=event_id,
+                event_type=event_type,
+                payment_no=payment_no,
+                channel_trade_no=deduction_id,
+                refund=refund,
+                raw=event,
+            )
+        return Notification(kind=NotificationKind.OTHER, dedupe_key=event_id, event_type=event_type, raw=event)
 
     def ack(self, ok: bool, message: str = "") -> Ack:
         body = {"code": "SUCCESS"} if ok else {"code": "FAIL", "message": message}
-        return Ack(status=200 if ok else 400, body=json.dumps(body, separators=(",", ":")).encode(),
-                   content_type="application/json")
+        return Ack(
+            status=200 if ok else 400,
+            body=json.dumps(body, separators=(",", ":")).encode(),
+            content_type="application/json",
+        )
 
     # --- bills --------------------------------------------------------------------------------
     def fetch_bill(self, bill_date: date) -> Iterator[BillRow]:
         """The day's statement; only SUCCESS rows (points actually moved) become bill rows."""
         status, content = self._call("GET", "/v1/statements", params={"date": bill_date.isoformat()})
         if status != 200:
-            self._ok(status, content)          # raises with the partner's code
+            self._ok(status, content)  # raises with the partner's code
             raise _unreadable(f"statement HTTP {status}")
         return iter(list(self._statement_rows(content)))
 
@@ -549,9 +633,15 @@ class PointsAdapter(ChannelAdapter):
                 continue
             is_refund = kind == BillRowKind.REFUND
             yield BillRow(
-                kind=kind, payment_no=row["request_no"], channel_trade_no=row["deduction_id"],
-                amount=self._to_minor(int(row["points"])), currency=self._currency,
+                kind=kind,
+                payment_no=row["request_no"],
+                channel_trade_no=row["deduction_id"],
+                amount=self._to_minor(int(row["points"])),
+                currency=self._currency,
                 occurred_at=_parse_time(row["completed_at"]) or _parse_time(row["created_at"]),
                 refund_no=row["refund_request_no"] if is_refund else None,
                 channel_refund_no=row["refund_id"] if is_refund else None,
-                fee=0, status=row["status"], raw=row)
+                fee=0,
+                status=row["status"],
+                raw=row,
+            )

@@ -39,8 +39,10 @@ def channel_account_pick(*, channel: str, method: str, currency: str) -> Channel
     for account in ChannelAccount.objects.filter(channel=channel, is_enabled=True).order_by("pk"):
         if account_offers(account, method=method, currency=currency):
             return account
-    raise MethodNotOffered(f"{channel}/{method} is not offered for {currency}",
-                           extra={"channel": channel, "method": method, "currency": currency})
+    raise MethodNotOffered(
+        f"{channel}/{method} is not offered for {currency}",
+        extra={"channel": channel, "method": method, "currency": currency},
+    )
 
 
 @contextmanager
@@ -49,13 +51,15 @@ def channel_call(operation: str) -> Iterator[None]:
     try:
         yield
     except (ChannelUnavailable, SignatureInvalid) as exc:
-        raise ChannelUnavailableError(f"the channel did not answer {operation}; retry later",
-                                      extra={"operation": operation}) from exc
+        raise ChannelUnavailableError(
+            f"the channel did not answer {operation}; retry later", extra={"operation": operation}
+        ) from exc
     except NotSupported as exc:
         raise MethodNotOffered(f"the channel does not support {operation}", extra={"operation": operation}) from exc
     except ChannelRejected as exc:
-        raise ChannelRejectedError(f"the channel refused {operation}",
-                                   extra={"operation": operation, "channel_code": exc.code}) from exc
+        raise ChannelRejectedError(
+            f"the channel refused {operation}", extra={"operation": operation, "channel_code": exc.code}
+        ) from exc
 
 
 def channel_account_configure(spec: dict, *, enabled: bool = True) -> tuple[ChannelAccount, bool]:
@@ -74,7 +78,15 @@ def channel_account_configure(spec: dict, *, enabled: bool = True) -> tuple[Chan
     if not isinstance(allowlist, list):
         raise ValueError("callback_ip_allowlist must be a list")
     account, created = ChannelAccount.objects.update_or_create(
-        name=name, defaults={"channel": channel, "base_url": base_url, "ids": spec.get("ids", {}),
-                             "credentials": spec.get("credentials", {}), "options": spec.get("options", {}),
-                             "callback_ip_allowlist": allowlist, "is_enabled": enabled})
+        name=name,
+        defaults={
+            "channel": channel,
+            "base_url": base_url,
+            "ids": spec.get("ids", {}),
+            "credentials": spec.get("credentials", {}),
+            "options": spec.get("options", {}),
+            "callback_ip_allowlist": allowlist,
+            "is_enabled": enabled,
+        },
+    )
     return account, created

@@ -21,8 +21,11 @@ api_v1 = [
     path("orders/<str:order_no>", OrderDetailApi.as_view(), name="order-detail"),
     path("cashier", CashierApi.as_view(), name="cashier"),
     path("payments", PaymentCollectionApi.as_view(), name="payments"),
-    path("payments/by-channel-trade-no/<str:channel_trade_no>", PaymentByChannelTradeNoApi.as_view(),
-         name="payment-by-channel-trade-no"),
+    path(
+        "payments/by-channel-trade-no/<str:channel_trade_no>",
+        PaymentByChannelTradeNoApi.as_view(),
+        name="payment-by-channel-trade-no",
+    ),
     path("payments/<str:payment_no>", PaymentDetailApi.as_view(), name="payment-detail"),
     path("payments/<str:payment_no>/client-report", PaymentClientReportApi.as_view(), name="payment-client-report"),
     path("payments/<str:payment_no>/close", PaymentCloseApi.as_view(), name="payment-close"),

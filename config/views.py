@@ -5,10 +5,12 @@ from django.urls import reverse
 
 
 def api_root(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({
-        "name": "paycore",
-        "version": "v1",
-        "docs": request.build_absolute_uri(reverse("v1:docs")),
-        "schema": request.build_absolute_uri(reverse("v1:schema")),
-        "authentication": "Authorization: Bearer <api key>",
-    })
+    return JsonResponse(
+        {
+            "name": "paycore",
+            "version": "v1",
+            "docs": request.build_absolute_uri(reverse("v1:docs")),
+            "schema": request.build_absolute_uri(reverse("v1:schema")),
+            "authentication": "Authorization: Bearer <api key>",
+        }
+    )

@@ -7,8 +7,16 @@ from paycore.admin_tools import ReadOnlyAdmin, run_service_action
 
 @admin.register(InboundNotification)
 class InboundNotificationAdmin(ReadOnlyAdmin):
-    list_display = ["id", "channel", "channel_account", "verification", "outcome", "event_type", "payment",
-                    "received_at"]
+    list_display = [
+        "id",
+        "channel",
+        "channel_account",
+        "verification",
+        "outcome",
+        "event_type",
+        "payment",
+        "received_at",
+    ]
     list_filter = ["channel", "verification", "outcome"]
     list_select_related = ["channel_account", "payment"]
     search_fields = ["payment__payment_no", "dedupe_key", "refund__refund_no"]
@@ -22,5 +30,6 @@ class InboundNotificationAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Reprocess (verified notifications not yet applied)", permissions=["operate"])
     def reprocess(self, request, queryset):
-        run_service_action(self, request, queryset, "reprocessed",
-                           lambda n, actor: notification_process(notification_id=n.pk))
+        run_service_action(
+            self, request, queryset, "reprocessed", lambda n, actor: notification_process(notification_id=n.pk)
+        )

@@ -13,6 +13,11 @@ from inbox.services import notification_receive
 @csrf_exempt
 @require_POST
 def notify(request: HttpRequest, channel: str, account_id: int) -> HttpResponse:
-    _, ack = notification_receive(channel=channel, account_id=account_id, headers=dict(request.headers),
-                                  body=request.body, remote_addr=request.META.get("REMOTE_ADDR"))
+    _, ack = notification_receive(
+        channel=channel,
+        account_id=account_id,
+        headers=dict(request.headers),
+        body=request.body,
+        remote_addr=request.META.get("REMOTE_ADDR"),
+    )
     return HttpResponse(ack.body, status=ack.status, content_type=ack.content_type)

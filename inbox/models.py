@@ -16,12 +16,12 @@ class InboundNotification(models.Model):
         REJECTED = "REJECTED"
 
     class Outcome(models.TextChoices):
-        PENDING = "PENDING"        # verified, not applied yet (the inbox sweep retries these)
+        PENDING = "PENDING"  # verified, not applied yet (the inbox sweep retries these)
         APPLIED = "APPLIED"
         DUPLICATE = "DUPLICATE"
-        IGNORED = "IGNORED"        # verified but nothing to do (e.g. unknown payment, informational)
-        FAILED = "FAILED"          # applying raised; kept for ops and retried
-        REJECTED = "REJECTED"      # failed verification: changes nothing
+        IGNORED = "IGNORED"  # verified but nothing to do (e.g. unknown payment, informational)
+        FAILED = "FAILED"  # applying raised; kept for ops and retried
+        REJECTED = "REJECTED"  # failed verification: changes nothing
 
     channel = models.CharField(max_length=20)
     channel_account = models.ForeignKey("channels.ChannelAccount", null=True, blank=True, on_delete=models.PROTECT)
@@ -36,18 +36,23 @@ class InboundNotification(models.Model):
     event_type = models.CharField(max_length=64, blank=True, default="")
     dedupe_key = models.CharField(max_length=200, blank=True, default="", db_index=True)
     parsed = models.JSONField(default=dict, blank=True)
-    payment = models.ForeignKey("payments.Payment", null=True, blank=True, on_delete=models.PROTECT,
-                                related_name="notifications")
-    refund = models.ForeignKey("refunds.Refund", null=True, blank=True, on_delete=models.PROTECT,
-                               related_name="notifications")
+    payment = models.ForeignKey(
+        "payments.Payment", null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
+    )
+    refund = models.ForeignKey(
+        "refunds.Refund", null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
+    )
     attempts = models.PositiveIntegerField(default=0)
     processed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
 
     class Meta:
         indexes = [
-            models.Index(fields=["received_at"], name="inbound_unapplied_idx",
-                         condition=Q(verification="VERIFIED", outcome__in=["PENDING", "FAILED"])),
+            models.Index(
+                fields=["received_at"],
+                name="inbound_unapplied_idx",
+                condition=Q(verification="VERIFIED", outcome__in=["PENDING", "FAILED"]),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 N = InboundNotification
 
 
-def notification_receive(*, channel: str, account_id: int, headers: Mapping[str, str], body: bytes,
-                         remote_addr: str | None) -> tuple[InboundNotification, Ack]:
+def notification_receive(
+    *, channel: str, account_id: int, headers: Mapping[str, str], body: bytes, remote_addr: str | None
+) -> tuple[InboundNotification, Ack]:
     with transaction.atomic(durable=True):
         inbound = N.objects.create(channel=channel, headers=dict(headers), body=body, remote_addr=remote_addr)
     account = ChannelAccount.objects.filter(pk=account_id, channel=channel).first()
@@ -83,9 +84,16 @@ def notifications_retry_unapplied(*, limit: int = 100, older_than_seconds: int =
     left unapplied. Applying is idempotent, so two sweeps racing on one row change nothing twice.
     Returns how many were tried."""
     cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    ids = list(N.objects.filter(verification=N.Verification.VERIFIED, outcome__in=[N.Outcome.PENDING, N.Outcome.FAILED],
-                                received_at__lt=cutoff, attempts__lt=max_attempts)
-               .order_by("pk").values_list("pk", flat=True)[:limit])
+    ids = list(
+        N.objects.filter(
+            verification=N.Verification.VERIFIED,
+            outcome__in=[N.Outcome.PENDING, N.Outcome.FAILED],
+            received_at__lt=cutoff,
+            attempts__lt=max_attempts,
+        )
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
     for notification_id in ids:
         notification_process(notification_id=notification_id)
     return len(ids)
@@ -94,8 +102,7 @@ def notifications_retry_unapplied(*, limit: int = 100, older_than_seconds: int =
 def _apply(inbound: InboundNotification) -> str:
     evidence = {"notification_id": inbound.pk, "event_type": inbound.event_type}
     if inbound.kind == NotificationKind.PAYMENT and inbound.payment_id:
-        payment_sync_from_channel(payment_id=inbound.payment_id, source=EventSource.CHANNEL_NOTIFY,
-                                  evidence=evidence)
+        payment_sync_from_channel(payment_id=inbound.payment_id, source=EventSource.CHANNEL_NOTIFY, evidence=evidence)
         return N.Outcome.APPLIED
     if inbound.kind == NotificationKind.REFUND and inbound.refund_id:
         refund_sync_from_channel(refund_id=inbound.refund_id, source=EventSource.CHANNEL_NOTIFY)
@@ -107,19 +114,33 @@ def _record_verified(inbound: InboundNotification, parsed: Notification) -> None
     inbound.verification = N.Verification.VERIFIED
     inbound.kind, inbound.event_type = parsed.kind.value, parsed.event_type[:64]
     inbound.dedupe_key = parsed.dedupe_key[:200]
-    inbound.parsed = jsonable({"payment_no": parsed.payment_no, "channel_trade_no": parsed.channel_trade_no,
-                               "trade": parsed.trade, "refund": parsed.refund})
+    inbound.parsed = jsonable(
+        {
+            "payment_no": parsed.payment_no,
+            "channel_trade_no": parsed.channel_trade_no,
+            "trade": parsed.trade,
+            "refund": parsed.refund,
+        }
+    )
     payments = Payment.objects.filter(channel_account=inbound.channel_account)
     if parsed.payment_no:
         inbound.payment = payments.filter(payment_no=parsed.payment_no).first()
     if inbound.payment is None and parsed.channel_trade_no:
         inbound.payment = payments.filter(channel_trade_no=parsed.channel_trade_no).first()
     if parsed.refund is not None:
-        inbound.refund = Refund.objects.filter(refund_no=parsed.refund.refund_no,
-                                               payment__channel_account=inbound.channel_account).first()
-    already = (N.objects.filter(channel=inbound.channel, dedupe_key=inbound.dedupe_key,
-                                verification=N.Verification.VERIFIED, outcome=N.Outcome.APPLIED)
-               .exclude(pk=inbound.pk).exists())
+        inbound.refund = Refund.objects.filter(
+            refund_no=parsed.refund.refund_no, payment__channel_account=inbound.channel_account
+        ).first()
+    already = (
+        N.objects.filter(
+            channel=inbound.channel,
+            dedupe_key=inbound.dedupe_key,
+            verification=N.Verification.VERIFIED,
+            outcome=N.Outcome.APPLIED,
+        )
+        .exclude(pk=inbound.pk)
+        .exists()
+    )
     if already:
         inbound.outcome = N.Outcome.DUPLICATE
     elif inbound.payment is None and inbound.refund is None:

@@ -29,13 +29,23 @@ class MerchantAdmin(admin.ModelAdmin):
 
     @admin.action(description="Suspend merchants")
     def suspend(self, request, queryset):
-        run_service_action(self, request, queryset, "suspended", lambda m, actor: merchant_set_status(
-            merchant_id=m.pk, status=Merchant.Status.SUSPENDED, actor=actor))
+        run_service_action(
+            self,
+            request,
+            queryset,
+            "suspended",
+            lambda m, actor: merchant_set_status(merchant_id=m.pk, status=Merchant.Status.SUSPENDED, actor=actor),
+        )
 
     @admin.action(description="Activate merchants")
     def activate(self, request, queryset):
-        run_service_action(self, request, queryset, "activated", lambda m, actor: merchant_set_status(
-            merchant_id=m.pk, status=Merchant.Status.ACTIVE, actor=actor))
+        run_service_action(
+            self,
+            request,
+            queryset,
+            "activated",
+            lambda m, actor: merchant_set_status(merchant_id=m.pk, status=Merchant.Status.ACTIVE, actor=actor),
+        )
 
 
 class OrderItemInline(ReadOnlyInline):

@@ -22,10 +22,16 @@ class OrderCollectionApi(ApiView):
         data = validated(OrderCreateInput, request.data)
         merchant = merchant_for_client(client=self.client, code=data.get("merchant"))
         order, created = order_create(
-            merchant=merchant, merchant_order_no=data["merchant_order_no"], customer_ref=data["customer_ref"],
-            description=data["description"], currency=data["currency"],
-            items=[ItemInput(**item) for item in data["items"]], expires_at=data.get("expires_at"),
-            shipping_address=data["shipping_address"], phone=data["phone"])
+            merchant=merchant,
+            merchant_order_no=data["merchant_order_no"],
+            customer_ref=data["customer_ref"],
+            description=data["description"],
+            currency=data["currency"],
+            items=[ItemInput(**item) for item in data["items"]],
+            expires_at=data.get("expires_at"),
+            shipping_address=data["shipping_address"],
+            phone=data["phone"],
+        )
         order = order_get_for_client(client=self.client, order_no=order.order_no)
         return Response(OrderOutput(order).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -42,8 +42,8 @@ class Order(TimeStampedModel):
     merchant_order_no = models.CharField(max_length=64)
     customer_ref = models.CharField(max_length=64, db_index=True)
     description = models.CharField(max_length=127)
-    amount = models.BigIntegerField()            # minor units; = sum of the items
-    currency = models.CharField(max_length=3)    # ISO 4217
+    amount = models.BigIntegerField()  # minor units; = sum of the items
+    currency = models.CharField(max_length=3)  # ISO 4217
     status = models.CharField(max_length=20, choices=Status, default=Status.PENDING_PAYMENT)
     expires_at = models.DateTimeField()
     paid_at = models.DateTimeField(null=True, blank=True)
@@ -73,7 +73,7 @@ class Order(TimeStampedModel):
 class OrderItem(models.Model):
     order = models.ForeignKey(Order, on_delete=models.CASCADE, related_name="items")
     name = models.CharField(max_length=127)
-    unit_price = models.BigIntegerField()        # minor units
+    unit_price = models.BigIntegerField()  # minor units
     quantity = models.PositiveIntegerField()
 
     class Meta:

@@ -40,6 +40,18 @@ class OrderOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Order
-        fields = ["order_no", "merchant", "merchant_order_no", "customer_ref", "description", "amount", "currency",
-                  "status", "expires_at", "paid_at", "created_at", "items"]
+        fields = [
+            "order_no",
+            "merchant",
+            "merchant_order_no",
+            "customer_ref",
+            "description",
+            "amount",
+            "currency",
+            "status",
+            "expires_at",
+            "paid_at",
+            "created_at",
+            "items",
+        ]
         read_only_fields = fields

@@ -38,9 +38,18 @@ def merchant_set_status(*, merchant_id: int, status: str, actor: str = "") -> Me
     return merchant
 
 
-def order_create(*, merchant: Merchant, merchant_order_no: str, customer_ref: str, description: str,
-                 currency: str, items: list[ItemInput], expires_at: datetime | None = None,
-                 shipping_address: str = "", phone: str = "") -> tuple[Order, bool]:
+def order_create(
+    *,
+    merchant: Merchant,
+    merchant_order_no: str,
+    customer_ref: str,
+    description: str,
+    currency: str,
+    items: list[ItemInput],
+    expires_at: datetime | None = None,
+    shipping_address: str = "",
+    phone: str = "",
+) -> tuple[Order, bool]:
     """Create an order; the same merchant order number with the same content returns the
     existing order (``created`` False), with other content it is a conflict."""
     if merchant.status != Merchant.Status.ACTIVE:
@@ -59,18 +68,29 @@ def order_create(*, merchant: Merchant, merchant_order_no: str, customer_ref: st
     try:
         with transaction.atomic():
             order = Order.objects.create(
-                order_no=new_order_no(), merchant=merchant, merchant_order_no=merchant_order_no,
-                customer_ref=customer_ref, description=description, amount=amount, currency=currency,
-                expires_at=expires_at, shipping_address=shipping_address, phone=phone)
+                order_no=new_order_no(),
+                merchant=merchant,
+                merchant_order_no=merchant_order_no,
+                customer_ref=customer_ref,
+                description=description,
+                amount=amount,
+                currency=currency,
+                expires_at=expires_at,
+                shipping_address=shipping_address,
+                phone=phone,
+            )
             OrderItem.objects.bulk_create(
-                OrderItem(order=order, name=i.name, unit_price=i.unit_price, quantity=i.quantity) for i in items)
+                OrderItem(order=order, name=i.name, unit_price=i.unit_price, quantity=i.quantity) for i in items
+            )
     except IntegrityError:
         existing = Order.objects.filter(merchant=merchant, merchant_order_no=merchant_order_no).first()
         if existing is None:
             raise
         if (existing.amount, existing.currency, existing.customer_ref) != (amount, currency, customer_ref):
-            raise Conflict("this merchant order number is already used by another order",
-                           extra={"merchant_order_no": merchant_order_no, "order_no": existing.order_no}) from None
+            raise Conflict(
+                "this merchant order number is already used by another order",
+                extra={"merchant_order_no": merchant_order_no, "order_no": existing.order_no},
+            ) from None
         return existing, False
     return order, True
 

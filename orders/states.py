@@ -6,10 +6,13 @@ from paycore.statemachine import TransitionTable
 
 S = Order.Status
 
-ORDER_TRANSITIONS = TransitionTable("order", {
-    S.PENDING_PAYMENT: {S.PAID, S.CLOSED},
-    S.PAID: {S.PARTIALLY_REFUNDED, S.REFUNDED},
-    S.PARTIALLY_REFUNDED: {S.REFUNDED},
-    S.REFUNDED: set(),
-    S.CLOSED: {S.PAID},
-})
+ORDER_TRANSITIONS = TransitionTable(
+    "order",
+    {
+        S.PENDING_PAYMENT: {S.PAID, S.CLOSED},
+        S.PAID: {S.PARTIALLY_REFUNDED, S.REFUNDED},
+        S.PARTIALLY_REFUNDED: {S.REFUNDED},
+        S.REFUNDED: set(),
+        S.CLOSED: {S.PAID},
+    },
+)

@@ -45,8 +45,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     if isinstance(exc, exceptions.ValidationError):
-        return Response(error_body("invalid_request", "the request is not valid",
-                                   {"fields": _field_errors(exc.get_full_details())}), status=400)
+        return Response(
+            error_body(
+                "invalid_request", "the request is not valid", {"fields": _field_errors(exc.get_full_details())}
+            ),
+            status=400,
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -86,8 +90,9 @@ class ApiView(APIView):
         super().initial(request, *args, **kwargs)
         key = request.headers.get("Idempotency-Key")
         if request.method == "POST" and key is not None:
-            self._idempotency = idempotency_begin(client=request.auth, key=key, method=request.method,
-                                                  path=request.path, body=body)
+            self._idempotency = idempotency_begin(
+                client=request.auth, key=key, method=request.method, path=request.path, body=body
+            )
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -17,8 +17,12 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def api_client_create(*, name: str, scopes: Iterable[str] | None = None, merchant_id: int | None = None,
-                      ) -> tuple[ApiClient, str]:
+def api_client_create(
+    *,
+    name: str,
+    scopes: Iterable[str] | None = None,
+    merchant_id: int | None = None,
+) -> tuple[ApiClient, str]:
     """Create a client; returns it with the plaintext key, which is never stored."""
     scopes = sorted(set(scopes if scopes is not None else Scope.values))
     unknown = set(scopes) - set(Scope.values)
@@ -26,8 +30,9 @@ def api_client_create(*, name: str, scopes: Iterable[str] | None = None, merchan
         raise ValueError(f"unknown scopes: {sorted(unknown)}")
     prefix = secrets.token_hex(6)
     key = f"pc_{prefix}_{secrets.token_urlsafe(32)}"
-    client = ApiClient.objects.create(name=name, merchant_id=merchant_id, key_prefix=prefix,
-                                      key_hash=_hash(key), scopes=scopes)
+    client = ApiClient.objects.create(
+        name=name, merchant_id=merchant_id, key_prefix=prefix, key_hash=_hash(key), scopes=scopes
+    )
     return client, key
 
 

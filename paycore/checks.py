@@ -14,13 +14,23 @@ from paycore.crypto import EncryptionKeyError, KeyRing
 def check_secrets(app_configs: Any, **kwargs: Any) -> list[Any]:
     problems: list[Any] = []
     if not settings.DEBUG and settings.SECRET_KEY == settings.DEV_SECRET_KEY:
-        problems.append(Error("SECRET_KEY is the development default while DEBUG is off",
-                              hint="set SECRET_KEY in the environment", id="paycore.E001"))
+        problems.append(
+            Error(
+                "SECRET_KEY is the development default while DEBUG is off",
+                hint="set SECRET_KEY in the environment",
+                id="paycore.E001",
+            )
+        )
     try:
         KeyRing.parse(settings.FIELD_ENCRYPTION_KEYS)
     except EncryptionKeyError as exc:
         problems.append(Error(f"FIELD_ENCRYPTION_KEYS is invalid: {exc}", id="paycore.E002"))
     if not settings.DEBUG and settings.FIELD_ENCRYPTION_KEYS == settings.DEV_FIELD_ENCRYPTION_KEYS:
-        problems.append(Error("FIELD_ENCRYPTION_KEYS is the development default while DEBUG is off",
-                              hint="generate one with: manage.py generate_field_key", id="paycore.E003"))
+        problems.append(
+            Error(
+                "FIELD_ENCRYPTION_KEYS is the development default while DEBUG is off",
+                hint="generate one with: manage.py generate_field_key",
+                id="paycore.E003",
+            )
+        )
     return problems

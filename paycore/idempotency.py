@@ -43,28 +43,33 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
 def idempotency_begin(*, client: ApiClient, key: str, method: str, path: str, body: bytes) -> IdempotencyRecord:
     """Claim the key or raise ``Replay`` / ``IdempotencyKeyReused`` / ``IdempotencyInProgress``."""
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise InvalidRequest(f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters",
-                             extra={"header": "Idempotency-Key"})
+        raise InvalidRequest(
+            f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters", extra={"header": "Idempotency-Key"}
+        )
     fingerprint = request_fingerprint(method, path, body)
     try:
         with transaction.atomic(durable=True):
-            return IdempotencyRecord.objects.create(client=client, key=key, method=method, path=path,
-                                                    request_hash=fingerprint)
+            return IdempotencyRecord.objects.create(
+                client=client, key=key, method=method, path=path, request_hash=fingerprint
+            )
     except IntegrityError:
         pass
     record = IdempotencyRecord.objects.get(client=client, key=key)
     if record.request_hash != fingerprint:
-        raise IdempotencyKeyReused("this Idempotency-Key was used with a different request",
-                                   extra={"idempotency_key": key})
+        raise IdempotencyKeyReused(
+            "this Idempotency-Key was used with a different request", extra={"idempotency_key": key}
+        )
     if record.state == IdempotencyRecord.State.COMPLETED:
         raise Replay(record.response_status or 200, record.response_body)
     stale_before = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS)
-    taken = IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS,
-                                             created_at__lt=stale_before).update(created_at=timezone.now())
+    taken = IdempotencyRecord.objects.filter(
+        pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS, created_at__lt=stale_before
+    ).update(created_at=timezone.now())
     if taken:
         return record
-    raise IdempotencyInProgress("a request with this Idempotency-Key is still being processed; retry shortly",
-                                extra={"idempotency_key": key})
+    raise IdempotencyInProgress(
+        "a request with this Idempotency-Key is still being processed; retry shortly", extra={"idempotency_key": key}
+    )
 
 
 def idempotency_finish(record: IdempotencyRecord, *, status: int, body: Any) -> None:
@@ -72,5 +77,5 @@ def idempotency_finish(record: IdempotencyRecord, *, status: int, body: Any) -> 
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         return
     IdempotencyRecord.objects.filter(pk=record.pk).update(
-        state=IdempotencyRecord.State.COMPLETED, response_status=status, response_body=body,
-        completed_at=timezone.now())
+        state=IdempotencyRecord.State.COMPLETED, response_status=status, response_body=body, completed_at=timezone.now()
+    )

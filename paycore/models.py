@@ -136,8 +136,9 @@ class OutboxEvent(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["next_attempt_at"], condition=Q(delivered_at__isnull=True),
-                         name="outbox_undelivered_idx"),
+            models.Index(
+                fields=["next_attempt_at"], condition=Q(delivered_at__isnull=True), name="outbox_undelivered_idx"
+            ),
         ]
 
     def __str__(self) -> str:

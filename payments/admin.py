@@ -21,8 +21,7 @@ class PaymentEventInline(ReadOnlyInline):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ["payment_no", "channel", "method", "amount", "currency", "status", "channel_trade_no",
-                    "created_at"]
+    list_display = ["payment_no", "channel", "method", "amount", "currency", "status", "channel_trade_no", "created_at"]
     list_filter = ["status", "channel", "method", "currency"]
     list_select_related = ["channel_account"]
     search_fields = ["payment_no", "channel_trade_no", "maps__order__merchant_order_no", "maps__order__order_no"]
@@ -32,13 +31,25 @@ class PaymentAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Query the channel and apply its answer", permissions=["operate"])
     def sync_from_channel(self, request, queryset):
-        run_service_action(self, request, queryset, "synced", lambda p, actor: payment_sync_from_channel(
-            payment_id=p.pk, source=EventSource.OPS, evidence={"actor": actor}))
+        run_service_action(
+            self,
+            request,
+            queryset,
+            "synced",
+            lambda p, actor: payment_sync_from_channel(
+                payment_id=p.pk, source=EventSource.OPS, evidence={"actor": actor}
+            ),
+        )
 
     @admin.action(description="Close (at the channel, then here)", permissions=["operate"])
     def close(self, request, queryset):
-        run_service_action(self, request, queryset, "closed", lambda p, actor: payment_close(
-            payment_id=p.pk, reason="ops", source=EventSource.OPS, actor=actor))
+        run_service_action(
+            self,
+            request,
+            queryset,
+            "closed",
+            lambda p, actor: payment_close(payment_id=p.pk, reason="ops", source=EventSource.OPS, actor=actor),
+        )
 
 
 @admin.register(PaymentEvent)

@@ -31,9 +31,15 @@ class PaymentCollectionApi(ApiView):
         data = validated(PaymentCreateInput, request.data)
         orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"])
         payment, created = payment_place(
-            order_ids=[o.pk for o in orders], customer_ref=data["customer_ref"], channel=data["channel"],
-            method=data["method"], payer_id=data["payer_id"], client_ip=data["client_ip"],
-            return_url=data["return_url"], auth_code=data["auth_code"])
+            order_ids=[o.pk for o in orders],
+            customer_ref=data["customer_ref"],
+            channel=data["channel"],
+            method=data["method"],
+            payer_id=data["payer_id"],
+            client_ip=data["client_ip"],
+            return_url=data["return_url"],
+            auth_code=data["auth_code"],
+        )
         payment = payment_get_for_client(client=self.client, payment_no=payment.payment_no)
         return Response(PaymentOutput(payment).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -84,8 +90,9 @@ class PaymentCloseApi(ApiView):
     def post(self, request: Request, payment_no: str) -> Response:
         data = validated(PaymentCloseInput, request.data)
         payment = payment_get_for_client(client=self.client, payment_no=payment_no)
-        payment_close(payment_id=payment.pk, reason=data["reason"], source=EventSource.API,
-                      actor=f"api:{self.client.name}")
+        payment_close(
+            payment_id=payment.pk, reason=data["reason"], source=EventSource.API, actor=f"api:{self.client.name}"
+        )
         return Response(PaymentOutput(payment_get_for_client(client=self.client, payment_no=payment_no)).data)
 
 

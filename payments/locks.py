@@ -15,10 +15,17 @@ from payments.models import Payment
 
 
 def payment_lock(payment_id: int) -> Payment:
-    return (Payment.objects.select_for_update(of=("self",), no_key=True).select_related("channel_account")
-            .get(pk=payment_id))
+    return (
+        Payment.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("channel_account")
+        .get(pk=payment_id)
+    )
 
 
 def orders_lock(order_ids: Iterable[int]) -> list[Order]:
-    return list(Order.objects.select_for_update(of=("self",), no_key=True).select_related("merchant")
-                .filter(pk__in=list(order_ids)).order_by("pk"))
+    return list(
+        Order.objects.select_for_update(of=("self",), no_key=True)
+        .select_related("merchant")
+        .filter(pk__in=list(order_ids))
+        .order_by("pk")
+    )

@@ -33,14 +33,14 @@ class Payment(TimeStampedModel):
     method = models.CharField(max_length=20, choices=Method)
     channel_account = models.ForeignKey("channels.ChannelAccount", on_delete=models.PROTECT)
     customer_ref = models.CharField(max_length=64, db_index=True)
-    amount = models.BigIntegerField()            # minor units
-    currency = models.CharField(max_length=3)    # ISO 4217
+    amount = models.BigIntegerField()  # minor units
+    currency = models.CharField(max_length=3)  # ISO 4217
     status = models.CharField(max_length=20, choices=Status, default=Status.CREATED)
     channel_trade_no = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 unique when set
     expires_at = models.DateTimeField()
     paid_at = models.DateTimeField(null=True, blank=True)
-    prepay_data = models.JSONField(default=dict, blank=True)   # what the app's SDK needs
-    payer_id = models.CharField(max_length=128, blank=True, default="")   # openid / points binding
+    prepay_data = models.JSONField(default=dict, blank=True)  # what the app's SDK needs
+    payer_id = models.CharField(max_length=128, blank=True, default="")  # openid / points binding
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     return_url = models.URLField(max_length=500, blank=True, default="")
     version = models.PositiveIntegerField(default=0)
@@ -50,8 +50,18 @@ class Payment(TimeStampedModel):
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_gt_0"),
             models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="payment_currency_iso"),
             models.CheckConstraint(
-                condition=Q(status__in=["CREATED", "PENDING", "CLIENT_REPORTED", "USER_PAYING", "SUCCEEDED",
-                                        "CLOSED", "FAILED", "REVOKED"]),
+                condition=Q(
+                    status__in=[
+                        "CREATED",
+                        "PENDING",
+                        "CLIENT_REPORTED",
+                        "USER_PAYING",
+                        "SUCCEEDED",
+                        "CLOSED",
+                        "FAILED",
+                        "REVOKED",
+                    ]
+                ),
                 name="payment_status_valid",
             ),
             models.CheckConstraint(
@@ -59,8 +69,11 @@ class Payment(TimeStampedModel):
                 name="payment_succeeded_has_paid_at",
             ),
             models.CheckConstraint(condition=Q(payment_no__regex=r"^[0-9A-Z]{6,32}$"), name="payment_no_charset"),
-            models.UniqueConstraint(fields=["channel_trade_no"], condition=Q(channel_trade_no__isnull=False),
-                                    name="payment_channel_trade_no_uniq"),
+            models.UniqueConstraint(
+                fields=["channel_trade_no"],
+                condition=Q(channel_trade_no__isnull=False),
+                name="payment_channel_trade_no_uniq",
+            ),
         ]
         indexes = [models.Index(fields=["status", "expires_at"], name="payment_status_expiry_idx")]
 

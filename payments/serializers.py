@@ -46,8 +46,21 @@ class PaymentOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Payment
-        fields = ["payment_no", "channel", "method", "status", "amount", "currency", "channel_trade_no",
-                  "customer_ref", "expires_at", "paid_at", "created_at", "prepay", "orders"]
+        fields = [
+            "payment_no",
+            "channel",
+            "method",
+            "status",
+            "amount",
+            "currency",
+            "channel_trade_no",
+            "customer_ref",
+            "expires_at",
+            "paid_at",
+            "created_at",
+            "prepay",
+            "orders",
+        ]
         read_only_fields = fields
 
 

@@ -9,8 +9,13 @@ from paycore.errors import ChannelUnavailableError
 from paycore.models import EventSource
 
 
-@shared_task(name="paycore.payments.sync", autoretry_for=(ChannelUnavailableError,), retry_backoff=True,
-             max_retries=8, soft_time_limit=30)
+@shared_task(
+    name="paycore.payments.sync",
+    autoretry_for=(ChannelUnavailableError,),
+    retry_backoff=True,
+    max_retries=8,
+    soft_time_limit=30,
+)
 def payment_sync(payment_id: int) -> None:
     from payments.services import payment_sync_from_channel
 

@@ -22,8 +22,7 @@ class RefundAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Query the channel and apply its answer", permissions=["operate"])
     def sync_from_channel(self, request, queryset):
-        run_service_action(self, request, queryset, "synced",
-                           lambda r, actor: refund_sync_from_channel(refund_id=r.pk))
+        run_service_action(self, request, queryset, "synced", lambda r, actor: refund_sync_from_channel(refund_id=r.pk))
 
     @admin.action(description="Submit again (pending or failed refunds)", permissions=["operate"])
     def resubmit(self, request, queryset):

@@ -21,8 +21,11 @@ from refunds.services import refund_request
 def refunds_visible_to(client: ApiClient) -> QuerySet[Refund]:
     qs = Refund.objects.select_related("payment")
     if client.merchant_id:
-        qs = qs.filter(Exists(PaymentOrderMap.objects.filter(payment=OuterRef("payment_id"),
-                                                             order__merchant_id=client.merchant_id)))
+        qs = qs.filter(
+            Exists(
+                PaymentOrderMap.objects.filter(payment=OuterRef("payment_id"), order__merchant_id=client.merchant_id)
+            )
+        )
     return qs
 
 
@@ -40,9 +43,15 @@ class RefundCollectionApi(ApiView):
     def post(self, request: Request) -> Response:
         data = validated(RefundCreateInput, request.data)
         payment = payment_get_for_client(client=self.client, payment_no=data["payment_no"])
-        refund, created = refund_request(payment_id=payment.pk, refund_no=data["refund_no"], amount=data["amount"],
-                                         reason=data["reason"], note=data["note"], source=EventSource.API,
-                                         actor=f"api:{self.client.name}")
+        refund, created = refund_request(
+            payment_id=payment.pk,
+            refund_no=data["refund_no"],
+            amount=data["amount"],
+            reason=data["reason"],
+            note=data["note"],
+            source=EventSource.API,
+            actor=f"api:{self.client.name}",
+        )
         refund = refund_get_for_client(client=self.client, refund_no=refund.refund_no)
         return Response(RefundOutput(refund).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

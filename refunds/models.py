@@ -45,8 +45,9 @@ class Refund(TimeStampedModel):
                 condition=Q(status__in=["PENDING", "PROCESSING", "SUCCEEDED", "FAILED", "NEEDS_ATTENTION"]),
                 name="refund_status_valid",
             ),
-            models.CheckConstraint(condition=~Q(status="SUCCEEDED") | Q(succeeded_at__isnull=False),
-                                   name="refund_succeeded_has_time"),
+            models.CheckConstraint(
+                condition=~Q(status="SUCCEEDED") | Q(succeeded_at__isnull=False), name="refund_succeeded_has_time"
+            ),
         ]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="refund_status_next_idx")]
 

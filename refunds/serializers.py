@@ -24,6 +24,16 @@ class RefundOutput(serializers.ModelSerializer):
 
     class Meta:
         model = Refund
-        fields = ["refund_no", "payment_no", "amount", "currency", "reason", "note", "status", "channel_refund_no",
-                  "succeeded_at", "created_at"]
+        fields = [
+            "refund_no",
+            "payment_no",
+            "amount",
+            "currency",
+            "reason",
+            "note",
+            "status",
+            "channel_refund_no",
+            "succeeded_at",
+            "created_at",
+        ]
         read_only_fields = fields

@@ -28,20 +28,37 @@ from refunds.states import COUNTED_STATES, REFUND_TRANSITIONS
 R = Refund.Status
 
 
-def refund_move(refund: Refund, to: str, *, source: str, evidence: dict[str, Any] | None = None,
-                actor: str = "") -> None:
+def refund_move(
+    refund: Refund, to: str, *, source: str, evidence: dict[str, Any] | None = None, actor: str = ""
+) -> None:
     REFUND_TRANSITIONS.check(refund.status, to, refund_no=refund.refund_no)
-    RefundEvent.objects.create(refund=refund, from_status=refund.status, to_status=to, source=source,
-                               evidence=evidence or {}, actor=actor)
+    RefundEvent.objects.create(
+        refund=refund, from_status=refund.status, to_status=to, source=source, evidence=evidence or {}, actor=actor
+    )
     refund.status = to
 
 
-def refund_request(*, payment_id: int, refund_no: str, amount: int, reason: str = Refund.Reason.CUSTOMER_REQUEST,
-                   note: str = "", source: str = EventSource.API, actor: str = "") -> tuple[Refund, bool]:
+def refund_request(
+    *,
+    payment_id: int,
+    refund_no: str,
+    amount: int,
+    reason: str = Refund.Reason.CUSTOMER_REQUEST,
+    note: str = "",
+    source: str = EventSource.API,
+    actor: str = "",
+) -> tuple[Refund, bool]:
     """Create a refund; the same refund_no for the same payment and amount returns the original."""
     try:
-        refund, created = _refund_create(payment_id=payment_id, refund_no=refund_no, amount=amount, reason=reason,
-                                         note=note, source=source, actor=actor)
+        refund, created = _refund_create(
+            payment_id=payment_id,
+            refund_no=refund_no,
+            amount=amount,
+            reason=reason,
+            note=note,
+            source=source,
+            actor=actor,
+        )
     except IntegrityError:  # the same refund_no raced in for another payment
         refund, created = _existing(refund_no, payment_id=payment_id, amount=amount), False
     if created:
@@ -52,23 +69,36 @@ def refund_request(*, payment_id: int, refund_no: str, amount: int, reason: str 
 
 
 @transaction.atomic(durable=True)
-def _refund_create(*, payment_id: int, refund_no: str, amount: int, reason: str, note: str, source: str,
-                   actor: str) -> tuple[Refund, bool]:
+def _refund_create(
+    *, payment_id: int, refund_no: str, amount: int, reason: str, note: str, source: str, actor: str
+) -> tuple[Refund, bool]:
     payment = payment_lock(payment_id)
     if Refund.objects.filter(refund_no=refund_no).exists():
         return _existing(refund_no, payment_id=payment_id, amount=amount), False
     if payment.status != Payment.Status.SUCCEEDED:
-        raise PaymentNotRefundable(f"a {payment.status} payment cannot be refunded",
-                                   extra={"payment_no": payment.payment_no, "status": payment.status})
-    counted = (Refund.objects.filter(payment=payment, status__in=COUNTED_STATES)
-               .aggregate(total=Sum("amount"))["total"] or 0)
+        raise PaymentNotRefundable(
+            f"a {payment.status} payment cannot be refunded",
+            extra={"payment_no": payment.payment_no, "status": payment.status},
+        )
+    counted = (
+        Refund.objects.filter(payment=payment, status__in=COUNTED_STATES).aggregate(total=Sum("amount"))["total"] or 0
+    )
     if counted + amount > payment.amount:
-        raise RefundExceedsPayment("the refunds would exceed the payment",
-                                   extra={"payment_no": payment.payment_no, "refundable": payment.amount - counted})
-    refund = Refund.objects.create(refund_no=refund_no, payment=payment, amount=amount, currency=payment.currency,
-                                   reason=reason, note=note)
-    RefundEvent.objects.create(refund=refund, from_status="", to_status=R.PENDING, source=source,
-                               evidence={"amount": amount, "reason": reason}, actor=actor)
+        raise RefundExceedsPayment(
+            "the refunds would exceed the payment",
+            extra={"payment_no": payment.payment_no, "refundable": payment.amount - counted},
+        )
+    refund = Refund.objects.create(
+        refund_no=refund_no, payment=payment, amount=amount, currency=payment.currency, reason=reason, note=note
+    )
+    RefundEvent.objects.create(
+        refund=refund,
+        from_status="",
+        to_status=R.PENDING,
+        source=source,
+        evidence={"amount": amount, "reason": reason},
+        actor=actor,
+    )
     return refund, True
 
 
@@ -85,16 +115,27 @@ def refund_submit(*, refund_id: int) -> Refund:
     if refund.status not in (R.PENDING, R.FAILED):
         return refund
     payment = refund.payment
-    request = RefundRequest(refund_no=refund.refund_no, payment_no=payment.payment_no,
-                            channel_trade_no=payment.channel_trade_no, amount=refund.amount,
-                            total_amount=payment.amount, currency=refund.currency, reason=refund.note or refund.reason,
-                            notify_url=channel_notify_url(payment.channel_account))
+    request = RefundRequest(
+        refund_no=refund.refund_no,
+        payment_no=payment.payment_no,
+        channel_trade_no=payment.channel_trade_no,
+        amount=refund.amount,
+        total_amount=payment.amount,
+        currency=refund.currency,
+        reason=refund.note or refund.reason,
+        notify_url=channel_notify_url(payment.channel_account),
+    )
     try:
         with channel_call("refund"):
             state = adapter_for(payment.channel_account).refund(request)
     except ChannelRejectedError as exc:
-        state = RefundState(refund_no=refund.refund_no, status=RefundStatus.FAILED, channel_refund_no=None,
-                            amount=refund.amount, fail_code=str(exc.extra.get("channel_code", "")))
+        state = RefundState(
+            refund_no=refund.refund_no,
+            status=RefundStatus.FAILED,
+            channel_refund_no=None,
+            amount=refund.amount,
+            fail_code=str(exc.extra.get("channel_code", "")),
+        )
     return refund_apply_state(refund_id=refund_id, state=state, source=EventSource.API, submitted=True)
 
 
@@ -103,8 +144,11 @@ def refund_sync_from_channel(*, refund_id: int, source: str = EventSource.CHANNE
     payment = refund.payment
     with channel_call("refund query"):
         state = adapter_for(payment.channel_account).query_refund(
-            refund_no=refund.refund_no, payment_no=payment.payment_no, channel_trade_no=payment.channel_trade_no,
-            channel_refund_no=refund.channel_refund_no)
+            refund_no=refund.refund_no,
+            payment_no=payment.payment_no,
+            channel_trade_no=payment.channel_trade_no,
+            channel_refund_no=refund.channel_refund_no,
+        )
     return refund_apply_state(refund_id=refund_id, state=state, source=source)
 
 
@@ -128,14 +172,21 @@ def refund_apply_state(*, refund_id: int, state: RefundState, source: str, submi
             refund.fail_code = (state.fail_code or "")[:64]
     refund.save()
     if moved and target == R.SUCCEEDED:
-        _orders_refunded(payment, orders)   # counts this refund: it is saved above
-        outbox_add(topic="refund.succeeded", key=refund.refund_no,
-                   payload={"payment_no": payment.payment_no, "amount": refund.amount})
+        _orders_refunded(payment, orders)  # counts this refund: it is saved above
+        outbox_add(
+            topic="refund.succeeded",
+            key=refund.refund_no,
+            payload={"payment_no": payment.payment_no, "amount": refund.amount},
+        )
     return refund
 
 
-_REFUND_TARGET = {RefundStatus.PROCESSING: R.PROCESSING, RefundStatus.ABNORMAL: R.PROCESSING,
-                  RefundStatus.SUCCEEDED: R.SUCCEEDED, RefundStatus.FAILED: R.FAILED}
+_REFUND_TARGET = {
+    RefundStatus.PROCESSING: R.PROCESSING,
+    RefundStatus.ABNORMAL: R.PROCESSING,
+    RefundStatus.SUCCEEDED: R.SUCCEEDED,
+    RefundStatus.FAILED: R.FAILED,
+}
 
 
 def _current_order_ids(payment: Payment) -> list[int]:
@@ -144,11 +195,9 @@ def _current_order_ids(payment: Payment) -> list[int]:
 
 def _orders_refunded(payment: Payment, orders: list[Order]) -> None:
     """Orders paid by this payment follow its refunds; a duplicate payment's refunds touch no order."""
-    refunded = (Refund.objects.filter(payment=payment, status=R.SUCCEEDED).aggregate(t=Sum("amount"))["t"] or 0)
+    refunded = Refund.objects.filter(payment=payment, status=R.SUCCEEDED).aggregate(t=Sum("amount"))["t"] or 0
     target = Order.Status.REFUNDED if refunded >= payment.amount else Order.Status.PARTIALLY_REFUNDED
     for order in orders:
         if order.status != target and order.status in (Order.Status.PAID, Order.Status.PARTIALLY_REFUNDED):
             order_move(order, target)
             order.save(update_fields=["status", "updated_at"])
-
-

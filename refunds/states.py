@@ -6,13 +6,16 @@ from refunds.models import Refund
 
 S = Refund.Status
 
-REFUND_TRANSITIONS = TransitionTable("refund", {
-    S.PENDING: {S.PROCESSING, S.SUCCEEDED, S.FAILED},
-    S.PROCESSING: {S.SUCCEEDED, S.FAILED, S.NEEDS_ATTENTION},
-    S.FAILED: {S.PROCESSING, S.SUCCEEDED, S.NEEDS_ATTENTION},
-    S.NEEDS_ATTENTION: {S.PROCESSING, S.SUCCEEDED},
-    S.SUCCEEDED: set(),
-})
+REFUND_TRANSITIONS = TransitionTable(
+    "refund",
+    {
+        S.PENDING: {S.PROCESSING, S.SUCCEEDED, S.FAILED},
+        S.PROCESSING: {S.SUCCEEDED, S.FAILED, S.NEEDS_ATTENTION},
+        S.FAILED: {S.PROCESSING, S.SUCCEEDED, S.NEEDS_ATTENTION},
+        S.NEEDS_ATTENTION: {S.PROCESSING, S.SUCCEEDED},
+        S.SUCCEEDED: set(),
+    },
+)
 
 # Refunds that count against the payment's refundable amount.
 COUNTED_STATES = frozenset({S.PENDING, S.PROCESSING, S.SUCCEEDED, S.NEEDS_ATTENTION})

@@ -64,17 +64,17 @@ from sandbox.core import ChannelSimulator, SandboxError, SandboxRequest, Sandbox
 
 BEIJING = timezone(timedelta(hours=8))
 TIME_FMT = "%Y-%m-%d %H:%M:%S"
-RETRY_SCHEDULE = [240.0, 600.0, 600.0, 3600.0, 7200.0, 21600.0, 54000.0]   # 8 sends in ~25 h
+RETRY_SCHEDULE = [240.0, 600.0, 600.0, 3600.0, 7200.0, 21600.0, 54000.0]  # 8 sends in ~25 h
 PAYER_ACTIONS = ("open", "pay", "password", "fail", "cancel", "expire")
 TIMESTAMP_TOLERANCE = timedelta(minutes=15)
-BILL_LINK_SECONDS = 30.0        # real seconds, not divided by time_factor
+BILL_LINK_SECONDS = 30.0  # real seconds, not divided by time_factor
 FEE_RATE = Decimal("0.006")
 
 # Products: which trade_status values notify by default (§3.5), and the pay API they belong to.
 PAGE_METHODS = {
     "alipay.trade.app.pay": ("QUICK_MSECURITY_PAY",),
     "alipay.trade.page.pay": ("FAST_INSTANT_TRADE_PAY",),
-    "alipay.trade.wap.pay": ("QUICK_WAP_WAY", "QUICK_WAP_PAY"),   # docs vs python-alipay-sdk ⚠
+    "alipay.trade.wap.pay": ("QUICK_WAP_WAY", "QUICK_WAP_PAY"),  # docs vs python-alipay-sdk ⚠
 }
 NOTIFIES = {
     "QUICK_MSECURITY_PAY": {"TRADE_SUCCESS", "TRADE_CLOSED", "TRADE_FINISHED"},
@@ -87,29 +87,67 @@ AMOUNT_RE = re.compile(r"\d{1,9}(\.\d{1,2})?")
 AUTH_CODE_RE = re.compile(r"(2[5-9]|30)\d{14,22}")
 
 DETAIL_HEADER = [
-    "支付宝交易号", "商户订单号", "业务类型", "商品名称", "创建时间", "完成时间", "门店编号", "门店名称",
-    "操作员", "终端号", "对方账户", "订单金额（元）", "商家实收（元）", "支付宝红包（元）", "集分宝（元）",
-    "支付宝优惠（元）", "商家优惠（元）", "券核销金额（元）", "券名称", "商家红包消费金额（元）",
-    "卡消费金额（元）", "退款批次号/请求号", "服务费（元）", "分润（元）", "备注",
+    "支付宝交易号",
+    "商户订单号",
+    "业务类型",
+    "商品名称",
+    "创建时间",
+    "完成时间",
+    "门店编号",
+    "门店名称",
+    "操作员",
+    "终端号",
+    "对方账户",
+    "订单金额（元）",
+    "商家实收（元）",
+    "支付宝红包（元）",
+    "集分宝（元）",
+    "支付宝优惠（元）",
+    "商家优惠（元）",
+    "券核销金额（元）",
+    "券名称",
+    "商家红包消费金额（元）",
+    "卡消费金额（元）",
+    "退款批次号/请求号",
+    "服务费（元）",
+    "分润（元）",
+    "备注",
 ]
 SUMMARY_HEADER = [
-    "门店编号", "门店名称", "交易订单总笔数", "退款订单总笔数", "订单金额（元）", "商家实收（元）",
-    "支付宝优惠（元）", "商家优惠（元）", "卡消费金额（元）", "服务费（元）", "分润（元）", "实收净额（元）",
+    "门店编号",
+    "门店名称",
+    "交易订单总笔数",
+    "退款订单总笔数",
+    "订单金额（元）",
+    "商家实收（元）",
+    "支付宝优惠（元）",
+    "商家优惠（元）",
+    "卡消费金额（元）",
+    "服务费（元）",
+    "分润（元）",
+    "实收净额（元）",
 ]
 
 
 class _ApiError(Exception):
     """An Alipay result other than success; ``gateway`` ones come as an unsigned error_response."""
 
-    def __init__(self, code: str, msg: str, sub_code: str, sub_msg: str, *, gateway: bool = False,
-                 extra: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        msg: str,
+        sub_code: str,
+        sub_msg: str,
+        *,
+        gateway: bool = False,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(sub_msg)
         self.code, self.msg, self.sub_code, self.sub_msg = code, msg, sub_code, sub_msg
         self.gateway, self.extra = gateway, dict(extra or {})
 
     def node(self) -> dict[str, Any]:
-        return {"code": self.code, "msg": self.msg, "sub_code": self.sub_code, "sub_msg": self.sub_msg,
-                **self.extra}
+        return {"code": self.code, "msg": self.msg, "sub_code": self.sub_code, "sub_msg": self.sub_msg, **self.extra}
 
 
 def _biz_error(sub_code: str, sub_msg: str, **extra: Any) -> _ApiError:
@@ -121,19 +159,24 @@ def _invalid(sub_code: str, sub_msg: str, *, gateway: bool = False) -> _ApiError
 
 
 def _missing(name: str, *, gateway: bool = False) -> _ApiError:
-    return _ApiError("40001", "Missing Required Arguments", f"isv.missing-{name.replace('_', '-')}",
-                     f"缺少必选参数 {name}", gateway=gateway)
+    return _ApiError(
+        "40001",
+        "Missing Required Arguments",
+        f"isv.missing-{name.replace('_', '-')}",
+        f"缺少必选参数 {name}",
+        gateway=gateway,
+    )
 
 
 # --- small wire helpers (independent of paycore's adapter) ---------------------------------------
 def _pem_private(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode("ascii")
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode("ascii")
 
 
 def _pem_public(key: rsa.RSAPublicKey) -> str:
-    return key.public_bytes(serialization.Encoding.PEM,
-                            serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
 
 
 def _rsa2_sign(key: rsa.RSAPrivateKey, text: str) -> str:
@@ -142,8 +185,7 @@ def _rsa2_sign(key: rsa.RSAPrivateKey, text: str) -> str:
 
 def _rsa2_ok(key: rsa.RSAPublicKey, text: str, sign: str) -> bool:
     try:
-        key.verify(base64.b64decode(sign, validate=True), text.encode("utf-8"), padding.PKCS1v15(),
-                   hashes.SHA256())
+        key.verify(base64.b64decode(sign, validate=True), text.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
     except (InvalidSignature, ValueError):
         return False
     return True
@@ -213,8 +255,12 @@ class AlipaySimulator(ChannelSimulator):
         platform_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         app_id, seller_id = "2021" + _digits(12), "2088" + _digits(12)
         with self.sandbox.lock:
-            self._accounts[app_id] = {"app_id": app_id, "seller_id": seller_id, "notify_url": notify_url,
-                                      "seller_email": f"merchant{seller_id[-4:]}@sandbox.example.com"}
+            self._accounts[app_id] = {
+                "app_id": app_id,
+                "seller_id": seller_id,
+                "notify_url": notify_url,
+                "seller_email": f"merchant{seller_id[-4:]}@sandbox.example.com",
+            }
             self._keys[app_id] = (app_key.public_key(), platform_key)
         return {
             "channel": self.channel,
@@ -226,7 +272,7 @@ class AlipaySimulator(ChannelSimulator):
     # --- HTTP ----------------------------------------------------------------------------
     def handle(self, req: SandboxRequest) -> SandboxResponse:
         if req.path.startswith("/bills/") and req.method == "GET":
-            return self._download_bill(req.path[len("/bills/"):])
+            return self._download_bill(req.path[len("/bills/") :])
         if req.path != "/gateway.do":
             return SandboxResponse.text(404, "not found")
         try:
@@ -285,14 +331,15 @@ class AlipaySimulator(ChannelSimulator):
         except ValueError:
             raise _invalid("isv.invalid-timestamp", "非法的时间戳参数", gateway=True) from None
         if abs(sent - self.sandbox.now()) > TIMESTAMP_TOLERANCE:
-            raise _invalid("isv.invalid-timestamp", "时间戳与网关时间相差超过15分钟(应为北京时间)",
-                           gateway=True)
+            raise _invalid("isv.invalid-timestamp", "时间戳与网关时间相差超过15分钟(应为北京时间)", gateway=True)
         app_public, _ = self._keys[account["app_id"]]
         content = _request_sign_content(params)
         if not _rsa2_ok(app_public, content, params["sign"]):
-            raise _invalid("isv.invalid-signature",
-                           f"验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配，网关生成的验签字符串为：{content}",
-                           gateway=True)
+            raise _invalid(
+                "isv.invalid-signature",
+                f"验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配，网关生成的验签字符串为：{content}",
+                gateway=True,
+            )
         return account
 
     @staticmethod
@@ -308,8 +355,9 @@ class AlipaySimulator(ChannelSimulator):
             raise _invalid("isv.invalid-parameter", "biz_content 必须是 JSON 对象")
         return biz
 
-    def _answer(self, method: str, account: Mapping[str, Any] | None, result: dict[str, Any] | _ApiError,
-                req: SandboxRequest) -> SandboxResponse:
+    def _answer(
+        self, method: str, account: Mapping[str, Any] | None, result: dict[str, Any] | _ApiError, req: SandboxRequest
+    ) -> SandboxResponse:
         """Sign the node over its exact text; apply ``bad_signature`` / ``tamper_amount`` faults."""
         if isinstance(result, _ApiError):
             node, name = result.node(), "error_response" if result.gateway else None
@@ -344,9 +392,10 @@ class AlipaySimulator(ChannelSimulator):
         if not trade_no and not out_trade_no:
             raise _missing("out_trade_no")
         with self.sandbox.lock:
-            if trade_no:          # trade_no wins
-                found = next((t for t in self._trades.values()
-                              if t["app_id"] == app_id and t["trade_no"] == trade_no), None)
+            if trade_no:  # trade_no wins
+                found = next(
+                    (t for t in self._trades.values() if t["app_id"] == app_id and t["trade_no"] == trade_no), None
+                )
             else:
                 found = self._trades.get(f"{app_id}:{out_trade_no}")
             if found is not None:
@@ -367,8 +416,9 @@ class AlipaySimulator(ChannelSimulator):
             self.sandbox.record(trade, "closed", reason=why)
         self._notify(trade, "TRADE_CLOSED")
 
-    def _new_trade(self, account: Mapping[str, Any], params: Mapping[str, str], biz: Mapping[str, Any],
-                   product_code: str, api: str) -> dict[str, Any]:
+    def _new_trade(
+        self, account: Mapping[str, Any], params: Mapping[str, str], biz: Mapping[str, Any], product_code: str, api: str
+    ) -> dict[str, Any]:
         out_trade_no = biz.get("out_trade_no")
         if not out_trade_no:
             raise _missing("out_trade_no")
@@ -387,15 +437,29 @@ class AlipaySimulator(ChannelSimulator):
                 raise _invalid("isv.invalid-parameter", "time_expire 格式错误") from None
         now = _beijing(self.sandbox.now())
         return {
-            "app_id": account["app_id"], "seller_id": account["seller_id"],
-            "out_trade_no": out_trade_no, "trade_no": self._next_trade_no(), "api": api,
-            "product_code": product_code, "trade_status": "WAIT_BUYER_PAY",
-            "order_amount": amount, "total_amount": amount, "subject": str(biz["subject"]),
-            "body": str(biz.get("body") or ""), "time_expire": biz.get("time_expire"),
+            "app_id": account["app_id"],
+            "seller_id": account["seller_id"],
+            "out_trade_no": out_trade_no,
+            "trade_no": self._next_trade_no(),
+            "api": api,
+            "product_code": product_code,
+            "trade_status": "WAIT_BUYER_PAY",
+            "order_amount": amount,
+            "total_amount": amount,
+            "subject": str(biz["subject"]),
+            "body": str(biz.get("body") or ""),
+            "time_expire": biz.get("time_expire"),
             "notify_url": params.get("notify_url") or account.get("notify_url"),
-            "return_url": params.get("return_url"), "auth_code": biz.get("auth_code"),
-            "gmt_create": now, "gmt_payment": None, "gmt_close": None, "buyer_id": None,
-            "buyer_logon_id": None, "refund_fee": 0, "cancel_action": None, "cancel_retries": 0,
+            "return_url": params.get("return_url"),
+            "auth_code": biz.get("auth_code"),
+            "gmt_create": now,
+            "gmt_payment": None,
+            "gmt_close": None,
+            "buyer_id": None,
+            "buyer_logon_id": None,
+            "refund_fee": 0,
+            "cancel_action": None,
+            "cancel_retries": 0,
             "biz_content": params.get("biz_content"),
         }
 
@@ -419,14 +483,21 @@ class AlipaySimulator(ChannelSimulator):
             return trade
 
     def _cashier_html(self, trade: Mapping[str, Any]) -> str:
-        return (f"<!doctype html><meta charset='utf-8'><title>Sandbox cashier</title>"
-                f"<h1>支付宝 sandbox cashier</h1><p>{trade['out_trade_no']}: "
-                f"{_to_yuan(trade['total_amount'])} CNY, {trade['trade_status']}</p>")
+        return (
+            f"<!doctype html><meta charset='utf-8'><title>Sandbox cashier</title>"
+            f"<h1>支付宝 sandbox cashier</h1><p>{trade['out_trade_no']}: "
+            f"{_to_yuan(trade['total_amount'])} CNY, {trade['trade_status']}</p>"
+        )
 
     def _trade_node(self, trade: Mapping[str, Any]) -> dict[str, Any]:
-        node = {"code": "10000", "msg": "Success", "trade_no": trade["trade_no"],
-                "out_trade_no": trade["out_trade_no"], "trade_status": trade["trade_status"],
-                "total_amount": _to_yuan(trade["total_amount"])}
+        node = {
+            "code": "10000",
+            "msg": "Success",
+            "trade_no": trade["trade_no"],
+            "out_trade_no": trade["out_trade_no"],
+            "trade_status": trade["trade_status"],
+            "total_amount": _to_yuan(trade["total_amount"]),
+        }
         return node
 
     def _pay(self, trade: dict[str, Any], *, amount: int | None = None, buyer_id: str | None = None) -> bool:
@@ -452,20 +523,21 @@ class AlipaySimulator(ChannelSimulator):
         with self.sandbox.lock:
             node = self._trade_node(trade)
             paid = trade["gmt_payment"] is not None
-            node.update({
-                "buyer_logon_id": trade["buyer_logon_id"] or "",
-                "buyer_user_id": trade["buyer_id"] or "",
-                "buyer_pay_amount": _to_yuan(trade["total_amount"] if paid else 0),
-                "receipt_amount": _to_yuan(trade["total_amount"] if paid else 0),
-                "invoice_amount": _to_yuan(trade["total_amount"] if paid else 0),
-                "point_amount": "0.00",
-            })
+            node.update(
+                {
+                    "buyer_logon_id": trade["buyer_logon_id"] or "",
+                    "buyer_user_id": trade["buyer_id"] or "",
+                    "buyer_pay_amount": _to_yuan(trade["total_amount"] if paid else 0),
+                    "receipt_amount": _to_yuan(trade["total_amount"] if paid else 0),
+                    "invoice_amount": _to_yuan(trade["total_amount"] if paid else 0),
+                    "point_amount": "0.00",
+                }
+            )
             if not trade["buyer_id"]:
                 del node["buyer_logon_id"], node["buyer_user_id"]
             if paid:
                 node["send_pay_date"] = trade["gmt_payment"]
-                node["fund_bill_list"] = [{"fund_channel": "ALIPAYACCOUNT",
-                                           "amount": _to_yuan(trade["total_amount"])}]
+                node["fund_bill_list"] = [{"fund_channel": "ALIPAYACCOUNT", "amount": _to_yuan(trade["total_amount"])}]
             return node
 
     def _api_close(self, account: Mapping[str, Any], params: Mapping[str, str], biz: dict[str, Any]) -> dict:
@@ -476,18 +548,24 @@ class AlipaySimulator(ChannelSimulator):
             if trade["trade_status"] != "WAIT_BUYER_PAY":
                 raise _biz_error("ACQ.TRADE_STATUS_ERROR", "交易状态不合法")
             self._close(trade, "merchant_close")
-            return {"code": "10000", "msg": "Success", "trade_no": trade["trade_no"],
-                    "out_trade_no": trade["out_trade_no"]}
+            return {
+                "code": "10000",
+                "msg": "Success",
+                "trade_no": trade["trade_no"],
+                "out_trade_no": trade["out_trade_no"],
+            }
 
     def _api_pay(self, account: Mapping[str, Any], params: Mapping[str, str], biz: dict[str, Any]) -> dict:
         if biz.get("scene") != "bar_code":
             raise _invalid("isv.invalid-parameter", "scene 仅支持 bar_code")
         auth_code = str(biz.get("auth_code") or "")
         if not AUTH_CODE_RE.fullmatch(auth_code):
-            raise _biz_error("ACQ.PAYMENT_AUTH_CODE_INVALID",
-                             "支付失败，获取顾客账户信息失败，请顾客刷新付款码后重新收款")
-        fresh = self._new_trade(account, params, biz, biz.get("product_code") or "FACE_TO_FACE_PAYMENT",
-                                "alipay.trade.pay")
+            raise _biz_error(
+                "ACQ.PAYMENT_AUTH_CODE_INVALID", "支付失败，获取顾客账户信息失败，请顾客刷新付款码后重新收款"
+            )
+        fresh = self._new_trade(
+            account, params, biz, biz.get("product_code") or "FACE_TO_FACE_PAYMENT", "alipay.trade.pay"
+        )
         key = f"{account['app_id']}:{fresh['out_trade_no']}"
         with self.sandbox.lock:
             trade = self._trades.get(key)
@@ -504,8 +582,7 @@ class AlipaySimulator(ChannelSimulator):
             suffix = auth_code[-4:]
             if suffix == "1111":
                 self._close(trade, "balance_not_enough")
-                raise _biz_error("ACQ.BUYER_BALANCE_NOT_ENOUGH", "买家余额不足",
-                                 out_trade_no=trade["out_trade_no"])
+                raise _biz_error("ACQ.BUYER_BALANCE_NOT_ENOUGH", "买家余额不足", out_trade_no=trade["out_trade_no"])
             if suffix in ("0000", "3333"):
                 trade["cancel_retries"] = 1 if suffix == "3333" else 0
                 return self._waiting_node(trade)
@@ -514,17 +591,31 @@ class AlipaySimulator(ChannelSimulator):
             raise _ApiError("20000", "Service Currently Unavailable", "ACQ.SYSTEM_ERROR", "系统异常")
         with self.sandbox.lock:
             amount = _to_yuan(trade["total_amount"])
-            return {"code": "10000", "msg": "Success", "trade_no": trade["trade_no"],
-                    "out_trade_no": trade["out_trade_no"], "buyer_logon_id": trade["buyer_logon_id"],
-                    "buyer_user_id": trade["buyer_id"], "total_amount": amount, "receipt_amount": amount,
-                    "buyer_pay_amount": amount, "point_amount": "0.00", "invoice_amount": amount,
-                    "gmt_payment": trade["gmt_payment"],
-                    "fund_bill_list": [{"fund_channel": "ALIPAYACCOUNT", "amount": amount}]}
+            return {
+                "code": "10000",
+                "msg": "Success",
+                "trade_no": trade["trade_no"],
+                "out_trade_no": trade["out_trade_no"],
+                "buyer_logon_id": trade["buyer_logon_id"],
+                "buyer_user_id": trade["buyer_id"],
+                "total_amount": amount,
+                "receipt_amount": amount,
+                "buyer_pay_amount": amount,
+                "point_amount": "0.00",
+                "invoice_amount": amount,
+                "gmt_payment": trade["gmt_payment"],
+                "fund_bill_list": [{"fund_channel": "ALIPAYACCOUNT", "amount": amount}],
+            }
 
     @staticmethod
     def _waiting_node(trade: Mapping[str, Any]) -> dict[str, Any]:
-        return {"code": "10003", "msg": "order success pay inprocess", "trade_no": trade["trade_no"],
-                "out_trade_no": trade["out_trade_no"], "total_amount": _to_yuan(trade["total_amount"])}
+        return {
+            "code": "10003",
+            "msg": "order success pay inprocess",
+            "trade_no": trade["trade_no"],
+            "out_trade_no": trade["out_trade_no"],
+            "total_amount": _to_yuan(trade["total_amount"]),
+        }
 
     def _api_refund(self, account: Mapping[str, Any], params: Mapping[str, str], biz: dict[str, Any]) -> dict:
         if not biz.get("refund_amount"):
@@ -554,11 +645,17 @@ class AlipaySimulator(ChannelSimulator):
 
     def _add_refund(self, trade: dict[str, Any], request_no: str, amount: int, reason: str) -> dict[str, Any]:
         now = self.sandbox.now()
-        refund = {"app_id": trade["app_id"], "out_trade_no": trade["out_trade_no"],
-                  "trade_no": trade["trade_no"], "out_request_no": request_no, "refund_amount": amount,
-                  "refund_reason": reason, "refund_status": "REFUND_SUCCESS",
-                  "gmt_refund_pay": _beijing(now),
-                  "gmt_refund": now.astimezone(BEIJING).strftime(TIME_FMT + ".%f")[:-3]}
+        refund = {
+            "app_id": trade["app_id"],
+            "out_trade_no": trade["out_trade_no"],
+            "trade_no": trade["trade_no"],
+            "out_request_no": request_no,
+            "refund_amount": amount,
+            "refund_reason": reason,
+            "refund_status": "REFUND_SUCCESS",
+            "gmt_refund_pay": _beijing(now),
+            "gmt_refund": now.astimezone(BEIJING).strftime(TIME_FMT + ".%f")[:-3],
+        }
         self._refunds[f"{trade['app_id']}:{trade['out_trade_no']}:{request_no}"] = refund
         trade["refund_fee"] += amount
         self.sandbox.record(refund, "refunded", amount=amount)
@@ -571,14 +668,20 @@ class AlipaySimulator(ChannelSimulator):
 
     @staticmethod
     def _refund_node(trade: Mapping[str, Any], refund: Mapping[str, Any], *, fund_change: str) -> dict:
-        return {"code": "10000", "msg": "Success", "trade_no": trade["trade_no"],
-                "out_trade_no": trade["out_trade_no"], "buyer_logon_id": trade["buyer_logon_id"] or "",
-                "fund_change": fund_change, "refund_fee": _to_yuan(trade["refund_fee"]),
-                "gmt_refund_pay": refund["gmt_refund_pay"], "buyer_user_id": trade["buyer_id"] or "",
-                "send_back_fee": _to_yuan(refund["refund_amount"])}
+        return {
+            "code": "10000",
+            "msg": "Success",
+            "trade_no": trade["trade_no"],
+            "out_trade_no": trade["out_trade_no"],
+            "buyer_logon_id": trade["buyer_logon_id"] or "",
+            "fund_change": fund_change,
+            "refund_fee": _to_yuan(trade["refund_fee"]),
+            "gmt_refund_pay": refund["gmt_refund_pay"],
+            "buyer_user_id": trade["buyer_id"] or "",
+            "send_back_fee": _to_yuan(refund["refund_amount"]),
+        }
 
-    def _api_refund_query(self, account: Mapping[str, Any], params: Mapping[str, str],
-                          biz: dict[str, Any]) -> dict:
+    def _api_refund_query(self, account: Mapping[str, Any], params: Mapping[str, str], biz: dict[str, Any]) -> dict:
         trade = self._find(account["app_id"], biz)
         if trade is None or trade.get("stub"):
             raise _biz_error("ACQ.TRADE_NOT_EXIST", "交易不存在")
@@ -587,11 +690,17 @@ class AlipaySimulator(ChannelSimulator):
             refund = self._refunds.get(f"{account['app_id']}:{trade['out_trade_no']}:{request_no}")
             node: dict[str, Any] = {"code": "10000", "msg": "Success"}
             if refund is None:
-                return node       # the query ran; there is no such refund
-            node.update({"trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"],
-                         "out_request_no": request_no, "total_amount": _to_yuan(trade["total_amount"]),
-                         "refund_amount": _to_yuan(refund["refund_amount"]),
-                         "refund_status": refund["refund_status"]})
+                return node  # the query ran; there is no such refund
+            node.update(
+                {
+                    "trade_no": trade["trade_no"],
+                    "out_trade_no": trade["out_trade_no"],
+                    "out_request_no": request_no,
+                    "total_amount": _to_yuan(trade["total_amount"]),
+                    "refund_amount": _to_yuan(refund["refund_amount"]),
+                    "refund_status": refund["refund_status"],
+                }
+            )
             if refund["refund_reason"]:
                 node["refund_reason"] = refund["refund_reason"]
             if "gmt_refund_pay" in (biz.get("query_options") or []):
@@ -606,14 +715,29 @@ class AlipaySimulator(ChannelSimulator):
             # Unknown out_trade_no: Alipay answers success and blocks the number from now on.
             key = f"{account['app_id']}:{biz['out_trade_no']}"
             with self.sandbox.lock:
-                self._trades.setdefault(key, {
-                    "app_id": account["app_id"], "out_trade_no": biz["out_trade_no"], "trade_no": "",
-                    "stub": True, "trade_status": "TRADE_CLOSED", "gmt_payment": None, "total_amount": 0,
-                    "refund_fee": 0, "product_code": "", "api": "alipay.trade.cancel"})
+                self._trades.setdefault(
+                    key,
+                    {
+                        "app_id": account["app_id"],
+                        "out_trade_no": biz["out_trade_no"],
+                        "trade_no": "",
+                        "stub": True,
+                        "trade_status": "TRADE_CLOSED",
+                        "gmt_payment": None,
+                        "total_amount": 0,
+                        "refund_fee": 0,
+                        "product_code": "",
+                        "api": "alipay.trade.cancel",
+                    },
+                )
             return {"code": "10000", "msg": "Success", "out_trade_no": biz["out_trade_no"], "retry_flag": "N"}
         with self.sandbox.lock:
-            base = {"code": "10000", "msg": "Success", "trade_no": trade["trade_no"],
-                    "out_trade_no": trade["out_trade_no"]}
+            base = {
+                "code": "10000",
+                "msg": "Success",
+                "trade_no": trade["trade_no"],
+                "out_trade_no": trade["out_trade_no"],
+            }
             if trade.get("stub"):
                 return {**base, "retry_flag": "N"}
             if trade["cancel_retries"] > 0:
@@ -629,7 +753,7 @@ class AlipaySimulator(ChannelSimulator):
             elif status == "TRADE_SUCCESS":
                 trade["cancel_action"] = "refund"
                 remaining = trade["total_amount"] - trade["refund_fee"]
-                if remaining > 0:   # a revocation refunds with the order number as request number
+                if remaining > 0:  # a revocation refunds with the order number as request number
                     self._add_refund(trade, trade["out_trade_no"], remaining, "revoked")
                 trade["trade_status"] = "TRADE_CLOSED"
                 trade["gmt_close"] = trade["gmt_close"] or _beijing(self.sandbox.now())
@@ -640,8 +764,7 @@ class AlipaySimulator(ChannelSimulator):
             self.sandbox.record(trade, "cancelled", action=trade["cancel_action"])
             return {**base, "retry_flag": "N", "action": trade["cancel_action"]}
 
-    def _api_bill_url(self, account: Mapping[str, Any], params: Mapping[str, str],
-                      biz: dict[str, Any]) -> dict:
+    def _api_bill_url(self, account: Mapping[str, Any], params: Mapping[str, str], biz: dict[str, Any]) -> dict:
         bill_type, bill_date = biz.get("bill_type"), str(biz.get("bill_date") or "")
         if bill_type not in ("trade", "signcustomer"):
             raise _invalid("isv.invalid-parameter", "bill_type 错误")
@@ -657,8 +780,7 @@ class AlipaySimulator(ChannelSimulator):
         with self.sandbox.lock:
             self._bill_links[token] = (time.monotonic() + BILL_LINK_SECONDS, name, payload)
         base = f"{self.sandbox.current_base_url()}/{self.channel}"
-        return {"code": "10000", "msg": "Success",
-                "bill_download_url": f"{base}/bills/{token}?downloadFileName={name}"}
+        return {"code": "10000", "msg": "Success", "bill_download_url": f"{base}/bills/{token}?downloadFileName={name}"}
 
     _API: ClassVar[dict[str, Any]] = {
         "alipay.trade.query": _api_query,
@@ -676,8 +798,9 @@ class AlipaySimulator(ChannelSimulator):
             link = self._bill_links.get(token)
         if link is None or time.monotonic() > link[0]:
             return SandboxResponse.text(200, "下载超时")
-        return SandboxResponse.text(200, link[2], "application/oct-stream",
-                                    headers={"Content-Disposition": f"attachment; filename={link[1]}"})
+        return SandboxResponse.text(
+            200, link[2], "application/oct-stream", headers={"Content-Disposition": f"attachment; filename={link[1]}"}
+        )
 
     def _build_bill(self, account: Mapping[str, Any], bill_date: str) -> bytes | None:
         """Zip of GBK CSVs (detail and summary) in the §3.10 layout, from what happened that day."""
@@ -692,8 +815,11 @@ class AlipaySimulator(ChannelSimulator):
                 if trade["gmt_payment"] and trade["gmt_payment"].startswith(bill_date):
                     fee = _fee(trade["total_amount"])
                     amount = _to_yuan(trade["total_amount"])
-                    rows.append(self._bill_line(trade, "交易", trade["gmt_create"], trade["gmt_payment"],
-                                                amount, "", _to_yuan(-fee)))
+                    rows.append(
+                        self._bill_line(
+                            trade, "交易", trade["gmt_create"], trade["gmt_payment"], amount, "", _to_yuan(-fee)
+                        )
+                    )
                     n_trades, paid_total = n_trades + 1, paid_total + trade["total_amount"]
                     fee_total += fee
             for refund in self._refunds.values():
@@ -702,8 +828,17 @@ class AlipaySimulator(ChannelSimulator):
                     continue
                 if refund["gmt_refund_pay"].startswith(bill_date):
                     fee, when = _fee(refund["refund_amount"]), refund["gmt_refund_pay"]
-                    rows.append(self._bill_line(trade, "退款", when, when, _to_yuan(-refund["refund_amount"]),
-                                                refund["out_request_no"], _to_yuan(fee)))
+                    rows.append(
+                        self._bill_line(
+                            trade,
+                            "退款",
+                            when,
+                            when,
+                            _to_yuan(-refund["refund_amount"]),
+                            refund["out_request_no"],
+                            _to_yuan(fee),
+                        )
+                    )
                     n_refunds, refund_total = n_refunds + 1, refund_total + refund["refund_amount"]
                     fee_total -= fee
         if not rows:
@@ -715,7 +850,7 @@ class AlipaySimulator(ChannelSimulator):
             end = start + timedelta(days=1)
         else:
             end = (start + timedelta(days=32)).replace(day=1)
-        period = (f"#起始日期：[{start:%Y年%m月%d日} 00:00:00]   终止日期：[{end:%Y年%m月%d日} 00:00:00]")
+        period = f"#起始日期：[{start:%Y年%m月%d日} 00:00:00]   终止日期：[{end:%Y年%m月%d日} 00:00:00]"
         exported = f"#导出时间：[{self.sandbox.now().astimezone(BEIJING):%Y年%m月%d日 %H:%M:%S}]"
         account_line = f"#账号：[{account['seller_id']}0156]"
         detail = io.StringIO()
@@ -728,13 +863,28 @@ class AlipaySimulator(ChannelSimulator):
         detail.write(exported + "\n")
         summary = io.StringIO()
         summary.write("#支付宝业务汇总查询\n" + account_line + "\n" + period + "\n")
-        summary.write("#-----------------------------------------业务汇总列表----------------------------------------\n")
+        summary.write(
+            "#-----------------------------------------业务汇总列表----------------------------------------\n"
+        )
         net = paid_total - refund_total - fee_total
-        total_line = ["合计", "", str(n_trades), str(n_refunds), _to_yuan(paid_total - refund_total),
-                      _to_yuan(paid_total - refund_total), "0.00", "0.00", "0.00", _to_yuan(-fee_total),
-                      "0.00", _to_yuan(net)]
+        total_line = [
+            "合计",
+            "",
+            str(n_trades),
+            str(n_refunds),
+            _to_yuan(paid_total - refund_total),
+            _to_yuan(paid_total - refund_total),
+            "0.00",
+            "0.00",
+            "0.00",
+            _to_yuan(-fee_total),
+            "0.00",
+            _to_yuan(net),
+        ]
         csv.writer(summary, lineterminator="\n").writerows([SUMMARY_HEADER, total_line])
-        summary.write("#-----------------------------------------业务汇总列表结束------------------------------------\n")
+        summary.write(
+            "#-----------------------------------------业务汇总列表结束------------------------------------\n"
+        )
         summary.write(exported + "\n")
         buffer = io.BytesIO()
         pid = f"{account['seller_id']}0156"
@@ -745,16 +895,39 @@ class AlipaySimulator(ChannelSimulator):
         return buffer.getvalue()
 
     @staticmethod
-    def _bill_line(trade: Mapping[str, Any], kind: str, created: str, finished: str, amount: str,
-                   request_no: str, fee: str) -> list[str]:
-        return [trade["trade_no"] + "\t", trade["out_trade_no"] + "\t", kind, trade["subject"], created,
-                finished, "", "", "", "", trade["buyer_logon_id"] or "", amount, amount, "0.00", "0.00",
-                "0.00", "0.00", "0.00", "", "0.00", "0.00", request_no + ("\t" if request_no else ""),
-                fee, "0.00", ""]
+    def _bill_line(
+        trade: Mapping[str, Any], kind: str, created: str, finished: str, amount: str, request_no: str, fee: str
+    ) -> list[str]:
+        return [
+            trade["trade_no"] + "\t",
+            trade["out_trade_no"] + "\t",
+            kind,
+            trade["subject"],
+            created,
+            finished,
+            "",
+            "",
+            "",
+            "",
+            trade["buyer_logon_id"] or "",
+            amount,
+            amount,
+            "0.00",
+            "0.00",
+            "0.00",
+            "0.00",
+            "0.00",
+            "",
+            "0.00",
+            "0.00",
+            request_no + ("\t" if request_no else ""),
+            fee,
+            "0.00",
+            "",
+        ]
 
     # --- notifications -----------------------------------------------------------------------
-    def _notify(self, trade: dict[str, Any], trade_status: str, *,
-                refund: Mapping[str, Any] | None = None) -> None:
+    def _notify(self, trade: dict[str, Any], trade_status: str, *, refund: Mapping[str, Any] | None = None) -> None:
         url = trade.get("notify_url")
         if not url or trade_status not in NOTIFIES.get(trade.get("product_code", ""), ()):
             return
@@ -762,41 +935,65 @@ class AlipaySimulator(ChannelSimulator):
         if account is None:
             return
         notify_id = f"{_beijing(self.sandbox.now())[:10].replace('-', '')}00222{_digits(25)}"
-        with self.sandbox.lock:      # the message's content is fixed when the event happens
+        with self.sandbox.lock:  # the message's content is fixed when the event happens
             fields = {
-                "notify_type": "trade_status_sync", "notify_id": notify_id, "app_id": trade["app_id"],
-                "auth_app_id": trade["app_id"], "charset": "utf-8", "version": "1.0",
-                "trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"],
-                "buyer_id": trade["buyer_id"] or "", "buyer_logon_id": trade["buyer_logon_id"] or "",
-                "seller_id": account["seller_id"], "seller_email": account["seller_email"],
-                "trade_status": trade_status, "subject": trade["subject"], "body": trade["body"],
-                "total_amount": _to_yuan(trade["total_amount"]), "gmt_create": trade["gmt_create"],
+                "notify_type": "trade_status_sync",
+                "notify_id": notify_id,
+                "app_id": trade["app_id"],
+                "auth_app_id": trade["app_id"],
+                "charset": "utf-8",
+                "version": "1.0",
+                "trade_no": trade["trade_no"],
+                "out_trade_no": trade["out_trade_no"],
+                "buyer_id": trade["buyer_id"] or "",
+                "buyer_logon_id": trade["buyer_logon_id"] or "",
+                "seller_id": account["seller_id"],
+                "seller_email": account["seller_email"],
+                "trade_status": trade_status,
+                "subject": trade["subject"],
+                "body": trade["body"],
+                "total_amount": _to_yuan(trade["total_amount"]),
+                "gmt_create": trade["gmt_create"],
             }
             if trade["gmt_payment"]:
                 amount = _to_yuan(trade["total_amount"])
-                fields.update({"receipt_amount": amount, "invoice_amount": amount, "buyer_pay_amount": amount,
-                               "point_amount": "0.00", "gmt_payment": trade["gmt_payment"],
-                               "fund_bill_list": json.dumps([{"amount": amount,
-                                                              "fundChannel": "ALIPAYACCOUNT"}],
-                                                            separators=(",", ":"))})
+                fields.update(
+                    {
+                        "receipt_amount": amount,
+                        "invoice_amount": amount,
+                        "buyer_pay_amount": amount,
+                        "point_amount": "0.00",
+                        "gmt_payment": trade["gmt_payment"],
+                        "fund_bill_list": json.dumps(
+                            [{"amount": amount, "fundChannel": "ALIPAYACCOUNT"}], separators=(",", ":")
+                        ),
+                    }
+                )
             if trade_status == "TRADE_CLOSED" and trade["gmt_close"]:
                 fields["gmt_close"] = trade["gmt_close"]
             if refund is not None:
-                fields.update({"out_biz_no": refund["out_request_no"],
-                               "refund_fee": _to_yuan(trade["refund_fee"]),
-                               "gmt_refund": refund["gmt_refund"]})
+                fields.update(
+                    {
+                        "out_biz_no": refund["out_request_no"],
+                        "refund_fee": _to_yuan(trade["refund_fee"]),
+                        "gmt_refund": refund["gmt_refund"],
+                    }
+                )
             self.sandbox.record(trade, "notify", trade_status=trade_status, notify_id=notify_id)
         _, platform_key = self._keys[trade["app_id"]]
 
         def build() -> tuple[dict[str, str], bytes]:
             message = {**fields, "notify_time": _beijing(self.sandbox.now()), "sign_type": "RSA2"}
             message["sign"] = _rsa2_sign(platform_key, _notify_sign_content(message))
-            return ({"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
-                    urlencode(message, encoding="utf-8").encode("ascii"))
+            return (
+                {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+                urlencode(message, encoding="utf-8").encode("ascii"),
+            )
 
         key = f"{trade['out_trade_no']}:{trade_status}" + (f":{refund['out_request_no']}" if refund else "")
-        self.sandbox.notify(self.channel, url, build, RETRY_SCHEDULE,
-                            lambda status, body: status == 200 and body == b"success", key)
+        self.sandbox.notify(
+            self.channel, url, build, RETRY_SCHEDULE, lambda status, body: status == 200 and body == b"success", key
+        )
 
     # --- payer actions ---------------------------------------------------------------------
     def payer_action(self, payment_no: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -810,8 +1007,7 @@ class AlipaySimulator(ChannelSimulator):
                 if action == "password" and trade["api"] != "alipay.trade.pay":
                     raise SandboxError(409, "NOT_PAYCODE", "password is for payment-code trades")
                 amount = params.get("amount")
-                self._pay(trade, amount=int(amount) if amount is not None else None,
-                          buyer_id=params.get("buyer_id"))
+                self._pay(trade, amount=int(amount) if amount is not None else None, buyer_id=params.get("buyer_id"))
             elif action in ("fail", "expire"):
                 with self.sandbox.lock:
                     unpaid = trade["trade_status"] == "WAIT_BUYER_PAY"
@@ -821,8 +1017,9 @@ class AlipaySimulator(ChannelSimulator):
                 self.sandbox.record(trade, "payer_left_cashier")
 
         if action not in PAYER_ACTIONS:
-            raise SandboxError(400, "UNKNOWN_ACTION",
-                               f"alipay payer actions: {', '.join(PAYER_ACTIONS)}; not {action!r}")
+            raise SandboxError(
+                400, "UNKNOWN_ACTION", f"alipay payer actions: {', '.join(PAYER_ACTIONS)}; not {action!r}"
+            )
         if action != "open":
             if after > 0:
                 self.sandbox.later(after, act)
@@ -849,12 +1046,14 @@ class AlipaySimulator(ChannelSimulator):
                 raise SandboxError(400, "WRONG_ORDER", "the order string is for another out_trade_no")
             return trade
         with self.sandbox.lock:
-            found = [t for t in self._trades.values()
-                     if t["out_trade_no"] == payment_no and not t.get("stub")]
+            found = [t for t in self._trades.values() if t["out_trade_no"] == payment_no and not t.get("stub")]
         if not found:
-            raise SandboxError(404, "TRADE_NOT_OPENED",
-                               f"no alipay trade {payment_no!r}: the payer has not opened the cashier; pass "
-                               "order_string (APP) or url (page/WAP) from the prepay client_params")
+            raise SandboxError(
+                404,
+                "TRADE_NOT_OPENED",
+                f"no alipay trade {payment_no!r}: the payer has not opened the cashier; pass "
+                "order_string (APP) or url (page/WAP) from the prepay client_params",
+            )
         if len(found) > 1 and params.get("app_id"):
             found = [t for t in found if t["app_id"] == params["app_id"]]
         return found[-1]

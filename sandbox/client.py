@@ -22,8 +22,9 @@ class SandboxClientError(Exception):
 
 
 class SandboxClient:
-    def __init__(self, base_url: str, session: requests.Session | None = None,
-                 timeout: tuple[float, float] = (5.0, 70.0)) -> None:
+    def __init__(
+        self, base_url: str, session: requests.Session | None = None, timeout: tuple[float, float] = (5.0, 70.0)
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.http = session or requests.Session()
         self.timeout = timeout

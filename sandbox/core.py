@@ -129,8 +129,13 @@ class SandboxResponse:
         return cls(status, body, {"Content-Type": "application/json; charset=utf-8", **(headers or {})})
 
     @classmethod
-    def text(cls, status: int, text: str | bytes, content_type: str = "text/plain; charset=utf-8",
-             headers: Mapping[str, str] | None = None) -> SandboxResponse:
+    def text(
+        cls,
+        status: int,
+        text: str | bytes,
+        content_type: str = "text/plain; charset=utf-8",
+        headers: Mapping[str, str] | None = None,
+    ) -> SandboxResponse:
         body = text.encode() if isinstance(text, str) else text
         return cls(status, body, {"Content-Type": content_type, **(headers or {})})
 
@@ -297,7 +302,7 @@ class _Outbound:
     schedule: list[float]
     is_ack: Callable[[int, bytes], bool]
     generation: int
-    state: str = "pending"           # pending / held / acked / exhausted / dropped / error / cancelled
+    state: str = "pending"  # pending / held / acked / exhausted / dropped / error / cancelled
     fault: str | None = None
     duplicate: bool = False
     attempts: int = 0
@@ -315,8 +320,8 @@ class Sandbox:
             raise ValueError("time_factor must be positive")
         self.time_factor = float(time_factor)
         self.lock = threading.RLock()
-        self.base_url = ""               # set by the server once it listens
-        self.generation = 0              # bumped by reset(): stale delayed work checks it
+        self.base_url = ""  # set by the server once it listens
+        self.generation = 0  # bumped by reset(): stale delayed work checks it
         self.accounts: dict[str, dict[str, Any]] = {}
         self.trades: dict[str, dict[str, Any]] = {}
         self.refunds: dict[str, dict[str, Any]] = {}
@@ -374,8 +379,9 @@ class Sandbox:
             self._simulators[channel] = sim
             return sim
 
-    def create_account(self, channel: str, *, notify_url: str | None = None,
-                       options: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def create_account(
+        self, channel: str, *, notify_url: str | None = None, options: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         sim = self.simulator(channel)
         extra = dict(options or {})
         account = sim.create_account(notify_url=notify_url, **extra)
@@ -387,8 +393,7 @@ class Sandbox:
         account.setdefault("options", {})
         return account
 
-    def payer_action(self, channel: str, payment_no: str, action: str,
-                     params: dict[str, Any]) -> dict[str, Any]:
+    def payer_action(self, channel: str, payment_no: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
         return self.simulator(channel).payer_action(payment_no, action, params)
 
     def current_base_url(self) -> str:
@@ -446,8 +451,15 @@ class Sandbox:
         return self._take_fault(API_FAULTS, channel, path, text)
 
     # --- notifications ------------------------------------------------------------------
-    def notify(self, channel: str, url: str, build: Callable[[], tuple[dict[str, str], bytes]],
-               schedule: list[float], is_ack: Callable[[int, bytes], bool], key: str) -> str:
+    def notify(
+        self,
+        channel: str,
+        url: str,
+        build: Callable[[], tuple[dict[str, str], bytes]],
+        schedule: list[float],
+        is_ack: Callable[[int, bytes], bool],
+        key: str,
+    ) -> str:
         """Deliver a notification asynchronously; returns its id.
 
         ``build`` makes the (headers, body) of one attempt; it is called per attempt.
@@ -458,8 +470,16 @@ class Sandbox:
         ``reorder`` (held back and released right after the next notification of the channel).
         """
         with self.lock:
-            out = _Outbound(id=uuid.uuid4().hex[:16], channel=channel, url=url, key=key, build=build,
-                            schedule=list(schedule), is_ack=is_ack, generation=self.generation)
+            out = _Outbound(
+                id=uuid.uuid4().hex[:16],
+                channel=channel,
+                url=url,
+                key=key,
+                build=build,
+                schedule=list(schedule),
+                is_ack=is_ack,
+                generation=self.generation,
+            )
             self._outbound[out.id] = out
             rule = self._take_fault(NOTIFICATION_FAULTS, channel, url, key)
             out.fault = rule.kind if rule else None
@@ -534,26 +554,33 @@ class Sandbox:
             if acked:
                 out.state = "acked"
             elif attempt - 1 < len(out.schedule):
-                self._scheduler.call_later(self.scaled(out.schedule[attempt - 1]),
-                                           lambda: self._attempt(out, attempt + 1))
+                self._scheduler.call_later(
+                    self.scaled(out.schedule[attempt - 1]), lambda: self._attempt(out, attempt + 1)
+                )
                 return
             else:
                 out.state = "exhausted"
             self._idle.notify_all()
 
-    def _send(self, out: _Outbound, attempt: int, headers: dict[str, str], body: bytes, *,
-              duplicate: bool) -> bool:
+    def _send(self, out: _Outbound, attempt: int, headers: dict[str, str], body: bytes, *, duplicate: bool) -> bool:
         status: int | None = None
         answer = b""
         host = (urlsplit(out.url).hostname or "").lower().rstrip(".")
         if host.endswith(RESERVED_HOST_SUFFIXES) or host in {s.lstrip(".") for s in RESERVED_HOST_SUFFIXES}:
             with self.lock:
-                self._log(out, attempt=attempt, status=None, answer=b"reserved host: not contacted",
-                          outcome="not_acked", duplicate=duplicate, request_headers=headers, request_body=body)
+                self._log(
+                    out,
+                    attempt=attempt,
+                    status=None,
+                    answer=b"reserved host: not contacted",
+                    outcome="not_acked",
+                    duplicate=duplicate,
+                    request_headers=headers,
+                    request_body=body,
+                )
             return False
         try:
-            resp = requests.post(out.url, data=body, headers=headers, timeout=NOTIFY_TIMEOUT,
-                                 allow_redirects=False)
+            resp = requests.post(out.url, data=body, headers=headers, timeout=NOTIFY_TIMEOUT, allow_redirects=False)
             status, answer = resp.status_code, resp.content
         except requests.RequestException as exc:
             answer = f"{type(exc).__name__}: {exc}".encode()
@@ -565,32 +592,69 @@ class Sandbox:
                 traceback.print_exc(file=sys.stderr)
         with self.lock:
             if out.generation == self.generation:
-                self._log(out, attempt=attempt, status=status, answer=answer,
-                          outcome="acked" if acked else "not_acked", duplicate=duplicate,
-                          request_headers=headers, request_body=body)
+                self._log(
+                    out,
+                    attempt=attempt,
+                    status=status,
+                    answer=answer,
+                    outcome="acked" if acked else "not_acked",
+                    duplicate=duplicate,
+                    request_headers=headers,
+                    request_body=body,
+                )
         return acked
 
-    def _log(self, out: _Outbound, *, attempt: int, status: int | None, answer: bytes, outcome: str,
-             duplicate: bool = False, request_headers: Mapping[str, str] | None = None,
-             request_body: bytes = b"") -> None:
-        self.notification_log.append({
-            "id": out.id, "channel": out.channel, "key": out.key, "url": out.url, "attempt": attempt,
-            "status": status, "outcome": outcome, "fault": out.fault, "duplicate": duplicate,
-            "answer": answer[:500].decode("utf-8", "replace"), "at": self.now().isoformat(),
-            "request_headers": dict(request_headers or {}),
-            "request_body": request_body.decode("utf-8", "replace"),
-        })
+    def _log(
+        self,
+        out: _Outbound,
+        *,
+        attempt: int,
+        status: int | None,
+        answer: bytes,
+        outcome: str,
+        duplicate: bool = False,
+        request_headers: Mapping[str, str] | None = None,
+        request_body: bytes = b"",
+    ) -> None:
+        self.notification_log.append(
+            {
+                "id": out.id,
+                "channel": out.channel,
+                "key": out.key,
+                "url": out.url,
+                "attempt": attempt,
+                "status": status,
+                "outcome": outcome,
+                "fault": out.fault,
+                "duplicate": duplicate,
+                "answer": answer[:500].decode("utf-8", "replace"),
+                "at": self.now().isoformat(),
+                "request_headers": dict(request_headers or {}),
+                "request_body": request_body.decode("utf-8", "replace"),
+            }
+        )
 
     def notification_states(self) -> list[dict[str, Any]]:
         with self.lock:
-            return [{"id": o.id, "channel": o.channel, "key": o.key, "url": o.url, "state": o.state,
-                     "attempts": o.attempts, "fault": o.fault} for o in self._outbound.values()]
+            return [
+                {
+                    "id": o.id,
+                    "channel": o.channel,
+                    "key": o.key,
+                    "url": o.url,
+                    "state": o.state,
+                    "attempts": o.attempts,
+                    "fault": o.fault,
+                }
+                for o in self._outbound.values()
+            ]
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until no notification is pending (held ones do not count); False on timeout."""
         with self._idle:
             return self._idle.wait_for(
-                lambda: all(o.state != "pending" for o in self._outbound.values()), timeout=timeout)
+                lambda: all(o.state != "pending" for o in self._outbound.values()), timeout=timeout
+            )
 
     # --- views --------------------------------------------------------------------------
     def snapshot(self) -> list[dict[str, Any]]:
@@ -634,7 +698,7 @@ class Sandbox:
         kind = fault.kind if fault else None
         if kind in ("http_500", "http_503", "disconnect") and not fault.process:
             return _fault_response(fault)
-        if kind == "timeout" and fault.process is False:   # never processed: sleep, then hang up
+        if kind == "timeout" and fault.process is False:  # never processed: sleep, then hang up
             time.sleep(fault.seconds if fault.seconds is not None else DEFAULT_TIMEOUT_FAULT_SECONDS)
             raise Disconnect()
         self._local.in_request, self._local.fault = True, fault

@@ -34,19 +34,25 @@ def render_page(sandbox: Sandbox) -> str:
         "<th>history</th></tr>",
     ]
     for row in rows:
-        history = "<br>".join(_cell(f"{h.get('at', '')} {h.get('event', '')}")
-                              for h in row.get("history", []))
+        history = "<br>".join(_cell(f"{h.get('at', '')} {h.get('event', '')}") for h in row.get("history", []))
         out.append(
             f"<tr><td>{_cell(row['channel'])}</td><td>{_cell(row['kind'])}</td><td>{_cell(row['key'])}</td>"
             + "".join(f"<td>{_cell(row.get(name))}</td>" for name in _SHOWN)
             + f"<td>{history}</td></tr>"
         )
-    out.append("</table><h2>Notification attempts (latest 200)</h2><table><tr><th>at</th><th>channel</th>"
-               "<th>key</th><th>url</th><th>attempt</th><th>status</th><th>outcome</th><th>fault</th></tr>")
+    out.append(
+        "</table><h2>Notification attempts (latest 200)</h2><table><tr><th>at</th><th>channel</th>"
+        "<th>key</th><th>url</th><th>attempt</th><th>status</th><th>outcome</th><th>fault</th></tr>"
+    )
     for entry in reversed(log):
-        out.append("<tr>" + "".join(f"<td>{_cell(entry.get(k))}</td>" for k in
-                                    ("at", "channel", "key", "url", "attempt", "status", "outcome", "fault"))
-                   + "</tr>")
+        out.append(
+            "<tr>"
+            + "".join(
+                f"<td>{_cell(entry.get(k))}</td>"
+                for k in ("at", "channel", "key", "url", "attempt", "status", "outcome", "fault")
+            )
+            + "</tr>"
+        )
     out.append("</table><h2>Active faults</h2><table><tr><th>rule</th></tr>")
     for fault in faults:
         out.append(f"<tr><td>{_cell(fault)}</td></tr>")

@@ -59,9 +59,36 @@ from sandbox.core import ChannelSimulator, SandboxError, SandboxRequest, Sandbox
 _EXP: dict[str, int] = {
     **dict.fromkeys(("JPY", "KRW", "HUF", "TWD", "CLP", "VND"), 0),
     **dict.fromkeys(("BHD", "KWD", "JOD", "OMR", "TND"), 3),
-    **dict.fromkeys(("USD", "EUR", "GBP", "CNY", "HKD", "SGD", "AUD", "CAD", "NZD", "CHF", "SEK", "NOK",
-                     "DKK", "PLN", "CZK", "ILS", "MXN", "BRL", "MYR", "PHP", "THB", "INR", "AED", "SAR",
-                     "ZAR"), 2),
+    **dict.fromkeys(
+        (
+            "USD",
+            "EUR",
+            "GBP",
+            "CNY",
+            "HKD",
+            "SGD",
+            "AUD",
+            "CAD",
+            "NZD",
+            "CHF",
+            "SEK",
+            "NOK",
+            "DKK",
+            "PLN",
+            "CZK",
+            "ILS",
+            "MXN",
+            "BRL",
+            "MYR",
+            "PHP",
+            "THB",
+            "INR",
+            "AED",
+            "SAR",
+            "ZAR",
+        ),
+        2,
+    ),
 }
 
 # Webhook retries: 25 sends over 3 days (§4.5, ⚠ single source); sandbox seconds between sends.
@@ -128,8 +155,9 @@ def _unprocessable(issue: str, message: str) -> _ApiError:
 
 
 def _not_found(what: str) -> _ApiError:
-    return _ApiError(404, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID",
-                     f"Specified resource ID ({what}) does not exist.")
+    return _ApiError(
+        404, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID", f"Specified resource ID ({what}) does not exist."
+    )
 
 
 def _bad_request(issue: str, message: str) -> _ApiError:
@@ -141,12 +169,12 @@ class PaypalSimulator(ChannelSimulator):
 
     def __init__(self, sandbox: Any) -> None:
         super().__init__(sandbox)
-        self._tokens: dict[str, tuple[str, float]] = {}          # token -> (client_id, expires monotonic)
+        self._tokens: dict[str, tuple[str, float]] = {}  # token -> (client_id, expires monotonic)
         self._idem: dict[tuple[str, str, str], tuple[float, int, dict[str, Any]]] = {}
-        self._orders: dict[str, str] = {}                         # order id -> payment_no
-        self._captures: dict[str, str] = {}                       # capture id -> payment_no
-        self._certs: dict[str, bytes] = {}                        # cert name -> PEM
-        self._keys: dict[str, Any] = {}                           # client id -> leaf private key
+        self._orders: dict[str, str] = {}  # order id -> payment_no
+        self._captures: dict[str, str] = {}  # capture id -> payment_no
+        self._certs: dict[str, bytes] = {}  # cert name -> PEM
+        self._keys: dict[str, Any] = {}  # client id -> leaf private key
         self._mutex = threading.RLock()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -177,25 +205,55 @@ class PaypalSimulator(ChannelSimulator):
         ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         ca_cn = f"paycore sandbox PayPal CA {webhook_id}"
-        ca_name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "paycore sandbox"),
-                             x509.NameAttribute(NameOID.COMMON_NAME, ca_cn)])
-        ca_cert = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-                   .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=3650))
-                   .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-                   .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
-                                                key_encipherment=False, data_encipherment=False,
-                                                key_agreement=False, key_cert_sign=True, crl_sign=True,
-                                                encipher_only=False, decipher_only=False), critical=True)
-                   .sign(ca_key, hashes.SHA256()))
-        leaf_cert = (x509.CertificateBuilder()
-                     .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "PayPal, Inc."),
-                                              x509.NameAttribute(NameOID.COMMON_NAME, SIGNING_CN)]))
-                     .issuer_name(ca_name).public_key(leaf_key.public_key())
-                     .serial_number(x509.random_serial_number())
-                     .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=365))
-                     .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-                     .sign(ca_key, hashes.SHA256()))
+        ca_name = x509.Name(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "paycore sandbox"),
+                x509.NameAttribute(NameOID.COMMON_NAME, ca_cn),
+            ]
+        )
+        ca_cert = (
+            x509.CertificateBuilder()
+            .subject_name(ca_name)
+            .issuer_name(ca_name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=False,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        leaf_cert = (
+            x509.CertificateBuilder()
+            .subject_name(
+                x509.Name(
+                    [
+                        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "PayPal, Inc."),
+                        x509.NameAttribute(NameOID.COMMON_NAME, SIGNING_CN),
+                    ]
+                )
+            )
+            .issuer_name(ca_name)
+            .public_key(leaf_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .sign(ca_key, hashes.SHA256())
+        )
         cert_name = f"CERT-{webhook_id.lower()}"
         leaf_pem = leaf_cert.public_bytes(serialization.Encoding.PEM)
         ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
@@ -280,16 +338,19 @@ class PaypalSimulator(ChannelSimulator):
             payment_no = self._orders.get(token)
         if payment_no is None:
             raise _not_found(token)
-        text = (f"<!doctype html><title>PayPal sandbox checkout</title><p>Order {html.escape(token)} for "
-                f"{html.escape(payment_no)}. Approve with <code>POST /_sandbox/paypal/trades/"
-                f"{html.escape(payment_no)}/pay</code> (or <code>fail</code>, <code>cancel</code>).</p>")
+        text = (
+            f"<!doctype html><title>PayPal sandbox checkout</title><p>Order {html.escape(token)} for "
+            f"{html.escape(payment_no)}. Approve with <code>POST /_sandbox/paypal/trades/"
+            f"{html.escape(payment_no)}/pay</code> (or <code>fail</code>, <code>cancel</code>).</p>"
+        )
         return SandboxResponse.text(200, text, "text/html; charset=utf-8")
 
     # --- auth ----------------------------------------------------------------------------
     def _token(self, req: SandboxRequest) -> SandboxResponse:
         auth = req.headers.get("Authorization", "")
-        invalid = SandboxResponse.json(401, {"error": "invalid_client",
-                                             "error_description": "Client Authentication failed"})
+        invalid = SandboxResponse.json(
+            401, {"error": "invalid_client", "error_description": "Client Authentication failed"}
+        )
         if not auth.startswith("Basic "):
             return invalid
         try:
@@ -301,17 +362,24 @@ class PaypalSimulator(ChannelSimulator):
             if account is None or not secrets.compare_digest(secret, account["client_secret"]):
                 return invalid
             if req.body.strip() != b"grant_type=client_credentials":
-                return SandboxResponse.json(400, {"error": "unsupported_grant_type",
-                                                  "error_description": "Grant Type is NULL"})
+                return SandboxResponse.json(
+                    400, {"error": "unsupported_grant_type", "error_description": "Grant Type is NULL"}
+                )
             token = "A21AA" + secrets.token_urlsafe(48)
             expires_in = account["token_expires_in"]
             self._tokens[token] = (client_id, time.monotonic() + expires_in)
             account["token_requests"] += 1
-        return SandboxResponse.json(200, {
-            "scope": "https://uri.paypal.com/services/payments/payment https://uri.paypal.com/services/reporting/search/read",
-            "access_token": token, "token_type": "Bearer", "app_id": "APP-80W284485P519543T",
-            "expires_in": expires_in, "nonce": f"{_ts(self.sandbox.now())}{secrets.token_hex(8)}",
-        })
+        return SandboxResponse.json(
+            200,
+            {
+                "scope": "https://uri.paypal.com/services/payments/payment https://uri.paypal.com/services/reporting/search/read",
+                "access_token": token,
+                "token_type": "Bearer",
+                "app_id": "APP-80W284485P519543T",
+                "expires_in": expires_in,
+                "nonce": f"{_ts(self.sandbox.now())}{secrets.token_hex(8)}",
+            },
+        )
 
     def _authenticate(self, req: SandboxRequest) -> dict[str, Any]:
         auth = req.headers.get("Authorization", "")
@@ -323,9 +391,12 @@ class PaypalSimulator(ChannelSimulator):
                 entry = None
             account = self._accounts.get(entry[0]) if entry else None
         if account is None:
-            raise _ApiError(401, "AUTHENTICATION_FAILURE", None,
-                            "Authentication failed due to invalid authentication credentials or a missing "
-                            "Authorization header.")
+            raise _ApiError(
+                401,
+                "AUTHENTICATION_FAILURE",
+                None,
+                "Authentication failed due to invalid authentication credentials or a missing Authorization header.",
+            )
         return account
 
     # --- idempotency ---------------------------------------------------------------------
@@ -339,8 +410,9 @@ class PaypalSimulator(ChannelSimulator):
                 return None
             return SandboxResponse.json(stored[1], stored[2])
 
-    def _remember(self, account: dict[str, Any], op: str, req: SandboxRequest, status: int,
-                  body: dict[str, Any]) -> None:
+    def _remember(
+        self, account: dict[str, Any], op: str, req: SandboxRequest, status: int, body: dict[str, Any]
+    ) -> None:
         request_id = req.headers.get("PayPal-Request-Id")
         if request_id:
             expires = time.monotonic() + self.sandbox.scaled(IDEMPOTENCY_SECONDS[op])
@@ -381,13 +453,25 @@ class PaypalSimulator(ChannelSimulator):
                 raise _unprocessable("DUPLICATE_INVOICE_ID", "invoice_id is in use in this sandbox.")
             order_id = _pp_id(17)
             trade = {
-                "order_id": order_id, "payment_no": payment_no, "client_id": account["client_id"],
+                "order_id": order_id,
+                "payment_no": payment_no,
+                "client_id": account["client_id"],
                 "status": "PAYER_ACTION_REQUIRED" if context is not None else "CREATED",
-                "intent": "CAPTURE", "amount": minor, "currency": currency,
-                "custom_id": unit.get("custom_id"), "invoice_id": unit.get("invoice_id"),
-                "description": unit.get("description"), "reference_id": unit.get("reference_id", "default"),
-                "experience_context": context, "decline": False, "pending": False, "capture_amount": None,
-                "captures": [], "refund_ids": [], "create_time": now, "update_time": now,
+                "intent": "CAPTURE",
+                "amount": minor,
+                "currency": currency,
+                "custom_id": unit.get("custom_id"),
+                "invoice_id": unit.get("invoice_id"),
+                "description": unit.get("description"),
+                "reference_id": unit.get("reference_id", "default"),
+                "experience_context": context,
+                "decline": False,
+                "pending": False,
+                "capture_amount": None,
+                "captures": [],
+                "refund_ids": [],
+                "create_time": now,
+                "update_time": now,
             }
             self._trades[payment_no] = trade
             self._orders[order_id] = payment_no
@@ -418,29 +502,39 @@ class PaypalSimulator(ChannelSimulator):
         with self.sandbox.lock:
             status = trade["status"]
             if status in ("CREATED", "PAYER_ACTION_REQUIRED", "SAVED"):
-                raise _unprocessable("ORDER_NOT_APPROVED",
-                                     "Payer has not yet approved the Order for payment.")
+                raise _unprocessable("ORDER_NOT_APPROVED", "Payer has not yet approved the Order for payment.")
             if status == "VOIDED":
                 raise _unprocessable("ORDER_IS_VOIDED", "The order has been voided.")
             if status == "COMPLETED":
                 raise _unprocessable("ORDER_ALREADY_CAPTURED", "Order already captured.")
             now = self.sandbox.now()
             amount = trade["capture_amount"] if trade["capture_amount"] is not None else trade["amount"]
-            capture_status = ("DECLINED" if trade["decline"] else "PENDING" if trade["pending"]
-                              else "COMPLETED")
+            capture_status = "DECLINED" if trade["decline"] else "PENDING" if trade["pending"] else "COMPLETED"
             fee = (amount * 29) // 1000 if capture_status == "COMPLETED" else 0
-            capture = {"id": _pp_id(17), "status": capture_status, "amount": amount, "fee": fee,
-                       "create_time": now, "update_time": now, "refunded": 0, "reversed": False}
+            capture = {
+                "id": _pp_id(17),
+                "status": capture_status,
+                "amount": amount,
+                "fee": fee,
+                "create_time": now,
+                "update_time": now,
+                "refunded": 0,
+                "reversed": False,
+            }
             trade["captures"].append(capture)
             trade["status"] = "COMPLETED"
             trade["update_time"] = now
             self._captures[capture["id"]] = trade["payment_no"]
-            self.sandbox.record(trade, "captured", capture_id=capture["id"], capture_status=capture_status,
-                                amount=amount)
+            self.sandbox.record(
+                trade, "captured", capture_id=capture["id"], capture_status=capture_status, amount=amount
+            )
             view = self._order_view(trade)
             self._remember(account, "capture", req, 201, view)
-        event = {"COMPLETED": "PAYMENT.CAPTURE.COMPLETED", "PENDING": "PAYMENT.CAPTURE.PENDING",
-                 "DECLINED": "PAYMENT.CAPTURE.DECLINED"}[capture_status]
+        event = {
+            "COMPLETED": "PAYMENT.CAPTURE.COMPLETED",
+            "PENDING": "PAYMENT.CAPTURE.PENDING",
+            "DECLINED": "PAYMENT.CAPTURE.DECLINED",
+        }[capture_status]
         self._webhook(account, event, "capture", lambda: self._capture_view(trade, capture))
         return self._tamper(req, SandboxResponse.json(201, view))
 
@@ -485,8 +579,12 @@ class PaypalSimulator(ChannelSimulator):
         if trade["status"] in ("CREATED", "PAYER_ACTION_REQUIRED", "APPROVED"):
             links.append(self._link(trade, f"/v2/checkout/orders/{order_id}/capture", "capture", "POST"))
         view: dict[str, Any] = {
-            "id": order_id, "intent": "CAPTURE", "status": trade["status"], "purchase_units": [unit],
-            "create_time": _ts(trade["create_time"]), "update_time": _ts(trade["update_time"]),
+            "id": order_id,
+            "intent": "CAPTURE",
+            "status": trade["status"],
+            "purchase_units": [unit],
+            "create_time": _ts(trade["create_time"]),
+            "update_time": _ts(trade["update_time"]),
             "links": links,
         }
         if trade["status"] in ("APPROVED", "COMPLETED"):
@@ -503,15 +601,19 @@ class PaypalSimulator(ChannelSimulator):
         elif status == "COMPLETED" and capture["refunded"] > 0:
             status = "PARTIALLY_REFUNDED"
         view: dict[str, Any] = {
-            "id": capture["id"], "status": status,
+            "id": capture["id"],
+            "status": status,
             "amount": {"currency_code": currency, "value": _fmt(capture["amount"], currency)},
             "final_capture": True,
             "seller_protection": {"status": "ELIGIBLE"},
-            "create_time": _ts(capture["create_time"]), "update_time": _ts(capture["update_time"]),
+            "create_time": _ts(capture["create_time"]),
+            "update_time": _ts(capture["update_time"]),
             "supplementary_data": {"related_ids": {"order_id": trade["order_id"]}},
-            "links": [self._link(trade, f"/v2/payments/captures/{capture['id']}", "self"),
-                      self._link(trade, f"/v2/payments/captures/{capture['id']}/refund", "refund", "POST"),
-                      self._link(trade, f"/v2/checkout/orders/{trade['order_id']}", "up")],
+            "links": [
+                self._link(trade, f"/v2/payments/captures/{capture['id']}", "self"),
+                self._link(trade, f"/v2/payments/captures/{capture['id']}/refund", "refund", "POST"),
+                self._link(trade, f"/v2/checkout/orders/{trade['order_id']}", "up"),
+            ],
         }
         if capture["status"] == "COMPLETED":
             net = capture["amount"] - capture["fee"]
@@ -531,18 +633,21 @@ class PaypalSimulator(ChannelSimulator):
         currency = refund["currency"]
         trade = self._trades[refund["payment_no"]]
         view: dict[str, Any] = {
-            "id": refund["id"], "status": refund["status"],
+            "id": refund["id"],
+            "status": refund["status"],
             "amount": {"currency_code": currency, "value": _fmt(refund["amount"], currency)},
             "seller_payable_breakdown": {
                 "gross_amount": {"currency_code": currency, "value": _fmt(refund["amount"], currency)},
                 "paypal_fee": {"currency_code": currency, "value": _fmt(0, currency)},
                 "net_amount": {"currency_code": currency, "value": _fmt(refund["amount"], currency)},
             },
-            "create_time": _ts(refund["create_time"]), "update_time": _ts(refund["update_time"]),
-            "supplementary_data": {"related_ids": {"order_id": trade["order_id"],
-                                                   "capture_id": refund["capture_id"]}},
-            "links": [self._link(trade, f"/v2/payments/refunds/{refund['id']}", "self"),
-                      self._link(trade, f"/v2/payments/captures/{refund['capture_id']}", "up")],
+            "create_time": _ts(refund["create_time"]),
+            "update_time": _ts(refund["update_time"]),
+            "supplementary_data": {"related_ids": {"order_id": trade["order_id"], "capture_id": refund["capture_id"]}},
+            "links": [
+                self._link(trade, f"/v2/payments/refunds/{refund['id']}", "self"),
+                self._link(trade, f"/v2/payments/captures/{refund['capture_id']}", "up"),
+            ],
         }
         if refund["status"] == "PENDING":
             view["status_details"] = {"reason": "ECHECK"}
@@ -561,8 +666,7 @@ class PaypalSimulator(ChannelSimulator):
                         return trade, capture
         raise _not_found(capture_id)
 
-    def _refund_create(self, req: SandboxRequest, account: dict[str, Any],
-                       capture_id: str) -> SandboxResponse:
+    def _refund_create(self, req: SandboxRequest, account: dict[str, Any], capture_id: str) -> SandboxResponse:
         replay = self._replay(account, "refund", req)
         if replay is not None:
             return replay
@@ -577,37 +681,51 @@ class PaypalSimulator(ChannelSimulator):
         now = self.sandbox.now()
         with self.sandbox.lock:
             if capture["status"] != "COMPLETED" or capture["reversed"]:
-                raise _unprocessable("CAPTURE_NOT_REFUNDABLE" if capture["status"] != "COMPLETED"
-                                     else "CAPTURE_DISPUTED_PARTIAL_REFUND_NOT_ALLOWED",
-                                     "The capture cannot be refunded.")
-            committed = sum(self._refunds[r]["amount"] for r in trade["refund_ids"]
-                            if r in self._refunds and self._refunds[r]["status"] in ("PENDING", "COMPLETED")
-                            and self._refunds[r]["capture_id"] == capture_id)
+                raise _unprocessable(
+                    "CAPTURE_NOT_REFUNDABLE"
+                    if capture["status"] != "COMPLETED"
+                    else "CAPTURE_DISPUTED_PARTIAL_REFUND_NOT_ALLOWED",
+                    "The capture cannot be refunded.",
+                )
+            committed = sum(
+                self._refunds[r]["amount"]
+                for r in trade["refund_ids"]
+                if r in self._refunds
+                and self._refunds[r]["status"] in ("PENDING", "COMPLETED")
+                and self._refunds[r]["capture_id"] == capture_id
+            )
             remaining = capture["amount"] - committed
             if remaining <= 0:
                 raise _unprocessable("CAPTURE_FULLY_REFUNDED", "The capture has already been fully refunded.")
             if "amount" in body:
                 amount = body["amount"] if isinstance(body["amount"], dict) else {}
                 if amount.get("currency_code") != currency:
-                    raise _unprocessable("REFUND_CURRENCY_MISMATCH",
-                                         "Refund currency must match the capture.")
+                    raise _unprocessable("REFUND_CURRENCY_MISMATCH", "Refund currency must match the capture.")
                 minor = _parse_value(amount.get("value"), currency)
                 if minor is None or minor <= 0:
-                    raise _bad_request("INVALID_PARAMETER_VALUE",
-                                       "amount.value is malformed for the currency.")
+                    raise _bad_request("INVALID_PARAMETER_VALUE", "amount.value is malformed for the currency.")
             else:
                 minor = remaining
             if minor > remaining:
-                raise _unprocessable("REFUND_AMOUNT_EXCEEDED",
-                                     "The refund amount must be less than or equal to the capture amount "
-                                     "that has not yet been refunded.")
+                raise _unprocessable(
+                    "REFUND_AMOUNT_EXCEEDED",
+                    "The refund amount must be less than or equal to the capture amount "
+                    "that has not yet been refunded.",
+                )
             delay = account["refund_delay_seconds"]
             refund = {
-                "id": _pp_id(17), "client_id": account["client_id"], "payment_no": trade["payment_no"],
-                "capture_id": capture_id, "amount": minor, "currency": currency,
+                "id": _pp_id(17),
+                "client_id": account["client_id"],
+                "payment_no": trade["payment_no"],
+                "capture_id": capture_id,
+                "amount": minor,
+                "currency": currency,
                 "status": "PENDING" if delay > 0 else "COMPLETED",
-                "invoice_id": body.get("invoice_id"), "custom_id": body.get("custom_id"),
-                "note_to_payer": body.get("note_to_payer"), "create_time": now, "update_time": now,
+                "invoice_id": body.get("invoice_id"),
+                "custom_id": body.get("custom_id"),
+                "note_to_payer": body.get("note_to_payer"),
+                "create_time": now,
+                "update_time": now,
             }
             self._refunds[refund["id"]] = refund
             trade["refund_ids"].append(refund["id"])
@@ -648,8 +766,13 @@ class PaypalSimulator(ChannelSimulator):
             trade = self._trades.get(payment_no)
         if trade is None:
             raise SandboxError(404, "NO_SUCH_TRADE", f"no PayPal order for {payment_no!r}")
-        actions = {"pay": self._approve, "fail": self._approve, "cancel": self._void,
-                   "complete_pending": self._complete_pending, "reverse": self._reverse}
+        actions = {
+            "pay": self._approve,
+            "fail": self._approve,
+            "cancel": self._void,
+            "complete_pending": self._complete_pending,
+            "reverse": self._reverse,
+        }
         if action not in actions:
             raise SandboxError(400, "BAD_ACTION", f"PayPal payer actions: {sorted(actions)}")
         after = float(params.get("after_seconds") or 0)
@@ -695,8 +818,7 @@ class PaypalSimulator(ChannelSimulator):
             capture["update_time"] = self.sandbox.now()
             self.sandbox.record(trade, "capture_completed", capture_id=capture["id"])
             account = self._accounts[trade["client_id"]]
-        self._webhook(account, "PAYMENT.CAPTURE.COMPLETED", "capture",
-                      lambda: self._capture_view(trade, capture))
+        self._webhook(account, "PAYMENT.CAPTURE.COMPLETED", "capture", lambda: self._capture_view(trade, capture))
 
     def _reverse(self, trade: dict[str, Any], action: str, params: dict[str, Any]) -> None:
         with self.sandbox.lock:
@@ -707,8 +829,7 @@ class PaypalSimulator(ChannelSimulator):
             capture["update_time"] = self.sandbox.now()
             self.sandbox.record(trade, "capture_reversed", capture_id=capture["id"])
             account = self._accounts[trade["client_id"]]
-        self._webhook(account, "PAYMENT.CAPTURE.REVERSED", "capture",
-                      lambda: self._capture_view(trade, capture))
+        self._webhook(account, "PAYMENT.CAPTURE.REVERSED", "capture", lambda: self._capture_view(trade, capture))
 
     def _public(self, trade: dict[str, Any]) -> dict[str, Any]:
         with self.sandbox.lock:
@@ -717,8 +838,7 @@ class PaypalSimulator(ChannelSimulator):
             return json.loads(json.dumps(data, default=str))
 
     # --- webhooks ------------------------------------------------------------------------
-    def _webhook(self, account: dict[str, Any], event_type: str, resource_type: str,
-                 resource: Any) -> None:
+    def _webhook(self, account: dict[str, Any], event_type: str, resource_type: str, resource: Any) -> None:
         """Queue one event to the account's notify_url, signed per §4.5 method B, retried until 2xx."""
         url = account.get("notify_url")
         if not url:
@@ -726,11 +846,21 @@ class PaypalSimulator(ChannelSimulator):
         event_id = f"WH-{_pp_id(8)}-{_pp_id(17)}"
         with self.sandbox.lock:
             envelope = {
-                "id": event_id, "event_version": "1.0", "create_time": _ts(self.sandbox.now()),
-                "resource_type": resource_type, "resource_version": "2.0", "event_type": event_type,
-                "summary": f"{event_type.replace('.', ' ').title()}", "resource": resource(),
-                "links": [{"href": f"{account['base_url']}/v1/notifications/webhooks-events/{event_id}",
-                           "rel": "self", "method": "GET"}],
+                "id": event_id,
+                "event_version": "1.0",
+                "create_time": _ts(self.sandbox.now()),
+                "resource_type": resource_type,
+                "resource_version": "2.0",
+                "event_type": event_type,
+                "summary": f"{event_type.replace('.', ' ').title()}",
+                "resource": resource(),
+                "links": [
+                    {
+                        "href": f"{account['base_url']}/v1/notifications/webhooks-events/{event_id}",
+                        "rel": "self",
+                        "method": "GET",
+                    }
+                ],
             }
         body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         client_id = account["client_id"]
@@ -755,8 +885,14 @@ class PaypalSimulator(ChannelSimulator):
             }
             return headers, body
 
-        self.sandbox.notify("paypal", url, build, WEBHOOK_SCHEDULE, lambda status, _: 200 <= status < 300,
-                            key=f"{event_type}:{event_id}")
+        self.sandbox.notify(
+            "paypal",
+            url,
+            build,
+            WEBHOOK_SCHEDULE,
+            lambda status, _: 200 <= status < 300,
+            key=f"{event_type}:{event_id}",
+        )
 
     def _verify_webhook(self, req: SandboxRequest, account: dict[str, Any]) -> SandboxResponse:
         """Method A: check the signature over the event bytes exactly as embedded in the request."""
@@ -764,8 +900,11 @@ class PaypalSimulator(ChannelSimulator):
             fields, raw_event = _split_verify_body(req.body)
         except ValueError:
             raise _bad_request("MALFORMED_REQUEST_JSON", "The request JSON is not well formed.") from None
-        missing = [k for k in ("auth_algo", "cert_url", "transmission_id", "transmission_sig",
-                               "transmission_time", "webhook_id") if not isinstance(fields.get(k), str)]
+        missing = [
+            k
+            for k in ("auth_algo", "cert_url", "transmission_id", "transmission_sig", "transmission_time", "webhook_id")
+            if not isinstance(fields.get(k), str)
+        ]
         if missing or raw_event is None:
             raise _bad_request("MISSING_REQUIRED_PARAMETER", f"missing {missing or ['webhook_event']}")
         failure = SandboxResponse.json(200, {"verification_status": "FAILURE"})
@@ -778,8 +917,10 @@ class PaypalSimulator(ChannelSimulator):
         if fields["cert_url"] != f"{account['base_url']}/certs/{name}.pem" or name not in self._certs:
             return failure
         cert = x509.load_pem_x509_certificate(self._certs[name])
-        message = (f"{fields['transmission_id']}|{fields['transmission_time']}|{account['webhook_id']}|"
-                   f"{zlib.crc32(raw_event) & 0xFFFFFFFF}")
+        message = (
+            f"{fields['transmission_id']}|{fields['transmission_time']}|{account['webhook_id']}|"
+            f"{zlib.crc32(raw_event) & 0xFFFFFFFF}"
+        )
         try:
             signature = base64.b64decode(fields["transmission_sig"], validate=True)
             cert.public_key().verify(signature, message.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
@@ -796,8 +937,7 @@ class PaypalSimulator(ChannelSimulator):
             page = int(params.get("page", "1"))
             page_size = int(params.get("page_size", "100"))
         except (KeyError, ValueError):
-            raise _bad_request("INVALID_REQUEST",
-                               "start_date and end_date (RFC 3339) are required.") from None
+            raise _bad_request("INVALID_REQUEST", "start_date and end_date (RFC 3339) are required.") from None
         if start.tzinfo is None or end.tzinfo is None or end < start:
             raise _bad_request("INVALID_REQUEST", "Dates need an offset and end_date >= start_date.")
         if end - start > timedelta(days=MAX_REPORT_DAYS):
@@ -809,16 +949,27 @@ class PaypalSimulator(ChannelSimulator):
         rows = [r for r in self._report_rows(account) if start <= r[0] <= end]
         rows.sort(key=lambda r: (r[0], r[1]["transaction_id"]))
         total_pages = max(1, -(-len(rows) // page_size))
-        chunk = rows[(page - 1) * page_size: page * page_size]
-        return SandboxResponse.json(200, {
-            "transaction_details": [{"transaction_info": info} for _, info in chunk],
-            "account_number": "SANDBOXMERCHANT1",
-            "start_date": _report_ts(start), "end_date": _report_ts(end),
-            "last_refreshed_datetime": _report_ts(self.sandbox.now()),
-            "page": page, "total_items": len(rows), "total_pages": total_pages,
-            "links": [{"href": f"{account['base_url']}/v1/reporting/transactions?{req.query}", "rel": "self",
-                       "method": "GET"}],
-        })
+        chunk = rows[(page - 1) * page_size : page * page_size]
+        return SandboxResponse.json(
+            200,
+            {
+                "transaction_details": [{"transaction_info": info} for _, info in chunk],
+                "account_number": "SANDBOXMERCHANT1",
+                "start_date": _report_ts(start),
+                "end_date": _report_ts(end),
+                "last_refreshed_datetime": _report_ts(self.sandbox.now()),
+                "page": page,
+                "total_items": len(rows),
+                "total_pages": total_pages,
+                "links": [
+                    {
+                        "href": f"{account['base_url']}/v1/reporting/transactions?{req.query}",
+                        "rel": "self",
+                        "method": "GET",
+                    }
+                ],
+            },
+        )
 
     def _report_rows(self, account: dict[str, Any]) -> list[tuple[datetime, dict[str, Any]]]:
         out: list[tuple[datetime, dict[str, Any]]] = []
@@ -829,7 +980,7 @@ class PaypalSimulator(ChannelSimulator):
                 currency = trade["currency"]
                 for capture in trade["captures"]:
                     if capture["status"] == "DECLINED":
-                        continue        # not balance affecting
+                        continue  # not balance affecting
                     info = {
                         "paypal_account_id": "SANDBOXPAYER01",
                         "transaction_id": capture["id"],
@@ -838,12 +989,16 @@ class PaypalSimulator(ChannelSimulator):
                         "transaction_event_code": "T0006",
                         "transaction_initiation_date": _report_ts(capture["create_time"]),
                         "transaction_updated_date": _report_ts(capture["update_time"]),
-                        "transaction_amount": {"currency_code": currency,
-                                               "value": _fmt_signed(capture["amount"], currency)},
-                        "fee_amount": {"currency_code": currency,
-                                       "value": _fmt_signed(-capture["fee"], currency)},
-                        "transaction_status": "P" if capture["status"] == "PENDING" else
-                        "V" if capture["reversed"] else "S",
+                        "transaction_amount": {
+                            "currency_code": currency,
+                            "value": _fmt_signed(capture["amount"], currency),
+                        },
+                        "fee_amount": {"currency_code": currency, "value": _fmt_signed(-capture["fee"], currency)},
+                        "transaction_status": "P"
+                        if capture["status"] == "PENDING"
+                        else "V"
+                        if capture["reversed"]
+                        else "S",
                         "protection_eligibility": "01",
                     }
                     if trade.get("invoice_id"):
@@ -863,8 +1018,10 @@ class PaypalSimulator(ChannelSimulator):
                         "transaction_event_code": "T1107",
                         "transaction_initiation_date": _report_ts(refund["create_time"]),
                         "transaction_updated_date": _report_ts(refund["update_time"]),
-                        "transaction_amount": {"currency_code": currency,
-                                               "value": _fmt_signed(-refund["amount"], currency)},
+                        "transaction_amount": {
+                            "currency_code": currency,
+                            "value": _fmt_signed(-refund["amount"], currency),
+                        },
                         "fee_amount": {"currency_code": currency, "value": _fmt_signed(0, currency)},
                         "transaction_status": "P" if refund["status"] == "PENDING" else "S",
                     }
@@ -890,15 +1047,15 @@ def _split_verify_body(body: bytes) -> tuple[dict[str, Any], bytes | None]:
         return i
 
     i = skip(0)
-    if text[i:i + 1] != "{":
+    if text[i : i + 1] != "{":
         raise ValueError("not an object")
     i = skip(i + 1)
-    if text[i:i + 1] == "}":
+    if text[i : i + 1] == "}":
         return fields, raw_event
     while True:
         key, i = decoder.raw_decode(text, skip(i))
         i = skip(i)
-        if text[i:i + 1] != ":":
+        if text[i : i + 1] != ":":
             raise ValueError("expected ':'")
         start = skip(i + 1)
         value, end = decoder.raw_decode(text, start)
@@ -906,11 +1063,10 @@ def _split_verify_body(body: bytes) -> tuple[dict[str, Any], bytes | None]:
             raw_event = text[start:end].encode("utf-8")
         fields[key] = value
         i = skip(end)
-        if text[i:i + 1] == ",":
+        if text[i : i + 1] == ",":
             i += 1
             continue
-        if text[i:i + 1] == "}":
+        if text[i : i + 1] == "}":
             break
         raise ValueError("expected ',' or '}'")
     return fields, raw_event
-

@@ -48,8 +48,17 @@ INITIAL_POINTS = 100_000
 POOR_POINTS = 10
 REFUND_SECONDS = 5.0
 CALLBACK_SCHEDULE = [15.0, 15.0, 30.0, 180.0, 600.0, 1800.0, 3600.0]
-STATEMENT_HEADER = ["type", "request_no", "deduction_id", "refund_request_no", "refund_id",
-                    "points", "status", "created_at", "completed_at"]
+STATEMENT_HEADER = [
+    "type",
+    "request_no",
+    "deduction_id",
+    "refund_request_no",
+    "refund_id",
+    "points",
+    "status",
+    "created_at",
+    "completed_at",
+]
 PARTNER_TZ = timezone(timedelta(hours=8))
 
 _HEX_NONCE = re.compile(r"[0-9a-f]{16,32}")
@@ -57,10 +66,29 @@ _DIGITS = re.compile(r"[0-9]{1,12}")
 _BINDING_PATH = re.compile(r"/v1/bindings/([^/]+)")
 _BALANCE_PATH = re.compile(r"/v1/bindings/([^/]+)/balance")
 
-_DEDUCTION_FIELDS = ("deduction_id", "request_no", "binding_id", "order_no", "points", "refunded_points",
-                     "status", "fail_code", "created_at", "completed_at")
-_REFUND_FIELDS = ("refund_id", "refund_request_no", "deduction_id", "request_no", "points", "status",
-                  "fail_code", "created_at", "completed_at")
+_DEDUCTION_FIELDS = (
+    "deduction_id",
+    "request_no",
+    "binding_id",
+    "order_no",
+    "points",
+    "refunded_points",
+    "status",
+    "fail_code",
+    "created_at",
+    "completed_at",
+)
+_REFUND_FIELDS = (
+    "refund_id",
+    "refund_request_no",
+    "deduction_id",
+    "request_no",
+    "points",
+    "status",
+    "fail_code",
+    "created_at",
+    "completed_at",
+)
 
 
 class _Refused(Exception):
@@ -122,23 +150,37 @@ class PointsSimulator(ChannelSimulator):
             credentials.update(previous_key_id=previous_id, previous_shared_secret=previous_secret)
             sign_key_id = previous_id
         with self.sandbox.lock:
-            self._accounts[app_id] = {"app_id": app_id, "keys": keys, "sign_key_id": sign_key_id,
-                                      "notify_url": notify_url}
+            self._accounts[app_id] = {
+                "app_id": app_id,
+                "keys": keys,
+                "sign_key_id": sign_key_id,
+                "notify_url": notify_url,
+            }
         account_options: dict[str, Any] = {"points_per_minor_unit": rate}
         if notify_url:
             account_options["notify_url"] = notify_url
-        return {"channel": CHANNEL, "ids": {"app_id": app_id, "key_id": key_id},
-                "credentials": credentials, "options": account_options}
+        return {
+            "channel": CHANNEL,
+            "ids": {"app_id": app_id, "key_id": key_id},
+            "credentials": credentials,
+            "options": account_options,
+        }
 
     # --- signatures -----------------------------------------------------------------------
-    def _signed_headers(self, account: dict[str, Any], method: str, target: str, body: bytes,
-                        *, wrong: bool = False) -> dict[str, str]:
+    def _signed_headers(
+        self, account: dict[str, Any], method: str, target: str, body: bytes, *, wrong: bool = False
+    ) -> dict[str, str]:
         key_id = account["sign_key_id"]
         secret = account["keys"][key_id]
         timestamp, nonce = str(int(time.time())), secrets.token_hex(16)
         signature = _hmac_hex(secret + ("-wrong" if wrong else ""), method, target, timestamp, nonce, body)
-        return {"X-App-Id": account["app_id"], "X-Key-Id": key_id, "X-Timestamp": timestamp,
-                "X-Nonce": nonce, "X-Signature": signature}
+        return {
+            "X-App-Id": account["app_id"],
+            "X-Key-Id": key_id,
+            "X-Timestamp": timestamp,
+            "X-Nonce": nonce,
+            "X-Signature": signature,
+        }
 
     def _authenticate(self, req: SandboxRequest) -> dict[str, Any]:
         """The calling account, once the request's signature, time and nonce check out."""
@@ -199,8 +241,12 @@ class PointsSimulator(ChannelSimulator):
             return self._bind(account, self._payload(req))
         if method == "GET" and (m := _BALANCE_PATH.fullmatch(path)):
             binding = self._binding(account, m.group(1))
-            return 200, {"binding_id": binding["binding_id"], "points": binding["points"],
-                         "frozen_points": binding["frozen_points"], "status": binding["status"]}
+            return 200, {
+                "binding_id": binding["binding_id"],
+                "points": binding["points"],
+                "frozen_points": binding["frozen_points"],
+                "status": binding["status"],
+            }
         if method == "DELETE" and (m := _BINDING_PATH.fullmatch(path)):
             binding = self._binding(account, m.group(1))
             binding["status"] = "UNBOUND"
@@ -242,9 +288,15 @@ class PointsSimulator(ChannelSimulator):
         if user_ref.startswith("invalid-"):
             raise _Refused(422, "USER_REF_INVALID", "the partner does not know this user")
         binding_id = f"B{secrets.token_hex(10)}"
-        binding = {"binding_id": binding_id, "app_id": account["app_id"], "user_ref": user_ref,
-                   "our_user_id": user_id, "status": "ACTIVE", "frozen_points": 0,
-                   "points": POOR_POINTS if user_ref.startswith("poor-") else INITIAL_POINTS}
+        binding = {
+            "binding_id": binding_id,
+            "app_id": account["app_id"],
+            "user_ref": user_ref,
+            "our_user_id": user_id,
+            "status": "ACTIVE",
+            "frozen_points": 0,
+            "points": POOR_POINTS if user_ref.startswith("poor-") else INITIAL_POINTS,
+        }
         self._bindings[binding_id] = binding
         self._bind_requests[(account["app_id"], bind_no)] = binding_id
         return 200, self._binding_json(binding)
@@ -263,11 +315,15 @@ class PointsSimulator(ChannelSimulator):
     def _deduct(self, account: dict[str, Any], data: dict[str, Any]) -> tuple[int, Any]:
         request_no, binding_id, points = data.get("request_no"), data.get("binding_id"), data.get("points")
         order_no, description = data.get("order_no", ""), data.get("description", "")
-        if not (_text(request_no) and _text(binding_id) and _positive_int(points)
-                and isinstance(order_no, str) and isinstance(description, str)):
+        if not (
+            _text(request_no)
+            and _text(binding_id)
+            and _positive_int(points)
+            and isinstance(order_no, str)
+            and isinstance(description, str)
+        ):
             raise _Refused(400, "INVALID_REQUEST", "request_no, binding_id and positive points required")
-        content = {"binding_id": binding_id, "points": points, "order_no": order_no,
-                   "description": description}
+        content = {"binding_id": binding_id, "points": points, "order_no": order_no, "description": description}
         existing = self._trades.get(request_no)
         if existing is not None:
             if existing["app_id"] != account["app_id"] or existing["content"] != content:
@@ -277,10 +333,20 @@ class PointsSimulator(ChannelSimulator):
         binding = self._binding(account, binding_id)
         if binding["status"] != "ACTIVE":
             raise _Refused(422, "BINDING_INACTIVE", "the binding was revoked")
-        deduction = {"deduction_id": f"D{secrets.token_hex(10)}", "request_no": request_no,
-                     "binding_id": binding_id, "order_no": order_no, "points": points, "refunded_points": 0,
-                     "status": "PROCESSING", "fail_code": None, "created_at": self._stamp(),
-                     "completed_at": None, "app_id": account["app_id"], "content": content}
+        deduction = {
+            "deduction_id": f"D{secrets.token_hex(10)}",
+            "request_no": request_no,
+            "binding_id": binding_id,
+            "order_no": order_no,
+            "points": points,
+            "refunded_points": 0,
+            "status": "PROCESSING",
+            "fail_code": None,
+            "created_at": self._stamp(),
+            "completed_at": None,
+            "app_id": account["app_id"],
+            "content": content,
+        }
         self._trades[request_no] = deduction
         self.sandbox.record(deduction, "created", points=points)
         preset = self._presets.pop(request_no, None)
@@ -296,8 +362,9 @@ class PointsSimulator(ChannelSimulator):
                 outcome = "SUCCESS" if preset["action"] == "pay" else "FAILED"
                 after = preset.get("after_seconds")
                 if after:
-                    self.sandbox.later(float(after), lambda: self._finish_later(
-                        request_no, outcome, preset.get("fail_code")))
+                    self.sandbox.later(
+                        float(after), lambda: self._finish_later(request_no, outcome, preset.get("fail_code"))
+                    )
                 else:
                     self._finish(deduction, outcome, fail_code=preset.get("fail_code"))
         return 200, self._public(deduction, _DEDUCTION_FIELDS)
@@ -312,17 +379,23 @@ class PointsSimulator(ChannelSimulator):
         """Move a PROCESSING deduction to SUCCESS or FAILED, settle the points, call back."""
         binding = self._bindings[deduction["binding_id"]]
         points = deduction["points"]
-        if deduction.pop("frozen", False):               # not frozen: refused for lack of points
+        if deduction.pop("frozen", False):  # not frozen: refused for lack of points
             binding["frozen_points"] -= points
             if outcome != "SUCCESS":
                 binding["points"] += points
         if outcome != "SUCCESS":
             fail_code = fail_code or "DEDUCTION_DECLINED"
-        deduction.update(status=outcome, fail_code=fail_code if outcome == "FAILED" else None,
-                         completed_at=self._stamp())
+        deduction.update(
+            status=outcome, fail_code=fail_code if outcome == "FAILED" else None, completed_at=self._stamp()
+        )
         self.sandbox.record(deduction, outcome.lower(), fail_code=deduction["fail_code"])
-        self._callback(deduction["app_id"], f"DEDUCTION.{outcome}", "deduction",
-                       self._public(deduction, _DEDUCTION_FIELDS), deduction["request_no"])
+        self._callback(
+            deduction["app_id"],
+            f"DEDUCTION.{outcome}",
+            "deduction",
+            self._public(deduction, _DEDUCTION_FIELDS),
+            deduction["request_no"],
+        )
 
     def _find_deduction(self, account: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
         if params.get("deduction_id"):
@@ -339,29 +412,44 @@ class PointsSimulator(ChannelSimulator):
     # --- refunds --------------------------------------------------------------------------
     def _refund(self, account: dict[str, Any], data: dict[str, Any]) -> tuple[int, Any]:
         refund_no, points = data.get("refund_request_no"), data.get("points")
-        if not (_text(refund_no) and _positive_int(points)) or not (
-                data.get("deduction_id") or data.get("request_no")):
-            raise _Refused(400, "INVALID_REQUEST",
-                           "refund_request_no, positive points and deduction_id or request_no required")
+        if not (_text(refund_no) and _positive_int(points)) or not (data.get("deduction_id") or data.get("request_no")):
+            raise _Refused(
+                400, "INVALID_REQUEST", "refund_request_no, positive points and deduction_id or request_no required"
+            )
         target = {k: str(data.get(k) or "") for k in ("deduction_id", "request_no")}
         deduction = self._find_deduction(account, target)
         existing = self._refunds.get(refund_no)
         if existing is not None:
             if (existing["app_id"], existing["deduction_id"], existing["points"]) != (
-                    account["app_id"], deduction["deduction_id"], points):
+                account["app_id"],
+                deduction["deduction_id"],
+                points,
+            ):
                 raise _Refused(409, "REQUEST_NO_CONFLICT", "refund_request_no reused with different content")
             return 200, self._public(existing, _REFUND_FIELDS)
         if deduction["status"] != "SUCCESS":
             raise _Refused(422, "DEDUCTION_NOT_SUCCESS", "only a successful deduction can be refunded")
-        committed = sum(r["points"] for r in self._refunds.values()
-                        if r["deduction_id"] == deduction["deduction_id"] and r["status"] != "FAILED")
+        committed = sum(
+            r["points"]
+            for r in self._refunds.values()
+            if r["deduction_id"] == deduction["deduction_id"] and r["status"] != "FAILED"
+        )
         if committed + points > deduction["points"]:
-            raise _Refused(422, "REFUND_EXCEEDS_DEDUCTION",
-                           f"{committed} of {deduction['points']} points already refunded")
-        refund = {"refund_id": f"R{secrets.token_hex(10)}", "refund_request_no": refund_no,
-                  "deduction_id": deduction["deduction_id"], "request_no": deduction["request_no"],
-                  "points": points, "status": "PROCESSING", "fail_code": None, "created_at": self._stamp(),
-                  "completed_at": None, "app_id": account["app_id"]}
+            raise _Refused(
+                422, "REFUND_EXCEEDS_DEDUCTION", f"{committed} of {deduction['points']} points already refunded"
+            )
+        refund = {
+            "refund_id": f"R{secrets.token_hex(10)}",
+            "refund_request_no": refund_no,
+            "deduction_id": deduction["deduction_id"],
+            "request_no": deduction["request_no"],
+            "points": points,
+            "status": "PROCESSING",
+            "fail_code": None,
+            "created_at": self._stamp(),
+            "completed_at": None,
+            "app_id": account["app_id"],
+        }
         self._refunds[refund_no] = refund
         self.sandbox.record(refund, "created", points=points)
         self.sandbox.later(REFUND_SECONDS, lambda: self._complete_refund(refund_no))
@@ -377,8 +465,9 @@ class PointsSimulator(ChannelSimulator):
             deduction["refunded_points"] += refund["points"]
             refund.update(status="SUCCESS", completed_at=self._stamp())
             self.sandbox.record(refund, "success")
-            self._callback(refund["app_id"], "REFUND.SUCCESS", "refund",
-                           self._public(refund, _REFUND_FIELDS), refund_no)
+            self._callback(
+                refund["app_id"], "REFUND.SUCCESS", "refund", self._public(refund, _REFUND_FIELDS), refund_no
+            )
 
     def _find_refund(self, account: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
         if params.get("refund_id"):
@@ -399,11 +488,10 @@ class PointsSimulator(ChannelSimulator):
         url = account["notify_url"]
         parts = urlsplit(url)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        event = {"event_id": f"EV{secrets.token_hex(10)}", "type": event_type, "created_at": self._stamp(),
-                 name: obj}
+        event = {"event_id": f"EV{secrets.token_hex(10)}", "type": event_type, "created_at": self._stamp(), name: obj}
         body = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()
 
-        def build() -> tuple[dict[str, str], bytes]:    # signed afresh for every attempt
+        def build() -> tuple[dict[str, str], bytes]:  # signed afresh for every attempt
             headers = self._signed_headers(account, "POST", target, body)
             return {**headers, "Content-Type": "application/json; charset=utf-8"}, body
 
@@ -429,14 +517,40 @@ class PointsSimulator(ChannelSimulator):
         rows: list[tuple[str, list[str]]] = []
         for d in self._trades.values():
             if d["app_id"] == account["app_id"] and on_day(d):
-                rows.append((d["completed_at"] or d["created_at"], [
-                    "DEDUCTION", d["request_no"], d["deduction_id"], "", "", str(d["points"]), d["status"],
-                    d["created_at"], d["completed_at"] or ""]))
+                rows.append(
+                    (
+                        d["completed_at"] or d["created_at"],
+                        [
+                            "DEDUCTION",
+                            d["request_no"],
+                            d["deduction_id"],
+                            "",
+                            "",
+                            str(d["points"]),
+                            d["status"],
+                            d["created_at"],
+                            d["completed_at"] or "",
+                        ],
+                    )
+                )
         for r in self._refunds.values():
             if r["app_id"] == account["app_id"] and on_day(r):
-                rows.append((r["completed_at"] or r["created_at"], [
-                    "REFUND", r["request_no"], r["deduction_id"], r["refund_request_no"], r["refund_id"],
-                    str(r["points"]), r["status"], r["created_at"], r["completed_at"] or ""]))
+                rows.append(
+                    (
+                        r["completed_at"] or r["created_at"],
+                        [
+                            "REFUND",
+                            r["request_no"],
+                            r["deduction_id"],
+                            r["refund_request_no"],
+                            r["refund_id"],
+                            str(r["points"]),
+                            r["status"],
+                            r["created_at"],
+                            r["completed_at"] or "",
+                        ],
+                    )
+                )
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(STATEMENT_HEADER)
@@ -456,15 +570,13 @@ class PointsSimulator(ChannelSimulator):
             if deduction is None:
                 # Points are taken at once; an action before the deduction sets up its outcome.
                 self._presets[payment_no] = {"action": action, "after_seconds": after, "fail_code": fail_code}
-                return {"request_no": payment_no, "status": "PRESET", "action": action,
-                        "after_seconds": after}
+                return {"request_no": payment_no, "status": "PRESET", "action": action, "after_seconds": after}
             if deduction["status"] != "PROCESSING":
                 raise SandboxError(409, "TRADE_FINAL", f"deduction is already {deduction['status']}")
             if action != "hold":
                 outcome = "SUCCESS" if action == "pay" else "FAILED"
                 if after:
-                    self.sandbox.later(float(after),
-                                       lambda: self._finish_later(payment_no, outcome, fail_code))
+                    self.sandbox.later(float(after), lambda: self._finish_later(payment_no, outcome, fail_code))
                 else:
                     self._finish(deduction, outcome, fail_code=fail_code)
             return self._public(deduction, _DEDUCTION_FIELDS)

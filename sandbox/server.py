@@ -33,8 +33,9 @@ _MAX_BODY = 10 * 1024 * 1024
 class SandboxGateway:
     """The sandbox as a server. ``port=0`` picks a free port; see ``base_url`` after ``start()``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, time_factor: float = 1.0,
-                 *, verbose: bool = False) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, time_factor: float = 1.0, *, verbose: bool = False
+    ) -> None:
         self.sandbox = Sandbox(time_factor=time_factor)
         self._host, self._port, self._verbose = host, port, verbose
         self._server: ThreadingHTTPServer | None = None
@@ -146,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
             split = urlsplit(self.path)
             path, query = split.path, split.query
             if path == "/_sandbox" or path.startswith("/_sandbox/"):
-                resp = _control(sandbox, self.command, path[len("/_sandbox"):], query, body)
+                resp = _control(sandbox, self.command, path[len("/_sandbox") :], query, body)
             else:
                 resp = self._channel(sandbox, path, query, body)
         except Disconnect:
@@ -166,13 +167,17 @@ class _Handler(BaseHTTPRequestHandler):
         _, _, rest = path.partition("/")
         channel, slash, tail = rest.partition("/")
         if channel not in SIMULATORS:
-            raise SandboxError(404, "UNKNOWN_CHANNEL",
-                               f"no channel prefix {channel!r}; known: {sorted(SIMULATORS)}")
+            raise SandboxError(404, "UNKNOWN_CHANNEL", f"no channel prefix {channel!r}; known: {sorted(SIMULATORS)}")
         host = self.headers.get("Host")
         req = SandboxRequest(
-            method=self.command.upper(), path=slash + tail if slash else "/", query=query,
-            headers=CaseInsensitiveDict(dict(self.headers.items())), body=body,
-            remote_addr=self.client_address[0], channel=channel, raw_path=path,
+            method=self.command.upper(),
+            path=slash + tail if slash else "/",
+            query=query,
+            headers=CaseInsensitiveDict(dict(self.headers.items())),
+            body=body,
+            remote_addr=self.client_address[0],
+            channel=channel,
+            raw_path=path,
             base_url=f"http://{host}/{channel}" if host else f"{sandbox.base_url}/{channel}",
         )
         return sandbox.dispatch_channel(req)

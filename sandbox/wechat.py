@@ -89,20 +89,57 @@ _AUTH_CODE = re.compile(r"^1[0-5]\d{16}$")
 _AUTH_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _TRADE_TYPES = {"app": "APP", "jsapi": "JSAPI", "native": "NATIVE", "h5": "MWEB"}
 _STATE_DESC = {
-    "NOTPAY": "订单未支付", "SUCCESS": "支付成功", "REFUND": "转入退款", "CLOSED": "订单已关闭",
-    "REVOKED": "订单已撤销", "USERPAYING": "用户支付中（需要输入密码）", "PAYERROR": "支付失败",
+    "NOTPAY": "订单未支付",
+    "SUCCESS": "支付成功",
+    "REFUND": "转入退款",
+    "CLOSED": "订单已关闭",
+    "REVOKED": "订单已撤销",
+    "USERPAYING": "用户支付中（需要输入密码）",
+    "PAYERROR": "支付失败",
 }
 _ALNUM = string.ascii_letters + string.digits
 
-BILL_ALL = ["交易时间", "公众账号ID", "商户号", "特约商户号", "设备号", "微信订单号", "商户订单号", "用户标识",
-            "交易类型", "交易状态", "付款银行", "货币种类", "应结订单金额", "代金券金额", "微信退款单号",
-            "商户退款单号", "退款金额", "充值券退款金额", "退款类型", "退款状态", "商品名称", "商户数据包",
-            "手续费", "费率", "订单金额", "申请退款金额", "费率备注"]
+BILL_ALL = [
+    "交易时间",
+    "公众账号ID",
+    "商户号",
+    "特约商户号",
+    "设备号",
+    "微信订单号",
+    "商户订单号",
+    "用户标识",
+    "交易类型",
+    "交易状态",
+    "付款银行",
+    "货币种类",
+    "应结订单金额",
+    "代金券金额",
+    "微信退款单号",
+    "商户退款单号",
+    "退款金额",
+    "充值券退款金额",
+    "退款类型",
+    "退款状态",
+    "商品名称",
+    "商户数据包",
+    "手续费",
+    "费率",
+    "订单金额",
+    "申请退款金额",
+    "费率备注",
+]
 _REFUND_ONLY = {"微信退款单号", "商户退款单号", "退款金额", "充值券退款金额", "退款类型", "退款状态", "申请退款金额"}
 BILL_SUCCESS = [c for c in BILL_ALL if c not in _REFUND_ONLY]
 BILL_REFUND = [*BILL_ALL[:14], "退款申请时间", "退款成功时间", *BILL_ALL[14:]]
-SUMMARY_ALL = ["总交易单数", "应结订单总金额", "退款总金额", "充值券退款总金额", "手续费总金额", "订单总金额",
-               "申请退款总金额"]
+SUMMARY_ALL = [
+    "总交易单数",
+    "应结订单总金额",
+    "退款总金额",
+    "充值券退款总金额",
+    "手续费总金额",
+    "订单总金额",
+    "申请退款总金额",
+]
 SUMMARY_SUCCESS = ["总交易单数", "应结订单总金额", "手续费总金额", "订单总金额"]
 FEE_RATE = Decimal("0.006")
 
@@ -123,8 +160,9 @@ def _rfc3339(dt: datetime) -> str:
 
 
 def _pem_private(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def _pem_public(key: rsa.RSAPublicKey) -> str:
@@ -132,14 +170,24 @@ def _pem_public(key: rsa.RSAPublicKey) -> str:
 
 
 def _self_signed(key: rsa.RSAPrivateKey, common_name: str, org: str) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-                      x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
     now = datetime.now(UTC)
-    return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=5 * 365))
-            .sign(key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=5 * 365))
+        .sign(key, hashes.SHA256())
+    )
 
 
 def _serial_hex(cert: x509.Certificate) -> str:
@@ -153,8 +201,12 @@ def _rsa_sign(key: rsa.RSAPrivateKey, message: str) -> str:
 def _aead_encrypt(apiv3_key: str, plaintext: bytes, associated_data: str) -> dict[str, str]:
     nonce = _random(_ALNUM, 12)
     ct = AESGCM(apiv3_key.encode()).encrypt(nonce.encode(), plaintext, associated_data.encode())
-    return {"algorithm": "AEAD_AES_256_GCM", "nonce": nonce, "associated_data": associated_data,
-            "ciphertext": base64.b64encode(ct).decode()}
+    return {
+        "algorithm": "AEAD_AES_256_GCM",
+        "nonce": nonce,
+        "associated_data": associated_data,
+        "ciphertext": base64.b64encode(ct).decode(),
+    }
 
 
 def _dumps(obj: Any) -> bytes:
@@ -254,8 +306,9 @@ class WechatSimulator(ChannelSimulator):
     channel = "wechat"
 
     # --- accounts -------------------------------------------------------------------------
-    def create_account(self, *, notify_url: str | None, mode: str = "both",
-                       v2_sign_type: str = "HMAC-SHA256", **_: Any) -> dict[str, Any]:
+    def create_account(
+        self, *, notify_url: str | None, mode: str = "both", v2_sign_type: str = "HMAC-SHA256", **_: Any
+    ) -> dict[str, Any]:
         if mode not in ("certificate", "public_key", "both"):
             raise SandboxError(400, "BAD_REQUEST", "mode must be certificate, public_key or both")
         if v2_sign_type not in ("MD5", "HMAC-SHA256"):
@@ -272,16 +325,26 @@ class WechatSimulator(ChannelSimulator):
                 if mchid not in accounts:
                     break
             acct = WechatAccount(
-                appid="wx" + secrets.token_hex(8), mchid=mchid, merchant_serial=_serial_hex(merchant_cert),
-                merchant_public_key=merchant_key.public_key(), apiv3_key=_random(_ALNUM, 32),
-                api_v2_key=_random(_ALNUM, 32), platform_key=platform_key, platform_cert=platform_cert,
-                platform_serial=_serial_hex(platform_cert), pubkey_private=pubkey_private,
-                pubkey_id="PUB_KEY_ID_01" + mchid + _random(string.digits, 14), mode=mode, notify_url=notify_url)
+                appid="wx" + secrets.token_hex(8),
+                mchid=mchid,
+                merchant_serial=_serial_hex(merchant_cert),
+                merchant_public_key=merchant_key.public_key(),
+                apiv3_key=_random(_ALNUM, 32),
+                api_v2_key=_random(_ALNUM, 32),
+                platform_key=platform_key,
+                platform_cert=platform_cert,
+                platform_serial=_serial_hex(platform_cert),
+                pubkey_private=pubkey_private,
+                pubkey_id="PUB_KEY_ID_01" + mchid + _random(string.digits, 14),
+                mode=mode,
+                notify_url=notify_url,
+            )
             accounts[mchid] = acct
         options: dict[str, Any] = {"v2_sign_type": v2_sign_type, "mode": mode}
         if mode in ("certificate", "both"):
             options["platform_certificates"] = {
-                acct.platform_serial: platform_cert.public_bytes(serialization.Encoding.PEM).decode()}
+                acct.platform_serial: platform_cert.public_bytes(serialization.Encoding.PEM).decode()
+            }
         if mode in ("public_key", "both"):
             options["wechatpay_public_key_id"] = acct.pubkey_id
             options["wechatpay_public_key"] = _pem_public(pubkey_private.public_key())
@@ -289,8 +352,11 @@ class WechatSimulator(ChannelSimulator):
             "channel": self.channel,
             "name": f"sandbox-wechat-{mchid}",
             "ids": {"appid": acct.appid, "mchid": mchid, "merchant_serial_no": acct.merchant_serial},
-            "credentials": {"merchant_private_key": _pem_private(merchant_key), "apiv3_key": acct.apiv3_key,
-                            "api_v2_key": acct.api_v2_key},
+            "credentials": {
+                "merchant_private_key": _pem_private(merchant_key),
+                "apiv3_key": acct.apiv3_key,
+                "api_v2_key": acct.api_v2_key,
+            },
             "options": options,
         }
 
@@ -316,12 +382,14 @@ class WechatSimulator(ChannelSimulator):
                 return self._prepay(req, acct, scene)
             case ("GET", ["v3", "pay", "transactions", "id", transaction_id]):
                 self._check_query_mchid(req, acct)
-                return self._signed(req, acct, 200, self._transaction_json(
-                    self._find_trade(acct, transaction_id=transaction_id)))
+                return self._signed(
+                    req, acct, 200, self._transaction_json(self._find_trade(acct, transaction_id=transaction_id))
+                )
             case ("GET", ["v3", "pay", "transactions", "out-trade-no", out_trade_no]):
                 self._check_query_mchid(req, acct)
-                return self._signed(req, acct, 200, self._transaction_json(
-                    self._find_trade(acct, out_trade_no=out_trade_no)))
+                return self._signed(
+                    req, acct, 200, self._transaction_json(self._find_trade(acct, out_trade_no=out_trade_no))
+                )
             case ("POST", ["v3", "pay", "transactions", "out-trade-no", out_trade_no, "close"]):
                 return self._close(req, acct, out_trade_no)
             case ("POST", ["v3", "refund", "domestic", "refunds"]):
@@ -361,11 +429,17 @@ class WechatSimulator(ChannelSimulator):
             raise _Reject(_error(401, "SIGN_ERROR", "timestamp 格式错误")) from None
         if abs(int(self.sandbox.now().timestamp()) - ts) >= TIMESTAMP_WINDOW:
             raise _Reject(_error(401, "SIGN_ERROR", "请求时间戳已过期"))
-        message = (f"{req.method}\n{req.target}\n{fields['timestamp']}\n{fields['nonce_str']}\n"
-                   f"{req.body.decode('utf-8', 'replace')}\n")
+        message = (
+            f"{req.method}\n{req.target}\n{fields['timestamp']}\n{fields['nonce_str']}\n"
+            f"{req.body.decode('utf-8', 'replace')}\n"
+        )
         try:
-            acct.merchant_public_key.verify(base64.b64decode(fields["signature"], validate=True),
-                                            message.encode(), padding.PKCS1v15(), hashes.SHA256())
+            acct.merchant_public_key.verify(
+                base64.b64decode(fields["signature"], validate=True),
+                message.encode(),
+                padding.PKCS1v15(),
+                hashes.SHA256(),
+            )
         except Exception:
             raise _Reject(_error(401, "SIGN_ERROR", "签名错误")) from None
         return acct
@@ -381,8 +455,14 @@ class WechatSimulator(ChannelSimulator):
         signature = _rsa_sign(key, message)
         if fault is not None and fault.kind == "tamper_amount" and isinstance(obj, dict) and "amount" in obj:
             body = _dumps(_tampered(obj, fault.amount if fault.amount is not None else 1))
-        headers = {"Wechatpay-Timestamp": ts, "Wechatpay-Nonce": nonce, "Wechatpay-Signature": signature,
-                   "Wechatpay-Serial": serial, "Wechatpay-Signature-Type": SIGNATURE_TYPE, "Request-ID": _nonce()}
+        headers = {
+            "Wechatpay-Timestamp": ts,
+            "Wechatpay-Nonce": nonce,
+            "Wechatpay-Signature": signature,
+            "Wechatpay-Serial": serial,
+            "Wechatpay-Signature-Type": SIGNATURE_TYPE,
+            "Request-ID": _nonce(),
+        }
         if obj is not None:
             headers["Content-Type"] = "application/json; charset=utf-8"
         return SandboxResponse(status, body, headers)
@@ -394,8 +474,14 @@ class WechatSimulator(ChannelSimulator):
             if not isinstance(data.get(name), str) or not data[name]:
                 raise _param_error(name, "必填参数缺失或格式错误", data.get(name))
         if data["mchid"] != acct.mchid:
-            raise _Reject(_error(400, "PARAM_ERROR", "mchid 与请求头中的商户号不一致",
-                                 {"field": "mchid", "value": data["mchid"], "issue": "不一致"}))
+            raise _Reject(
+                _error(
+                    400,
+                    "PARAM_ERROR",
+                    "mchid 与请求头中的商户号不一致",
+                    {"field": "mchid", "value": data["mchid"], "issue": "不一致"},
+                )
+            )
         if data["appid"] != acct.appid:
             raise _Reject(_error(400, "APPID_MCHID_NOT_MATCH", "appid 和 mch_id 不匹配"))
         if len(data["description"]) > 127:
@@ -451,22 +537,39 @@ class WechatSimulator(ChannelSimulator):
                 self.sandbox.record(trade, "prepay_repeated", prepay_id=prepay_id)
             else:
                 trade = {
-                    "api": "v3", "scene": scene, "request": data, "mchid": acct.mchid, "appid": acct.appid,
-                    "out_trade_no": data["out_trade_no"], "trade_type": _TRADE_TYPES[scene],
-                    "trade_state": "NOTPAY", "status": "NOTPAY", "description": data["description"],
-                    "attach": data.get("attach", ""), "notify_url": notify_url, "total": total,
-                    "currency": "CNY", "openid": openid, "transaction_id": None, "success_time": None,
+                    "api": "v3",
+                    "scene": scene,
+                    "request": data,
+                    "mchid": acct.mchid,
+                    "appid": acct.appid,
+                    "out_trade_no": data["out_trade_no"],
+                    "trade_type": _TRADE_TYPES[scene],
+                    "trade_state": "NOTPAY",
+                    "status": "NOTPAY",
+                    "description": data["description"],
+                    "attach": data.get("attach", ""),
+                    "notify_url": notify_url,
+                    "total": total,
+                    "currency": "CNY",
+                    "openid": openid,
+                    "transaction_id": None,
+                    "success_time": None,
                     "created_at": self.sandbox.now().isoformat(),
                     "expires_at": expires_at.isoformat() if expires_at else None,
-                    "prepay_ids": [prepay_id], "refunded": 0, "revoked_after_payment": False, "history": [],
+                    "prepay_ids": [prepay_id],
+                    "refunded": 0,
+                    "revoked_after_payment": False,
+                    "history": [],
                 }
                 self.sandbox.trades[self.channel][key] = trade
                 self.sandbox.record(trade, "prepay", prepay_id=prepay_id, scene=scene)
         if scene == "native":
             result = {"code_url": f"weixin://wxpay/bizpayurl?pr={_random(_ALNUM, 7)}"}
         elif scene == "h5":
-            result = {"h5_url": "https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?"
-                                f"prepay_id={prepay_id}&package={_random(string.digits, 10)}"}
+            result = {
+                "h5_url": "https://wx.tenpay.com/cgi-bin/mmpayweb-bin/checkmweb?"
+                f"prepay_id={prepay_id}&package={_random(string.digits, 10)}"
+            }
         else:
             result = {"prepay_id": prepay_id}
         return self._signed(req, acct, 200, result)
@@ -484,14 +587,22 @@ class WechatSimulator(ChannelSimulator):
     def _check_query_mchid(self, req: SandboxRequest, acct: WechatAccount) -> None:
         mchid = req.params.get("mchid")
         if not mchid:
-            raise _Reject(_error(400, "PARAM_ERROR", "缺少 mchid 参数",
-                                 {"field": "mchid", "issue": "必填", "location": "query"}))
+            raise _Reject(
+                _error(400, "PARAM_ERROR", "缺少 mchid 参数", {"field": "mchid", "issue": "必填", "location": "query"})
+            )
         if mchid != acct.mchid:
-            raise _Reject(_error(400, "PARAM_ERROR", "mchid 与请求头中的商户号不一致",
-                                 {"field": "mchid", "value": mchid, "issue": "不一致", "location": "query"}))
+            raise _Reject(
+                _error(
+                    400,
+                    "PARAM_ERROR",
+                    "mchid 与请求头中的商户号不一致",
+                    {"field": "mchid", "value": mchid, "issue": "不一致", "location": "query"},
+                )
+            )
 
-    def _find_trade(self, acct: WechatAccount, *, out_trade_no: str | None = None,
-                    transaction_id: str | None = None) -> dict[str, Any]:
+    def _find_trade(
+        self, acct: WechatAccount, *, out_trade_no: str | None = None, transaction_id: str | None = None
+    ) -> dict[str, Any]:
         with self.sandbox.lock:
             trades = self.sandbox.trades[self.channel]
             if transaction_id is not None:
@@ -505,12 +616,18 @@ class WechatSimulator(ChannelSimulator):
     def _transaction_json(self, trade: dict[str, Any]) -> dict[str, Any]:
         with self.sandbox.lock:
             paid = trade["transaction_id"] is not None
-            out: dict[str, Any] = {"appid": trade["appid"], "mchid": trade["mchid"],
-                                   "out_trade_no": trade["out_trade_no"]}
+            out: dict[str, Any] = {
+                "appid": trade["appid"],
+                "mchid": trade["mchid"],
+                "out_trade_no": trade["out_trade_no"],
+            }
             if paid:
                 out["transaction_id"] = trade["transaction_id"]
-            out.update(trade_type=trade["trade_type"], trade_state=trade["trade_state"],
-                       trade_state_desc=_STATE_DESC[trade["trade_state"]])
+            out.update(
+                trade_type=trade["trade_type"],
+                trade_state=trade["trade_state"],
+                trade_state_desc=_STATE_DESC[trade["trade_state"]],
+            )
             if paid:
                 out["bank_type"] = "OTHERS"
             out["attach"] = trade["attach"] if paid else ""
@@ -567,8 +684,11 @@ class WechatSimulator(ChannelSimulator):
 
     def _trade_for_payer(self, payment_no: str, mchid: str | None) -> dict[str, Any]:
         with self.sandbox.lock:
-            matches = [t for t in self.sandbox.trades[self.channel].values()
-                       if t["out_trade_no"] == payment_no and (mchid is None or t["mchid"] == mchid)]
+            matches = [
+                t
+                for t in self.sandbox.trades[self.channel].values()
+                if t["out_trade_no"] == payment_no and (mchid is None or t["mchid"] == mchid)
+            ]
         if not matches:
             raise SandboxError(404, "ORDER_NOT_EXIST", f"no WeChat trade {payment_no!r}")
         return max(matches, key=lambda t: t["created_at"])
@@ -629,26 +749,51 @@ class WechatSimulator(ChannelSimulator):
         resource = self._transaction_json(trade)
         if params.get("amount") is not None:
             resource["amount"]["total"] = resource["amount"]["payer_total"] = int(params["amount"])
-        self._send(acct, trade["notify_url"], "TRANSACTION.SUCCESS", "支付成功", "transaction", resource,
-                   key=trade["out_trade_no"], signtest=bool(params.get("signtest")),
-                   bad_signature=bool(params.get("bad_signature")))
+        self._send(
+            acct,
+            trade["notify_url"],
+            "TRANSACTION.SUCCESS",
+            "支付成功",
+            "transaction",
+            resource,
+            key=trade["out_trade_no"],
+            signtest=bool(params.get("signtest")),
+            bad_signature=bool(params.get("bad_signature")),
+        )
 
-    def _send(self, acct: WechatAccount, url: str, event_type: str, summary: str, original_type: str,
-              resource: dict[str, Any], *, key: str, signtest: bool = False, bad_signature: bool = False) -> str:
+    def _send(
+        self,
+        acct: WechatAccount,
+        url: str,
+        event_type: str,
+        summary: str,
+        original_type: str,
+        resource: dict[str, Any],
+        *,
+        key: str,
+        signtest: bool = False,
+        bad_signature: bool = False,
+    ) -> str:
         envelope = {
             "id": "EV-" + self.sandbox.now().astimezone(CN_TZ).strftime("%Y%m%d%H%M%S") + _random(string.digits, 8),
             "create_time": _rfc3339(self.sandbox.now()),
             "resource_type": "encrypt-resource",
             "event_type": event_type,
             "summary": summary,
-            "resource": {"original_type": original_type,
-                         **_aead_encrypt(acct.apiv3_key, _dumps(resource), original_type)},
+            "resource": {
+                "original_type": original_type,
+                **_aead_encrypt(acct.apiv3_key, _dumps(resource), original_type),
+            },
         }
         # Reorder the resource keys as WeChat shows them.
         res = envelope["resource"]
-        envelope["resource"] = {"original_type": res["original_type"], "algorithm": res["algorithm"],
-                                "ciphertext": res["ciphertext"], "associated_data": res["associated_data"],
-                                "nonce": res["nonce"]}
+        envelope["resource"] = {
+            "original_type": res["original_type"],
+            "algorithm": res["algorithm"],
+            "ciphertext": res["ciphertext"],
+            "associated_data": res["associated_data"],
+            "nonce": res["nonce"],
+        }
         body = _dumps(envelope)
         with self.sandbox.lock:
             serial, private_key = acct.notification_key()
@@ -660,14 +805,24 @@ class WechatSimulator(ChannelSimulator):
             else:
                 message = f"{ts}\n{nonce}\n{body.decode()}\n" + ("sandbox-bad-signature" if bad_signature else "")
                 signature = _rsa_sign(private_key, message)
-            return ({"Content-Type": "application/json", "Wechatpay-Timestamp": ts, "Wechatpay-Nonce": nonce,
-                     "Wechatpay-Signature": signature, "Wechatpay-Serial": serial,
-                     "Wechatpay-Signature-Type": SIGNATURE_TYPE, "Request-ID": _nonce(),
-                     "User-Agent": "Mozilla/4.0"}, body)
+            return (
+                {
+                    "Content-Type": "application/json",
+                    "Wechatpay-Timestamp": ts,
+                    "Wechatpay-Nonce": nonce,
+                    "Wechatpay-Signature": signature,
+                    "Wechatpay-Serial": serial,
+                    "Wechatpay-Signature-Type": SIGNATURE_TYPE,
+                    "Request-ID": _nonce(),
+                    "User-Agent": "Mozilla/4.0",
+                },
+                body,
+            )
 
         schedule = [] if signtest else NOTIFY_SCHEDULE
-        return self.sandbox.notify(self.channel, url, build, schedule,
-                                   lambda status, _answer: status in (200, 204), key=key)
+        return self.sandbox.notify(
+            self.channel, url, build, schedule, lambda status, _answer: status in (200, 204), key=key
+        )
 
     # --- refunds --------------------------------------------------------------------------
     def _refund(self, req: SandboxRequest, acct: WechatAccount) -> SandboxResponse:
@@ -678,8 +833,9 @@ class WechatSimulator(ChannelSimulator):
         if len(data.get("reason") or "") > 80:
             raise _param_error("reason", "长度超过80")
         notify_url = data.get("notify_url")
-        if notify_url is not None and (not isinstance(notify_url, str) or "?" in notify_url
-                                       or not notify_url.startswith(("https://", "http://"))):
+        if notify_url is not None and (
+            not isinstance(notify_url, str) or "?" in notify_url or not notify_url.startswith(("https://", "http://"))
+        ):
             raise _param_error("notify_url", "须为不带参数的 http(s) 地址", notify_url)
         amount = data.get("amount")
         if not isinstance(amount, dict):
@@ -712,11 +868,19 @@ class WechatSimulator(ChannelSimulator):
                 raise _Reject(_error(400, "INVALID_REQUEST", "退款金额超过订单可退金额"))
             now = self.sandbox.now()
             refund = {
-                "mchid": acct.mchid, "out_refund_no": out_refund_no,
-                "refund_id": "50" + _random(string.digits, 27), "transaction_id": trade["transaction_id"],
-                "out_trade_no": trade["out_trade_no"], "status": "PROCESSING", "refund": refund_amt,
-                "total": trade["total"], "reason": data.get("reason", ""), "notify_url": notify_url,
-                "create_time": _rfc3339(now), "created_at": now.isoformat(), "success_time": None,
+                "mchid": acct.mchid,
+                "out_refund_no": out_refund_no,
+                "refund_id": "50" + _random(string.digits, 27),
+                "transaction_id": trade["transaction_id"],
+                "out_trade_no": trade["out_trade_no"],
+                "status": "PROCESSING",
+                "refund": refund_amt,
+                "total": trade["total"],
+                "reason": data.get("reason", ""),
+                "notify_url": notify_url,
+                "create_time": _rfc3339(now),
+                "created_at": now.isoformat(),
+                "success_time": None,
                 "history": [],
             }
             self.sandbox.refunds[self.channel][key] = refund
@@ -737,17 +901,28 @@ class WechatSimulator(ChannelSimulator):
 
     def _refund_json(self, refund: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "refund_id": refund["refund_id"], "out_refund_no": refund["out_refund_no"],
-            "transaction_id": refund["transaction_id"], "out_trade_no": refund["out_trade_no"],
-            "channel": "ORIGINAL", "user_received_account": "支付用户零钱",
+            "refund_id": refund["refund_id"],
+            "out_refund_no": refund["out_refund_no"],
+            "transaction_id": refund["transaction_id"],
+            "out_trade_no": refund["out_trade_no"],
+            "channel": "ORIGINAL",
+            "user_received_account": "支付用户零钱",
         }
         if refund["success_time"]:
             out["success_time"] = refund["success_time"]
         out.update(create_time=refund["create_time"], status=refund["status"], funds_account="AVAILABLE")
-        out["amount"] = {"total": refund["total"], "refund": refund["refund"], "from": [],
-                         "payer_total": refund["total"], "payer_refund": refund["refund"],
-                         "settlement_refund": refund["refund"], "settlement_total": refund["total"],
-                         "discount_refund": 0, "currency": "CNY", "refund_fee": 0}
+        out["amount"] = {
+            "total": refund["total"],
+            "refund": refund["refund"],
+            "from": [],
+            "payer_total": refund["total"],
+            "payer_refund": refund["refund"],
+            "settlement_refund": refund["refund"],
+            "settlement_total": refund["total"],
+            "discount_refund": 0,
+            "currency": "CNY",
+            "refund_fee": 0,
+        }
         out["promotion_detail"] = []
         return out
 
@@ -758,31 +933,44 @@ class WechatSimulator(ChannelSimulator):
             refund["status"] = status
             if status == "SUCCESS":
                 refund["success_time"] = _rfc3339(self.sandbox.now())
-            if status == "CLOSED":   # the money goes back to what can be refunded
+            if status == "CLOSED":  # the money goes back to what can be refunded
                 trade = self.sandbox.trades[self.channel].get(f"{refund['mchid']}/{refund['out_trade_no']}")
                 if trade is not None:
                     trade["refunded"] -= refund["refund"]
             self.sandbox.record(refund, f"refund_{status.lower()}")
             acct = self._account(refund["mchid"])
             url = refund["notify_url"]
-            resource = {"mchid": refund["mchid"], "out_trade_no": refund["out_trade_no"],
-                        "transaction_id": refund["transaction_id"], "out_refund_no": refund["out_refund_no"],
-                        "refund_id": refund["refund_id"], "refund_status": status,
-                        "user_received_account": "支付用户零钱",
-                        "amount": {"total": refund["total"], "refund": refund["refund"],
-                                   "payer_total": refund["total"], "payer_refund": refund["refund"]}}
+            resource = {
+                "mchid": refund["mchid"],
+                "out_trade_no": refund["out_trade_no"],
+                "transaction_id": refund["transaction_id"],
+                "out_refund_no": refund["out_refund_no"],
+                "refund_id": refund["refund_id"],
+                "refund_status": status,
+                "user_received_account": "支付用户零钱",
+                "amount": {
+                    "total": refund["total"],
+                    "refund": refund["refund"],
+                    "payer_total": refund["total"],
+                    "payer_refund": refund["refund"],
+                },
+            }
             if refund["success_time"]:
                 resource["success_time"] = refund["success_time"]
         if acct is not None and url:
             summaries = {"SUCCESS": "退款成功", "ABNORMAL": "退款异常", "CLOSED": "退款关闭"}
-            self._send(acct, url, f"REFUND.{status}", summaries[status], "refund", resource,
-                       key=refund["out_refund_no"])
+            self._send(
+                acct, url, f"REFUND.{status}", summaries[status], "refund", resource, key=refund["out_refund_no"]
+            )
 
     def _refund_action(self, out_refund_no: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
         with self.sandbox.lock:
-            matches = [r for r in self.sandbox.refunds[self.channel].values()
-                       if r["out_refund_no"] == out_refund_no
-                       and (params.get("mchid") is None or r["mchid"] == params["mchid"])]
+            matches = [
+                r
+                for r in self.sandbox.refunds[self.channel].values()
+                if r["out_refund_no"] == out_refund_no
+                and (params.get("mchid") is None or r["mchid"] == params["mchid"])
+            ]
         if not matches:
             raise SandboxError(404, "RESOURCE_NOT_EXISTS", f"no WeChat refund {out_refund_no!r}")
         refund = max(matches, key=lambda r: r["created_at"])
@@ -790,7 +978,7 @@ class WechatSimulator(ChannelSimulator):
         if refund["status"] not in ("PROCESSING", "ABNORMAL"):
             raise SandboxError(409, "BAD_STATE", f"refund is {refund['status']}")
         with self.sandbox.lock:
-            refund["status"] = "PROCESSING"   # ABNORMAL may still be resolved
+            refund["status"] = "PROCESSING"  # ABNORMAL may still be resolved
         self._finish_refund(refund, status)
         with self.sandbox.lock:
             return self._refund_json(refund)
@@ -801,10 +989,14 @@ class WechatSimulator(ChannelSimulator):
         if acct.mode in ("certificate", "both"):
             cert = acct.platform_cert
             pem = cert.public_bytes(serialization.Encoding.PEM)
-            data.append({"serial_no": acct.platform_serial,
-                         "effective_time": _rfc3339(cert.not_valid_before_utc),
-                         "expire_time": _rfc3339(cert.not_valid_after_utc),
-                         "encrypt_certificate": _aead_encrypt(acct.apiv3_key, pem, "certificate")})
+            data.append(
+                {
+                    "serial_no": acct.platform_serial,
+                    "effective_time": _rfc3339(cert.not_valid_before_utc),
+                    "expire_time": _rfc3339(cert.not_valid_after_utc),
+                    "encrypt_certificate": _aead_encrypt(acct.apiv3_key, pem, "certificate"),
+                }
+            )
         return self._signed(req, acct, 200, {"data": data})
 
     # --- bills ----------------------------------------------------------------------------
@@ -813,8 +1005,14 @@ class WechatSimulator(ChannelSimulator):
         try:
             bill_date = date.fromisoformat(params.get("bill_date", ""))
         except ValueError:
-            raise _Reject(_error(400, "PARAM_ERROR", "bill_date 须为 YYYY-MM-DD",
-                                 {"field": "bill_date", "issue": "格式错误", "location": "query"})) from None
+            raise _Reject(
+                _error(
+                    400,
+                    "PARAM_ERROR",
+                    "bill_date 须为 YYYY-MM-DD",
+                    {"field": "bill_date", "issue": "格式错误", "location": "query"},
+                )
+            ) from None
         bill_type = params.get("bill_type", "ALL")
         tar_type = params.get("tar_type")
         if bill_type not in ("ALL", "SUCCESS", "REFUND"):
@@ -829,9 +1027,16 @@ class WechatSimulator(ChannelSimulator):
         token = secrets.token_urlsafe(24)
         with self.sandbox.lock:
             acct.bill_tokens[token] = (served, self.sandbox.now().timestamp() + BILL_URL_LIFETIME)
-        return self._signed(req, acct, 200, {
-            "hash_type": "SHA1", "hash_value": hashlib.sha1(served).hexdigest(),  # noqa: S324 - protocol
-            "download_url": f"{req.base_url}/v3/billdownload/file?token={token}"})
+        return self._signed(
+            req,
+            acct,
+            200,
+            {
+                "hash_type": "SHA1",
+                "hash_value": hashlib.sha1(served).hexdigest(),  # noqa: S324 - protocol
+                "download_url": f"{req.base_url}/v3/billdownload/file?token={token}",
+            },
+        )
 
     def _bill_download(self, req: SandboxRequest, acct: WechatAccount) -> SandboxResponse:
         token = req.params.get("token", "")
@@ -870,10 +1075,15 @@ class WechatSimulator(ChannelSimulator):
         def total(col: str, places: int = 2) -> str:
             return str(sum((Decimal(row[col]) for row in rows), Decimal(0)).quantize(Decimal(1).scaleb(-places)))
 
-        summary = {"总交易单数": str(len(rows)), "应结订单总金额": total("应结订单金额"),
-                   "退款总金额": total("退款金额"), "充值券退款总金额": total("充值券退款金额"),
-                   "手续费总金额": total("手续费", 5), "订单总金额": total("订单金额"),
-                   "申请退款总金额": total("申请退款金额")}
+        summary = {
+            "总交易单数": str(len(rows)),
+            "应结订单总金额": total("应结订单金额"),
+            "退款总金额": total("退款金额"),
+            "充值券退款总金额": total("充值券退款金额"),
+            "手续费总金额": total("手续费", 5),
+            "订单总金额": total("订单金额"),
+            "申请退款总金额": total("申请退款金额"),
+        }
         lines = [",".join(columns)]
         lines += [",".join("`" + row[c] for c in columns) for row in rows]
         lines.append(",".join(summary_cols))
@@ -881,21 +1091,44 @@ class WechatSimulator(ChannelSimulator):
         return "\r\n".join(lines) + "\r\n"
 
     def _base_row(self, t: dict[str, Any], at: datetime) -> dict[str, str]:
-        return {"交易时间": at.strftime("%Y-%m-%d %H:%M:%S"), "公众账号ID": t["appid"], "商户号": t["mchid"],
-                "特约商户号": "0", "设备号": "", "微信订单号": t["transaction_id"] or "",
-                "商户订单号": t["out_trade_no"], "用户标识": t.get("openid") or "",
-                "交易类型": t["trade_type"], "付款银行": "OTHERS", "货币种类": "CNY", "代金券金额": "0.00",
-                "充值券退款金额": "0.00", "商品名称": _bill_text(t["description"]),
-                "商户数据包": _bill_text(t.get("attach") or ""), "费率": "0.60%", "费率备注": ""}
+        return {
+            "交易时间": at.strftime("%Y-%m-%d %H:%M:%S"),
+            "公众账号ID": t["appid"],
+            "商户号": t["mchid"],
+            "特约商户号": "0",
+            "设备号": "",
+            "微信订单号": t["transaction_id"] or "",
+            "商户订单号": t["out_trade_no"],
+            "用户标识": t.get("openid") or "",
+            "交易类型": t["trade_type"],
+            "付款银行": "OTHERS",
+            "货币种类": "CNY",
+            "代金券金额": "0.00",
+            "充值券退款金额": "0.00",
+            "商品名称": _bill_text(t["description"]),
+            "商户数据包": _bill_text(t.get("attach") or ""),
+            "费率": "0.60%",
+            "费率备注": "",
+        }
 
     def _payment_row(self, t: dict[str, Any], paid_at: datetime) -> dict[str, str]:
         row = self._base_row(t, paid_at)
-        row.update({"交易状态": "REVOKED" if t.get("revoked_after_payment") else "SUCCESS",
-                    "应结订单金额": _yuan(t["total"]), "微信退款单号": "0", "商户退款单号": "0",
-                    "退款金额": "0.00", "退款类型": "", "退款状态": "",
-                    "手续费": str((Decimal(t["total"]) * FEE_RATE / 100).quantize(Decimal("0.00001"))),
-                    "订单金额": _yuan(t["total"]), "申请退款金额": "0.00",
-                    "退款申请时间": "", "退款成功时间": ""})
+        row.update(
+            {
+                "交易状态": "REVOKED" if t.get("revoked_after_payment") else "SUCCESS",
+                "应结订单金额": _yuan(t["total"]),
+                "微信退款单号": "0",
+                "商户退款单号": "0",
+                "退款金额": "0.00",
+                "退款类型": "",
+                "退款状态": "",
+                "手续费": str((Decimal(t["total"]) * FEE_RATE / 100).quantize(Decimal("0.00001"))),
+                "订单金额": _yuan(t["total"]),
+                "申请退款金额": "0.00",
+                "退款申请时间": "",
+                "退款成功时间": "",
+            }
+        )
         return row
 
     def _refund_row(self, t: dict[str, Any], r: dict[str, Any], created: datetime) -> dict[str, str]:
@@ -903,12 +1136,22 @@ class WechatSimulator(ChannelSimulator):
         success = ""
         if r["success_time"]:
             success = datetime.fromisoformat(r["success_time"]).strftime("%Y-%m-%d %H:%M:%S")
-        row.update({"交易状态": "REFUND", "应结订单金额": "0.00", "微信退款单号": r["refund_id"],
-                    "商户退款单号": r["out_refund_no"], "退款金额": _yuan(r["refund"]), "退款类型": "ORIGINAL",
-                    "退款状态": r["status"],
-                    "手续费": str((-Decimal(r["refund"]) * FEE_RATE / 100).quantize(Decimal("0.00001"))),
-                    "订单金额": "0.00", "申请退款金额": _yuan(r["refund"]),
-                    "退款申请时间": created.strftime("%Y-%m-%d %H:%M:%S"), "退款成功时间": success})
+        row.update(
+            {
+                "交易状态": "REFUND",
+                "应结订单金额": "0.00",
+                "微信退款单号": r["refund_id"],
+                "商户退款单号": r["out_refund_no"],
+                "退款金额": _yuan(r["refund"]),
+                "退款类型": "ORIGINAL",
+                "退款状态": r["status"],
+                "手续费": str((-Decimal(r["refund"]) * FEE_RATE / 100).quantize(Decimal("0.00001"))),
+                "订单金额": "0.00",
+                "申请退款金额": _yuan(r["refund"]),
+                "退款申请时间": created.strftime("%Y-%m-%d %H:%M:%S"),
+                "退款成功时间": success,
+            }
+        )
         return row
 
     # --- v2 payment code ------------------------------------------------------------------
@@ -931,8 +1174,9 @@ class WechatSimulator(ChannelSimulator):
         if not hmac.compare_digest(expected, params.get("sign", "")):
             return self._v2_fail("签名错误")
         if params.get("appid") != acct.appid:
-            return self._v2_result(req, acct, sign_type, {"err_code": "APPID_MCHID_NOT_MATCH",
-                                                          "err_code_des": "appid和mch_id不匹配"})
+            return self._v2_result(
+                req, acct, sign_type, {"err_code": "APPID_MCHID_NOT_MATCH", "err_code_des": "appid和mch_id不匹配"}
+            )
         if req.path == "/pay/micropay":
             return self._micropay(req, acct, sign_type, params)
         if req.path == "/pay/orderquery":
@@ -942,11 +1186,17 @@ class WechatSimulator(ChannelSimulator):
     def _v2_fail(self, message: str) -> SandboxResponse:
         return SandboxResponse.text(200, build_v2_xml({"return_code": "FAIL", "return_msg": message}), "text/xml")
 
-    def _v2_result(self, req: SandboxRequest, acct: WechatAccount, sign_type: str,
-                   fields: dict[str, str]) -> SandboxResponse:
+    def _v2_result(
+        self, req: SandboxRequest, acct: WechatAccount, sign_type: str, fields: dict[str, str]
+    ) -> SandboxResponse:
         """A signed ``return_code=SUCCESS`` answer; ``err_code`` in ``fields`` makes it a business FAIL."""
-        out = {"return_code": "SUCCESS", "return_msg": "OK", "appid": acct.appid, "mch_id": acct.mchid,
-               "nonce_str": _random(_ALNUM, 16)}
+        out = {
+            "return_code": "SUCCESS",
+            "return_msg": "OK",
+            "appid": acct.appid,
+            "mch_id": acct.mchid,
+            "nonce_str": _random(_ALNUM, 16),
+        }
         out["result_code"] = "FAIL" if "err_code" in fields else "SUCCESS"
         out.update({k: str(v) for k, v in fields.items() if v is not None})
         fault = req.fault
@@ -957,18 +1207,33 @@ class WechatSimulator(ChannelSimulator):
         return SandboxResponse.text(200, build_v2_xml(out), "text/xml")
 
     def _v2_trade_fields(self, t: dict[str, Any]) -> dict[str, str]:
-        out = {"device_info": "", "openid": t.get("openid") or "", "is_subscribe": "N",
-               "trade_type": t["trade_type"], "out_trade_no": t["out_trade_no"], "attach": t.get("attach") or ""}
+        out = {
+            "device_info": "",
+            "openid": t.get("openid") or "",
+            "is_subscribe": "N",
+            "trade_type": t["trade_type"],
+            "out_trade_no": t["out_trade_no"],
+            "attach": t.get("attach") or "",
+        }
         if t["transaction_id"]:
-            out.update({"bank_type": "OTHERS", "total_fee": str(t["total"]), "fee_type": "CNY",
-                        "cash_fee": str(t["total"]), "cash_fee_type": "CNY",
-                        "settlement_total_fee": str(t["total"]), "coupon_fee": "0",
-                        "transaction_id": t["transaction_id"],
-                        "time_end": datetime.fromisoformat(t["paid_at"]).astimezone(CN_TZ).strftime("%Y%m%d%H%M%S")})
+            out.update(
+                {
+                    "bank_type": "OTHERS",
+                    "total_fee": str(t["total"]),
+                    "fee_type": "CNY",
+                    "cash_fee": str(t["total"]),
+                    "cash_fee_type": "CNY",
+                    "settlement_total_fee": str(t["total"]),
+                    "coupon_fee": "0",
+                    "transaction_id": t["transaction_id"],
+                    "time_end": datetime.fromisoformat(t["paid_at"]).astimezone(CN_TZ).strftime("%Y%m%d%H%M%S"),
+                }
+            )
         return out
 
-    def _micropay(self, req: SandboxRequest, acct: WechatAccount, sign_type: str,
-                  params: dict[str, str]) -> SandboxResponse:
+    def _micropay(
+        self, req: SandboxRequest, acct: WechatAccount, sign_type: str, params: dict[str, str]
+    ) -> SandboxResponse:
         def fail(code: str, des: str) -> SandboxResponse:
             return self._v2_result(req, acct, sign_type, {"err_code": code, "err_code_des": des})
 
@@ -1000,13 +1265,31 @@ class WechatSimulator(ChannelSimulator):
                     return fail("ORDERREVERSED", "订单已撤销")
                 return fail("ORDERCLOSED", "订单已关闭")
             trade = {
-                "api": "v2", "scene": "micropay", "request": params, "mchid": acct.mchid, "appid": acct.appid,
-                "out_trade_no": params["out_trade_no"], "trade_type": "MICROPAY", "trade_state": "USERPAYING",
-                "status": "USERPAYING", "description": params["body"], "attach": params.get("attach", ""),
-                "notify_url": None, "total": total, "currency": "CNY", "openid": None, "transaction_id": None,
-                "success_time": None, "created_at": self.sandbox.now().isoformat(), "expires_at": None,
-                "prepay_ids": [], "refunded": 0, "auth_code": auth_code, "revoked_after_payment": False,
-                "reverse_requested": False, "history": [],
+                "api": "v2",
+                "scene": "micropay",
+                "request": params,
+                "mchid": acct.mchid,
+                "appid": acct.appid,
+                "out_trade_no": params["out_trade_no"],
+                "trade_type": "MICROPAY",
+                "trade_state": "USERPAYING",
+                "status": "USERPAYING",
+                "description": params["body"],
+                "attach": params.get("attach", ""),
+                "notify_url": None,
+                "total": total,
+                "currency": "CNY",
+                "openid": None,
+                "transaction_id": None,
+                "success_time": None,
+                "created_at": self.sandbox.now().isoformat(),
+                "expires_at": None,
+                "prepay_ids": [],
+                "refunded": 0,
+                "auth_code": auth_code,
+                "revoked_after_payment": False,
+                "reverse_requested": False,
+                "history": [],
             }
             self.sandbox.trades[self.channel][key] = trade
             self.sandbox.record(trade, "micropay", auth_code=auth_code)
@@ -1030,21 +1313,33 @@ class WechatSimulator(ChannelSimulator):
         with self.sandbox.lock:
             trades = self.sandbox.trades[self.channel]
             if params.get("transaction_id"):
-                return next((t for t in trades.values() if t["mchid"] == acct.mchid
-                             and t["transaction_id"] == params["transaction_id"]), None)
+                return next(
+                    (
+                        t
+                        for t in trades.values()
+                        if t["mchid"] == acct.mchid and t["transaction_id"] == params["transaction_id"]
+                    ),
+                    None,
+                )
             if params.get("out_trade_no"):
                 return trades.get(f"{acct.mchid}/{params['out_trade_no']}")
         return None
 
-    def _orderquery(self, req: SandboxRequest, acct: WechatAccount, sign_type: str,
-                    params: dict[str, str]) -> SandboxResponse:
+    def _orderquery(
+        self, req: SandboxRequest, acct: WechatAccount, sign_type: str, params: dict[str, str]
+    ) -> SandboxResponse:
         if not params.get("transaction_id") and not params.get("out_trade_no"):
-            return self._v2_result(req, acct, sign_type, {"err_code": "PARAM_ERROR",
-                                                          "err_code_des": "transaction_id 与 out_trade_no 须二选一"})
+            return self._v2_result(
+                req,
+                acct,
+                sign_type,
+                {"err_code": "PARAM_ERROR", "err_code_des": "transaction_id 与 out_trade_no 须二选一"},
+            )
         trade = self._v2_find(acct, params)
         if trade is None:
-            return self._v2_result(req, acct, sign_type,
-                                   {"err_code": "ORDERNOTEXIST", "err_code_des": "此交易订单号不存在"})
+            return self._v2_result(
+                req, acct, sign_type, {"err_code": "ORDERNOTEXIST", "err_code_des": "此交易订单号不存在"}
+            )
         with self.sandbox.lock:
             fields = self._v2_trade_fields(trade)
             fields.update(trade_state=trade["trade_state"], trade_state_desc=_STATE_DESC[trade["trade_state"]])
@@ -1052,27 +1347,37 @@ class WechatSimulator(ChannelSimulator):
                 fields["total_fee"] = str(trade["total"])
         return self._v2_result(req, acct, sign_type, fields)
 
-    def _reverse(self, req: SandboxRequest, acct: WechatAccount, sign_type: str,
-                 params: dict[str, str]) -> SandboxResponse:
+    def _reverse(
+        self, req: SandboxRequest, acct: WechatAccount, sign_type: str, params: dict[str, str]
+    ) -> SandboxResponse:
         if not params.get("transaction_id") and not params.get("out_trade_no"):
-            return self._v2_result(req, acct, sign_type, {"err_code": "PARAM_ERROR",
-                                                          "err_code_des": "transaction_id 与 out_trade_no 须二选一",
-                                                          "recall": "N"})
+            return self._v2_result(
+                req,
+                acct,
+                sign_type,
+                {"err_code": "PARAM_ERROR", "err_code_des": "transaction_id 与 out_trade_no 须二选一", "recall": "N"},
+            )
         trade = self._v2_find(acct, params)
         if trade is None:
             return self._v2_result(req, acct, sign_type, {"recall": "N"})
         with self.sandbox.lock:
             if trade["api"] != "v2":
-                return self._v2_result(req, acct, sign_type, {"err_code": "INVALID_REQUEST",
-                                                              "err_code_des": "订单的支付场景不支持该请求",
-                                                              "recall": "N"})
+                return self._v2_result(
+                    req,
+                    acct,
+                    sign_type,
+                    {"err_code": "INVALID_REQUEST", "err_code_des": "订单的支付场景不支持该请求", "recall": "N"},
+                )
             state = trade["trade_state"]
             if state == "USERPAYING" and not trade["reverse_requested"]:
                 trade["reverse_requested"] = True
                 self.sandbox.record(trade, "reverse_refused_userpaying")
-                return self._v2_result(req, acct, sign_type, {"err_code": "USERPAYING",
-                                                              "err_code_des": "用户支付中，请稍后再试",
-                                                              "recall": "Y"})
+                return self._v2_result(
+                    req,
+                    acct,
+                    sign_type,
+                    {"err_code": "USERPAYING", "err_code_des": "用户支付中，请稍后再试", "recall": "Y"},
+                )
             if state != "REVOKED":
                 trade["revoked_after_payment"] = trade["transaction_id"] is not None
                 self._set_state(trade, "REVOKED")

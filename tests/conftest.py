@@ -46,8 +46,9 @@ def channel_account(sandbox_gateway: SandboxGateway, gateway_client: SandboxClie
     counter = iter(range(1, 1000))
 
     def make(channel: str, **extra: Any) -> ChannelAccount:
-        return sandbox_account_provision(channel=channel, name=f"test-{channel}-{next(counter)}",
-                                         sandbox_url=sandbox_gateway.base_url, **extra)
+        return sandbox_account_provision(
+            channel=channel, name=f"test-{channel}-{next(counter)}", sandbox_url=sandbox_gateway.base_url, **extra
+        )
 
     return make
 
@@ -79,8 +80,11 @@ def anonymous_api() -> APIClient:
 @pytest.fixture
 def api_with_scopes(db: None) -> Callable[..., APIClient]:
     def make(*scopes: str, merchant: Any = None) -> APIClient:
-        _, key = api_client_create(name=f"test-{'-'.join(scopes) or 'none'}-{merchant.pk if merchant else 0}",
-                                   scopes=scopes, merchant_id=merchant.pk if merchant else None)
+        _, key = api_client_create(
+            name=f"test-{'-'.join(scopes) or 'none'}-{merchant.pk if merchant else 0}",
+            scopes=scopes,
+            merchant_id=merchant.pk if merchant else None,
+        )
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
         return client

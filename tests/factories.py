@@ -20,35 +20,69 @@ _seq = itertools.count(1)
 
 def make_merchant(*, code: str | None = None) -> Merchant:
     n = next(_seq)
-    return merchant_create(code=code or f"m{n}", name=f"Merchant {n}", notify_url="https://merchant.example/notify",
-                           webhook_secret="whsec_test_only")
+    return merchant_create(
+        code=code or f"m{n}",
+        name=f"Merchant {n}",
+        notify_url="https://merchant.example/notify",
+        webhook_secret="whsec_test_only",
+    )
 
 
-def make_order(*, merchant: Merchant | None = None, amount: int = 1000, currency: str = "CNY",
-               customer_ref: str = "cust-1", expires_at: datetime | None = None, **extra: Any) -> Order:
+def make_order(
+    *,
+    merchant: Merchant | None = None,
+    amount: int = 1000,
+    currency: str = "CNY",
+    customer_ref: str = "cust-1",
+    expires_at: datetime | None = None,
+    **extra: Any,
+) -> Order:
     merchant = merchant or make_merchant()
-    order, _ = order_create(merchant=merchant, merchant_order_no=f"MO{next(_seq)}", customer_ref=customer_ref,
-                            description="Coffee", currency=currency,
-                            items=[ItemInput(name="Coffee", unit_price=amount, quantity=1)],
-                            expires_at=expires_at, **extra)
+    order, _ = order_create(
+        merchant=merchant,
+        merchant_order_no=f"MO{next(_seq)}",
+        customer_ref=customer_ref,
+        description="Coffee",
+        currency=currency,
+        items=[ItemInput(name="Coffee", unit_price=amount, quantity=1)],
+        expires_at=expires_at,
+        **extra,
+    )
     return order
 
 
-def make_payment(*, account: ChannelAccount, orders: list[Order] | None = None, method: str = "app",
-                 customer_ref: str = "cust-1", start: bool = True, **extra: Any) -> Payment:
+def make_payment(
+    *,
+    account: ChannelAccount,
+    orders: list[Order] | None = None,
+    method: str = "app",
+    customer_ref: str = "cust-1",
+    start: bool = True,
+    **extra: Any,
+) -> Payment:
     orders = orders or [make_order(customer_ref=customer_ref)]
-    payment, _ = payment_create(order_ids=[o.pk for o in orders], customer_ref=customer_ref,
-                                channel=account.channel, method=method, **extra)
+    payment, _ = payment_create(
+        order_ids=[o.pk for o in orders], customer_ref=customer_ref, channel=account.channel, method=method, **extra
+    )
     if start:
         payment = payment_start(payment_id=payment.pk)
     payment.refresh_from_db()
     return payment
 
+
 def order_body(merchant: Any, **overrides: Any) -> dict[str, Any]:
-    return {"merchant": merchant.code, "merchant_order_no": "MO-1", "customer_ref": "cust-1",
-            "description": "Coffee", "currency": "CNY",
-            "items": [{"name": "Latte", "unit_price": 1500, "quantity": 2}, {"name": "Cake", "unit_price": 990,
-                                                                            "quantity": 1}], **overrides}
+    return {
+        "merchant": merchant.code,
+        "merchant_order_no": "MO-1",
+        "customer_ref": "cust-1",
+        "description": "Coffee",
+        "currency": "CNY",
+        "items": [
+            {"name": "Latte", "unit_price": 1500, "quantity": 2},
+            {"name": "Cake", "unit_price": 990, "quantity": 1},
+        ],
+        **overrides,
+    }
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:

@@ -22,9 +22,17 @@ def _account() -> ChannelAccount:
 
 
 def _payment(account: ChannelAccount, **overrides: object) -> Payment:
-    fields = {"payment_no": "P20260101000000AAAAAAAAAAAA", "channel": "wechat", "method": "app",
-              "channel_account": account, "customer_ref": "c", "amount": 100, "currency": "CNY",
-              "expires_at": timezone.now() + timedelta(minutes=5), **overrides}
+    fields = {
+        "payment_no": "P20260101000000AAAAAAAAAAAA",
+        "channel": "wechat",
+        "method": "app",
+        "channel_account": account,
+        "customer_ref": "c",
+        "amount": 100,
+        "currency": "CNY",
+        "expires_at": timezone.now() + timedelta(minutes=5),
+        **overrides,
+    }
     return Payment.objects.create(**fields)
 
 
@@ -59,19 +67,45 @@ def test_amounts_must_be_positive(amount: int) -> None:
     account = _account()
     merchant = make_merchant()
     assert_violates(lambda: _payment(account, amount=amount))
-    assert_violates(lambda: Order.objects.create(
-        order_no="O1", merchant=merchant, merchant_order_no="x", customer_ref="c", description="d", amount=amount,
-        currency="CNY", expires_at=timezone.now()))
+    assert_violates(
+        lambda: Order.objects.create(
+            order_no="O1",
+            merchant=merchant,
+            merchant_order_no="x",
+            customer_ref="c",
+            description="d",
+            amount=amount,
+            currency="CNY",
+            expires_at=timezone.now(),
+        )
+    )
 
 
 def test_merchant_order_numbers_are_unique_per_merchant() -> None:
     order = make_order()
-    assert_violates(lambda: Order.objects.create(order_no="O2", merchant=order.merchant,
-                                           merchant_order_no=order.merchant_order_no, customer_ref="c",
-                                           description="d", amount=1, currency="CNY", expires_at=timezone.now()))
+    assert_violates(
+        lambda: Order.objects.create(
+            order_no="O2",
+            merchant=order.merchant,
+            merchant_order_no=order.merchant_order_no,
+            customer_ref="c",
+            description="d",
+            amount=1,
+            currency="CNY",
+            expires_at=timezone.now(),
+        )
+    )
     other = make_merchant()
-    Order.objects.create(order_no="O3", merchant=other, merchant_order_no=order.merchant_order_no, customer_ref="c",
-                         description="d", amount=1, currency="CNY", expires_at=timezone.now())
+    Order.objects.create(
+        order_no="O3",
+        merchant=other,
+        merchant_order_no=order.merchant_order_no,
+        customer_ref="c",
+        description="d",
+        amount=1,
+        currency="CNY",
+        expires_at=timezone.now(),
+    )
 
 
 def test_order_items_need_a_positive_quantity_and_no_negative_price() -> None:

@@ -32,6 +32,7 @@ def new_nonce() -> str:
 
 # --- v3 request signing (§1.2) -----------------------------------------------------------------
 
+
 def request_message(method: str, canonical_url: str, timestamp: str, nonce: str, body: bytes) -> bytes:
     """The five-line string to sign. ``body`` is the exact bytes sent (empty for GET)."""
     head = f"{method.upper()}\n{canonical_url}\n{timestamp}\n{nonce}\n".encode()
@@ -45,11 +46,14 @@ def rsa_sign(private_key: rsa.RSAPrivateKey, message: bytes) -> str:
 
 
 def authorization(*, mchid: str, serial_no: str, nonce: str, timestamp: str, signature: str) -> str:
-    return (f'{AUTH_SCHEME} mchid="{mchid}",nonce_str="{nonce}",signature="{signature}",'
-            f'timestamp="{timestamp}",serial_no="{serial_no}"')
+    return (
+        f'{AUTH_SCHEME} mchid="{mchid}",nonce_str="{nonce}",signature="{signature}",'
+        f'timestamp="{timestamp}",serial_no="{serial_no}"'
+    )
 
 
 # --- v3 response / notification verification (§1.3) -------------------------------------------
+
 
 def response_message(timestamp: str, nonce: str, body: bytes) -> bytes:
     """The three-line string to verify over the raw body as received."""
@@ -73,6 +77,7 @@ def rsa_verify(public_key: rsa.RSAPublicKey, message: bytes, signature_b64: str)
 
 # --- client invoke parameters (§1.5) ------------------------------------------------------------
 
+
 def app_pay_message(appid: str, timestamp: str, noncestr: str, prepay_id: str) -> bytes:
     return f"{appid}\n{timestamp}\n{noncestr}\n{prepay_id}\n".encode()
 
@@ -82,6 +87,7 @@ def jsapi_pay_message(appid: str, timestamp: str, nonce: str, prepay_id: str) ->
 
 
 # --- AEAD_AES_256_GCM (§1.7) ---------------------------------------------------------------------
+
 
 def aes_gcm_decrypt(apiv3_key: str, *, nonce: str, associated_data: str, ciphertext_b64: str) -> bytes:
     """Decrypt a notification resource or platform certificate.

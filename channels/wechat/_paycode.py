@@ -31,19 +31,52 @@ from channels.wechat._v3 import USER_AGENT, WechatBase, _beijing, _int, _parse_c
 _V2_HEADERS = {"Content-Type": "text/xml; charset=utf-8", "User-Agent": USER_AGENT}
 
 # v2 micropay err_code values that are a definite "no" (§2.4); unknown codes are not failures.
-_MICROPAY_REJECTIONS = frozenset({
-    "AUTHCODEEXPIRE", "AUTH_CODE_ERROR", "AUTH_CODE_INVALID", "NOTENOUGH", "NOTSUPORTCARD",
-    "BUYER_MISMATCH", "ORDERCLOSED", "ORDERREVERSED", "OUT_TRADE_NO_USED", "PARAM_ERROR", "NOAUTH",
-    "XML_FORMAT_ERROR", "REQUIRE_POST_METHOD", "SIGNERROR", "LACK_PARAMS", "NOT_UTF8", "TRADE_ERROR",
-    "APPID_NOT_EXIST", "MCHID_NOT_EXIST", "APPID_MCHID_NOT_MATCH", "INVALID_REQUEST", "POST_DATA_EMPTY",
-})
+_MICROPAY_REJECTIONS = frozenset(
+    {
+        "AUTHCODEEXPIRE",
+        "AUTH_CODE_ERROR",
+        "AUTH_CODE_INVALID",
+        "NOTENOUGH",
+        "NOTSUPORTCARD",
+        "BUYER_MISMATCH",
+        "ORDERCLOSED",
+        "ORDERREVERSED",
+        "OUT_TRADE_NO_USED",
+        "PARAM_ERROR",
+        "NOAUTH",
+        "XML_FORMAT_ERROR",
+        "REQUIRE_POST_METHOD",
+        "SIGNERROR",
+        "LACK_PARAMS",
+        "NOT_UTF8",
+        "TRADE_ERROR",
+        "APPID_NOT_EXIST",
+        "MCHID_NOT_EXIST",
+        "APPID_MCHID_NOT_MATCH",
+        "INVALID_REQUEST",
+        "POST_DATA_EMPTY",
+    }
+)
 # v2 reverse err_code values (§2.6): retry these, reject those.
 _REVERSE_RETRY = frozenset({"SYSTEMERROR", "USERPAYING"})
-_REVERSE_REJECTIONS = frozenset({
-    "REVERSE_EXPIRE", "INVALID_TRANSACTIONID", "INVALID_REQUEST", "TRADE_ERROR", "XML_FORMAT_ERROR",
-    "REQUIRE_POST_METHOD", "SIGNERROR", "LACK_PARAMS", "NOT_UTF8", "PARAM_ERROR", "APPID_NOT_EXIST",
-    "MCHID_NOT_EXIST", "APPID_MCHID_NOT_MATCH", "POST_DATA_EMPTY",
-})
+_REVERSE_REJECTIONS = frozenset(
+    {
+        "REVERSE_EXPIRE",
+        "INVALID_TRANSACTIONID",
+        "INVALID_REQUEST",
+        "TRADE_ERROR",
+        "XML_FORMAT_ERROR",
+        "REQUIRE_POST_METHOD",
+        "SIGNERROR",
+        "LACK_PARAMS",
+        "NOT_UTF8",
+        "PARAM_ERROR",
+        "APPID_NOT_EXIST",
+        "MCHID_NOT_EXIST",
+        "APPID_MCHID_NOT_MATCH",
+        "POST_DATA_EMPTY",
+    }
+)
 
 
 class WechatPaycode(WechatBase):
@@ -59,8 +92,13 @@ class WechatPaycode(WechatBase):
         return sign_type
 
     def _v2_params(self, fields: Mapping[str, str]) -> dict[str, str]:
-        params = {"appid": self._appid, "mch_id": self._mchid, "nonce_str": _crypto.new_nonce(),
-                  "sign_type": self._v2_sign_type(), **fields}
+        params = {
+            "appid": self._appid,
+            "mch_id": self._mchid,
+            "nonce_str": _crypto.new_nonce(),
+            "sign_type": self._v2_sign_type(),
+            **fields,
+        }
         params["sign"] = _crypto.v2_sign(params, self.config.credentials["api_v2_key"], params["sign_type"])
         return params
 
@@ -73,8 +111,14 @@ class WechatPaycode(WechatBase):
         params = self._v2_params(fields)
         with self._client_cert() if mtls else contextlib.nullcontext() as cert:
             try:
-                resp = self.http.post(self._base + path, data=_xml.build(params), timeout=self.timeout,
-                                      headers=_V2_HEADERS, cert=cert, allow_redirects=False)
+                resp = self.http.post(
+                    self._base + path,
+                    data=_xml.build(params),
+                    timeout=self.timeout,
+                    headers=_V2_HEADERS,
+                    cert=cert,
+                    allow_redirects=False,
+                )
             except requests.RequestException as exc:
                 raise ChannelUnavailable(f"wechat v2 {path}: {type(exc).__name__}") from exc
         if resp.status_code != 200:
@@ -84,11 +128,13 @@ class WechatPaycode(WechatBase):
         except _xml.XmlError as exc:
             raise ChannelUnavailable(f"unreadable wechat v2 reply: {exc}") from None
         if reply.get("return_code") != "SUCCESS":
-            raise ChannelUnavailable(f"wechat v2 return_code FAIL: {reply.get('return_msg', '')}",
-                                     code="FAIL", raw=reply)
+            raise ChannelUnavailable(
+                f"wechat v2 return_code FAIL: {reply.get('return_msg', '')}", code="FAIL", raw=reply
+            )
         sign_type = reply.get("sign_type") or params["sign_type"]
         if sign_type not in _crypto.V2_SIGN_TYPES or not _crypto.v2_verify(
-                reply, self.config.credentials["api_v2_key"], sign_type):
+            reply, self.config.credentials["api_v2_key"], sign_type
+        ):
             raise ChannelUnavailable(f"unverifiable wechat v2 reply to {path}", code="SIGNATURE")
         if reply.get("mch_id") not in (None, self._mchid) or reply.get("appid") not in (None, self._appid):
             raise ChannelUnavailable(f"wechat v2 reply to {path} names another merchant", raw=reply)
@@ -116,9 +162,14 @@ class WechatPaycode(WechatBase):
         """``/pay/micropay``: PAID, USER_PAYING (poll ``query``), or an error (§2.4)."""
         if req.currency not in self.currencies:
             raise NotSupported(f"wechat does not accept {req.currency}")
-        fields = {"body": req.description[:127], "out_trade_no": req.payment_no, "total_fee": str(req.amount),
-                  "fee_type": req.currency, "spbill_create_ip": req.client_ip or "127.0.0.1",
-                  "auth_code": req.auth_code}
+        fields = {
+            "body": req.description[:127],
+            "out_trade_no": req.payment_no,
+            "total_fee": str(req.amount),
+            "fee_type": req.currency,
+            "spbill_create_ip": req.client_ip or "127.0.0.1",
+            "auth_code": req.auth_code,
+        }
         if req.expires_at is not None:
             fields["time_expire"] = _beijing(req.expires_at).strftime("%Y%m%d%H%M%S")
         reply = self._v2_call("/pay/micropay", fields)
@@ -126,21 +177,31 @@ class WechatPaycode(WechatBase):
             if reply.get("out_trade_no") not in (None, req.payment_no):
                 raise ChannelUnavailable("wechat micropay answered for another out_trade_no", raw=reply)
             return TradeState(
-                payment_no=req.payment_no, status=TradeStatus.PAID,
+                payment_no=req.payment_no,
+                status=TradeStatus.PAID,
                 channel_trade_no=reply.get("transaction_id") or None,
-                paid_amount=_int(reply.get("total_fee")), currency=reply.get("fee_type") or "CNY",
-                paid_at=_parse_compact_time(reply.get("time_end")), raw=reply)
+                paid_amount=_int(reply.get("total_fee")),
+                currency=reply.get("fee_type") or "CNY",
+                paid_at=_parse_compact_time(reply.get("time_end")),
+                raw=reply,
+            )
         if reply.get("result_code") != "FAIL":
             raise ChannelUnavailable(f"unknown micropay result_code {reply.get('result_code')!r}", raw=reply)
         err = reply.get("err_code", "")
         if err == "USERPAYING":
-            return TradeState(payment_no=req.payment_no, status=TradeStatus.USER_PAYING,
-                              channel_trade_no=None, paid_amount=None, raw=reply)
+            return TradeState(
+                payment_no=req.payment_no,
+                status=TradeStatus.USER_PAYING,
+                channel_trade_no=None,
+                paid_amount=None,
+                raw=reply,
+            )
         if err == "ORDERPAID":
             return self.query(payment_no=req.payment_no)
         if err in _MICROPAY_REJECTIONS:
-            raise ChannelRejected(f"wechat micropay refused: {err} {reply.get('err_code_des', '')}",
-                                  code=err, raw=reply)
+            raise ChannelRejected(
+                f"wechat micropay refused: {err} {reply.get('err_code_des', '')}", code=err, raw=reply
+            )
         # SYSTEMERROR, BANKERROR and any code we do not know: the payment's fate is unknown.
         raise ChannelUnavailable(f"wechat micropay outcome unknown: {err}", code=err, raw=reply)
 
@@ -162,12 +223,12 @@ class WechatPaycode(WechatBase):
                 return TradeStatus.REVOKED
             err = reply.get("err_code", "")
             if reply.get("recall") == "Y" or err in _REVERSE_RETRY:
-                last = ChannelUnavailable(f"wechat reverse not finished: {err or 'recall=Y'}",
-                                          code=err, raw=reply)
+                last = ChannelUnavailable(f"wechat reverse not finished: {err or 'recall=Y'}", code=err, raw=reply)
                 continue
             if err in _REVERSE_REJECTIONS:
-                raise ChannelRejected(f"wechat reverse refused: {err} {reply.get('err_code_des', '')}",
-                                      code=err, raw=reply)
+                raise ChannelRejected(
+                    f"wechat reverse refused: {err} {reply.get('err_code_des', '')}", code=err, raw=reply
+                )
             raise ChannelUnavailable(f"wechat reverse outcome unknown: {err}", code=err, raw=reply)
         assert last is not None
         raise last

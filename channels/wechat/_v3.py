@@ -25,8 +25,8 @@ from channels.base import DEFAULT_TIMEOUT, AccountConfig, ChannelAdapter, Channe
 from channels.wechat import _bill, _crypto
 
 USER_AGENT = "paycore-wechat/1.0"
-TIMESTAMP_WINDOW = 300          # seconds; |now - Wechatpay-Timestamp| must stay below this
-CERT_REFRESH_INTERVAL = 60.0    # seconds between /v3/certificates downloads per account
+TIMESTAMP_WINDOW = 300  # seconds; |now - Wechatpay-Timestamp| must stay below this
+CERT_REFRESH_INTERVAL = 60.0  # seconds between /v3/certificates downloads per account
 
 # §1.10: the same error is spelled with and without underscores; callers see one spelling.
 _CODE_ALIASES: dict[str, str] = {
@@ -42,8 +42,16 @@ _CODE_ALIASES: dict[str, str] = {
     "PARAMERROR": "PARAM_ERROR",
 }
 # Codes meaning "outcome unknown, try again later" whatever the HTTP status.
-_RETRY_CODES = frozenset({"SYSTEM_ERROR", "BANK_ERROR", "SERVICE_UNAVAILABLE", "FREQUENCY_LIMITED",
-                          "RATELIMIT_EXCEEDED", "STATEMENT_CREATING"})
+_RETRY_CODES = frozenset(
+    {
+        "SYSTEM_ERROR",
+        "BANK_ERROR",
+        "SERVICE_UNAVAILABLE",
+        "FREQUENCY_LIMITED",
+        "RATELIMIT_EXCEEDED",
+        "STATEMENT_CREATING",
+    }
+)
 
 
 class _Unverified(Exception):
@@ -103,7 +111,8 @@ class WechatBase(ChannelAdapter):
     def _merchant_key(self) -> rsa.RSAPrivateKey:
         if self._private_key is None:
             key = serialization.load_pem_private_key(
-                self.config.credentials["merchant_private_key"].encode(), password=None)
+                self.config.credentials["merchant_private_key"].encode(), password=None
+            )
             if not isinstance(key, rsa.RSAPrivateKey):
                 raise ValueError("merchant_private_key must be an RSA key")
             self._private_key = key
@@ -113,8 +122,16 @@ class WechatBase(ChannelAdapter):
         return (self.config.account_id, self._base, self._mchid)
 
     # --- v3 transport -------------------------------------------------------------------------
-    def _send(self, method: str, *, path: str = "", query: str = "", body: Mapping[str, Any] | None = None,
-              url: str | None = None, stream: bool = False) -> requests.Response:
+    def _send(
+        self,
+        method: str,
+        *,
+        path: str = "",
+        query: str = "",
+        body: Mapping[str, Any] | None = None,
+        url: str | None = None,
+        stream: bool = False,
+    ) -> requests.Response:
         """Sign and send one v3 request; transport failures are ``ChannelUnavailable``."""
         if url is None:
             url = self._base + path + (f"?{query}" if query else "")
@@ -131,11 +148,16 @@ class WechatBase(ChannelAdapter):
         if not isinstance(sent_body, bytes):
             raise TypeError("request body must be bytes")
         timestamp, nonce = str(int(self.clock())), _crypto.new_nonce()
-        signature = _crypto.rsa_sign(self._merchant_key(),
-                                     _crypto.request_message(method, canonical, timestamp, nonce, sent_body))
+        signature = _crypto.rsa_sign(
+            self._merchant_key(), _crypto.request_message(method, canonical, timestamp, nonce, sent_body)
+        )
         prepared.headers["Authorization"] = _crypto.authorization(
-            mchid=self._mchid, serial_no=self.config.ids["merchant_serial_no"], nonce=nonce,
-            timestamp=timestamp, signature=signature)
+            mchid=self._mchid,
+            serial_no=self.config.ids["merchant_serial_no"],
+            nonce=nonce,
+            timestamp=timestamp,
+            signature=signature,
+        )
         # send() skips what request() would take from the environment (proxies, CA bundle).
         settings = self.http.merge_environment_settings(prepared.url, {}, stream, None, None)
         try:
@@ -143,8 +165,9 @@ class WechatBase(ChannelAdapter):
         except requests.RequestException as exc:
             raise ChannelUnavailable(f"wechat {method} {canonical}: {type(exc).__name__}") from exc
 
-    def _call(self, method: str, path: str, *, query: str = "",
-              body: Mapping[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    def _call(
+        self, method: str, path: str, *, query: str = "", body: Mapping[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """Send, verify, decode. Returns the 2xx status and JSON (``{}`` when empty)."""
         resp = self._send(method, path=path, query=query, body=body)
         raw = resp.content
@@ -152,15 +175,17 @@ class WechatBase(ChannelAdapter):
             try:
                 self._verify(resp.headers, raw, allow_refresh=True)
             except _Unverified as exc:
-                raise ChannelUnavailable(f"unverifiable wechat response to {method} {path}: {exc}",
-                                         code="SIGNATURE") from None
+                raise ChannelUnavailable(
+                    f"unverifiable wechat response to {method} {path}: {exc}", code="SIGNATURE"
+                ) from None
             return resp.status_code, self._json(raw) if raw else {}
         if _header(resp.headers, "Wechatpay-Signature") is not None:
             try:
                 self._verify(resp.headers, raw, allow_refresh=True)
             except _Unverified as exc:
-                raise ChannelUnavailable(f"unverifiable wechat error reply to {method} {path}: {exc}",
-                                         code="SIGNATURE") from None
+                raise ChannelUnavailable(
+                    f"unverifiable wechat error reply to {method} {path}: {exc}", code="SIGNATURE"
+                ) from None
         self._raise_for_error(resp.status_code, raw)
 
     @staticmethod
@@ -191,8 +216,14 @@ class WechatBase(ChannelAdapter):
         raise ChannelRejected(message, code=code, raw=evidence)
 
     # --- v3 verification (§1.3) ---------------------------------------------------------------
-    def _verify(self, headers: Mapping[str, str], body: bytes, *, allow_refresh: bool,
-                extra_keys: Mapping[str, rsa.RSAPublicKey] | None = None) -> None:
+    def _verify(
+        self,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        allow_refresh: bool,
+        extra_keys: Mapping[str, rsa.RSAPublicKey] | None = None,
+    ) -> None:
         timestamp = _header(headers, "Wechatpay-Timestamp")
         nonce = _header(headers, "Wechatpay-Nonce")
         signature = _header(headers, "Wechatpay-Signature")
@@ -209,8 +240,9 @@ class WechatBase(ChannelAdapter):
         if not _crypto.rsa_verify(key, _crypto.response_message(timestamp, nonce, body), signature):
             raise _Unverified("bad signature")
 
-    def _key_for(self, serial: str, *, allow_refresh: bool,
-                 extra_keys: Mapping[str, rsa.RSAPublicKey] | None) -> rsa.RSAPublicKey:
+    def _key_for(
+        self, serial: str, *, allow_refresh: bool, extra_keys: Mapping[str, rsa.RSAPublicKey] | None
+    ) -> rsa.RSAPublicKey:
         if serial.startswith("PUB_KEY_ID_"):
             pem = self.config.options.get("wechatpay_public_key")
             if serial != self._public_key_id or not pem:
@@ -265,9 +297,12 @@ class WechatBase(ChannelAdapter):
                 enc = item["encrypt_certificate"]
                 if enc.get("algorithm") != _crypto.AEAD_ALGORITHM:
                     continue
-                pem = _crypto.aes_gcm_decrypt(self.config.credentials["apiv3_key"], nonce=enc["nonce"],
-                                              associated_data=enc.get("associated_data") or "",
-                                              ciphertext_b64=enc["ciphertext"])
+                pem = _crypto.aes_gcm_decrypt(
+                    self.config.credentials["apiv3_key"],
+                    nonce=enc["nonce"],
+                    associated_data=enc.get("associated_data") or "",
+                    ciphertext_b64=enc["ciphertext"],
+                )
                 cert = x509.load_pem_x509_certificate(pem)
                 serial = str(item["serial_no"]).upper()
                 public = cert.public_key()
@@ -279,7 +314,6 @@ class WechatBase(ChannelAdapter):
         with _CERT_LOCK:
             _CERT_CACHE[self._cache_key()].keys.update(downloaded)
         return downloaded
-
 
 
 def _beijing(moment: datetime) -> datetime:

@@ -111,7 +111,7 @@ class WechatAdapter(WechatPaycode):
         body: dict[str, Any] = {
             "appid": self._appid,
             "mchid": self._mchid,
-            "description": req.description[:127],      # WeChat's limit; shown on the payer's bill
+            "description": req.description[:127],  # WeChat's limit; shown on the payer's bill
             "out_trade_no": req.payment_no,
             "time_expire": _rfc3339_beijing(req.expires_at),
             "notify_url": req.notify_url,
@@ -126,8 +126,7 @@ class WechatAdapter(WechatPaycode):
                 raise ValueError("h5 prepay needs client_ip")
             body["scene_info"] = {"payer_client_ip": req.client_ip, "h5_info": {"type": "Wap"}}
         _, reply = self._call("POST", f"/v3/pay/transactions/{req.method}", body=body)
-        return PrepayResult(payment_no=req.payment_no, client_params=self._client_params(req.method, reply),
-                            raw=reply)
+        return PrepayResult(payment_no=req.payment_no, client_params=self._client_params(req.method, reply), raw=reply)
 
     def _client_params(self, method: str, reply: Mapping[str, Any]) -> dict[str, str]:
         field = {"app": "prepay_id", "jsapi": "prepay_id", "native": "code_url", "h5": "h5_url"}[method]
@@ -142,11 +141,24 @@ class WechatAdapter(WechatPaycode):
         timestamp, nonce = str(int(self.clock())), _crypto.new_nonce()
         if method == "app":
             sign = _crypto.rsa_sign(key, _crypto.app_pay_message(appid, timestamp, nonce, value))
-            return {"appid": appid, "partnerid": self._mchid, "prepayid": value, "package": "Sign=WXPay",
-                    "noncestr": nonce, "timestamp": timestamp, "sign": sign}
+            return {
+                "appid": appid,
+                "partnerid": self._mchid,
+                "prepayid": value,
+                "package": "Sign=WXPay",
+                "noncestr": nonce,
+                "timestamp": timestamp,
+                "sign": sign,
+            }
         sign = _crypto.rsa_sign(key, _crypto.jsapi_pay_message(appid, timestamp, nonce, value))
-        return {"appId": appid, "timeStamp": timestamp, "nonceStr": nonce, "package": f"prepay_id={value}",
-                "signType": "RSA", "paySign": sign}
+        return {
+            "appId": appid,
+            "timeStamp": timestamp,
+            "nonceStr": nonce,
+            "package": f"prepay_id={value}",
+            "signType": "RSA",
+            "paySign": sign,
+        }
 
     # --- query and close (§1.6) ---------------------------------------------------------------
     def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
@@ -161,8 +173,13 @@ class WechatAdapter(WechatPaycode):
             _, reply = self._call("GET", path, query=f"mchid={quote(self._mchid, safe='')}")
         except ChannelRejected as exc:
             if exc.code in _NOT_FOUND_CODES:
-                return TradeState(payment_no=payment_no or "", status=TradeStatus.NOT_FOUND,
-                                  channel_trade_no=channel_trade_no, paid_amount=None, raw=exc.raw)
+                return TradeState(
+                    payment_no=payment_no or "",
+                    status=TradeStatus.NOT_FOUND,
+                    channel_trade_no=channel_trade_no,
+                    paid_amount=None,
+                    raw=exc.raw,
+                )
             raise
         state = self._trade_state(reply)
         if payment_no and state.payment_no != payment_no:
@@ -190,8 +207,9 @@ class WechatAdapter(WechatPaycode):
         )
 
     def close(self, *, payment_no: str, channel_trade_no: str | None = None) -> None:
-        self._call("POST", f"/v3/pay/transactions/out-trade-no/{quote(payment_no, safe='')}/close",
-                   body={"mchid": self._mchid})
+        self._call(
+            "POST", f"/v3/pay/transactions/out-trade-no/{quote(payment_no, safe='')}/close", body={"mchid": self._mchid}
+        )
 
     # --- refunds (§1.8) -----------------------------------------------------------------------
     def refund(self, req: RefundRequest) -> RefundState:
@@ -210,19 +228,27 @@ class WechatAdapter(WechatPaycode):
         _, reply = self._call("POST", "/v3/refund/domestic/refunds", body=body)
         return self._refund_state(reply, expected_refund_no=req.refund_no)
 
-    def query_refund(self, *, refund_no: str, payment_no: str, channel_trade_no: str | None = None,
-                     channel_refund_no: str | None = None) -> RefundState:
+    def query_refund(
+        self,
+        *,
+        refund_no: str,
+        payment_no: str,
+        channel_trade_no: str | None = None,
+        channel_refund_no: str | None = None,
+    ) -> RefundState:
         try:
             _, reply = self._call("GET", f"/v3/refund/domestic/refunds/{quote(refund_no, safe='')}")
         except ChannelRejected as exc:
             if exc.code in _NOT_FOUND_CODES:
-                return RefundState(refund_no=refund_no, status=RefundStatus.NOT_FOUND, channel_refund_no=None,
-                                   amount=None, raw=exc.raw)
+                return RefundState(
+                    refund_no=refund_no, status=RefundStatus.NOT_FOUND, channel_refund_no=None, amount=None, raw=exc.raw
+                )
             raise
         return self._refund_state(reply, expected_refund_no=refund_no)
 
-    def _refund_state(self, data: Mapping[str, Any], *, expected_refund_no: str | None,
-                      status_field: str = "status") -> RefundState:
+    def _refund_state(
+        self, data: Mapping[str, Any], *, expected_refund_no: str | None, status_field: str = "status"
+    ) -> RefundState:
         raw_status = data.get(status_field)
         try:
             status = _REFUND_STATES[raw_status]
@@ -256,8 +282,9 @@ class WechatAdapter(WechatPaycode):
         except (ValueError, KeyError, TypeError) as exc:
             raise SignatureInvalid(f"unreadable wechat notification: {exc}") from None
         if event_type not in _TRANSACTION_EVENTS | _REFUND_EVENTS:
-            return Notification(kind=NotificationKind.OTHER, dedupe_key=str(event_id), event_type=event_type,
-                                raw={"envelope": envelope})
+            return Notification(
+                kind=NotificationKind.OTHER, dedupe_key=str(event_id), event_type=event_type, raw={"envelope": envelope}
+            )
         plain = self._decrypt_resource(envelope, resource)
         if plain.get("mchid") != self._mchid:
             raise SignatureInvalid("wechat notification is for another mchid")
@@ -269,16 +296,28 @@ class WechatAdapter(WechatPaycode):
                 trade = self._trade_state(plain)
             except ChannelUnavailable as exc:
                 raise SignatureInvalid(f"unusable wechat transaction notification: {exc}") from None
-            return Notification(kind=NotificationKind.PAYMENT, dedupe_key=str(event_id),
-                                event_type=event_type, payment_no=trade.payment_no,
-                                channel_trade_no=trade.channel_trade_no, trade=trade, raw=raw)
+            return Notification(
+                kind=NotificationKind.PAYMENT,
+                dedupe_key=str(event_id),
+                event_type=event_type,
+                payment_no=trade.payment_no,
+                channel_trade_no=trade.channel_trade_no,
+                trade=trade,
+                raw=raw,
+            )
         try:
             refund = self._refund_state(plain, expected_refund_no=None, status_field="refund_status")
         except ChannelUnavailable as exc:
             raise SignatureInvalid(f"unusable wechat refund notification: {exc}") from None
-        return Notification(kind=NotificationKind.REFUND, dedupe_key=str(event_id), event_type=event_type,
-                            payment_no=plain.get("out_trade_no"),
-                            channel_trade_no=plain.get("transaction_id"), refund=refund, raw=raw)
+        return Notification(
+            kind=NotificationKind.REFUND,
+            dedupe_key=str(event_id),
+            event_type=event_type,
+            payment_no=plain.get("out_trade_no"),
+            channel_trade_no=plain.get("transaction_id"),
+            refund=refund,
+            raw=raw,
+        )
 
     def _decrypt_resource(self, envelope: Mapping[str, Any], resource: Any) -> dict[str, Any]:
         if envelope.get("resource_type") != "encrypt-resource" or not isinstance(resource, dict):
@@ -287,9 +326,11 @@ class WechatAdapter(WechatPaycode):
             raise SignatureInvalid(f"unsupported resource algorithm {resource.get('algorithm')!r}")
         try:
             plain = _crypto.aes_gcm_decrypt(
-                self.config.credentials["apiv3_key"], nonce=str(resource["nonce"]),
+                self.config.credentials["apiv3_key"],
+                nonce=str(resource["nonce"]),
                 associated_data=str(resource.get("associated_data") or ""),
-                ciphertext_b64=str(resource["ciphertext"]))
+                ciphertext_b64=str(resource["ciphertext"]),
+            )
             data = json.loads(plain)
         except (ValueError, KeyError) as exc:
             raise SignatureInvalid(f"wechat notification resource cannot be decrypted: {exc}") from None
@@ -308,8 +349,9 @@ class WechatAdapter(WechatPaycode):
     def fetch_bill(self, bill_date: date) -> Iterator[BillRow]:
         """The day's ALL bill, fully downloaded, hash-checked and parsed before any row is returned."""
         try:
-            _, info = self._call("GET", "/v3/bill/tradebill",
-                                 query=f"bill_date={bill_date.isoformat()}&bill_type=ALL&tar_type=GZIP")
+            _, info = self._call(
+                "GET", "/v3/bill/tradebill", query=f"bill_date={bill_date.isoformat()}&bill_type=ALL&tar_type=GZIP"
+            )
         except ChannelRejected as exc:
             if exc.code == "NO_STATEMENT_EXIST":
                 return iter(())
@@ -317,9 +359,9 @@ class WechatAdapter(WechatPaycode):
         url = info.get("download_url")
         if not isinstance(url, str) or not self._is_trusted_download(url):
             raise ChannelUnavailable("wechat bill download_url missing or on an unexpected host", raw=info)
-        resp = self._send("GET", url=url, stream=True)   # signed; the file itself is not (§1.9)
+        resp = self._send("GET", url=url, stream=True)  # signed; the file itself is not (§1.9)
         try:
-            with contextlib.closing(resp):   # raw bytes: a Content-Encoding must not hide the gzip
+            with contextlib.closing(resp):  # raw bytes: a Content-Encoding must not hide the gzip
                 content = resp.raw.read(_MAX_DOWNLOAD + 1, decode_content=False)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ChannelUnavailable(f"wechat bill download broke off: {type(exc).__name__}") from exc
@@ -328,8 +370,7 @@ class WechatAdapter(WechatPaycode):
         if len(content) > _MAX_DOWNLOAD:
             raise ChannelUnavailable("wechat bill too large")
         try:
-            plain = _bill.check_and_decompress(content, str(info.get("hash_type", "")),
-                                               str(info.get("hash_value", "")))
+            plain = _bill.check_and_decompress(content, str(info.get("hash_type", "")), str(info.get("hash_value", "")))
             rows = list(_bill.parse_bill(plain))
         except _bill.BillError as exc:
             raise ChannelUnavailable(f"unusable wechat bill: {exc}") from None

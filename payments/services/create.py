@@ -32,8 +32,16 @@ _CONFIRMING = {Payment.Status.CLIENT_REPORTED, Payment.Status.USER_PAYING}
 
 
 @transaction.atomic(durable=True)
-def payment_create(*, order_ids: list[int], customer_ref: str, channel: str, method: str, payer_id: str = "",
-                   client_ip: str | None = None, return_url: str = "") -> tuple[Payment, bool]:
+def payment_create(
+    *,
+    order_ids: list[int],
+    customer_ref: str,
+    channel: str,
+    method: str,
+    payer_id: str = "",
+    client_ip: str | None = None,
+    return_url: str = "",
+) -> tuple[Payment, bool]:
     """Create (or reuse) the payment for these orders; returns ``(payment, created)``.
 
     The orders are locked, so concurrent requests for the same order serialise here: the first
@@ -50,30 +58,43 @@ def payment_create(*, order_ids: list[int], customer_ref: str, channel: str, met
     orders = orders_lock(set(order_ids))
     _check_payable(orders, customer_ref=customer_ref)
     currency = orders[0].currency
-    current = {m.order_id: m for m in PaymentOrderMap.objects.select_related("payment")
-               .filter(order__in=orders, is_current=True)}
+    current = {
+        m.order_id: m
+        for m in PaymentOrderMap.objects.select_related("payment").filter(order__in=orders, is_current=True)
+    }
     existing = _reusable_payment(orders, current, channel=channel, method=method)
     if existing is not None:
         return existing, False
     confirming = sorted({m.payment.payment_no for m in current.values() if m.payment.status in _CONFIRMING})
     if confirming:
-        raise PaymentConfirming("an earlier payment of these orders is being confirmed with the channel",
-                                extra={"payment_nos": confirming})
+        raise PaymentConfirming(
+            "an earlier payment of these orders is being confirmed with the channel", extra={"payment_nos": confirming}
+        )
     account = channel_account_pick(channel=channel, method=method, currency=currency)
     payment = Payment.objects.create(
-        payment_no=new_payment_no(), channel=channel, method=method, channel_account=account,
-        customer_ref=customer_ref, amount=sum(o.amount for o in orders), currency=currency,
-        expires_at=min(o.expires_at for o in orders), payer_id=payer_id, client_ip=client_ip,
-        return_url=return_url)
+        payment_no=new_payment_no(),
+        channel=channel,
+        method=method,
+        channel_account=account,
+        customer_ref=customer_ref,
+        amount=sum(o.amount for o in orders),
+        currency=currency,
+        expires_at=min(o.expires_at for o in orders),
+        payer_id=payer_id,
+        client_ip=client_ip,
+        return_url=return_url,
+    )
     superseded = {m.payment_id for m in current.values() if m.payment.status in _SUPERSEDABLE}
     PaymentOrderMap.objects.filter(pk__in=[m.pk for m in current.values()]).update(is_current=False)
     PaymentOrderMap.objects.bulk_create(
-        PaymentOrderMap(payment=payment, order=order, amount=order.amount, is_current=True) for order in orders)
+        PaymentOrderMap(payment=payment, order=order, amount=order.amount, is_current=True) for order in orders
+    )
     if superseded:
         from payments.tasks import payment_close_superseded as payment_close_superseded_task
 
-        transaction.on_commit(lambda: [payment_close_superseded_task.delay(pid) for pid in sorted(superseded)],
-                                  robust=True)
+        transaction.on_commit(
+            lambda: [payment_close_superseded_task.delay(pid) for pid in sorted(superseded)], robust=True
+        )
     return payment, True
 
 
@@ -88,12 +109,14 @@ def _check_payable(orders: list[Order], *, customer_ref: str) -> None:
             reason = "expired" if order.status == Order.Status.PENDING_PAYMENT else order.status.lower()
             raise OrderNotPayable(f"the order is {reason}", extra={"order_no": order.order_no, "reason": reason})
     if len({order.currency for order in orders}) > 1:
-        raise CurrencyMismatch("the orders are in different currencies",
-                               extra={"currencies": sorted({o.currency for o in orders})})
+        raise CurrencyMismatch(
+            "the orders are in different currencies", extra={"currencies": sorted({o.currency for o in orders})}
+        )
 
 
-def _reusable_payment(orders: list[Order], current: dict[int, PaymentOrderMap], *, channel: str,
-                      method: str) -> Payment | None:
+def _reusable_payment(
+    orders: list[Order], current: dict[int, PaymentOrderMap], *, channel: str, method: str
+) -> Payment | None:
     """The orders' open payment on the same channel and method, if it covers exactly them."""
     payments = {m.payment_id: m.payment for m in current.values()}
     if len(current) != len(orders) or len(payments) != 1:
@@ -105,12 +128,28 @@ def _reusable_payment(orders: list[Order], current: dict[int, PaymentOrderMap], 
     return payment if covered == {o.pk for o in orders} else None
 
 
-def payment_place(*, order_ids: list[int], customer_ref: str, channel: str, method: str, payer_id: str = "",
-                  client_ip: str | None = None, return_url: str = "", auth_code: str = "") -> tuple[Payment, bool]:
+def payment_place(
+    *,
+    order_ids: list[int],
+    customer_ref: str,
+    channel: str,
+    method: str,
+    payer_id: str = "",
+    client_ip: str | None = None,
+    return_url: str = "",
+    auth_code: str = "",
+) -> tuple[Payment, bool]:
     """What the API's "create payment" means: create (or reuse) the payment, then place it at
     the channel. A channel outage leaves it CREATED; asking again retries the placement."""
     from payments.services.start import payment_start
 
-    payment, created = payment_create(order_ids=order_ids, customer_ref=customer_ref, channel=channel,
-                                      method=method, payer_id=payer_id, client_ip=client_ip, return_url=return_url)
+    payment, created = payment_create(
+        order_ids=order_ids,
+        customer_ref=customer_ref,
+        channel=channel,
+        method=method,
+        payer_id=payer_id,
+        client_ip=client_ip,
+        return_url=return_url,
+    )
     return payment_start(payment_id=payment.pk, auth_code=auth_code), created

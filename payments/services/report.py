@@ -18,8 +18,12 @@ def payment_client_report(*, payment_id: int, result: str, detail: dict[str, Any
     with transaction.atomic(durable=True):
         payment = payment_lock(payment_id)
         if result == "success" and payment.status == Payment.Status.PENDING:
-            payment_move(payment, Payment.Status.CLIENT_REPORTED, source=EventSource.CLIENT_SYNC,
-                         evidence={"result": result, "detail": detail or {}})
+            payment_move(
+                payment,
+                Payment.Status.CLIENT_REPORTED,
+                source=EventSource.CLIENT_SYNC,
+                evidence={"result": result, "detail": detail or {}},
+            )
             payment.save(update_fields=["status", "version", "updated_at"])
         if payment.status != Payment.Status.SUCCEEDED:
             from payments.tasks import payment_sync as payment_sync_task

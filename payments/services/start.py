@@ -30,11 +30,18 @@ def payment_start(*, payment_id: int, auth_code: str = "") -> Payment:
     if payment.method == Payment.Method.PAYCODE:
         return _charge(payment, adapter, auth_code)
     request = PrepayRequest(
-        payment_no=payment.payment_no, amount=payment.amount, currency=payment.currency,
-        description=_description(payment), method=payment.method,
-        notify_url=channel_notify_url(payment.channel_account), expires_at=payment.expires_at,
-        payer_id=payment.payer_id or None, client_ip=payment.client_ip, return_url=payment.return_url or None,
-        cancel_url=payment.return_url or None)
+        payment_no=payment.payment_no,
+        amount=payment.amount,
+        currency=payment.currency,
+        description=_description(payment),
+        method=payment.method,
+        notify_url=channel_notify_url(payment.channel_account),
+        expires_at=payment.expires_at,
+        payer_id=payment.payer_id or None,
+        client_ip=payment.client_ip,
+        return_url=payment.return_url or None,
+        cancel_url=payment.return_url or None,
+    )
     try:
         with channel_call("prepay"):
             result = adapter.prepay(request)
@@ -44,8 +51,9 @@ def payment_start(*, payment_id: int, auth_code: str = "") -> Payment:
     with transaction.atomic(durable=True):
         payment = payment_lock(payment_id)
         if payment.status == Payment.Status.CREATED:
-            payment_move(payment, Payment.Status.PENDING, source=EventSource.API,
-                         evidence={"prepay": jsonable(result.raw)})
+            payment_move(
+                payment, Payment.Status.PENDING, source=EventSource.API, evidence={"prepay": jsonable(result.raw)}
+            )
             payment.prepay_data = jsonable(result.client_params)
             if result.channel_trade_no and not payment.channel_trade_no:
                 payment.channel_trade_no = result.channel_trade_no
@@ -61,9 +69,15 @@ def payment_start(*, payment_id: int, auth_code: str = "") -> Payment:
 def _charge(payment: Payment, adapter: Any, auth_code: str) -> Payment:
     if not auth_code:
         raise InvalidRequest.field("auth_code", "a payment-code payment needs the scanned auth_code", code="required")
-    request = ChargeRequest(payment_no=payment.payment_no, amount=payment.amount, currency=payment.currency,
-                            description=_description(payment), auth_code=auth_code,
-                            client_ip=payment.client_ip, expires_at=payment.expires_at)
+    request = ChargeRequest(
+        payment_no=payment.payment_no,
+        amount=payment.amount,
+        currency=payment.currency,
+        description=_description(payment),
+        auth_code=auth_code,
+        client_ip=payment.client_ip,
+        expires_at=payment.expires_at,
+    )
     try:
         with channel_call("charge"):
             trade = adapter.charge(request)
@@ -77,8 +91,12 @@ def _fail(payment_id: int, exc: ChannelRejectedError) -> None:
     with transaction.atomic(durable=True):
         payment = payment_lock(payment_id)
         if payment.status == Payment.Status.CREATED:
-            payment_move(payment, Payment.Status.FAILED, source=EventSource.API,
-                         evidence={"channel_code": exc.extra.get("channel_code", "")})
+            payment_move(
+                payment,
+                Payment.Status.FAILED,
+                source=EventSource.API,
+                evidence={"channel_code": exc.extra.get("channel_code", "")},
+            )
             payment.save(update_fields=["status", "version", "updated_at"])
 
 

@@ -33,8 +33,9 @@ _TARGET: dict[TradeStatus, tuple[str, frozenset[str]]] = {
 }
 
 
-def payment_sync_from_channel(*, payment_id: int, source: str = EventSource.CHANNEL_QUERY,
-                              evidence: dict[str, Any] | None = None) -> Payment:
+def payment_sync_from_channel(
+    *, payment_id: int, source: str = EventSource.CHANNEL_QUERY, evidence: dict[str, Any] | None = None
+) -> Payment:
     """Query the channel (no lock held) and apply what it says. An open payment is settled (the
     channel may need paycore to finish it, e.g. PayPal's capture); any other is only queried."""
     payment = Payment.objects.select_related("channel_account").get(pk=payment_id)
@@ -46,13 +47,16 @@ def payment_sync_from_channel(*, payment_id: int, source: str = EventSource.CHAN
 
 
 @transaction.atomic(durable=True)
-def payment_apply_trade(*, payment_id: int, trade: TradeState, source: str,
-                        evidence: dict[str, Any] | None = None, actor: str = "") -> Payment:
+def payment_apply_trade(
+    *, payment_id: int, trade: TradeState, source: str, evidence: dict[str, Any] | None = None, actor: str = ""
+) -> Payment:
     """Apply a verified channel state. Repeats and stale states change nothing."""
     payment = payment_lock(payment_id)
     if trade.payment_no != payment.payment_no:
-        raise Conflict("the channel answered about another payment",
-                       extra={"payment_no": payment.payment_no, "channel_payment_no": trade.payment_no})
+        raise Conflict(
+            "the channel answered about another payment",
+            extra={"payment_no": payment.payment_no, "channel_payment_no": trade.payment_no},
+        )
     proof = {"trade": jsonable(trade), **(evidence or {})}
     if trade.status == TradeStatus.PAID:
         if payment.status != S.SUCCEEDED:
@@ -70,13 +74,15 @@ def payment_apply_trade(*, payment_id: int, trade: TradeState, source: str,
 def _succeed(payment: Payment, trade: TradeState, *, source: str, evidence: dict[str, Any], actor: str) -> None:
     if trade.paid_amount is not None and trade.paid_amount != payment.amount:
         log.error("amount mismatch on %s: channel %s, ours %s", payment.payment_no, trade.paid_amount, payment.amount)
-        raise AmountMismatch("the channel reports a different amount; nothing was applied",
-                             extra={"payment_no": payment.payment_no, "amount": payment.amount,
-                                    "channel_amount": trade.paid_amount})
+        raise AmountMismatch(
+            "the channel reports a different amount; nothing was applied",
+            extra={"payment_no": payment.payment_no, "amount": payment.amount, "channel_amount": trade.paid_amount},
+        )
     if trade.currency and trade.currency != payment.currency:
-        raise AmountMismatch("the channel reports a different currency; nothing was applied",
-                             extra={"payment_no": payment.payment_no, "currency": payment.currency,
-                                    "channel_currency": trade.currency})
+        raise AmountMismatch(
+            "the channel reports a different currency; nothing was applied",
+            extra={"payment_no": payment.payment_no, "currency": payment.currency, "channel_currency": trade.currency},
+        )
     if payment.channel_trade_no and trade.channel_trade_no and payment.channel_trade_no != trade.channel_trade_no:
         # PayPal: the order id is known from prepay; the capture id is evidence, not a new number.
         evidence = {**evidence, "channel_trade_no_reported": trade.channel_trade_no}
@@ -85,8 +91,11 @@ def _succeed(payment: Payment, trade: TradeState, *, source: str, evidence: dict
     payment.paid_at = trade.paid_at or timezone.now()
     payment.save(update_fields=["status", "channel_trade_no", "paid_at", "version", "updated_at"])
     duplicates = _orders_paid_by(payment)
-    outbox_add(topic="payment.succeeded", key=payment.payment_no,
-               payload={"amount": payment.amount, "currency": payment.currency, "duplicate_orders": duplicates})
+    outbox_add(
+        topic="payment.succeeded",
+        key=payment.payment_no,
+        payload={"amount": payment.amount, "currency": payment.currency, "duplicate_orders": duplicates},
+    )
 
 
 def _orders_paid_by(payment: Payment) -> list[str]:
@@ -101,8 +110,9 @@ def _orders_paid_by(payment: Payment) -> list[str]:
         this = maps[order.pk]
         if order.status in (Order.Status.PENDING_PAYMENT, Order.Status.CLOSED):
             if not this.is_current:
-                displaced.update(PaymentOrderMap.objects.filter(order=order, is_current=True)
-                                 .values_list("payment_id", flat=True))
+                displaced.update(
+                    PaymentOrderMap.objects.filter(order=order, is_current=True).values_list("payment_id", flat=True)
+                )
                 PaymentOrderMap.objects.filter(order=order, is_current=True).update(is_current=False)
                 PaymentOrderMap.objects.filter(pk=this.pk).update(is_current=True)
             order_move(order, Order.Status.PAID)
@@ -113,6 +123,7 @@ def _orders_paid_by(payment: Payment) -> list[str]:
     if displaced:
         from payments.tasks import payment_close_superseded as payment_close_superseded_task
 
-        transaction.on_commit(lambda: [payment_close_superseded_task.delay(pid) for pid in sorted(displaced)],
-                              robust=True)
+        transaction.on_commit(
+            lambda: [payment_close_superseded_task.delay(pid) for pid in sorted(displaced)], robust=True
+        )
     return duplicates

@@ -17,9 +17,9 @@ from sandbox.client import SandboxClient
 def sandbox_account_provision(*, channel: str, name: str, sandbox_url: str, **extra: object) -> ChannelAccount:
     with transaction.atomic():
         placeholder, _ = ChannelAccount.objects.update_or_create(
-            name=name, defaults={"channel": channel, "base_url": sandbox_url, "is_enabled": False})
-    spec = SandboxClient(sandbox_url).create_account(channel, notify_url=channel_notify_url(placeholder),
-                                                     **extra)
+            name=name, defaults={"channel": channel, "base_url": sandbox_url, "is_enabled": False}
+        )
+    spec = SandboxClient(sandbox_url).create_account(channel, notify_url=channel_notify_url(placeholder), **extra)
     spec["name"] = name
     account, _ = channel_account_configure(spec, enabled=True)
     return account

@@ -29,8 +29,11 @@ def ops() -> Client:
 def test_every_model_has_an_admin() -> None:
     from django.apps import apps
 
-    ours = [m for m in apps.get_models() if m._meta.app_label in
-            {"paycore", "orders", "payments", "refunds", "inbox", "channels"}]
+    ours = [
+        m
+        for m in apps.get_models()
+        if m._meta.app_label in {"paycore", "orders", "payments", "refunds", "inbox", "channels"}
+    ]
     assert ours and all(admin.site.is_registered(model) for model in ours)
 
 
@@ -50,8 +53,9 @@ def test_payments_are_read_only_and_closed_through_the_action(ops: Client, wecha
     ops.post(change, {"amount": 1})
     payment.refresh_from_db()
     assert payment.amount == 1000
-    response = ops.post(reverse("admin:payments_payment_changelist"),
-                        {"action": "close", "_selected_action": [payment.pk]}, follow=True)
+    response = ops.post(
+        reverse("admin:payments_payment_changelist"), {"action": "close", "_selected_action": [payment.pk]}, follow=True
+    )
     assert response.status_code == 200
     payment.refresh_from_db()
     assert payment.status == "CLOSED"
@@ -59,8 +63,9 @@ def test_payments_are_read_only_and_closed_through_the_action(ops: Client, wecha
 
 
 def test_channel_credentials_are_never_displayed(ops: Client) -> None:
-    account = ChannelAccount.objects.create(channel="points", name="pts", base_url="https://points.example",
-                                            credentials={"shared_secret": "NEVER-SHOW-ME"})
+    account = ChannelAccount.objects.create(
+        channel="points", name="pts", base_url="https://points.example", credentials={"shared_secret": "NEVER-SHOW-ME"}
+    )
     page = ops.get(reverse("admin:channels_channelaccount_change", args=[account.pk]))
     listing = ops.get(reverse("admin:channels_channelaccount_changelist"))
     assert page.status_code == listing.status_code == 200
@@ -69,11 +74,19 @@ def test_channel_credentials_are_never_displayed(ops: Client) -> None:
 
 
 def test_saving_an_account_without_new_credentials_keeps_the_old_ones(ops: Client) -> None:
-    account = ChannelAccount.objects.create(channel="points", name="pts", base_url="https://points.example",
-                                            credentials={"shared_secret": "KEEP"})
-    form: dict[str, Any] = {"channel": "points", "name": "pts", "base_url": "https://points.example/v2",
-                            "ids": "{}", "options": "{}", "is_enabled": "on", "callback_ip_allowlist": "[]",
-                            "new_credentials": ""}
+    account = ChannelAccount.objects.create(
+        channel="points", name="pts", base_url="https://points.example", credentials={"shared_secret": "KEEP"}
+    )
+    form: dict[str, Any] = {
+        "channel": "points",
+        "name": "pts",
+        "base_url": "https://points.example/v2",
+        "ids": "{}",
+        "options": "{}",
+        "is_enabled": "on",
+        "callback_ip_allowlist": "[]",
+        "new_credentials": "",
+    }
     response = ops.post(reverse("admin:channels_channelaccount_change", args=[account.pk]), form)
     assert response.status_code == 302
     account.refresh_from_db()

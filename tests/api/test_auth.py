@@ -14,11 +14,18 @@ from paycore.models import ApiClient, Scope
 pytestmark = pytest.mark.django_db
 
 ENDPOINTS = [
-    ("get", "/api/v1/orders"), ("post", "/api/v1/orders"), ("get", "/api/v1/orders/O1"),
-    ("post", "/api/v1/cashier"), ("get", "/api/v1/payments"), ("post", "/api/v1/payments"),
-    ("get", "/api/v1/payments/P1"), ("get", "/api/v1/payments/by-channel-trade-no/42"),
-    ("post", "/api/v1/payments/P1/client-report"), ("post", "/api/v1/payments/P1/close"),
-    ("post", "/api/v1/refunds"), ("get", "/api/v1/refunds/r1"),
+    ("get", "/api/v1/orders"),
+    ("post", "/api/v1/orders"),
+    ("get", "/api/v1/orders/O1"),
+    ("post", "/api/v1/cashier"),
+    ("get", "/api/v1/payments"),
+    ("post", "/api/v1/payments"),
+    ("get", "/api/v1/payments/P1"),
+    ("get", "/api/v1/payments/by-channel-trade-no/42"),
+    ("post", "/api/v1/payments/P1/client-report"),
+    ("post", "/api/v1/payments/P1/close"),
+    ("post", "/api/v1/refunds"),
+    ("get", "/api/v1/refunds/r1"),
 ]
 
 
@@ -55,21 +62,25 @@ def test_a_key_with_the_right_prefix_but_wrong_secret_is_refused(anonymous_api: 
 def test_keys_are_stored_only_as_hashes() -> None:
     client, key = api_client_create(name="hashed")
     client.refresh_from_db()
-    secret = key.split("_", 2)[2]      # the secret itself may contain "_"
+    secret = key.split("_", 2)[2]  # the secret itself may contain "_"
     stored = " ".join(str(v) for v in ApiClient.objects.filter(pk=client.pk).values().get().values())
     assert secret not in stored
     assert client.key_hash == hashlib.sha256(key.encode()).hexdigest()
 
 
-@pytest.mark.parametrize(("scope", "method", "path"), [
-    (Scope.ORDERS_READ, "post", "/api/v1/orders"),
-    (Scope.PAYMENTS_READ, "post", "/api/v1/payments"),
-    (Scope.ORDERS_WRITE, "get", "/api/v1/payments/P1"),
-    (Scope.PAYMENTS_WRITE, "post", "/api/v1/refunds"),
-    (Scope.REFUNDS_WRITE, "get", "/api/v1/refunds/r1"),
-])
-def test_a_key_without_the_scope_is_forbidden(api_with_scopes: Callable[..., APIClient], scope: str, method: str,
-                                              path: str) -> None:
+@pytest.mark.parametrize(
+    ("scope", "method", "path"),
+    [
+        (Scope.ORDERS_READ, "post", "/api/v1/orders"),
+        (Scope.PAYMENTS_READ, "post", "/api/v1/payments"),
+        (Scope.ORDERS_WRITE, "get", "/api/v1/payments/P1"),
+        (Scope.PAYMENTS_WRITE, "post", "/api/v1/refunds"),
+        (Scope.REFUNDS_WRITE, "get", "/api/v1/refunds/r1"),
+    ],
+)
+def test_a_key_without_the_scope_is_forbidden(
+    api_with_scopes: Callable[..., APIClient], scope: str, method: str, path: str
+) -> None:
     response = getattr(api_with_scopes(scope), method)(path, {}, format="json")
     assert response.status_code == 403
     assert response.json() == {"code": "insufficient_scope", "message": response.json()["message"], "extra": {}}

@@ -20,31 +20,34 @@ def item(**overrides: Any) -> list[dict[str, Any]]:
     return [{"name": "Latte", "unit_price": 1500, "quantity": 1, **overrides}]
 
 
-@pytest.mark.parametrize(("overrides", "field"), [
-    ({"items": item(unit_price=0)}, "items"),                       # zero total
-    ({"items": item(unit_price=-1)}, "items"),
-    ({"items": item(quantity=0)}, "items"),
-    ({"items": item(quantity=-3)}, "items"),
-    ({"items": item(unit_price=10**12 + 1)}, "items"),              # over the per-amount limit
-    ({"items": item(unit_price=2**63)}, "items"),                   # overflows BIGINT
-    ({"items": item(unit_price="1500")}, "items"),                  # a string is not an amount
-    ({"items": item(unit_price=15.5)}, "items"),                    # nor is a float
-    ({"items": item(unit_price=True)}, "items"),                    # nor a boolean
-    ({"items": item(quantity="2")}, "items"),
-    ({"items": []}, "items"),
-    ({"items": "latte"}, "items"),
-    ({"items": [item()[0]] * 101}, "items"),
-    ({"currency": "XXQ"}, "currency"),
-    ({"currency": "cny"}, "currency"),
-    ({"currency": 156}, "currency"),
-    ({"merchant_order_no": "x" * 65}, "merchant_order_no"),
-    ({"merchant_order_no": "has space"}, "merchant_order_no"),
-    ({"description": "d" * 128}, "description"),
-    ({"customer_ref": ""}, "customer_ref"),
-    ({"customer_ref": 42}, "customer_ref"),
-    ({"expires_at": "yesterday"}, "expires_at"),
-    ({"phone": "call me"}, "phone"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"items": item(unit_price=0)}, "items"),  # zero total
+        ({"items": item(unit_price=-1)}, "items"),
+        ({"items": item(quantity=0)}, "items"),
+        ({"items": item(quantity=-3)}, "items"),
+        ({"items": item(unit_price=10**12 + 1)}, "items"),  # over the per-amount limit
+        ({"items": item(unit_price=2**63)}, "items"),  # overflows BIGINT
+        ({"items": item(unit_price="1500")}, "items"),  # a string is not an amount
+        ({"items": item(unit_price=15.5)}, "items"),  # nor is a float
+        ({"items": item(unit_price=True)}, "items"),  # nor a boolean
+        ({"items": item(quantity="2")}, "items"),
+        ({"items": []}, "items"),
+        ({"items": "latte"}, "items"),
+        ({"items": [item()[0]] * 101}, "items"),
+        ({"currency": "XXQ"}, "currency"),
+        ({"currency": "cny"}, "currency"),
+        ({"currency": 156}, "currency"),
+        ({"merchant_order_no": "x" * 65}, "merchant_order_no"),
+        ({"merchant_order_no": "has space"}, "merchant_order_no"),
+        ({"description": "d" * 128}, "description"),
+        ({"customer_ref": ""}, "customer_ref"),
+        ({"customer_ref": 42}, "customer_ref"),
+        ({"expires_at": "yesterday"}, "expires_at"),
+        ({"phone": "call me"}, "phone"),
+    ],
+)
 def test_invalid_order_fields_are_rejected(api: APIClient, overrides: dict[str, Any], field: str) -> None:
     merchant = make_merchant()
     response = api.post("/api/v1/orders", order_body(merchant, **overrides), format="json")
@@ -65,8 +68,7 @@ def test_an_order_total_over_the_limit_is_rejected(api: APIClient) -> None:
 
 
 def test_an_expiry_in_the_past_is_rejected(api: APIClient) -> None:
-    response = api.post("/api/v1/orders", order_body(make_merchant(), expires_at="2020-01-01T00:00:00Z"),
-                        format="json")
+    response = api.post("/api/v1/orders", order_body(make_merchant(), expires_at="2020-01-01T00:00:00Z"), format="json")
     assert response.status_code == 400 and "expires_at" in response.json()["extra"]["fields"]
 
 
@@ -75,10 +77,13 @@ def test_an_unknown_merchant_is_not_found(api: APIClient) -> None:
     assert response.status_code == 404 and response.json()["code"] == "not_found"
 
 
-@pytest.mark.parametrize(("body", "content_type"), [
-    (b'{"merchant": "m1", ', "application/json"),
-    (b"\xff\xfe not json", "application/json"),
-])
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"merchant": "m1", ', "application/json"),
+        (b"\xff\xfe not json", "application/json"),
+    ],
+)
 def test_malformed_json_is_rejected(api: APIClient, body: bytes, content_type: str) -> None:
     response = api.generic("POST", "/api/v1/orders", body, content_type=content_type)
     assert response.status_code == 400
@@ -98,29 +103,30 @@ def test_a_form_body_is_an_unsupported_media_type(api: APIClient) -> None:
 
 
 def test_an_over_long_idempotency_key_is_rejected(api: APIClient) -> None:
-    response = api.post("/api/v1/orders", order_body(make_merchant()), format="json",
-                        HTTP_IDEMPOTENCY_KEY="k" * 256)
+    response = api.post("/api/v1/orders", order_body(make_merchant()), format="json", HTTP_IDEMPOTENCY_KEY="k" * 256)
     assert response.status_code == 400 and response.json()["extra"]["header"] == "Idempotency-Key"
     assert not Order.objects.exists() and not IdempotencyRecord.objects.exists()
 
 
-@pytest.mark.parametrize(("overrides", "status", "code"), [
-    ({"order_nos": ["O-does-not-exist"]}, 404, "not_found"),
-    ({"order_nos": []}, 400, "invalid_request"),
-    ({"order_nos": "O1"}, 400, "invalid_request"),
-    ({"channel": "bitcoin"}, 400, "invalid_request"),
-    ({"method": "telepathy"}, 400, "invalid_request"),
-    ({"customer_ref": "someone-else"}, 409, "customer_mismatch"),
-    ({"client_ip": "not-an-ip"}, 400, "invalid_request"),
-    ({"channel": "wechat", "method": "page"}, 400, "method_not_offered"),
-    ({"channel": "wechat", "method": "jsapi"}, 400, "invalid_request"),
-    ({"channel": "wechat", "method": "h5"}, 400, "invalid_request"),
-    ({"channel": "points", "method": "points"}, 400, "invalid_request"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "status", "code"),
+    [
+        ({"order_nos": ["O-does-not-exist"]}, 404, "not_found"),
+        ({"order_nos": []}, 400, "invalid_request"),
+        ({"order_nos": "O1"}, 400, "invalid_request"),
+        ({"channel": "bitcoin"}, 400, "invalid_request"),
+        ({"method": "telepathy"}, 400, "invalid_request"),
+        ({"customer_ref": "someone-else"}, 409, "customer_mismatch"),
+        ({"client_ip": "not-an-ip"}, 400, "invalid_request"),
+        ({"channel": "wechat", "method": "page"}, 400, "method_not_offered"),
+        ({"channel": "wechat", "method": "jsapi"}, 400, "invalid_request"),
+        ({"channel": "wechat", "method": "h5"}, 400, "invalid_request"),
+        ({"channel": "points", "method": "points"}, 400, "invalid_request"),
+    ],
+)
 def test_bad_payment_requests_are_rejected(api: APIClient, overrides: dict[str, Any], status: int, code: str) -> None:
     order = make_order(customer_ref="cust-1")
-    body = {"order_nos": [order.order_no], "customer_ref": "cust-1", "channel": "wechat", "method": "app",
-            **overrides}
+    body = {"order_nos": [order.order_no], "customer_ref": "cust-1", "channel": "wechat", "method": "app", **overrides}
     response = api.post("/api/v1/payments", body, format="json")
     assert response.status_code == status, response.json()
     assert response.json()["code"] == code
@@ -131,22 +137,28 @@ def test_a_payment_for_a_foreign_merchants_order_is_not_found(api_with_scopes: A
     mine, theirs = make_merchant(), make_merchant()
     client = api_with_scopes("payments:write", merchant=mine)
     foreign = make_order(merchant=theirs)
-    response = client.post("/api/v1/payments", {"order_nos": [foreign.order_no], "customer_ref": "cust-1",
-                                                "channel": "wechat", "method": "app"}, format="json")
+    response = client.post(
+        "/api/v1/payments",
+        {"order_nos": [foreign.order_no], "customer_ref": "cust-1", "channel": "wechat", "method": "app"},
+        format="json",
+    )
     assert response.status_code == 404 and response.json()["extra"]["order_nos"] == [foreign.order_no]
     assert not Payment.objects.exists()
 
 
-@pytest.mark.parametrize(("overrides", "status", "code"), [
-    ({"amount": 0}, 400, "invalid_request"),
-    ({"amount": -5}, 400, "invalid_request"),
-    ({"amount": "5"}, 400, "invalid_request"),
-    ({"amount": 10**13}, 400, "invalid_request"),
-    ({"refund_no": "r" * 65}, 400, "invalid_request"),
-    ({"refund_no": "bad no"}, 400, "invalid_request"),
-    ({"reason": "DUPLICATE_PAYMENT"}, 400, "invalid_request"),
-    ({"payment_no": "P-unknown"}, 404, "not_found"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "status", "code"),
+    [
+        ({"amount": 0}, 400, "invalid_request"),
+        ({"amount": -5}, 400, "invalid_request"),
+        ({"amount": "5"}, 400, "invalid_request"),
+        ({"amount": 10**13}, 400, "invalid_request"),
+        ({"refund_no": "r" * 65}, 400, "invalid_request"),
+        ({"refund_no": "bad no"}, 400, "invalid_request"),
+        ({"reason": "DUPLICATE_PAYMENT"}, 400, "invalid_request"),
+        ({"payment_no": "P-unknown"}, 404, "not_found"),
+    ],
+)
 def test_bad_refund_requests_are_rejected(api: APIClient, overrides: dict[str, Any], status: int, code: str) -> None:
     body = {"payment_no": "P-unknown", "refund_no": "r-1", "amount": 100, **overrides}
     response = api.post("/api/v1/refunds", body, format="json")

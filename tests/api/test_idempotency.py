@@ -36,8 +36,9 @@ def test_the_same_key_and_body_replays_the_stored_response(api: APIClient) -> No
 def test_the_same_key_with_another_body_is_a_conflict(api: APIClient) -> None:
     merchant = make_merchant()
     api.post("/api/v1/orders", order_body(merchant), format="json", HTTP_IDEMPOTENCY_KEY="key-2")
-    other = api.post("/api/v1/orders", order_body(merchant, merchant_order_no="MO-2"), format="json",
-                     HTTP_IDEMPOTENCY_KEY="key-2")
+    other = api.post(
+        "/api/v1/orders", order_body(merchant, merchant_order_no="MO-2"), format="json", HTTP_IDEMPOTENCY_KEY="key-2"
+    )
     assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
     assert Order.objects.count() == 1
 
@@ -74,8 +75,12 @@ def test_concurrent_requests_with_one_key_never_both_execute() -> None:
         barrier.wait()
         try:
             # Distinct merchant order numbers: if two executed, two orders would exist.
-            response = client.post("/api/v1/orders", order_body(merchant, merchant_order_no="MO-RACE"),
-                                   format="json", HTTP_IDEMPOTENCY_KEY="race-key")
+            response = client.post(
+                "/api/v1/orders",
+                order_body(merchant, merchant_order_no="MO-RACE"),
+                format="json",
+                HTTP_IDEMPOTENCY_KEY="race-key",
+            )
             return response.status_code, response.json().get("code", ""), "Idempotent-Replayed" in response
         finally:
             connection.close()
@@ -93,13 +98,18 @@ def test_concurrent_requests_with_one_key_never_both_execute() -> None:
 def test_a_key_left_in_progress_by_a_crash_is_taken_over_once_stale(api: APIClient, settings: Any) -> None:
     body = order_body(make_merchant())
     client = ApiClient.objects.get(name="test-platform")
-    IdempotencyRecord.objects.create(client=client, key="crashed", method="POST", path="/api/v1/orders",
-                                     request_hash=request_fingerprint("POST", "/api/v1/orders",
-                                                                      json.dumps(body).encode()))
+    IdempotencyRecord.objects.create(
+        client=client,
+        key="crashed",
+        method="POST",
+        path="/api/v1/orders",
+        request_hash=request_fingerprint("POST", "/api/v1/orders", json.dumps(body).encode()),
+    )
     busy = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="crashed")
     assert busy.status_code == 409 and busy.json()["code"] == "idempotency_in_progress"
     IdempotencyRecord.objects.filter(key="crashed").update(
-        created_at=timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS + 1))
+        created_at=timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS + 1)
+    )
     taken = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="crashed")
     assert taken.status_code == 201 and Order.objects.count() == 1
     assert IdempotencyRecord.objects.get(key="crashed").state == "COMPLETED"

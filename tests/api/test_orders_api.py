@@ -13,7 +13,6 @@ from tests.factories import make_merchant, make_order, order_body
 pytestmark = pytest.mark.django_db
 
 
-
 def test_creating_an_order_sums_its_items(api: APIClient, merchant: Any) -> None:
     response = api.post("/api/v1/orders", order_body(merchant, phone="+86 138 0000 0000"), format="json")
     assert response.status_code == 201, response.json()
@@ -49,8 +48,9 @@ def test_a_merchant_key_sees_only_its_merchant(api_with_scopes: Callable[..., AP
     assert response.status_code == 404 and response.json()["code"] == "not_found"
     created = client.post("/api/v1/orders", order_body(theirs), format="json")
     assert created.status_code == 404
-    created = client.post("/api/v1/orders", {k: v for k, v in order_body(mine).items() if k != "merchant"},
-                          format="json")
+    created = client.post(
+        "/api/v1/orders", {k: v for k, v in order_body(mine).items() if k != "merchant"}, format="json"
+    )
     assert created.status_code == 201 and created.json()["merchant"] == mine.code
 
 

@@ -32,14 +32,19 @@ def sandbox(sandbox_gateway: SandboxGateway) -> Iterator[SandboxClient]:
         yield client
     finally:
         client.clear_faults()
-        client.cancel_notifications()   # nothing of this test keeps retrying into the next one
+        client.cancel_notifications()  # nothing of this test keeps retrying into the next one
 
 
 def account_config(data: dict[str, Any]) -> AccountConfig:
     """An ``AccountConfig`` from the JSON the sandbox's ``create_account`` returns."""
-    return AccountConfig(channel=data["channel"], account_id=next(_account_ids), base_url=data["base_url"],
-                         ids=dict(data.get("ids", {})), credentials=dict(data.get("credentials", {})),
-                         options=dict(data.get("options", {})))
+    return AccountConfig(
+        channel=data["channel"],
+        account_id=next(_account_ids),
+        base_url=data["base_url"],
+        ids=dict(data.get("ids", {})),
+        credentials=dict(data.get("credentials", {})),
+        options=dict(data.get("options", {})),
+    )
 
 
 @pytest.fixture
@@ -86,8 +91,9 @@ class NotificationSink:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                status, answer, ctype = sink._record(ReceivedRequest(
-                    self.command, self.path, CaseInsensitiveDict(dict(self.headers.items())), body))
+                status, answer, ctype = sink._record(
+                    ReceivedRequest(self.command, self.path, CaseInsensitiveDict(dict(self.headers.items())), body)
+                )
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(answer)))
@@ -98,8 +104,9 @@ class NotificationSink:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="notification-sink", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="notification-sink", daemon=True
+        )
         self._thread.start()
 
     def _record(self, req: ReceivedRequest) -> tuple[int, bytes, str]:
@@ -113,8 +120,9 @@ class NotificationSink:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}{path}"
 
-    def respond_with(self, status: int, body: bytes | str = b"", *, times: int | None = None,
-                     content_type: str = "application/json") -> None:
+    def respond_with(
+        self, status: int, body: bytes | str = b"", *, times: int | None = None, content_type: str = "application/json"
+    ) -> None:
         answer = (status, body.encode() if isinstance(body, str) else body, content_type)
         with self._cond:
             if times is None:

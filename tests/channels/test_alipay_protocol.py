@@ -76,8 +76,9 @@ def alipay_key() -> rsa.RSAPrivateKey:
 
 
 def pem_private(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def pem_public(key: rsa.RSAPublicKey) -> str:
@@ -100,7 +101,9 @@ def rsa2_verifies(key: rsa.RSAPublicKey, text: str, sign: str) -> bool:
 @pytest.fixture
 def adapter(app_key: rsa.RSAPrivateKey, alipay_key: rsa.RSAPrivateKey) -> AlipayAdapter:
     config = AccountConfig(
-        channel="alipay", account_id=1, base_url="https://openapi.example.test",
+        channel="alipay",
+        account_id=1,
+        base_url="https://openapi.example.test",
         ids={"app_id": APP_ID, "seller_id": SELLER_ID},
         credentials={"app_private_key": pem_private(app_key)},
         options={"alipay_public_key": pem_public(alipay_key.public_key()), "cancel_retry_interval": 0},
@@ -111,9 +114,15 @@ def adapter(app_key: rsa.RSAPrivateKey, alipay_key: rsa.RSAPrivateKey) -> Alipay
 
 
 def prepay_request(method: str = "app", amount: int = 990, **extra: object) -> PrepayRequest:
-    fields: dict = {"payment_no": "T20250101001", "amount": amount, "currency": "CNY", "description": "Coffee",
-                    "method": method, "notify_url": "https://pay.example.com/cb/alipay",
-                    "expires_at": datetime(2025, 1, 1, 4, 30, 0, tzinfo=UTC)}
+    fields: dict = {
+        "payment_no": "T20250101001",
+        "amount": amount,
+        "currency": "CNY",
+        "description": "Coffee",
+        "method": method,
+        "notify_url": "https://pay.example.com/cb/alipay",
+        "expires_at": datetime(2025, 1, 1, 4, 30, 0, tzinfo=UTC),
+    }
     fields.update(extra)
     return PrepayRequest(**fields)
 
@@ -125,8 +134,12 @@ def signing_string(params: dict[str, str]) -> str:
 
 # --- request signing (§3.2, §3.4) -------------------------------------------------------------
 def test_request_signature_covers_the_documented_signing_string(adapter, app_key):
-    biz = {"out_trade_no": "T20250101001", "total_amount": "9.90", "subject": "Coffee",
-           "product_code": "QUICK_MSECURITY_PAY"}
+    biz = {
+        "out_trade_no": "T20250101001",
+        "total_amount": "9.90",
+        "subject": "Coffee",
+        "product_code": "QUICK_MSECURITY_PAY",
+    }
     params = adapter._signed_params("alipay.trade.app.pay", biz, notify_url="https://pay.example.com/cb/alipay")
     assert params["biz_content"] == json.dumps(biz, separators=(",", ":"))
     assert rsa2_verifies(app_key.public_key(), DOC_REQUEST_STRING, params["sign"])
@@ -138,19 +151,27 @@ def test_app_order_string_is_signed_over_the_transmitted_values(adapter, app_key
     pairs = parse_qsl(order_string, keep_blank_values=True)
     assert pairs[-1][0] == "sign"
     params = dict(pairs)
-    assert params["timestamp"] == "2025-01-01 12:00:00"            # UTC+8, with its literal space
-    assert "+" in order_string.split("timestamp=")[1].split("&")[0]   # quote_plus on the wire
+    assert params["timestamp"] == "2025-01-01 12:00:00"  # UTC+8, with its literal space
+    assert "+" in order_string.split("timestamp=")[1].split("&")[0]  # quote_plus on the wire
     biz = json.loads(params["biz_content"])
-    assert biz == {"out_trade_no": "T20250101001", "total_amount": "9.90", "subject": "Coffee",
-                   "product_code": "QUICK_MSECURITY_PAY", "time_expire": "2025-01-01 12:30:00"}
-    assert "return_url" not in params                                # empty values are not sent
+    assert biz == {
+        "out_trade_no": "T20250101001",
+        "total_amount": "9.90",
+        "subject": "Coffee",
+        "product_code": "QUICK_MSECURITY_PAY",
+        "time_expire": "2025-01-01 12:30:00",
+    }
+    assert "return_url" not in params  # empty values are not sent
     assert rsa2_verifies(app_key.public_key(), signing_string(params), params["sign"])
 
 
-@pytest.mark.parametrize(("method", "api", "product_code"), [
-    ("page", "alipay.trade.page.pay", "FAST_INSTANT_TRADE_PAY"),
-    ("h5", "alipay.trade.wap.pay", "QUICK_WAP_WAY"),
-])
+@pytest.mark.parametrize(
+    ("method", "api", "product_code"),
+    [
+        ("page", "alipay.trade.page.pay", "FAST_INSTANT_TRADE_PAY"),
+        ("h5", "alipay.trade.wap.pay", "QUICK_WAP_WAY"),
+    ],
+)
 def test_page_and_wap_pay_give_a_signed_gateway_url(adapter, app_key, method, api, product_code):
     result = adapter.prepay(prepay_request(method, return_url="https://shop.example.com/done?x=1"))
     url = urlsplit(result.client_params["url"])
@@ -162,8 +183,10 @@ def test_page_and_wap_pay_give_a_signed_gateway_url(adapter, app_key, method, ap
     assert rsa2_verifies(app_key.public_key(), signing_string(params), params["sign"])
 
 
-@pytest.mark.parametrize(("fen", "yuan"), [(1, "0.01"), (10, "0.10"), (100, "1.00"), (990, "9.90"),
-                                           (123456789, "1234567.89"), (10000000000, "100000000.00")])
+@pytest.mark.parametrize(
+    ("fen", "yuan"),
+    [(1, "0.01"), (10, "0.10"), (100, "1.00"), (990, "9.90"), (123456789, "1234567.89"), (10000000000, "100000000.00")],
+)
 def test_amounts_are_sent_as_exact_yuan(adapter, fen, yuan):
     params = dict(parse_qsl(adapter.prepay(prepay_request(amount=fen)).client_params["order_string"]))
     assert json.loads(params["biz_content"])["total_amount"] == yuan
@@ -209,9 +232,11 @@ def test_documented_query_response_verifies_over_the_raw_node(adapter, alipay_ke
 
 @responses.activate
 def test_escapes_and_whitespace_are_verified_as_sent(adapter, alipay_key):
-    node = ('{"code":"10000","msg":"Success","trade_no":"2025010122001400001234567890",'
-            '"out_trade_no":"T20250101001","trade_status":"WAIT_BUYER_PAY","total_amount":"9.90",'
-            '"subject":"a\\/b \\u5496\\u5561 {\\"x\\"}"}')
+    node = (
+        '{"code":"10000","msg":"Success","trade_no":"2025010122001400001234567890",'
+        '"out_trade_no":"T20250101001","trade_status":"WAIT_BUYER_PAY","total_amount":"9.90",'
+        '"subject":"a\\/b \\u5496\\u5561 {\\"x\\"}"}'
+    )
     stub(query_body(alipay_key, node, sep=" \n"))
     state = adapter.query(payment_no="T20250101001")
     assert state.status is TradeStatus.NOT_PAID
@@ -253,16 +278,20 @@ def test_success_response_without_sign_is_unavailable(adapter):
 def test_response_with_a_duplicated_node_is_unavailable(adapter, alipay_key):
     sign = rsa2(alipay_key, DOC_QUERY_NODE)
     forged = DOC_QUERY_NODE.replace("9.90", "0.01")
-    stub(f'{{"alipay_trade_query_response":{DOC_QUERY_NODE},"alipay_trade_query_response":{forged},'
-         f'"sign":"{sign}"}}'.encode())
+    stub(
+        f'{{"alipay_trade_query_response":{DOC_QUERY_NODE},"alipay_trade_query_response":{forged},'
+        f'"sign":"{sign}"}}'.encode()
+    )
     with pytest.raises(ChannelUnavailable):
         adapter.query(payment_no="T20250101001")
 
 
 @responses.activate
 def test_unsigned_gateway_error_is_a_rejection_with_its_sub_code(adapter):
-    stub(b'{"error_response":{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-signature",'
-         b'"sub_msg":"\\u9a8c\\u7b7e\\u51fa\\u9519"}}')
+    stub(
+        b'{"error_response":{"code":"40002","msg":"Invalid Arguments","sub_code":"isv.invalid-signature",'
+        b'"sub_msg":"\\u9a8c\\u7b7e\\u51fa\\u9519"}}'
+    )
     with pytest.raises(ChannelRejected) as exc:
         adapter.query(payment_no="T20250101001")
     assert exc.value.code == "isv.invalid-signature"
@@ -275,10 +304,13 @@ def test_trade_not_exist_is_not_found_rather_than_an_error(adapter, alipay_key):
     assert adapter.query(payment_no="T20250101001").status is TradeStatus.NOT_FOUND
 
 
-@pytest.mark.parametrize(("extra", "expected"), [
-    (',"send_pay_date":"2025-01-01 12:00:05","receipt_amount":"9.90"', TradeStatus.PAID),   # refunded
-    (',"receipt_amount":"0.00"', TradeStatus.CLOSED),                                         # never paid
-])
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (',"send_pay_date":"2025-01-01 12:00:05","receipt_amount":"9.90"', TradeStatus.PAID),  # refunded
+        (',"receipt_amount":"0.00"', TradeStatus.CLOSED),  # never paid
+    ],
+)
 @responses.activate
 def test_closed_trade_is_paid_only_when_the_payload_shows_payment(adapter, alipay_key, extra, expected):
     node = DOC_QUERY_NODE.replace("TRADE_SUCCESS", "TRADE_CLOSED")[:-1] + extra + "}"
@@ -293,11 +325,14 @@ def test_unknown_trade_status_raises_instead_of_guessing(adapter, alipay_key):
         adapter.query(payment_no="T20250101001")
 
 
-@pytest.mark.parametrize("node", [
-    '{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error"}',
-    '{"code":"40004","msg":"Business Failed","sub_code":"ACQ.SYSTEM_ERROR"}',
-    '{"code":"99999","msg":"?"}',
-])
+@pytest.mark.parametrize(
+    "node",
+    [
+        '{"code":"20000","msg":"Service Currently Unavailable","sub_code":"isp.unknow-error"}',
+        '{"code":"40004","msg":"Business Failed","sub_code":"ACQ.SYSTEM_ERROR"}',
+        '{"code":"99999","msg":"?"}',
+    ],
+)
 @responses.activate
 def test_unknown_outcomes_are_unavailable(adapter, alipay_key, node):
     stub(query_body(alipay_key, node))
@@ -316,25 +351,51 @@ def test_http_errors_and_timeouts_are_unavailable(adapter):
 
 @responses.activate
 def test_refund_always_sends_its_own_request_number(adapter, alipay_key):
-    node = ('{"code":"10000","msg":"Success","trade_no":"2025010122001400001234567890",'
-            '"out_trade_no":"T20250101001","fund_change":"Y","refund_fee":"1.00"}')
-    responses.add(responses.POST, GATEWAY,
-                  body=f'{{"alipay_trade_refund_response":{node},"sign":"{rsa2(alipay_key, node)}"}}')
-    state = adapter.refund(RefundRequest(refund_no="R1", payment_no="T20250101001", channel_trade_no=None,
-                                         amount=100, total_amount=990, currency="CNY", reason="return"))
+    node = (
+        '{"code":"10000","msg":"Success","trade_no":"2025010122001400001234567890",'
+        '"out_trade_no":"T20250101001","fund_change":"Y","refund_fee":"1.00"}'
+    )
+    responses.add(
+        responses.POST, GATEWAY, body=f'{{"alipay_trade_refund_response":{node},"sign":"{rsa2(alipay_key, node)}"}}'
+    )
+    state = adapter.refund(
+        RefundRequest(
+            refund_no="R1",
+            payment_no="T20250101001",
+            channel_trade_no=None,
+            amount=100,
+            total_amount=990,
+            currency="CNY",
+            reason="return",
+        )
+    )
     assert state.status is RefundStatus.SUCCEEDED
     assert state.amount == 100
     biz = json.loads(sent_params(0)["biz_content"])
-    assert biz == {"out_trade_no": "T20250101001", "refund_amount": "1.00", "out_request_no": "R1",
-                   "refund_reason": "return"}
+    assert biz == {
+        "out_trade_no": "T20250101001",
+        "refund_amount": "1.00",
+        "out_request_no": "R1",
+        "refund_reason": "return",
+    }
     with pytest.raises(ValueError):
-        adapter.refund(RefundRequest(refund_no="T20250101001", payment_no="T20250101001", channel_trade_no=None,
-                                     amount=100, total_amount=990, currency="CNY", reason=""))
+        adapter.refund(
+            RefundRequest(
+                refund_no="T20250101001",
+                payment_no="T20250101001",
+                channel_trade_no=None,
+                amount=100,
+                total_amount=990,
+                currency="CNY",
+                reason="",
+            )
+        )
 
 
 # --- notifications (§3.5) -------------------------------------------------------------------
-def notification(alipay_key: rsa.RSAPrivateKey, fields: dict[str, str], *, signed_text: str | None = None,
-                 charset: str = "utf-8") -> bytes:
+def notification(
+    alipay_key: rsa.RSAPrivateKey, fields: dict[str, str], *, signed_text: str | None = None, charset: str = "utf-8"
+) -> bytes:
     """A form body signed over ``signed_text`` (default: §3.5 by hand, empty values kept)."""
     text = signed_text if signed_text is not None else "&".join(f"{k}={fields[k]}" for k in sorted(fields))
     sign = rsa2(alipay_key, text.encode(charset))
@@ -357,7 +418,7 @@ def test_empty_valued_notification_field_stays_in_the_signed_string(adapter, ali
     fields = {**DOC_NOTIFY_FIELDS, "body": ""}
     text = DOC_NOTIFY_STRING.replace("&buyer_id=", "&body=&buyer_id=")
     assert adapter.parse_notification({}, notification(alipay_key, fields, signed_text=text)).trade is not None
-    dropped = notification(alipay_key, fields, signed_text=DOC_NOTIFY_STRING)   # signer that dropped it
+    dropped = notification(alipay_key, fields, signed_text=DOC_NOTIFY_STRING)  # signer that dropped it
     with pytest.raises(SignatureInvalid):
         adapter.parse_notification({}, dropped)
 
@@ -394,8 +455,13 @@ def test_gbk_notification_is_verified_in_its_declared_charset(adapter, alipay_ke
 
 
 def test_partial_refund_notification_is_a_refund(adapter, alipay_key):
-    fields = {**DOC_NOTIFY_FIELDS, "out_biz_no": "R1", "refund_fee": "1.00",
-              "gmt_refund": "2025-01-01 13:00:00.123", "notify_id": "n-2"}
+    fields = {
+        **DOC_NOTIFY_FIELDS,
+        "out_biz_no": "R1",
+        "refund_fee": "1.00",
+        "gmt_refund": "2025-01-01 13:00:00.123",
+        "notify_id": "n-2",
+    }
     note = adapter.parse_notification({}, notification(alipay_key, fields))
     assert note.kind is NotificationKind.REFUND
     assert note.refund is not None
@@ -406,8 +472,14 @@ def test_partial_refund_notification_is_a_refund(adapter, alipay_key):
 
 
 def test_full_refund_closes_a_trade_that_still_counts_as_paid(adapter, alipay_key):
-    fields = {**DOC_NOTIFY_FIELDS, "trade_status": "TRADE_CLOSED", "out_biz_no": "R2", "refund_fee": "9.90",
-              "gmt_close": "2025-01-01 14:00:00", "gmt_refund": "2025-01-01 14:00:00.000"}
+    fields = {
+        **DOC_NOTIFY_FIELDS,
+        "trade_status": "TRADE_CLOSED",
+        "out_biz_no": "R2",
+        "refund_fee": "9.90",
+        "gmt_close": "2025-01-01 14:00:00",
+        "gmt_refund": "2025-01-01 14:00:00.000",
+    }
     note = adapter.parse_notification({}, notification(alipay_key, fields))
     assert note.kind is NotificationKind.REFUND
     assert note.dedupe_key.endswith(":TRADE_CLOSED")
@@ -430,26 +502,33 @@ def test_ack_is_exactly_success_or_fail(adapter):
 
 
 # --- bills (§3.10) ----------------------------------------------------------------------------
-HEADER = ("支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,"
-          "订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,"
-          "券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注")
-DETAIL = "\n".join([
-    "#支付宝业务明细查询",
-    "#账号：[20880000000000020156]",
-    "#起始日期：[2025年01月01日 00:00:00]   终止日期：[2025年01月02日 00:00:00]",
-    "#-----------------------------------------业务明细列表----------------------------------------",
-    HEADER,
-    "2025010122001400001234567890\t,T20250101001\t,交易,Coffee,2025-01-01 12:00:03,2025-01-01 12:00:05,,,,,"
-    "xx***@example.com,9.90,9.90,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,,-0.06,0.00,",
-    "2025010122001400001234567890\t,T20250101001\t,退款,Coffee,2025-01-01 15:00:00,2025-01-01 15:00:01,,,,,"
-    "xx***@example.com,-2.50,-2.50,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,R20250101001\t ,0.02,0.00,",
-    "2025010122001400009999999999\t,T20250101002\t,退款,Tea,2025-01-01 16:00:00,2025-01-01 16:00:00,,,,,"
-    "yy***@example.com,-5.00,-5.00,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,T20250101002\t,0.03,0.00,",
-    "#-----------------------------------------业务明细列表结束------------------------------------",
-    "#交易合计：1笔，商家实收共9.90元，商家优惠共0.00元",
-    "#退款合计：2笔，商家实收退款共-7.50元，商家优惠退款共0.00元",
-    "#导出时间：[2025年01月02日 09:31:12]",
-]) + "\n"
+HEADER = (
+    "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,"
+    "订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,"
+    "券名称,商家红包消费金额（元）,卡消费金额（元）,退款批次号/请求号,服务费（元）,分润（元）,备注"
+)
+DETAIL = (
+    "\n".join(
+        [
+            "#支付宝业务明细查询",
+            "#账号：[20880000000000020156]",
+            "#起始日期：[2025年01月01日 00:00:00]   终止日期：[2025年01月02日 00:00:00]",
+            "#-----------------------------------------业务明细列表----------------------------------------",
+            HEADER,
+            "2025010122001400001234567890\t,T20250101001\t,交易,Coffee,2025-01-01 12:00:03,2025-01-01 12:00:05,,,,,"
+            "xx***@example.com,9.90,9.90,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,,-0.06,0.00,",
+            "2025010122001400001234567890\t,T20250101001\t,退款,Coffee,2025-01-01 15:00:00,2025-01-01 15:00:01,,,,,"
+            "xx***@example.com,-2.50,-2.50,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,R20250101001\t ,0.02,0.00,",
+            "2025010122001400009999999999\t,T20250101002\t,退款,Tea,2025-01-01 16:00:00,2025-01-01 16:00:00,,,,,"
+            "yy***@example.com,-5.00,-5.00,0.00,0.00,0.00,0.00,0.00,,0.00,0.00,T20250101002\t,0.03,0.00,",
+            "#-----------------------------------------业务明细列表结束------------------------------------",
+            "#交易合计：1笔，商家实收共9.90元，商家优惠共0.00元",
+            "#退款合计：2笔，商家实收退款共-7.50元，商家优惠退款共0.00元",
+            "#导出时间：[2025年01月02日 09:31:12]",
+        ]
+    )
+    + "\n"
+)
 SUMMARY = "#支付宝业务汇总查询\n#账号：[20880000000000020156]\n门店编号,门店名称,交易订单总笔数\n合计,,1\n"
 
 
@@ -469,16 +548,21 @@ def test_bill_detail_is_found_by_its_first_line_and_parsed():
     assert payment.occurred_at == datetime(2025, 1, 1, 4, 0, 5, tzinfo=UTC)
     assert refund.kind is BillRowKind.REFUND
     assert (refund.amount, refund.refund_no, refund.fee) == (250, "R20250101001", -2)
-    assert revocation.kind is BillRowKind.REVOKED      # batch no = order no: a revocation's refund
+    assert revocation.kind is BillRowKind.REVOKED  # batch no = order no: a revocation's refund
     assert revocation.amount == 500
 
 
 @responses.activate
 def test_fetch_bill_downloads_the_zip_from_the_returned_url(adapter, alipay_key):
-    node = ('{"code":"10000","msg":"Success","bill_download_url":'
-            '"https:\\/\\/dl.example.test\\/bill?token=abc&downloadFileName=x.csv.zip"}')
-    responses.add(responses.POST, GATEWAY, body=f'{{"alipay_data_dataservice_bill_downloadurl_query_response":'
-                                                f'{node},"sign":"{rsa2(alipay_key, node)}"}}')
+    node = (
+        '{"code":"10000","msg":"Success","bill_download_url":'
+        '"https:\\/\\/dl.example.test\\/bill?token=abc&downloadFileName=x.csv.zip"}'
+    )
+    responses.add(
+        responses.POST,
+        GATEWAY,
+        body=f'{{"alipay_data_dataservice_bill_downloadurl_query_response":{node},"sign":"{rsa2(alipay_key, node)}"}}',
+    )
     responses.add(responses.GET, "https://dl.example.test/bill", body=bill_zip())
     rows = list(adapter.fetch_bill(date(2025, 1, 1)))
     assert [r.kind for r in rows] == [BillRowKind.PAYMENT, BillRowKind.REFUND, BillRowKind.REVOKED]
@@ -489,8 +573,11 @@ def test_fetch_bill_downloads_the_zip_from_the_returned_url(adapter, alipay_key)
 @responses.activate
 def test_missing_bill_is_empty(adapter, alipay_key):
     node = '{"code":"40004","msg":"Business Failed","sub_code":"isp.bill_not_exist","sub_msg":"账单不存在"}'
-    responses.add(responses.POST, GATEWAY, body=f'{{"alipay_data_dataservice_bill_downloadurl_query_response":'
-                                                f'{node},"sign":"{rsa2(alipay_key, node)}"}}')
+    responses.add(
+        responses.POST,
+        GATEWAY,
+        body=f'{{"alipay_data_dataservice_bill_downloadurl_query_response":{node},"sign":"{rsa2(alipay_key, node)}"}}',
+    )
     assert list(adapter.fetch_bill(date(2025, 1, 1))) == []
 
 

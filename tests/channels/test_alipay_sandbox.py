@@ -34,8 +34,12 @@ from channels.base import (
 
 BEIJING = timezone(timedelta(hours=8))
 AUTH_OK, AUTH_WAIT, AUTH_POOR, AUTH_UNKNOWN, AUTH_RETRY = (
-    "281234567890123456", "281234567890120000", "281234567890121111", "281234567890122222",
-    "281234567890123333")
+    "281234567890123456",
+    "281234567890120000",
+    "281234567890121111",
+    "281234567890122222",
+    "281234567890123333",
+)
 
 
 @pytest.fixture
@@ -60,20 +64,44 @@ def new_no(prefix: str = "P") -> str:
 
 
 def prepay(adapter: AlipayAdapter, sink, method: str = "app", amount: int = 990, payment_no: str | None = None):
-    return adapter.prepay(PrepayRequest(
-        payment_no=payment_no or new_no(), amount=amount, currency="CNY", description="Coffee 咖啡",
-        method=method, notify_url=sink.url("/cb/alipay"), expires_at=datetime.now(UTC) + timedelta(minutes=30),
-        return_url="https://shop.example.com/back" if method != "app" else None))
+    return adapter.prepay(
+        PrepayRequest(
+            payment_no=payment_no or new_no(),
+            amount=amount,
+            currency="CNY",
+            description="Coffee 咖啡",
+            method=method,
+            notify_url=sink.url("/cb/alipay"),
+            expires_at=datetime.now(UTC) + timedelta(minutes=30),
+            return_url="https://shop.example.com/back" if method != "app" else None,
+        )
+    )
 
 
 def refund(adapter: AlipayAdapter, payment_no: str, refund_no: str, amount: int, total: int = 990):
-    return adapter.refund(RefundRequest(refund_no=refund_no, payment_no=payment_no, channel_trade_no=None,
-                                        amount=amount, total_amount=total, currency="CNY", reason="return"))
+    return adapter.refund(
+        RefundRequest(
+            refund_no=refund_no,
+            payment_no=payment_no,
+            channel_trade_no=None,
+            amount=amount,
+            total_amount=total,
+            currency="CNY",
+            reason="return",
+        )
+    )
 
 
 def charge(adapter: AlipayAdapter, auth_code: str, amount: int = 500, payment_no: str | None = None):
-    return adapter.charge(ChargeRequest(payment_no=payment_no or new_no("C"), amount=amount, currency="CNY",
-                                        description="Sandwich", auth_code=auth_code))
+    return adapter.charge(
+        ChargeRequest(
+            payment_no=payment_no or new_no("C"),
+            amount=amount,
+            currency="CNY",
+            description="Sandwich",
+            auth_code=auth_code,
+        )
+    )
 
 
 def notifications(adapter: AlipayAdapter, sink, n: int):
@@ -85,7 +113,7 @@ def notifications(adapter: AlipayAdapter, sink, n: int):
 def test_app_payment_full_cycle_over_http(alipay, sink, sandbox):
     result = prepay(alipay, sink, "app")
     payment_no = result.payment_no
-    assert alipay.query(payment_no=payment_no).status is TradeStatus.NOT_FOUND   # cashier not opened
+    assert alipay.query(payment_no=payment_no).status is TradeStatus.NOT_FOUND  # cashier not opened
 
     sandbox.pay("alipay", payment_no, order_string=result.client_params["order_string"])
     (paid,) = notifications(alipay, sink, 1)
@@ -97,32 +125,37 @@ def test_app_payment_full_cycle_over_http(alipay, sink, sandbox):
     assert any(n["outcome"] == "acked" and n["key"].startswith(payment_no) for n in sandbox.notifications())
 
     state = alipay.query(payment_no=payment_no)
-    assert (state.status, state.paid_amount, state.channel_trade_no) == (TradeStatus.PAID, 990,
-                                                                           paid.channel_trade_no)
+    assert (state.status, state.paid_amount, state.channel_trade_no) == (TradeStatus.PAID, 990, paid.channel_trade_no)
     assert alipay.query(channel_trade_no=state.channel_trade_no).payment_no == payment_no
 
     first = refund(alipay, payment_no, "R1" + payment_no, 300)
     assert (first.status, first.amount) == (RefundStatus.SUCCEEDED, 300)
-    again = refund(alipay, payment_no, "R1" + payment_no, 300)          # fund_change=N: not an error
+    again = refund(alipay, payment_no, "R1" + payment_no, 300)  # fund_change=N: not an error
     assert again.status is RefundStatus.SUCCEEDED
     rest = refund(alipay, payment_no, "R2" + payment_no, 690)
     assert rest.status is RefundStatus.SUCCEEDED
     with pytest.raises(ChannelRejected):
-        refund(alipay, payment_no, "R3" + payment_no, 1)                 # nothing left to refund
+        refund(alipay, payment_no, "R3" + payment_no, 1)  # nothing left to refund
 
     queried = alipay.query_refund(refund_no="R1" + payment_no, payment_no=payment_no)
     assert (queried.status, queried.amount) == (RefundStatus.SUCCEEDED, 300)
     assert queried.succeeded_at is not None
     missing = alipay.query_refund(refund_no="R9" + payment_no, payment_no=payment_no)
     assert missing.status is RefundStatus.NOT_FOUND
-    assert alipay.query(payment_no=payment_no).status is TradeStatus.PAID   # TRADE_CLOSED, but it was paid
+    assert alipay.query(payment_no=payment_no).status is TradeStatus.PAID  # TRADE_CLOSED, but it was paid
 
     refunded = {n.refund.refund_no: n for n in notifications(alipay, sink, 3) if n.refund is not None}
     partial, full = refunded["R1" + payment_no], refunded["R2" + payment_no]
     assert (partial.kind, partial.event_type, partial.refund.refund_no) == (
-        NotificationKind.REFUND, "TRADE_SUCCESS", "R1" + payment_no)
+        NotificationKind.REFUND,
+        "TRADE_SUCCESS",
+        "R1" + payment_no,
+    )
     assert (full.kind, full.event_type, full.refund.refund_no) == (
-        NotificationKind.REFUND, "TRADE_CLOSED", "R2" + payment_no)
+        NotificationKind.REFUND,
+        "TRADE_CLOSED",
+        "R2" + payment_no,
+    )
     assert full.trade.status is TradeStatus.PAID
 
     rows = list(alipay.fetch_bill(datetime.now(BEIJING).date()))
@@ -142,7 +175,7 @@ def test_page_and_wap_cashier_open_from_the_signed_url(alipay, sink, sandbox, me
     sent = dict(parse_qsl(urlsplit(url).query))
     assert sent["method"] == {"page": "alipay.trade.page.pay", "h5": "alipay.trade.wap.pay"}[method]
 
-    opened = requests.get(url, timeout=5)                 # the payer's browser reaches the cashier
+    opened = requests.get(url, timeout=5)  # the payer's browser reaches the cashier
     assert opened.status_code == 200
     assert alipay.query(payment_no=result.payment_no).status is TradeStatus.NOT_PAID
 
@@ -158,7 +191,7 @@ def test_notification_is_resent_until_answered_success(alipay, sink, sandbox):
     result = prepay(alipay, sink)
     sandbox.pay("alipay", result.payment_no, order_string=result.client_params["order_string"])
     attempts = notifications(alipay, sink, 3)
-    assert len({n.dedupe_key for n in attempts}) == 1          # same notify_id and status each time
+    assert len({n.dedupe_key for n in attempts}) == 1  # same notify_id and status each time
     assert sandbox.wait_idle()
     log = [n for n in sandbox.notifications() if n["key"].startswith(result.payment_no)]
     assert [n["outcome"] for n in log] == ["not_acked", "not_acked", "acked"]
@@ -167,16 +200,16 @@ def test_notification_is_resent_until_answered_success(alipay, sink, sandbox):
 # --- close -------------------------------------------------------------------------------------
 def test_close_of_an_unpaid_trade(alipay, sink, sandbox):
     never_opened = prepay(alipay, sink)
-    alipay.close(payment_no=never_opened.payment_no)                # not created yet: nothing to close
+    alipay.close(payment_no=never_opened.payment_no)  # not created yet: nothing to close
     assert alipay.query(payment_no=never_opened.payment_no).status is TradeStatus.NOT_FOUND
 
     opened = prepay(alipay, sink)
     sandbox.act("alipay", opened.payment_no, "open", order_string=opened.client_params["order_string"])
     assert alipay.query(payment_no=opened.payment_no).status is TradeStatus.NOT_PAID
     alipay.close(payment_no=opened.payment_no)
-    alipay.close(payment_no=opened.payment_no)                      # closing twice is fine
+    alipay.close(payment_no=opened.payment_no)  # closing twice is fine
     assert alipay.query(payment_no=opened.payment_no).status is TradeStatus.CLOSED
-    sandbox.pay("alipay", opened.payment_no)                         # too late: stays closed
+    sandbox.pay("alipay", opened.payment_no)  # too late: stays closed
     assert alipay.query(payment_no=opened.payment_no).status is TradeStatus.CLOSED
 
 
@@ -193,7 +226,7 @@ def test_payment_code_paid_at_once(alipay):
     state = charge(alipay, AUTH_OK, amount=500)
     assert (state.status, state.paid_amount) == (TradeStatus.PAID, 500)
     assert alipay.query(payment_no=state.payment_no).status is TradeStatus.PAID
-    again = charge(alipay, AUTH_OK, amount=500, payment_no=state.payment_no)   # ACQ.TRADE_HAS_SUCCESS
+    again = charge(alipay, AUTH_OK, amount=500, payment_no=state.payment_no)  # ACQ.TRADE_HAS_SUCCESS
     assert (again.status, again.channel_trade_no) == (TradeStatus.PAID, state.channel_trade_no)
 
 
@@ -209,14 +242,14 @@ def test_revoke_of_a_waiting_payment_code_closes_it(alipay, sandbox):
     state = charge(alipay, AUTH_WAIT)
     assert alipay.revoke(payment_no=state.payment_no) is TradeStatus.CLOSED
     assert alipay.query(payment_no=state.payment_no).status is TradeStatus.CLOSED
-    sandbox.password("alipay", state.payment_no)                    # the payer is too late
+    sandbox.password("alipay", state.payment_no)  # the payer is too late
     assert alipay.query(payment_no=state.payment_no).status is TradeStatus.CLOSED
 
 
 def test_revoke_of_a_paid_payment_code_refunds_it(alipay):
     state = charge(alipay, AUTH_OK, amount=700)
     assert alipay.revoke(payment_no=state.payment_no) is TradeStatus.REVOKED
-    assert alipay.revoke(payment_no=state.payment_no) is TradeStatus.REVOKED   # repeat, same answer
+    assert alipay.revoke(payment_no=state.payment_no) is TradeStatus.REVOKED  # repeat, same answer
     rows = list(alipay.fetch_bill(datetime.now(BEIJING).date()))
     assert [(r.kind, r.amount) for r in rows] == [(BillRowKind.PAYMENT, 700), (BillRowKind.REVOKED, 700)]
 
@@ -228,8 +261,9 @@ def test_revoke_calls_again_while_alipay_asks_to_retry(alipay, sandbox):
     assert [h["event"] for h in trade["history"]].count("cancel_asked_retry") == 1
 
 
-@pytest.mark.parametrize(("auth_code", "code"), [(AUTH_POOR, "ACQ.BUYER_BALANCE_NOT_ENOUGH"),
-                                                 ("123456", "ACQ.PAYMENT_AUTH_CODE_INVALID")])
+@pytest.mark.parametrize(
+    ("auth_code", "code"), [(AUTH_POOR, "ACQ.BUYER_BALANCE_NOT_ENOUGH"), ("123456", "ACQ.PAYMENT_AUTH_CODE_INVALID")]
+)
 def test_payment_code_definite_failures_are_rejections(alipay, auth_code, code):
     with pytest.raises(ChannelRejected) as exc:
         charge(alipay, auth_code)
@@ -249,7 +283,7 @@ def test_wrongly_signed_response_is_unavailable(alipay, sandbox):
     with pytest.raises(ChannelUnavailable) as exc:
         alipay.query(payment_no=new_no())
     assert exc.value.code == "SIGNATURE_INVALID"
-    assert alipay.query(payment_no=new_no()).status is TradeStatus.NOT_FOUND   # fault used up
+    assert alipay.query(payment_no=new_no()).status is TradeStatus.NOT_FOUND  # fault used up
 
 
 def test_validly_signed_tampered_amount_is_reported_for_the_caller_to_catch(alipay, sandbox):
@@ -263,7 +297,7 @@ def test_http_500_after_processing_then_retry_with_the_same_refund_number(alipay
     sandbox.add_fault(channel="alipay", kind="http_500", body_contains="alipay.trade.refund", process=True, count=1)
     with pytest.raises(ChannelUnavailable):
         refund(alipay, state.payment_no, "R" + state.payment_no, 200, total=500)
-    retried = refund(alipay, state.payment_no, "R" + state.payment_no, 200, total=500)   # fund_change=N
+    retried = refund(alipay, state.payment_no, "R" + state.payment_no, 200, total=500)  # fund_change=N
     assert (retried.status, retried.amount) == (RefundStatus.SUCCEEDED, 200)
 
 

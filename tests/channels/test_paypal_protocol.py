@@ -64,32 +64,53 @@ def _key() -> rsa.RSAPrivateKey:
 def _ca(name: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     key, now = _key(), datetime.now(UTC)
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
     return key, cert
 
 
-def _leaf(ca_key: rsa.RSAPrivateKey, ca_cert: x509.Certificate, *, cn: str, key: rsa.RSAPrivateKey,
-          not_before: datetime | None = None, not_after: datetime | None = None) -> x509.Certificate:
+def _leaf(
+    ca_key: rsa.RSAPrivateKey,
+    ca_cert: x509.Certificate,
+    *,
+    cn: str,
+    key: rsa.RSAPrivateKey,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> x509.Certificate:
     now = datetime.now(UTC)
-    return (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
-            .issuer_name(ca_cert.subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before or now - timedelta(days=1))
-            .not_valid_after(not_after or now + timedelta(days=10))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA256()))
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or now - timedelta(days=1))
+        .not_valid_after(not_after or now + timedelta(days=10))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
 
 
 @pytest.fixture(scope="module")
 def pki() -> Pki:
     ca_key, ca_cert = _ca("Test Root CA")
     leaf_key = _key()
-    return Pki(ca_key, ca_cert, leaf_key,
-               _leaf(ca_key, ca_cert, cn="messageverificationcerts.sandbox.paypal.com", key=leaf_key))
+    return Pki(
+        ca_key,
+        ca_cert,
+        leaf_key,
+        _leaf(ca_key, ca_cert, cn="messageverificationcerts.sandbox.paypal.com", key=leaf_key),
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -104,33 +125,58 @@ def _adapter(pki: Pki | None = None, **options: object) -> PaypalAdapter:
     if pki is not None:
         opts["trusted_ca_certificates"] = [pki.ca_pem]
     opts.update(options)
-    return PaypalAdapter(AccountConfig(channel="paypal", account_id=1, base_url=BASE,
-                                       ids={"client_id": "client-1", "webhook_id": WEBHOOK_ID},
-                                       credentials={"client_secret": "fake-secret"}, options=opts))
+    return PaypalAdapter(
+        AccountConfig(
+            channel="paypal",
+            account_id=1,
+            base_url=BASE,
+            ids={"client_id": "client-1", "webhook_id": WEBHOOK_ID},
+            credentials={"client_secret": "fake-secret"},
+            options=opts,
+        )
+    )
 
 
-def _signed_headers(key: rsa.RSAPrivateKey, body: bytes, *,
-                    transmission_id: str = "8f3a2b10-0c1d-11f0-9e7a-0a1b2c3d4e5f",
-                    transmission_time: str = "2025-01-01T12:00:00Z", webhook_id: str = WEBHOOK_ID,
-                    cert_url: str = CERT_URL) -> dict[str, str]:
+def _signed_headers(
+    key: rsa.RSAPrivateKey,
+    body: bytes,
+    *,
+    transmission_id: str = "8f3a2b10-0c1d-11f0-9e7a-0a1b2c3d4e5f",
+    transmission_time: str = "2025-01-01T12:00:00Z",
+    webhook_id: str = WEBHOOK_ID,
+    cert_url: str = CERT_URL,
+) -> dict[str, str]:
     """Sign per §4.5, with the string built here independently of the adapter."""
     message = f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body) & 0xFFFFFFFF}"
     sig = key.sign(message.encode(), padding.PKCS1v15(), hashes.SHA256())
-    return {"Paypal-Transmission-Id": transmission_id, "Paypal-Transmission-Time": transmission_time,
-            "Paypal-Transmission-Sig": base64.b64encode(sig).decode(), "Paypal-Cert-Url": cert_url,
-            "Paypal-Auth-Algo": "SHA256withRSA"}
+    return {
+        "Paypal-Transmission-Id": transmission_id,
+        "Paypal-Transmission-Time": transmission_time,
+        "Paypal-Transmission-Sig": base64.b64encode(sig).decode(),
+        "Paypal-Cert-Url": cert_url,
+        "Paypal-Auth-Algo": "SHA256withRSA",
+    }
 
 
 def _capture_event(event_type: str = "PAYMENT.CAPTURE.COMPLETED", status: str = "COMPLETED") -> bytes:
-    return json.dumps({
-        "id": "WH-58D329510W468432D-8HN650336L201105X", "event_version": "1.0", "resource_type": "capture",
-        "event_type": event_type, "create_time": "2025-01-01T12:00:00Z",
-        "resource": {"id": "42311647XV020574X", "status": status,
-                     "amount": {"currency_code": "USD", "value": "9.90"},
-                     "custom_id": "P20250101000001", "invoice_id": "P20250101000001",
-                     "create_time": "2025-01-01T11:59:58Z",
-                     "supplementary_data": {"related_ids": {"order_id": "5O190127TN364715T"}}},
-    }).encode()
+    return json.dumps(
+        {
+            "id": "WH-58D329510W468432D-8HN650336L201105X",
+            "event_version": "1.0",
+            "resource_type": "capture",
+            "event_type": event_type,
+            "create_time": "2025-01-01T12:00:00Z",
+            "resource": {
+                "id": "42311647XV020574X",
+                "status": status,
+                "amount": {"currency_code": "USD", "value": "9.90"},
+                "custom_id": "P20250101000001",
+                "invoice_id": "P20250101000001",
+                "create_time": "2025-01-01T11:59:58Z",
+                "supplementary_data": {"related_ids": {"order_id": "5O190127TN364715T"}},
+            },
+        }
+    ).encode()
 
 
 @pytest.fixture
@@ -145,7 +191,8 @@ def test_worked_example_crc32_and_signing_string() -> None:
     body = b'{"id":"WH-TEST-1","event_type":"PAYMENT.CAPTURE.COMPLETED"}'
     assert crc32_of(body) == 2077941293
     assert signing_string("8f3a2b10-0c1d-11f0-9e7a-0a1b2c3d4e5f", "2025-01-01T12:00:00Z", WEBHOOK_ID, body) == (
-        "8f3a2b10-0c1d-11f0-9e7a-0a1b2c3d4e5f|2025-01-01T12:00:00Z|1AB23456CD789012E|2077941293")
+        "8f3a2b10-0c1d-11f0-9e7a-0a1b2c3d4e5f|2025-01-01T12:00:00Z|1AB23456CD789012E|2077941293"
+    )
 
 
 def test_crc32_is_unsigned_for_bodies_with_the_high_bit_set() -> None:
@@ -156,10 +203,18 @@ def test_crc32_is_unsigned_for_bodies_with_the_high_bit_set() -> None:
 
 
 # --- money --------------------------------------------------------------------------------
-@pytest.mark.parametrize(("minor", "currency", "wire"), [
-    (990, "USD", "9.90"), (5, "EUR", "0.05"), (990, "JPY", "990"), (1234, "KWD", "1.234"),
-    (100000, "KRW", "100000"), (7, "BHD", "0.007"), (123456789012, "USD", "1234567890.12"),
-])
+@pytest.mark.parametrize(
+    ("minor", "currency", "wire"),
+    [
+        (990, "USD", "9.90"),
+        (5, "EUR", "0.05"),
+        (990, "JPY", "990"),
+        (1234, "KWD", "1.234"),
+        (100000, "KRW", "100000"),
+        (7, "BHD", "0.007"),
+        (123456789012, "USD", "1234567890.12"),
+    ],
+)
 def test_amounts_follow_the_currency_exponent_both_ways(minor: int, currency: str, wire: str) -> None:
     assert format_amount(minor, currency) == wire
     assert parse_amount(wire, currency) == minor
@@ -239,20 +294,23 @@ def test_headers_are_matched_case_insensitively(pki: Pki, served_cert: responses
     assert _adapter(pki).parse_notification(headers, body).kind == NotificationKind.PAYMENT
 
 
-@pytest.mark.parametrize("cert_url", [
-    "https://evil.example.com/cert.pem",
-    "http://api.paypal.com/v1/notifications/certs/CERT-1",
-    "https://paypal.com.evil.com/cert.pem",
-    "https://api.paypal.com@evil.com/cert.pem",
-    "https://api.paypal.com:8443/cert.pem",
-    "https://evilpaypal.com/cert.pem",
-    "ftp://api.paypal.com/cert.pem",
-])
+@pytest.mark.parametrize(
+    "cert_url",
+    [
+        "https://evil.example.com/cert.pem",
+        "http://api.paypal.com/v1/notifications/certs/CERT-1",
+        "https://paypal.com.evil.com/cert.pem",
+        "https://api.paypal.com@evil.com/cert.pem",
+        "https://api.paypal.com:8443/cert.pem",
+        "https://evilpaypal.com/cert.pem",
+        "ftp://api.paypal.com/cert.pem",
+    ],
+)
 def test_cert_url_outside_allowed_hosts_is_rejected_without_fetching(pki: Pki, cert_url: str) -> None:
     body = _capture_event()
     headers = _signed_headers(pki.leaf_key, body, cert_url=cert_url)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        rsps.get(cert_url, body=pki.leaf_pem)   # would be served if it were fetched
+        rsps.get(cert_url, body=pki.leaf_pem)  # would be served if it were fetched
         with pytest.raises(SignatureInvalid, match="not an allowed"):
             _adapter(pki).parse_notification(headers, body)
         assert len(rsps.calls) == 0
@@ -290,8 +348,14 @@ def test_cert_with_a_non_paypal_common_name_is_rejected(pki: Pki) -> None:
 
 def test_expired_cert_is_rejected(pki: Pki) -> None:
     key, now = _key(), datetime.now(UTC)
-    leaf = _leaf(pki.ca_key, pki.ca_cert, cn="messageverificationcerts.sandbox.paypal.com", key=key,
-                 not_before=now - timedelta(days=30), not_after=now - timedelta(days=1))
+    leaf = _leaf(
+        pki.ca_key,
+        pki.ca_cert,
+        cn="messageverificationcerts.sandbox.paypal.com",
+        key=key,
+        not_before=now - timedelta(days=30),
+        not_after=now - timedelta(days=1),
+    )
     body = _capture_event()
     with responses.RequestsMock() as rsps:
         rsps.get(CERT_URL, body=leaf.public_bytes(serialization.Encoding.PEM))
@@ -301,13 +365,17 @@ def test_expired_cert_is_rejected(pki: Pki) -> None:
 
 def test_cert_chaining_through_a_served_intermediate_is_accepted(pki: Pki) -> None:
     inter_key, now = _key(), datetime.now(UTC)
-    inter = (x509.CertificateBuilder()
-             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Intermediate")]))
-             .issuer_name(pki.ca_cert.subject).public_key(inter_key.public_key())
-             .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-             .not_valid_after(now + timedelta(days=20))
-             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-             .sign(pki.ca_key, hashes.SHA256()))
+    inter = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test Intermediate")]))
+        .issuer_name(pki.ca_cert.subject)
+        .public_key(inter_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=20))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(pki.ca_key, hashes.SHA256())
+    )
     key = _key()
     leaf = _leaf(inter_key, inter, cn="messageverificationcerts.paypal.com", key=key)
     bundle = leaf.public_bytes(serialization.Encoding.PEM) + inter.public_bytes(serialization.Encoding.PEM)
@@ -332,13 +400,17 @@ def _verified(pki: Pki, event: dict) -> paypal.Notification:
     return _adapter(pki).parse_notification(_signed_headers(pki.leaf_key, body), body)
 
 
-@pytest.mark.parametrize(("event_type", "status", "expected"), [
-    ("PAYMENT.CAPTURE.PENDING", "PENDING", TradeStatus.NOT_PAID),
-    ("PAYMENT.CAPTURE.DENIED", "DECLINED", TradeStatus.FAILED),
-    ("PAYMENT.CAPTURE.DECLINED", "DECLINED", TradeStatus.FAILED),
-])
-def test_capture_events_map_to_payment_states(pki: Pki, served_cert: responses.RequestsMock, event_type: str,
-                                              status: str, expected: TradeStatus) -> None:
+@pytest.mark.parametrize(
+    ("event_type", "status", "expected"),
+    [
+        ("PAYMENT.CAPTURE.PENDING", "PENDING", TradeStatus.NOT_PAID),
+        ("PAYMENT.CAPTURE.DENIED", "DECLINED", TradeStatus.FAILED),
+        ("PAYMENT.CAPTURE.DECLINED", "DECLINED", TradeStatus.FAILED),
+    ],
+)
+def test_capture_events_map_to_payment_states(
+    pki: Pki, served_cert: responses.RequestsMock, event_type: str, status: str, expected: TradeStatus
+) -> None:
     note = _verified(pki, json.loads(_capture_event(event_type, status)))
     assert note.kind == NotificationKind.PAYMENT
     assert note.trade is not None and note.trade.status == expected
@@ -346,32 +418,58 @@ def test_capture_events_map_to_payment_states(pki: Pki, served_cert: responses.R
 
 
 def test_order_approved_is_a_payment_hint_that_is_not_yet_paid(pki: Pki, served_cert: responses.RequestsMock) -> None:
-    note = _verified(pki, {
-        "id": "WH-APPROVED-1", "event_type": "CHECKOUT.ORDER.APPROVED", "resource_type": "checkout-order",
-        "resource": {"id": "5O190127TN364715T", "status": "APPROVED",
-                     "purchase_units": [{"custom_id": "P20250101000001", "invoice_id": "P20250101000001",
-                                         "amount": {"currency_code": "USD", "value": "9.90"}}]},
-    })
+    note = _verified(
+        pki,
+        {
+            "id": "WH-APPROVED-1",
+            "event_type": "CHECKOUT.ORDER.APPROVED",
+            "resource_type": "checkout-order",
+            "resource": {
+                "id": "5O190127TN364715T",
+                "status": "APPROVED",
+                "purchase_units": [
+                    {
+                        "custom_id": "P20250101000001",
+                        "invoice_id": "P20250101000001",
+                        "amount": {"currency_code": "USD", "value": "9.90"},
+                    }
+                ],
+            },
+        },
+    )
     assert note.kind == NotificationKind.PAYMENT
     assert note.payment_no == "P20250101000001"
     assert note.channel_trade_no == "5O190127TN364715T"
     assert note.trade is not None and note.trade.status == TradeStatus.NOT_PAID
 
 
-def test_capture_refunded_is_a_refund_keyed_by_our_refund_number(pki: Pki,
-                                                                 served_cert: responses.RequestsMock) -> None:
-    note = _verified(pki, {
-        "id": "WH-REFUND-1", "event_type": "PAYMENT.CAPTURE.REFUNDED", "resource_type": "refund",
-        "resource": {"id": "1JU08902781691411", "status": "COMPLETED", "invoice_id": "R20250101000001",
-                     "custom_id": "P20250101000001", "amount": {"currency_code": "USD", "value": "1.00"},
-                     "update_time": "2025-01-02T08:00:00Z"},
-    })
+def test_capture_refunded_is_a_refund_keyed_by_our_refund_number(pki: Pki, served_cert: responses.RequestsMock) -> None:
+    note = _verified(
+        pki,
+        {
+            "id": "WH-REFUND-1",
+            "event_type": "PAYMENT.CAPTURE.REFUNDED",
+            "resource_type": "refund",
+            "resource": {
+                "id": "1JU08902781691411",
+                "status": "COMPLETED",
+                "invoice_id": "R20250101000001",
+                "custom_id": "P20250101000001",
+                "amount": {"currency_code": "USD", "value": "1.00"},
+                "update_time": "2025-01-02T08:00:00Z",
+            },
+        },
+    )
     assert note.kind == NotificationKind.REFUND
     assert note.dedupe_key == "WH-REFUND-1"
     assert note.payment_no == "P20250101000001"
     assert note.refund is not None
     assert (note.refund.refund_no, note.refund.channel_refund_no, note.refund.amount, note.refund.status) == (
-        "R20250101000001", "1JU08902781691411", 100, RefundStatus.SUCCEEDED)
+        "R20250101000001",
+        "1JU08902781691411",
+        100,
+        RefundStatus.SUCCEEDED,
+    )
 
 
 def test_capture_reversed_carries_no_state_to_apply(pki: Pki, served_cert: responses.RequestsMock) -> None:
@@ -401,17 +499,23 @@ def test_ack_is_200_empty_or_400() -> None:
 
 # --- API verification (method A) ----------------------------------------------------------
 def _token_stub(rsps: responses.RequestsMock) -> None:
-    rsps.post(f"{BASE}/v1/oauth2/token", json={"access_token": "tok-1", "token_type": "Bearer",
-                                                "expires_in": 32400})
+    rsps.post(f"{BASE}/v1/oauth2/token", json={"access_token": "tok-1", "token_type": "Bearer", "expires_in": 32400})
 
 
 def test_api_verification_embeds_the_received_event_bytes_unchanged() -> None:
     # odd spacing, key order and an escaped character: re-serialising would change every one
-    body = (b'{ "event_type" : "PAYMENT.CAPTURE.COMPLETED",  "id":"WH-API-1", "summary":"caf\\u00e9",'
-            b'"resource":{"id":"42311647XV020574X","status":"COMPLETED","custom_id":"P1",'
-            b'"amount":{"value":"9.90","currency_code":"USD"}}}')
-    headers = {"PAYPAL-TRANSMISSION-ID": "t-1", "PAYPAL-TRANSMISSION-TIME": "2025-01-01T12:00:00Z",
-               "PAYPAL-TRANSMISSION-SIG": "c2ln", "PAYPAL-CERT-URL": CERT_URL, "PAYPAL-AUTH-ALGO": "SHA256withRSA"}
+    body = (
+        b'{ "event_type" : "PAYMENT.CAPTURE.COMPLETED",  "id":"WH-API-1", "summary":"caf\\u00e9",'
+        b'"resource":{"id":"42311647XV020574X","status":"COMPLETED","custom_id":"P1",'
+        b'"amount":{"value":"9.90","currency_code":"USD"}}}'
+    )
+    headers = {
+        "PAYPAL-TRANSMISSION-ID": "t-1",
+        "PAYPAL-TRANSMISSION-TIME": "2025-01-01T12:00:00Z",
+        "PAYPAL-TRANSMISSION-SIG": "c2ln",
+        "PAYPAL-CERT-URL": CERT_URL,
+        "PAYPAL-AUTH-ALGO": "SHA256withRSA",
+    }
     with responses.RequestsMock() as rsps:
         _token_stub(rsps)
         rsps.post(f"{BASE}/v1/notifications/verify-webhook-signature", json={"verification_status": "SUCCESS"})
@@ -427,8 +531,13 @@ def test_api_verification_embeds_the_received_event_bytes_unchanged() -> None:
 
 def test_api_verification_failure_is_rejected() -> None:
     body = _capture_event()
-    headers = {"PAYPAL-TRANSMISSION-ID": "t-1", "PAYPAL-TRANSMISSION-TIME": "2025-01-01T12:00:00Z",
-               "PAYPAL-TRANSMISSION-SIG": "c2ln", "PAYPAL-CERT-URL": CERT_URL, "PAYPAL-AUTH-ALGO": "SHA256withRSA"}
+    headers = {
+        "PAYPAL-TRANSMISSION-ID": "t-1",
+        "PAYPAL-TRANSMISSION-TIME": "2025-01-01T12:00:00Z",
+        "PAYPAL-TRANSMISSION-SIG": "c2ln",
+        "PAYPAL-CERT-URL": CERT_URL,
+        "PAYPAL-AUTH-ALGO": "SHA256withRSA",
+    }
     with responses.RequestsMock() as rsps:
         _token_stub(rsps)
         rsps.post(f"{BASE}/v1/notifications/verify-webhook-signature", json={"verification_status": "FAILURE"})
@@ -447,21 +556,32 @@ def test_query_without_order_id_is_not_supported_and_close_makes_no_call() -> No
 
 
 def _order(status: str, captures: list[dict] | None = None) -> dict:
-    unit: dict = {"reference_id": "default", "custom_id": "P1", "invoice_id": "P1",
-                  "amount": {"currency_code": "USD", "value": "9.90"}}
+    unit: dict = {
+        "reference_id": "default",
+        "custom_id": "P1",
+        "invoice_id": "P1",
+        "amount": {"currency_code": "USD", "value": "9.90"},
+    }
     if captures is not None:
         unit["payments"] = {"captures": captures}
     return {"id": "ORDER1", "status": status, "purchase_units": [unit]}
 
 
 def test_order_already_captured_is_reread_and_decided_on_the_capture() -> None:
-    capture = {"id": "CAP1", "status": "COMPLETED", "amount": {"currency_code": "USD", "value": "9.90"},
-               "create_time": "2025-01-01T12:00:00Z"}
+    capture = {
+        "id": "CAP1",
+        "status": "COMPLETED",
+        "amount": {"currency_code": "USD", "value": "9.90"},
+        "create_time": "2025-01-01T12:00:00Z",
+    }
     with responses.RequestsMock() as rsps:
         _token_stub(rsps)
         rsps.get(f"{BASE}/v2/checkout/orders/ORDER1", json=_order("APPROVED"))
-        rsps.post(f"{BASE}/v2/checkout/orders/ORDER1/capture", status=422,
-                  json={"name": "UNPROCESSABLE_ENTITY", "details": [{"issue": "ORDER_ALREADY_CAPTURED"}]})
+        rsps.post(
+            f"{BASE}/v2/checkout/orders/ORDER1/capture",
+            status=422,
+            json={"name": "UNPROCESSABLE_ENTITY", "details": [{"issue": "ORDER_ALREADY_CAPTURED"}]},
+        )
         rsps.get(f"{BASE}/v2/checkout/orders/ORDER1", json=_order("COMPLETED", [capture]))
         state = _adapter().settle(payment_no="P1", channel_trade_no="ORDER1")
         assert rsps.calls[2].request.headers["PayPal-Request-Id"] == "P1:capture"
@@ -490,27 +610,63 @@ def test_unknown_capture_status_raises_instead_of_defaulting() -> None:
 
 def test_bill_keeps_captures_and_refunds_and_skips_other_event_codes() -> None:
     def info(tid: str, code: str, value: str, *, status: str = "S", fee: str = "0.00", **extra: str) -> dict:
-        return {"transaction_info": {"transaction_id": tid, "transaction_event_code": code,
-                                     "transaction_initiation_date": "2025-01-01T10:00:00+0000",
-                                     "transaction_amount": {"currency_code": "USD", "value": value},
-                                     "fee_amount": {"currency_code": "USD", "value": fee},
-                                     "transaction_status": status, **extra}}
-    page1 = {"transaction_details": [
-        info("CAP1", "T0006", "9.90", fee="-0.59", invoice_id="P1", custom_field="P1",
-             paypal_reference_id="ORDER1", paypal_reference_id_type="ODR"),
-        info("WD1", "T0400", "-50.00"),                       # withdrawal: not paycore's
-    ], "total_pages": 2, "page": 1}
-    page2 = {"transaction_details": [
-        info("REF1", "T1107", "-1.00", fee="0.03", invoice_id="R1", paypal_reference_id="CAP1",
-             paypal_reference_id_type="TXN"),
-        info("CAP2", "T0006", "5.00", status="D", invoice_id="P2"),   # denied: no money moved
-    ], "total_pages": 2, "page": 2}
+        return {
+            "transaction_info": {
+                "transaction_id": tid,
+                "transaction_event_code": code,
+                "transaction_initiation_date": "2025-01-01T10:00:00+0000",
+                "transaction_amount": {"currency_code": "USD", "value": value},
+                "fee_amount": {"currency_code": "USD", "value": fee},
+                "transaction_status": status,
+                **extra,
+            }
+        }
+
+    page1 = {
+        "transaction_details": [
+            info(
+                "CAP1",
+                "T0006",
+                "9.90",
+                fee="-0.59",
+                invoice_id="P1",
+                custom_field="P1",
+                paypal_reference_id="ORDER1",
+                paypal_reference_id_type="ODR",
+            ),
+            info("WD1", "T0400", "-50.00"),  # withdrawal: not paycore's
+        ],
+        "total_pages": 2,
+        "page": 1,
+    }
+    page2 = {
+        "transaction_details": [
+            info(
+                "REF1",
+                "T1107",
+                "-1.00",
+                fee="0.03",
+                invoice_id="R1",
+                paypal_reference_id="CAP1",
+                paypal_reference_id_type="TXN",
+            ),
+            info("CAP2", "T0006", "5.00", status="D", invoice_id="P2"),  # denied: no money moved
+        ],
+        "total_pages": 2,
+        "page": 2,
+    }
     with responses.RequestsMock() as rsps:
         _token_stub(rsps)
-        rsps.get(f"{BASE}/v1/reporting/transactions", json=page1,
-                 match=[responses.matchers.query_param_matcher({"page": "1"}, strict_match=False)])
-        rsps.get(f"{BASE}/v1/reporting/transactions", json=page2,
-                 match=[responses.matchers.query_param_matcher({"page": "2"}, strict_match=False)])
+        rsps.get(
+            f"{BASE}/v1/reporting/transactions",
+            json=page1,
+            match=[responses.matchers.query_param_matcher({"page": "1"}, strict_match=False)],
+        )
+        rsps.get(
+            f"{BASE}/v1/reporting/transactions",
+            json=page2,
+            match=[responses.matchers.query_param_matcher({"page": "2"}, strict_match=False)],
+        )
         rows = list(_adapter().fetch_bill(date(2025, 1, 1)))
         params = rsps.calls[1].request.params
     assert params["start_date"] == "2025-01-01T00:00:00Z"

@@ -47,16 +47,35 @@ def _payment_no() -> str:
 
 
 def _prepay(adapter: PaypalAdapter, payment_no: str, amount: int = 990, currency: str = "USD") -> PrepayResult:
-    return adapter.prepay(PrepayRequest(
-        payment_no=payment_no, amount=amount, currency=currency, description="Coffee", method="app",
-        notify_url="https://paycore.example.com/callbacks/paypal", expires_at=datetime.now(UTC) + timedelta(hours=1),
-        return_url="https://app.example.com/pp/return", cancel_url="https://app.example.com/pp/cancel"))
+    return adapter.prepay(
+        PrepayRequest(
+            payment_no=payment_no,
+            amount=amount,
+            currency=currency,
+            description="Coffee",
+            method="app",
+            notify_url="https://paycore.example.com/callbacks/paypal",
+            expires_at=datetime.now(UTC) + timedelta(hours=1),
+            return_url="https://app.example.com/pp/return",
+            cancel_url="https://app.example.com/pp/cancel",
+        )
+    )
 
 
-def _refund(adapter: PaypalAdapter, payment_no: str, order_id: str, refund_no: str, amount: int,
-            total: int = 990) -> Any:
-    return adapter.refund(RefundRequest(refund_no=refund_no, payment_no=payment_no, channel_trade_no=order_id,
-                                        amount=amount, total_amount=total, currency="USD", reason="returned"))
+def _refund(
+    adapter: PaypalAdapter, payment_no: str, order_id: str, refund_no: str, amount: int, total: int = 990
+) -> Any:
+    return adapter.refund(
+        RefundRequest(
+            refund_no=refund_no,
+            payment_no=payment_no,
+            channel_trade_no=order_id,
+            amount=amount,
+            total_amount=total,
+            currency="USD",
+            reason="returned",
+        )
+    )
 
 
 def _event_type(req: Any) -> str:
@@ -101,8 +120,9 @@ def account(sandbox_account: Callable[..., AccountConfig], notification_sink: An
 
 
 # --- the full cycle -------------------------------------------------------------------------
-def test_full_cycle_prepay_approve_capture_refund_bill(account: AccountConfig, sandbox: Any,
-                                                       notification_sink: Any) -> None:
+def test_full_cycle_prepay_approve_capture_refund_bill(
+    account: AccountConfig, sandbox: Any, notification_sink: Any
+) -> None:
     adapter = PaypalAdapter(account)
     payment_no = _payment_no()
     prepay = _prepay(adapter, payment_no)
@@ -145,11 +165,14 @@ def test_full_cycle_prepay_approve_capture_refund_bill(account: AccountConfig, s
     refunded = [_parse(adapter, r) for r in _wait_event(notification_sink, "PAYMENT.CAPTURE.REFUNDED", 2)]
     assert all(n.kind == NotificationKind.REFUND for n in refunded)
     assert {(n.refund.refund_no, n.refund.amount, n.refund.status) for n in refunded if n.refund} == {
-        (f"R{payment_no}a", 300, RefundStatus.SUCCEEDED), (f"R{payment_no}b", 690, RefundStatus.SUCCEEDED)}
+        (f"R{payment_no}a", 300, RefundStatus.SUCCEEDED),
+        (f"R{payment_no}b", 690, RefundStatus.SUCCEEDED),
+    }
     assert {n.payment_no for n in refunded} == {payment_no}
 
-    by_id = adapter.query_refund(refund_no=f"R{payment_no}a", payment_no=payment_no,
-                                 channel_refund_no=first.channel_refund_no)
+    by_id = adapter.query_refund(
+        refund_no=f"R{payment_no}a", payment_no=payment_no, channel_refund_no=first.channel_refund_no
+    )
     by_number = adapter.query_refund(refund_no=f"R{payment_no}b", payment_no=payment_no, channel_trade_no=order_id)
     assert (by_id.status, by_id.amount) == (RefundStatus.SUCCEEDED, 300)
     assert (by_number.status, by_number.channel_refund_no) == (RefundStatus.SUCCEEDED, rest.channel_refund_no)
@@ -160,14 +183,17 @@ def test_full_cycle_prepay_approve_capture_refund_bill(account: AccountConfig, s
     payments = [r for r in rows if r.kind == BillRowKind.PAYMENT]
     refunds = sorted((r for r in rows if r.kind == BillRowKind.REFUND), key=lambda r: r.amount)
     assert [(r.payment_no, r.channel_trade_no, r.amount, r.currency) for r in payments] == [
-        (payment_no, order_id, 990, "USD")]
+        (payment_no, order_id, 990, "USD")
+    ]
     assert payments[0].fee is not None and payments[0].fee > 0
     assert [(r.refund_no, r.payment_no, r.amount, r.channel_trade_no) for r in refunds] == [
-        (f"R{payment_no}a", payment_no, 300, order_id), (f"R{payment_no}b", payment_no, 690, order_id)]
+        (f"R{payment_no}a", payment_no, 300, order_id),
+        (f"R{payment_no}b", payment_no, 690, order_id),
+    ]
 
 
 def test_bill_pages_through_every_page(sandbox_account: Callable[..., AccountConfig], sandbox: Any) -> None:
-    account = sandbox_account("paypal", report_page_size=1)   # the sandbox serves one row per page
+    account = sandbox_account("paypal", report_page_size=1)  # the sandbox serves one row per page
     http = _Counting()
     adapter = PaypalAdapter(account, http=http)
     numbers = [_payment_no() for _ in range(3)]
@@ -229,8 +255,14 @@ def test_token_with_less_than_five_minutes_left_is_not_reused(sandbox_account: C
 
 
 def test_wrong_client_secret_is_rejected(account: AccountConfig) -> None:
-    bad = AccountConfig(channel="paypal", account_id=account.account_id, base_url=account.base_url,
-                        ids=account.ids, credentials={"client_secret": "wrong"}, options=account.options)
+    bad = AccountConfig(
+        channel="paypal",
+        account_id=account.account_id,
+        base_url=account.base_url,
+        ids=account.ids,
+        credentials={"client_secret": "wrong"},
+        options=account.options,
+    )
     with pytest.raises(ChannelRejected) as exc:
         _prepay(PaypalAdapter(bad), _payment_no())
     assert exc.value.code == "invalid_client"
@@ -314,8 +346,9 @@ def test_refund_before_capture_is_rejected(account: AccountConfig) -> None:
 
 
 # --- webhooks ---------------------------------------------------------------------------------
-def test_webhook_is_retried_until_acknowledged_with_the_same_event_id(account: AccountConfig, sandbox: Any,
-                                                                      notification_sink: Any) -> None:
+def test_webhook_is_retried_until_acknowledged_with_the_same_event_id(
+    account: AccountConfig, sandbox: Any, notification_sink: Any
+) -> None:
     adapter = PaypalAdapter(account)
     payment_no = _payment_no()
     _prepay(adapter, payment_no)
@@ -340,8 +373,9 @@ def test_badly_signed_webhook_is_rejected(account: AccountConfig, sandbox: Any, 
         _parse(adapter, delivery)
 
 
-def test_verification_through_the_api(sandbox_account: Callable[..., AccountConfig], sandbox: Any,
-                                      notification_sink: Any) -> None:
+def test_verification_through_the_api(
+    sandbox_account: Callable[..., AccountConfig], sandbox: Any, notification_sink: Any
+) -> None:
     account = sandbox_account("paypal", notify_url=notification_sink.url(), webhook_verification="api")
     adapter = PaypalAdapter(account)
     payment_no = _payment_no()
@@ -356,8 +390,9 @@ def test_verification_through_the_api(sandbox_account: Callable[..., AccountConf
 
 
 # --- API faults -------------------------------------------------------------------------------
-def test_lost_create_answer_is_unavailable_and_the_retry_finds_the_same_order(account: AccountConfig,
-                                                                              sandbox: Any) -> None:
+def test_lost_create_answer_is_unavailable_and_the_retry_finds_the_same_order(
+    account: AccountConfig, sandbox: Any
+) -> None:
     adapter = PaypalAdapter(account)
     payment_no = _payment_no()
     sandbox.add_fault(kind="http_500", channel="paypal", path="/v2/checkout/orders", count=1, process=True)

@@ -26,41 +26,65 @@ from channels.base import (
 )
 from channels.points import PointsAdapter, _sign, _string_to_sign
 
-SECRET = "test-secret-" + "0" * 20          # obviously fake
+SECRET = "test-secret-" + "0" * 20  # obviously fake
 OLD_SECRET = "old-test-secret-" + "1" * 16
 NOTIFY_PATH = "/callbacks/points/7?src=partner"
 
 
 def make_adapter(**options: object) -> PointsAdapter:
-    return PointsAdapter(AccountConfig(
-        channel="points", account_id=7, base_url="http://127.0.0.1:9/points",
-        ids={"app_id": "app_test", "key_id": "k2"},
-        credentials={"shared_secret": SECRET, "previous_key_id": "k1", "previous_shared_secret": OLD_SECRET},
-        options={"points_per_minor_unit": 100, "notify_url": f"https://paycore.example{NOTIFY_PATH}",
-                 **options}))
+    return PointsAdapter(
+        AccountConfig(
+            channel="points",
+            account_id=7,
+            base_url="http://127.0.0.1:9/points",
+            ids={"app_id": "app_test", "key_id": "k2"},
+            credentials={"shared_secret": SECRET, "previous_key_id": "k1", "previous_shared_secret": OLD_SECRET},
+            options={"points_per_minor_unit": 100, "notify_url": f"https://paycore.example{NOTIFY_PATH}", **options},
+        )
+    )
 
 
-def hand_sign(body: bytes, *, secret: str = SECRET, key_id: str = "k2", path: str = NOTIFY_PATH,
-              method: str = "POST", timestamp: int | None = None, nonce: str | None = None,
-              app_id: str = "app_test") -> dict[str, str]:
+def hand_sign(
+    body: bytes,
+    *,
+    secret: str = SECRET,
+    key_id: str = "k2",
+    path: str = NOTIFY_PATH,
+    method: str = "POST",
+    timestamp: int | None = None,
+    nonce: str | None = None,
+    app_id: str = "app_test",
+) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     nonce = nonce or secrets.token_hex(16)
     text = f"{method}\n{path}\n{ts}\n{nonce}\n{hashlib.sha256(body).hexdigest()}\n"
     signature = hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
-    return {"X-App-Id": app_id, "X-Key-Id": key_id, "X-Timestamp": ts, "X-Nonce": nonce,
-            "X-Signature": signature}
+    return {"X-App-Id": app_id, "X-Key-Id": key_id, "X-Timestamp": ts, "X-Nonce": nonce, "X-Signature": signature}
 
 
 def deduction(**overrides: object) -> dict[str, object]:
-    return {"deduction_id": "D001", "request_no": "P20250101000001", "binding_id": "B1",
-            "order_no": "P20250101000001", "points": 99000, "refunded_points": 0, "status": "SUCCESS",
-            "fail_code": None, "created_at": "2025-01-01T10:00:00+08:00",
-            "completed_at": "2025-01-01T10:00:01+08:00", **overrides}
+    return {
+        "deduction_id": "D001",
+        "request_no": "P20250101000001",
+        "binding_id": "B1",
+        "order_no": "P20250101000001",
+        "points": 99000,
+        "refunded_points": 0,
+        "status": "SUCCESS",
+        "fail_code": None,
+        "created_at": "2025-01-01T10:00:00+08:00",
+        "completed_at": "2025-01-01T10:00:01+08:00",
+        **overrides,
+    }
 
 
 def callback_body(**deduction_overrides: object) -> bytes:
-    event = {"event_id": "EV" + secrets.token_hex(6), "type": "DEDUCTION.SUCCESS",
-             "created_at": "2025-01-01T10:00:01+08:00", "deduction": deduction(**deduction_overrides)}
+    event = {
+        "event_id": "EV" + secrets.token_hex(6),
+        "type": "DEDUCTION.SUCCESS",
+        "created_at": "2025-01-01T10:00:01+08:00",
+        "deduction": deduction(**deduction_overrides),
+    }
     return json.dumps(event, separators=(",", ":")).encode()
 
 
@@ -69,10 +93,13 @@ def test_known_answer_vector_from_the_protocol_reference() -> None:
     body = b'{"request_no":"DED20250101000001","points":500}'
     assert hashlib.sha256(body).hexdigest() == "3d78237317292baab6b3e0d12dca9b866569acc909d0e9cbda07d21f81709b97"
     text = _string_to_sign("POST", "/v1/points/deductions", "1735689600", "7f3c9a1e2b4d", body)
-    assert text == ("POST\n/v1/points/deductions\n1735689600\n7f3c9a1e2b4d\n"
-                    "3d78237317292baab6b3e0d12dca9b866569acc909d0e9cbda07d21f81709b97\n")
+    assert text == (
+        "POST\n/v1/points/deductions\n1735689600\n7f3c9a1e2b4d\n"
+        "3d78237317292baab6b3e0d12dca9b866569acc909d0e9cbda07d21f81709b97\n"
+    )
     assert _sign("demo-shared-secret", "POST", "/v1/points/deductions", "1735689600", "7f3c9a1e2b4d", body) == (
-        "1aea4605729a1cd26da159be6dbcd3fd2550c25b3db32e35b058b6a9555df1e3")
+        "1aea4605729a1cd26da159be6dbcd3fd2550c25b3db32e35b058b6a9555df1e3"
+    )
 
 
 def test_hand_signed_callback_matches_the_adapters_signature() -> None:
@@ -83,10 +110,16 @@ def test_hand_signed_callback_matches_the_adapters_signature() -> None:
 
 # --- requests we send ---------------------------------------------------------------------------
 def test_requests_are_signed_over_the_exact_path_query_and_body_sent(notification_sink) -> None:
-    notification_sink.respond_with(200, b"{}")          # unsigned: the adapter must refuse to trust it
-    adapter = PointsAdapter(AccountConfig(
-        channel="points", account_id=1, base_url=notification_sink.url("/points"),
-        ids={"app_id": "app_test", "key_id": "k2"}, credentials={"shared_secret": SECRET}))
+    notification_sink.respond_with(200, b"{}")  # unsigned: the adapter must refuse to trust it
+    adapter = PointsAdapter(
+        AccountConfig(
+            channel="points",
+            account_id=1,
+            base_url=notification_sink.url("/points"),
+            ids={"app_id": "app_test", "key_id": "k2"},
+            credentials={"shared_secret": SECRET},
+        )
+    )
     with pytest.raises(ChannelUnavailable):
         adapter.query(payment_no="P 1&x=ü")
     with pytest.raises(ChannelUnavailable):
@@ -99,11 +132,10 @@ def test_requests_are_signed_over_the_exact_path_query_and_body_sent(notificatio
         assert h["X-App-Id"] == "app_test" and h["X-Key-Id"] == "k2"
         assert 16 <= len(h["X-Nonce"]) <= 32 and all(c in "0123456789abcdef" for c in h["X-Nonce"])
         assert abs(int(h["X-Timestamp"]) - time.time()) < 60
-        text = (f"{method}\n{req.path}\n{h['X-Timestamp']}\n{h['X-Nonce']}\n"
-                f"{hashlib.sha256(req.body).hexdigest()}\n")
+        text = f"{method}\n{req.path}\n{h['X-Timestamp']}\n{h['X-Nonce']}\n{hashlib.sha256(req.body).hexdigest()}\n"
         assert h["X-Signature"] == hmac.new(SECRET.encode(), text.encode(), hashlib.sha256).hexdigest()
     assert query_req.path.startswith("/points/v1/points/deductions?request_no=")
-    assert "%26x%3D" in query_req.path                    # the query is signed as encoded on the wire
+    assert "%26x%3D" in query_req.path  # the query is signed as encoded on the wire
     assert query_req.body == b""
     assert json.loads(bind_req.body) == {"bind_request_no": "BR-1", "user_ref": "user-ü", "our_user_id": "u-1"}
     assert query_req.headers["X-Nonce"] != bind_req.headers["X-Nonce"]
@@ -119,7 +151,7 @@ def test_signed_callback_is_parsed_with_points_converted_to_minor_units() -> Non
     assert (note.payment_no, note.channel_trade_no) == ("P20250101000001", "D001")
     assert note.trade is not None
     assert note.trade.status == TradeStatus.PAID
-    assert note.trade.paid_amount == 990                  # 99000 points at 100 points per fen
+    assert note.trade.paid_amount == 990  # 99000 points at 100 points per fen
     assert note.trade.paid_at == datetime(2025, 1, 1, 2, 0, 1, tzinfo=UTC)
 
 
@@ -177,7 +209,7 @@ def test_replayed_nonce_is_rejected() -> None:
     adapter = make_adapter()
     assert adapter.parse_notification(headers, body).kind == NotificationKind.PAYMENT
     with pytest.raises(SignatureInvalid) as exc:
-        make_adapter().parse_notification(dict(headers), body)     # another instance: the cache is shared
+        make_adapter().parse_notification(dict(headers), body)  # another instance: the cache is shared
     assert exc.value.code == "NONCE_REPLAYED"
 
 
@@ -239,10 +271,16 @@ def test_unknown_key_id_is_rejected() -> None:
 
 
 def test_previous_key_is_refused_once_rotation_is_over() -> None:
-    adapter = PointsAdapter(AccountConfig(
-        channel="points", account_id=7, base_url="http://127.0.0.1:9/points",
-        ids={"app_id": "app_test", "key_id": "k2"}, credentials={"shared_secret": SECRET},
-        options={"notify_url": f"https://paycore.example{NOTIFY_PATH}"}))
+    adapter = PointsAdapter(
+        AccountConfig(
+            channel="points",
+            account_id=7,
+            base_url="http://127.0.0.1:9/points",
+            ids={"app_id": "app_test", "key_id": "k2"},
+            credentials={"shared_secret": SECRET},
+            options={"notify_url": f"https://paycore.example{NOTIFY_PATH}"},
+        )
+    )
     body = callback_body()
     with pytest.raises(SignatureInvalid):
         adapter.parse_notification(hand_sign(body, secret=OLD_SECRET, key_id="k1"), body)
@@ -255,11 +293,22 @@ def test_django_meta_style_header_names_are_accepted() -> None:
 
 
 def test_refund_callback_is_parsed_to_a_refund_state() -> None:
-    event = {"event_id": "EV-r1", "type": "REFUND.SUCCESS", "created_at": "2025-01-02T10:00:00+08:00",
-             "refund": {"refund_id": "R9", "refund_request_no": "RF1", "deduction_id": "D001",
-                        "request_no": "P20250101000001", "points": 30000, "status": "SUCCESS",
-                        "fail_code": None, "created_at": "2025-01-02T09:59:00+08:00",
-                        "completed_at": "2025-01-02T10:00:00+08:00"}}
+    event = {
+        "event_id": "EV-r1",
+        "type": "REFUND.SUCCESS",
+        "created_at": "2025-01-02T10:00:00+08:00",
+        "refund": {
+            "refund_id": "R9",
+            "refund_request_no": "RF1",
+            "deduction_id": "D001",
+            "request_no": "P20250101000001",
+            "points": 30000,
+            "status": "SUCCESS",
+            "fail_code": None,
+            "created_at": "2025-01-02T09:59:00+08:00",
+            "completed_at": "2025-01-02T10:00:00+08:00",
+        },
+    }
     body = json.dumps(event).encode()
     note = make_adapter().parse_notification(hand_sign(body), body)
     assert note.kind == NotificationKind.REFUND
@@ -283,9 +332,15 @@ def test_points_not_a_whole_number_of_minor_units_are_refused() -> None:
 
 
 def test_callback_without_a_configured_notify_url_cannot_be_verified() -> None:
-    adapter = PointsAdapter(AccountConfig(channel="points", account_id=1, base_url="http://127.0.0.1:9",
-                                          ids={"app_id": "app_test", "key_id": "k2"},
-                                          credentials={"shared_secret": SECRET}))
+    adapter = PointsAdapter(
+        AccountConfig(
+            channel="points",
+            account_id=1,
+            base_url="http://127.0.0.1:9",
+            ids={"app_id": "app_test", "key_id": "k2"},
+            credentials={"shared_secret": SECRET},
+        )
+    )
     body = callback_body()
     with pytest.raises(SignatureInvalid):
         adapter.parse_notification(hand_sign(body), body)
@@ -307,11 +362,13 @@ def test_statement_rows_become_bill_rows_in_minor_units() -> None:
         "DEDUCTION,P1,D1,,,99000,SUCCESS,2025-01-01T10:00:00+08:00,2025-01-01T10:00:01+08:00\n"
         "DEDUCTION,P2,D2,,,500,FAILED,2025-01-01T11:00:00+08:00,2025-01-01T11:00:00+08:00\n"
         "REFUND,P1,D1,RF1,R1,30000,SUCCESS,2025-01-01T12:00:00+08:00,2025-01-01T12:00:05+08:00\n"
-        "REFUND,P1,D1,RF2,R2,1000,PROCESSING,2025-01-01T23:59:00+08:00,\n")
+        "REFUND,P1,D1,RF2,R2,1000,PROCESSING,2025-01-01T23:59:00+08:00,\n"
+    )
     rows = list(make_adapter()._statement_rows(csv_text.encode()))
-    assert [(r.kind, r.payment_no, r.channel_trade_no, r.amount, r.refund_no, r.channel_refund_no)
-            for r in rows] == [(BillRowKind.PAYMENT, "P1", "D1", 990, None, None),
-                               (BillRowKind.REFUND, "P1", "D1", 300, "RF1", "R1")]
+    assert [(r.kind, r.payment_no, r.channel_trade_no, r.amount, r.refund_no, r.channel_refund_no) for r in rows] == [
+        (BillRowKind.PAYMENT, "P1", "D1", 990, None, None),
+        (BillRowKind.REFUND, "P1", "D1", 300, "RF1", "R1"),
+    ]
     assert rows[0].currency == "CNY" and rows[0].status == "SUCCESS"
     assert rows[1].occurred_at == datetime(2025, 1, 1, 4, 0, 5, tzinfo=UTC)
     assert rows[1].raw["refund_request_no"] == "RF1"

@@ -27,8 +27,8 @@ from channels.base import (
 from channels.points import PointsAdapter
 from sandbox.client import SandboxClient, SandboxClientError
 
-RATE = 10                      # points per minor unit
-INITIAL_POINTS = 100_000       # what the sandbox gives a new binding
+RATE = 10  # points per minor unit
+INITIAL_POINTS = 100_000  # what the sandbox gives a new binding
 ACK = json.dumps({"code": "SUCCESS"}).encode()
 
 
@@ -37,15 +37,30 @@ def new_no(prefix: str) -> str:
 
 
 def prepay_request(payment_no: str, binding_id: str, amount: int = 1000, description: str = "order") -> PrepayRequest:
-    return PrepayRequest(payment_no=payment_no, amount=amount, currency="CNY", description=description,
-                         method="points", notify_url="", expires_at=datetime.now(UTC) + timedelta(minutes=15),
-                         payer_id=binding_id)
+    return PrepayRequest(
+        payment_no=payment_no,
+        amount=amount,
+        currency="CNY",
+        description=description,
+        method="points",
+        notify_url="",
+        expires_at=datetime.now(UTC) + timedelta(minutes=15),
+        payer_id=binding_id,
+    )
 
 
-def refund_request(refund_no: str, payment_no: str, deduction_id: str | None, amount: int,
-                   total: int = 1000) -> RefundRequest:
-    return RefundRequest(refund_no=refund_no, payment_no=payment_no, channel_trade_no=deduction_id, amount=amount,
-                         total_amount=total, currency="CNY", reason="return")
+def refund_request(
+    refund_no: str, payment_no: str, deduction_id: str | None, amount: int, total: int = 1000
+) -> RefundRequest:
+    return RefundRequest(
+        refund_no=refund_no,
+        payment_no=payment_no,
+        channel_trade_no=deduction_id,
+        amount=amount,
+        total_amount=total,
+        currency="CNY",
+        reason="return",
+    )
 
 
 def events(sink, n: int, adapter: PointsAdapter) -> list:
@@ -56,8 +71,9 @@ def events(sink, n: int, adapter: PointsAdapter) -> list:
 @pytest.fixture
 def points_account(sandbox_account, notification_sink) -> AccountConfig:
     notification_sink.respond_with(200, ACK)
-    return sandbox_account("points", notify_url=notification_sink.url("/callbacks/points/1"),
-                           points_per_minor_unit=RATE)
+    return sandbox_account(
+        "points", notify_url=notification_sink.url("/callbacks/points/1"), points_per_minor_unit=RATE
+    )
 
 
 @pytest.fixture
@@ -69,6 +85,7 @@ def adapter(points_account) -> PointsAdapter:
 def bound(adapter) -> Callable[..., str]:
     def make(user_ref: str = "member-1") -> str:
         return adapter.bind(new_no("BR"), f"{user_ref}-{secrets.token_hex(3)}", new_no("U"))
+
     return make
 
 
@@ -91,34 +108,43 @@ def test_full_cycle_bind_deduct_query_refund_callbacks_and_bill(adapter, bound, 
 
     first = adapter.refund(refund_request(new_no("RF"), payment_no, deduction_id, amount=300))
     assert first.status == RefundStatus.PROCESSING and first.amount == 300
-    notification_sink.wait_for(2)                    # the deduction's and the first refund's callbacks
+    notification_sink.wait_for(2)  # the deduction's and the first refund's callbacks
     assert adapter.query_refund(refund_no=first.refund_no, payment_no=payment_no).status == RefundStatus.SUCCEEDED
 
-    rest = adapter.refund(refund_request(new_no("RF"), payment_no, None, amount=700))   # by request_no
+    rest = adapter.refund(refund_request(new_no("RF"), payment_no, None, amount=700))  # by request_no
     with pytest.raises(ChannelRejected) as over:
         adapter.refund(refund_request(new_no("RF"), payment_no, deduction_id, amount=1))
     assert over.value.code == "REFUND_EXCEEDS_DEDUCTION"
     notes = sorted(events(notification_sink, 3, adapter), key=lambda n: (n.event_type, n.refund and n.refund.amount))
     deducted, refunded_once, refunded_rest = notes
-    by_refund_id = adapter.query_refund(refund_no=rest.refund_no, payment_no=payment_no,
-                                        channel_refund_no=rest.channel_refund_no)
+    by_refund_id = adapter.query_refund(
+        refund_no=rest.refund_no, payment_no=payment_no, channel_refund_no=rest.channel_refund_no
+    )
     assert (by_refund_id.status, by_refund_id.amount) == (RefundStatus.SUCCEEDED, 700)
     assert adapter.balance(binding_id).points == INITIAL_POINTS
 
     assert (deducted.kind, deducted.event_type) == (NotificationKind.PAYMENT, "DEDUCTION.SUCCESS")
     assert deducted.trade is not None
     assert (deducted.payment_no, deducted.channel_trade_no, deducted.trade.paid_amount) == (
-        payment_no, deduction_id, 1000)
+        payment_no,
+        deduction_id,
+        1000,
+    )
     assert [(n.kind, n.refund.refund_no, n.refund.status, n.refund.amount) for n in (refunded_once, refunded_rest)] == [
         (NotificationKind.REFUND, first.refund_no, RefundStatus.SUCCEEDED, 300),
-        (NotificationKind.REFUND, rest.refund_no, RefundStatus.SUCCEEDED, 700)]
+        (NotificationKind.REFUND, rest.refund_no, RefundStatus.SUCCEEDED, 700),
+    ]
     assert len({deducted.dedupe_key, refunded_once.dedupe_key, refunded_rest.dedupe_key}) == 3
 
     bill_date = datetime.fromisoformat(by_no.raw["completed_at"]).date()
     rows = [r for r in adapter.fetch_bill(bill_date) if r.payment_no == payment_no]
-    assert sorted((r.kind, r.amount, r.refund_no or "") for r in rows) == sorted([
-        (BillRowKind.PAYMENT, 1000, ""), (BillRowKind.REFUND, 300, first.refund_no),
-        (BillRowKind.REFUND, 700, rest.refund_no)])
+    assert sorted((r.kind, r.amount, r.refund_no or "") for r in rows) == sorted(
+        [
+            (BillRowKind.PAYMENT, 1000, ""),
+            (BillRowKind.REFUND, 300, first.refund_no),
+            (BillRowKind.REFUND, 700, rest.refund_no),
+        ]
+    )
     assert {r.channel_trade_no for r in rows} == {deduction_id}
 
 
@@ -158,9 +184,9 @@ def test_timeout_is_resolved_by_query_never_by_a_second_deduction(adapter, bound
     with pytest.raises(ChannelUnavailable):
         adapter.prepay(prepay_request(payment_no, binding_id))
 
-    state = adapter.query(payment_no=payment_no)     # the partner did take the points
+    state = adapter.query(payment_no=payment_no)  # the partner did take the points
     assert state.status == TradeStatus.PAID and state.paid_amount == 1000
-    again = adapter.prepay(prepay_request(payment_no, binding_id))   # same number: the original
+    again = adapter.prepay(prepay_request(payment_no, binding_id))  # same number: the original
     assert again.channel_trade_no == state.channel_trade_no
     assert adapter.balance(binding_id).points == INITIAL_POINTS - 1000 * RATE
     trades = [t for t in sandbox.trades() if t["channel"] == "points" and t.get("request_no") == payment_no]
@@ -199,7 +225,7 @@ def test_insufficient_points_fail_the_deduction(adapter, bound, notification_sin
     assert adapter.balance(binding_id).points == 10
     (note,) = events(notification_sink, 1, adapter)
     assert note.event_type == "DEDUCTION.FAILED" and note.trade.status == TradeStatus.FAILED
-    adapter.close(payment_no=payment_no)            # nothing was taken: closing is fine
+    adapter.close(payment_no=payment_no)  # nothing was taken: closing is fine
     with pytest.raises(ChannelRejected) as exc:
         adapter.refund(refund_request(new_no("RF"), payment_no, result.channel_trade_no, amount=1))
     assert exc.value.code == "DEDUCTION_NOT_SUCCESS"
@@ -214,8 +240,7 @@ def test_close_of_unknown_is_a_noop_and_of_a_paid_deduction_is_rejected(adapter,
     assert exc.value.code == "TRADE_PAID"
 
 
-def test_processing_deduction_cannot_be_closed_and_completes_later(adapter, bound, sandbox,
-                                                                   notification_sink) -> None:
+def test_processing_deduction_cannot_be_closed_and_completes_later(adapter, bound, sandbox, notification_sink) -> None:
     binding_id, payment_no = bound(), new_no("P")
     sandbox.act("points", payment_no, "hold")
     result = adapter.prepay(prepay_request(payment_no, binding_id))
@@ -252,13 +277,14 @@ def test_unacknowledged_callback_is_retried_with_a_fresh_signature(adapter, boun
     assert first.body == second.body
     assert first.headers["X-Nonce"] != second.headers["X-Nonce"]
     assert adapter.parse_notification(first.headers, first.body).dedupe_key == (
-        adapter.parse_notification(second.headers, second.body).dedupe_key)
+        adapter.parse_notification(second.headers, second.body).dedupe_key
+    )
 
 
 def test_unbound_account_cannot_be_charged(adapter, bound) -> None:
     binding_id = bound()
     adapter.unbind(binding_id)
-    adapter.unbind(binding_id)                       # repeating is harmless
+    adapter.unbind(binding_id)  # repeating is harmless
     with pytest.raises(ChannelRejected) as exc:
         adapter.prepay(prepay_request(new_no("P"), binding_id))
     assert exc.value.code == "BINDING_INACTIVE"
@@ -282,23 +308,39 @@ def test_partner_mid_rotation_signs_with_the_previous_key(sandbox_account, notif
     assert callback.headers["X-Key-Id"] == config.credentials["previous_key_id"] != config.ids["key_id"]
     assert adapter.parse_notification(callback.headers, callback.body).payment_no == payment_no
 
-    current_only = AccountConfig(channel="points", account_id=config.account_id, base_url=config.base_url,
-                                 ids=config.ids, credentials={"shared_secret": config.credentials["shared_secret"]},
-                                 options=config.options)
-    with pytest.raises(ChannelUnavailable):          # the reply is signed under a key it no longer knows
+    current_only = AccountConfig(
+        channel="points",
+        account_id=config.account_id,
+        base_url=config.base_url,
+        ids=config.ids,
+        credentials={"shared_secret": config.credentials["shared_secret"]},
+        options=config.options,
+    )
+    with pytest.raises(ChannelUnavailable):  # the reply is signed under a key it no longer knows
         PointsAdapter(current_only).query(payment_no=payment_no)
 
 
 # --- the partner's checks of our requests ------------------------------------------------------------
-def signed_get(config: AccountConfig, path: str, *, secret: str | None = None, timestamp: int | None = None,
-               nonce: str | None = None) -> requests.PreparedRequest:
+def signed_get(
+    config: AccountConfig,
+    path: str,
+    *,
+    secret: str | None = None,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> requests.PreparedRequest:
     url = config.base_url + path
     target = requests.Request("GET", url).prepare().path_url
     ts, nonce = str(int(time.time()) if timestamp is None else timestamp), nonce or secrets.token_hex(16)
     text = f"GET\n{target}\n{ts}\n{nonce}\n{hashlib.sha256(b'').hexdigest()}\n"
     key = (secret or config.credentials["shared_secret"]).encode()
-    headers = {"X-App-Id": config.ids["app_id"], "X-Key-Id": config.ids["key_id"], "X-Timestamp": ts,
-               "X-Nonce": nonce, "X-Signature": hmac.new(key, text.encode(), hashlib.sha256).hexdigest()}
+    headers = {
+        "X-App-Id": config.ids["app_id"],
+        "X-Key-Id": config.ids["key_id"],
+        "X-Timestamp": ts,
+        "X-Nonce": nonce,
+        "X-Signature": hmac.new(key, text.encode(), hashlib.sha256).hexdigest(),
+    }
     return requests.Request("GET", url, headers=headers).prepare()
 
 
@@ -316,25 +358,36 @@ def test_partner_accepts_a_hand_signed_request_and_rejects_its_replay(points_acc
     assert (replay.status_code, replay.json()["code"]) == (401, "NONCE_REPLAYED")
 
 
-@pytest.mark.parametrize(("tweak", "code"), [
-    ({"secret": "not-the-secret"}, "SIGNATURE_INVALID"),
-    ({"timestamp": int(time.time()) - 3600}, "TIMESTAMP_EXPIRED"),
-    ({"nonce": "short"}, "SIGNATURE_INVALID"),
-])
+@pytest.mark.parametrize(
+    ("tweak", "code"),
+    [
+        ({"secret": "not-the-secret"}, "SIGNATURE_INVALID"),
+        ({"timestamp": int(time.time()) - 3600}, "TIMESTAMP_EXPIRED"),
+        ({"nonce": "short"}, "SIGNATURE_INVALID"),
+    ],
+)
 def test_partner_rejects_bad_signatures_with_a_signed_401(points_account, adapter, bound, tweak, code) -> None:
     path = f"/v1/bindings/{bound()}/balance"
     resp = send(signed_get(points_account, path, **tweak))
     assert (resp.status_code, resp.json()["code"]) == (401, code)
-    text = (f"GET\n{requests.Request('GET', points_account.base_url + path).prepare().path_url}\n"
-            f"{resp.headers['X-Timestamp']}\n{resp.headers['X-Nonce']}\n{hashlib.sha256(resp.content).hexdigest()}\n")
+    text = (
+        f"GET\n{requests.Request('GET', points_account.base_url + path).prepare().path_url}\n"
+        f"{resp.headers['X-Timestamp']}\n{resp.headers['X-Nonce']}\n{hashlib.sha256(resp.content).hexdigest()}\n"
+    )
     expected = hmac.new(points_account.credentials["shared_secret"].encode(), text.encode(), hashlib.sha256)
     assert resp.headers["X-Signature"] == expected.hexdigest()
 
 
 def test_reply_signed_under_a_secret_we_do_not_hold_is_unverifiable(points_account) -> None:
-    wrong = AccountConfig(channel="points", account_id=1, base_url=points_account.base_url, ids=points_account.ids,
-                          credentials={"shared_secret": "0" * 64}, options=points_account.options)
-    with pytest.raises(ChannelUnavailable):          # the 401 comes back signed with the real key: unverifiable
+    wrong = AccountConfig(
+        channel="points",
+        account_id=1,
+        base_url=points_account.base_url,
+        ids=points_account.ids,
+        credentials={"shared_secret": "0" * 64},
+        options=points_account.options,
+    )
+    with pytest.raises(ChannelUnavailable):  # the 401 comes back signed with the real key: unverifiable
         PointsAdapter(wrong).balance("B-any")
 
 

@@ -39,22 +39,37 @@ class EchoSimulator(ChannelSimulator):
         amount = 100
         if fault is not None and fault.kind == "tamper_amount":
             amount = fault.amount
-        return SandboxResponse.json(200, {"path": req.path, "target": req.target, "amount": amount,
-                                          "fault": fault.kind if fault else None, "count": trade["count"]})
+        return SandboxResponse.json(
+            200,
+            {
+                "path": req.path,
+                "target": req.target,
+                "amount": amount,
+                "fault": fault.kind if fault else None,
+                "count": trade["count"],
+            },
+        )
 
     def payer_action(self, payment_no: str, action: str, params: dict[str, Any]) -> dict[str, Any]:
         if action == "later":
+
             def mark() -> None:
                 with self.sandbox.lock:
                     self.sandbox.trades["echo"][payment_no] = {"status": "DONE"}
+
             self.sandbox.later(float(params["after_seconds"]), mark)
             return {"scheduled": True}
         if action != "notify":
             raise core.SandboxError(400, "BAD_ACTION", action)
         body = json.dumps({"payment_no": payment_no}).encode()
         nid = self.sandbox.notify(
-            "echo", params["url"], lambda: ({"Content-Type": "application/json", "X-Echo": "1"}, body),
-            params.get("schedule", [15, 15, 30]), lambda status, _body: status in (200, 204), key=payment_no)
+            "echo",
+            params["url"],
+            lambda: ({"Content-Type": "application/json", "X-Echo": "1"}, body),
+            params.get("schedule", [15, 15, 30]),
+            lambda status, _body: status in (200, 204),
+            key=payment_no,
+        )
         return {"id": nid}
 
 
@@ -155,15 +170,16 @@ def test_reset_forgets_accounts_trades_and_faults(sandbox, sandbox_gateway, echo
 
 
 # --- API faults ----------------------------------------------------------------------------
-@pytest.mark.parametrize(("kind", "status", "code"), [("http_500", 500, "SYSTEM_ERROR"),
-                                                      ("http_503", 503, "SERVICE_UNAVAILABLE")])
+@pytest.mark.parametrize(
+    ("kind", "status", "code"), [("http_500", 500, "SYSTEM_ERROR"), ("http_503", 503, "SERVICE_UNAVAILABLE")]
+)
 def test_http_error_fault_answers_without_processing(sandbox, sandbox_gateway, echo_url, kind, status, code):
     before = _calls(sandbox_gateway)
     sandbox.add_fault(kind=kind, channel="echo", count=1)
     resp = requests.get(f"{echo_url}/a", timeout=5)
     assert (resp.status_code, resp.json()["code"]) == (status, code)
     assert _calls(sandbox_gateway) == before
-    assert requests.get(f"{echo_url}/a", timeout=5).status_code == 200   # count=1: only once
+    assert requests.get(f"{echo_url}/a", timeout=5).status_code == 200  # count=1: only once
 
 
 def test_http_500_after_processing_keeps_the_effect(sandbox, sandbox_gateway, echo_url):
@@ -227,7 +243,10 @@ def test_notification_is_retried_on_the_schedule_until_acked(sandbox, notificati
     assert received[0].body == b'{"payment_no": "N-RETRY"}' and received[0].headers["X-Echo"] == "1"
     log = _attempts(sandbox, "N-RETRY")
     assert [(e["attempt"], e["status"], e["outcome"]) for e in log] == [
-        (1, 500, "not_acked"), (2, 500, "not_acked"), (3, 200, "acked")]
+        (1, 500, "not_acked"),
+        (2, 500, "not_acked"),
+        (3, 200, "acked"),
+    ]
     state = next(s for s in sandbox.notification_states() if s["key"] == "N-RETRY")
     assert state["state"] == "acked"
 
@@ -236,7 +255,7 @@ def test_notification_gives_up_when_the_schedule_is_exhausted(sandbox, notificat
     notification_sink.respond_with(503)
     sandbox.act("echo", "N-GIVEUP", "notify", url=notification_sink.url(), schedule=[1, 1])
     assert sandbox.wait_idle(5)
-    assert len(notification_sink.received) == 3     # first attempt + two retries
+    assert len(notification_sink.received) == 3  # first attempt + two retries
     state = next(s for s in sandbox.notification_states() if s["key"] == "N-GIVEUP")
     assert (state["state"], state["attempts"]) == ("exhausted", 3)
 
@@ -272,7 +291,7 @@ def test_reordered_notification_is_released_after_the_next_one(sandbox, notifica
     sandbox.add_fault(kind="reorder", channel="echo", count=1)
     sandbox.act("echo", "N-FIRST", "notify", url=notification_sink.url())
     assert sandbox.wait_idle(5)
-    assert notification_sink.received == []        # held back
+    assert notification_sink.received == []  # held back
     sandbox.act("echo", "N-SECOND", "notify", url=notification_sink.url())
     received = notification_sink.wait_for(2)
     assert [json.loads(r.body)["payment_no"] for r in received] == ["N-SECOND", "N-FIRST"]
@@ -298,7 +317,9 @@ def test_reserved_example_host_is_never_contacted(sandbox):
     assert sandbox.wait_idle(5)
     log = _attempts(sandbox, "N-EXAMPLE")
     assert [(e["attempt"], e["status"], e["answer"]) for e in log] == [
-        (1, None, "reserved host: not contacted"), (2, None, "reserved host: not contacted")]
+        (1, None, "reserved host: not contacted"),
+        (2, None, "reserved host: not contacted"),
+    ]
 
 
 def test_cancelled_notification_stops_retrying(sandbox, notification_sink):
@@ -323,8 +344,9 @@ def test_timeout_fault_without_processing_hangs_up_and_changes_nothing(sandbox, 
 def test_module_entry_point_serves_the_control_api():
     import subprocess
 
-    proc = subprocess.Popen([sys.executable, "-m", "sandbox", "--port", "0", "--time-factor", "7"],
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--port", "0", "--time-factor", "7"], stderr=subprocess.PIPE, text=True
+    )
     try:
         line = proc.stderr.readline()
         url = line.split(" on ", 1)[1].split(" ", 1)[0]

@@ -38,9 +38,19 @@ def _target(url: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def v3(acct: AccountConfig, method: str, path: str, body: Any = None, *, ts: int | None = None,
-       tamper: bytes | None = None, serial_no: str | None = None, wechatpay_serial: str | None = None,
-       url: str | None = None, auth: bool = True) -> requests.Response:
+def v3(
+    acct: AccountConfig,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    ts: int | None = None,
+    tamper: bytes | None = None,
+    serial_no: str | None = None,
+    wechatpay_serial: str | None = None,
+    url: str | None = None,
+    auth: bool = True,
+) -> requests.Response:
     """One v3 call signed per §1.2: METHOD\\nTARGET\\nTS\\nNONCE\\nBODY\\n with the merchant key."""
     url = url or acct.base_url + path
     raw = b"" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -52,7 +62,8 @@ def v3(acct: AccountConfig, method: str, path: str, body: Any = None, *, ts: int
     if auth:
         headers["Authorization"] = (
             f'WECHATPAY2-SHA256-RSA2048 mchid="{acct.ids["mchid"]}",nonce_str="{nonce}",signature="{signature}",'
-            f'timestamp="{stamp}",serial_no="{serial_no or acct.ids["merchant_serial_no"]}"')
+            f'timestamp="{stamp}",serial_no="{serial_no or acct.ids["merchant_serial_no"]}"'
+        )
     if wechatpay_serial:
         headers["Wechatpay-Serial"] = wechatpay_serial
     return requests.request(method, url, data=tamper if tamper is not None else raw, headers=headers, timeout=10)
@@ -72,22 +83,35 @@ def verify(acct: AccountConfig, headers: Any, body: bytes) -> str:
     assert abs(int(headers["Wechatpay-Timestamp"]) - time.time()) < 300
     message = f"{headers['Wechatpay-Timestamp']}\n{headers['Wechatpay-Nonce']}\n".encode() + body + b"\n"
     serial = headers["Wechatpay-Serial"]
-    platform_key(acct, serial).verify(base64.b64decode(headers["Wechatpay-Signature"]), message,
-                                      padding.PKCS1v15(), hashes.SHA256())
+    platform_key(acct, serial).verify(
+        base64.b64decode(headers["Wechatpay-Signature"]), message, padding.PKCS1v15(), hashes.SHA256()
+    )
     return serial
 
 
 def decrypt(acct: AccountConfig, resource: dict[str, str]) -> bytes:
     """§1.7: AES-256-GCM, key = APIv3 key bytes, nonce/AAD as UTF-8, tag = last 16 bytes."""
     return AESGCM(acct.credentials["apiv3_key"].encode()).decrypt(
-        resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]), resource["associated_data"].encode())
+        resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]), resource["associated_data"].encode()
+    )
 
 
-def order(acct: AccountConfig, out_trade_no: str, notify_url: str = "https://pay.example.com/cb/wechat",
-          total: int = 990, **extra: Any) -> dict[str, Any]:
-    return {"appid": acct.ids["appid"], "mchid": acct.ids["mchid"], "description": "Coffee",
-            "out_trade_no": out_trade_no, "notify_url": notify_url, "amount": {"total": total, "currency": "CNY"},
-            **extra}
+def order(
+    acct: AccountConfig,
+    out_trade_no: str,
+    notify_url: str = "https://pay.example.com/cb/wechat",
+    total: int = 990,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "appid": acct.ids["appid"],
+        "mchid": acct.ids["mchid"],
+        "description": "Coffee",
+        "out_trade_no": out_trade_no,
+        "notify_url": notify_url,
+        "amount": {"total": total, "currency": "CNY"},
+        **extra,
+    }
 
 
 def new_no(prefix: str = "T") -> str:
@@ -109,7 +133,7 @@ def test_account_carries_merchant_key_platform_certificate_and_public_key(wx):
     cert = x509.load_pem_x509_certificate(pem.encode())
     assert serial == f"{cert.serial_number:040X}" and serial == serial.upper()
     assert wx.options["wechatpay_public_key_id"].startswith("PUB_KEY_ID_")
-    assert wx.options["wechatpay_public_key_id"][len("PUB_KEY_ID_"):].isdigit()
+    assert wx.options["wechatpay_public_key_id"][len("PUB_KEY_ID_") :].isdigit()
     assert "PRIVATE" not in wx.options["wechatpay_public_key"]
 
 
@@ -162,23 +186,30 @@ def test_wrong_merchant_serial_and_missing_authorization_are_rejected(wx):
 
 def test_signature_from_another_merchant_key_is_rejected(wx, sandbox_account):
     other = sandbox_account("wechat")
-    forged = AccountConfig(channel="wechat", account_id=0, base_url=wx.base_url, ids=wx.ids,
-                           credentials={**wx.credentials, "merchant_private_key": other.credentials[
-                               "merchant_private_key"]})
+    forged = AccountConfig(
+        channel="wechat",
+        account_id=0,
+        base_url=wx.base_url,
+        ids=wx.ids,
+        credentials={**wx.credentials, "merchant_private_key": other.credentials["merchant_private_key"]},
+    )
     assert v3(forged, "POST", APP, order(wx, new_no())).status_code == 401
 
 
 # --- prepay --------------------------------------------------------------------------------
-@pytest.mark.parametrize(("change", "status", "code"), [
-    ({"out_trade_no": "T#1234"}, 400, "PARAM_ERROR"),
-    ({"out_trade_no": "T1"}, 400, "PARAM_ERROR"),
-    ({"amount": {"total": 0, "currency": "CNY"}}, 400, "PARAM_ERROR"),
-    ({"amount": {"total": 9.9, "currency": "CNY"}}, 400, "PARAM_ERROR"),
-    ({"notify_url": "https://pay.example.com/cb?x=1"}, 400, "PARAM_ERROR"),
-    ({"description": None}, 400, "PARAM_ERROR"),
-    ({"appid": "wx0000000000000001"}, 400, "APPID_MCHID_NOT_MATCH"),
-    ({"mchid": "1900000001"}, 400, "PARAM_ERROR"),
-])
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [
+        ({"out_trade_no": "T#1234"}, 400, "PARAM_ERROR"),
+        ({"out_trade_no": "T1"}, 400, "PARAM_ERROR"),
+        ({"amount": {"total": 0, "currency": "CNY"}}, 400, "PARAM_ERROR"),
+        ({"amount": {"total": 9.9, "currency": "CNY"}}, 400, "PARAM_ERROR"),
+        ({"notify_url": "https://pay.example.com/cb?x=1"}, 400, "PARAM_ERROR"),
+        ({"description": None}, 400, "PARAM_ERROR"),
+        ({"appid": "wx0000000000000001"}, 400, "APPID_MCHID_NOT_MATCH"),
+        ({"mchid": "1900000001"}, 400, "PARAM_ERROR"),
+    ],
+)
 def test_invalid_prepay_is_refused(wx, change, status, code):
     body = {**order(wx, new_no()), **change}
     resp = v3(wx, "POST", APP, {k: v for k, v in body.items() if v is not None})
@@ -191,8 +222,12 @@ def test_jsapi_needs_openid_and_h5_needs_scene_info(wx):
     ok = v3(wx, "POST", "/v3/pay/transactions/jsapi", order(wx, no, payer={"openid": "oUser1"}))
     assert ok.status_code == 200 and ok.json()["prepay_id"]
     assert v3(wx, "POST", "/v3/pay/transactions/h5", order(wx, new_no())).status_code == 400
-    h5 = v3(wx, "POST", "/v3/pay/transactions/h5",
-            order(wx, new_no(), scene_info={"payer_client_ip": "10.0.0.8", "h5_info": {"type": "Wap"}}))
+    h5 = v3(
+        wx,
+        "POST",
+        "/v3/pay/transactions/h5",
+        order(wx, new_no(), scene_info={"payer_client_ip": "10.0.0.8", "h5_info": {"type": "Wap"}}),
+    )
     assert h5.status_code == 200 and h5.json()["h5_url"].startswith("https://")
     native = v3(wx, "POST", "/v3/pay/transactions/native", order(wx, new_no()))
     assert native.json()["code_url"].startswith("weixin://wxpay/bizpayurl?pr=")
@@ -213,8 +248,9 @@ def test_query_unknown_order_is_404_order_not_exist(wx):
     assert (resp.status_code, resp.json()["code"]) == (404, "ORDER_NOT_EXIST")
 
 
-def test_pay_sends_an_encrypted_signed_notification_and_query_shows_success(sandbox, sandbox_account,
-                                                                            notification_sink):
+def test_pay_sends_an_encrypted_signed_notification_and_query_shows_success(
+    sandbox, sandbox_account, notification_sink
+):
     wx = sandbox_account("wechat")
     no = new_no()
     v3(wx, "POST", APP, order(wx, no, notify_url=notification_sink.url("/cb/wechat"), attach="a1"))
@@ -241,7 +277,7 @@ def test_notification_is_retried_until_answered_200(sandbox, wx, notification_si
     sandbox.pay("wechat", no)
     received = notification_sink.wait_for(3)
     assert sandbox.wait_idle(5)
-    assert len({json.loads(r.body)["id"] for r in received}) == 1     # the same notification each time
+    assert len({json.loads(r.body)["id"] for r in received}) == 1  # the same notification each time
     log = [e for e in sandbox.notifications() if e["key"] == no]
     assert [(e["attempt"], e["status"]) for e in log] == [(1, 500), (2, 500), (3, 200)]
 
@@ -312,14 +348,22 @@ def _paid(sandbox, wx, total: int = 990) -> str:
 
 
 def _refund_body(no: str, refund_no: str, refund: int, total: int = 990, **extra: Any) -> dict[str, Any]:
-    return {"out_trade_no": no, "out_refund_no": refund_no, "amount": {"refund": refund, "total": total,
-                                                                      "currency": "CNY"}, **extra}
+    return {
+        "out_trade_no": no,
+        "out_refund_no": refund_no,
+        "amount": {"refund": refund, "total": total, "currency": "CNY"},
+        **extra,
+    }
 
 
 def test_refund_completes_asynchronously_and_notifies(sandbox, wx, notification_sink):
     no, rno = _paid(sandbox, wx), new_no("R")
-    resp = v3(wx, "POST", "/v3/refund/domestic/refunds",
-              _refund_body(no, rno, 300, notify_url=notification_sink.url("/cb/refund")))
+    resp = v3(
+        wx,
+        "POST",
+        "/v3/refund/domestic/refunds",
+        _refund_body(no, rno, 300, notify_url=notification_sink.url("/cb/refund")),
+    )
     assert resp.status_code == 200
     verify(wx, resp.headers, resp.content)
     assert resp.json()["status"] == "PROCESSING" and resp.json()["amount"]["refund"] == 300
@@ -450,15 +494,28 @@ def test_bill_download_needs_authorization(sandbox, wx):
 
 # --- v2 payment code -------------------------------------------------------------------------
 def test_v2_sign_matches_the_documented_vectors():
-    params = {"appid": "wx0000000000000001", "auth_code": "134567890123456789", "body": "coffee",
-              "mch_id": "1900000001", "nonce_str": "n0nce42", "out_trade_no": "T20250101001",
-              "spbill_create_ip": "10.0.0.8", "total_fee": "1"}
+    params = {
+        "appid": "wx0000000000000001",
+        "auth_code": "134567890123456789",
+        "body": "coffee",
+        "mch_id": "1900000001",
+        "nonce_str": "n0nce42",
+        "out_trade_no": "T20250101001",
+        "spbill_create_ip": "10.0.0.8",
+        "total_fee": "1",
+    }
     key = "ApiKeyDemo0123456789abcdefABCDEF"
     assert v2_sign(params, key, "MD5") == "5EBFCE4DA2BC6625B024AF5600840C0B"
     assert v2_sign({**params, "sign_type": "HMAC-SHA256"}, key, "HMAC-SHA256") == (
-        "7082AF0A948EBEE6B7753BDBE4D70B9EBEB4FEFDD2BFB1CD700CF72B702B5A3E")
-    legacy = {"appid": "wxd930ea5d5a258f4f", "body": "test", "device_info": "1000", "mch_id": "10000100",
-              "nonce_str": "ibuaiVcKdpRxkhJA"}
+        "7082AF0A948EBEE6B7753BDBE4D70B9EBEB4FEFDD2BFB1CD700CF72B702B5A3E"
+    )
+    legacy = {
+        "appid": "wxd930ea5d5a258f4f",
+        "body": "test",
+        "device_info": "1000",
+        "mch_id": "10000100",
+        "nonce_str": "ibuaiVcKdpRxkhJA",
+    }
     assert v2_sign(legacy, "192006250b4c09247ec02edce69f6a2d", "MD5") == "9A0A8659F005D6984697E2CA0A9CF3B7"
 
 
@@ -469,8 +526,9 @@ def _hand_sign(params: dict[str, str], key: str, sign_type: str) -> str:
     return hashlib.md5(text.encode()).hexdigest().upper()
 
 
-def v2(acct: AccountConfig, path: str, sign_type: str = "HMAC-SHA256", raw: bytes | None = None,
-       **fields: str) -> dict[str, str]:
+def v2(
+    acct: AccountConfig, path: str, sign_type: str = "HMAC-SHA256", raw: bytes | None = None, **fields: str
+) -> dict[str, str]:
     params = {"appid": acct.ids["appid"], "mch_id": acct.ids["mchid"], "nonce_str": secrets.token_hex(8), **fields}
     if sign_type != "MD5":
         params["sign_type"] = sign_type
@@ -487,8 +545,16 @@ def v2(acct: AccountConfig, path: str, sign_type: str = "HMAC-SHA256", raw: byte
 
 
 def _micropay(acct: AccountConfig, no: str, auth_code: str, sign_type: str = "HMAC-SHA256") -> dict[str, str]:
-    return v2(acct, "/pay/micropay", sign_type, body="coffee", out_trade_no=no, total_fee="1",
-              spbill_create_ip="10.0.0.8", auth_code=auth_code)
+    return v2(
+        acct,
+        "/pay/micropay",
+        sign_type,
+        body="coffee",
+        out_trade_no=no,
+        total_fee="1",
+        spbill_create_ip="10.0.0.8",
+        auth_code=auth_code,
+    )
 
 
 @pytest.mark.parametrize("sign_type", ["MD5", "HMAC-SHA256"])
@@ -502,17 +568,24 @@ def test_micropay_pays_at_once_with_either_sign_type(wx, sign_type):
 
 
 def test_micropay_with_a_bad_sign_is_a_communication_failure(wx):
-    params = {"appid": wx.ids["appid"], "mch_id": wx.ids["mchid"], "nonce_str": "n1", "body": "x",
-              "out_trade_no": new_no("P"), "total_fee": "1", "spbill_create_ip": "10.0.0.8",
-              "auth_code": "134567890123456789", "sign": "0" * 32}
+    params = {
+        "appid": wx.ids["appid"],
+        "mch_id": wx.ids["mchid"],
+        "nonce_str": "n1",
+        "body": "x",
+        "out_trade_no": new_no("P"),
+        "total_fee": "1",
+        "spbill_create_ip": "10.0.0.8",
+        "auth_code": "134567890123456789",
+        "sign": "0" * 32,
+    }
     body = ("<xml>" + "".join(f"<{k}>{v}</{k}>" for k, v in params.items()) + "</xml>").encode()
     out = v2(wx, "/pay/micropay", "MD5", raw=body)
     assert out["return_code"] == "FAIL" and "result_code" not in out
 
 
 def test_micropay_refuses_a_doctype(wx):
-    body = (b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x "boom">]>'
-            b"<xml><appid>&x;</appid></xml>")
+    body = b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY x "boom">]><xml><appid>&x;</appid></xml>'
     out = v2(wx, "/pay/micropay", raw=body)
     assert out["return_code"] == "FAIL"
 
@@ -527,14 +600,17 @@ def test_userpaying_until_password_then_success(sandbox, wx):
     assert (query["trade_state"], query["total_fee"]) == ("SUCCESS", "1")
 
 
-@pytest.mark.parametrize(("auth_code", "err_code", "state"), [
-    ("134567890123450001", "NOTENOUGH", "PAYERROR"),
-    ("134567890123450002", "AUTHCODEEXPIRE", "PAYERROR"),
-    ("134567890123450003", "SYSTEMERROR", "SUCCESS"),
-    ("134567890123450004", "BANKERROR", "PAYERROR"),
-    ("999", "AUTH_CODE_INVALID", None),
-    ("284567890123456789", "AUTH_CODE_INVALID", None),
-])
+@pytest.mark.parametrize(
+    ("auth_code", "err_code", "state"),
+    [
+        ("134567890123450001", "NOTENOUGH", "PAYERROR"),
+        ("134567890123450002", "AUTHCODEEXPIRE", "PAYERROR"),
+        ("134567890123450003", "SYSTEMERROR", "SUCCESS"),
+        ("134567890123450004", "BANKERROR", "PAYERROR"),
+        ("999", "AUTH_CODE_INVALID", None),
+        ("284567890123456789", "AUTH_CODE_INVALID", None),
+    ],
+)
 def test_auth_code_conventions(wx, auth_code, err_code, state):
     no = new_no("P")
     out = _micropay(wx, no, auth_code)
@@ -550,7 +626,7 @@ def test_reverse_revokes_a_paid_order_and_is_reentrant(wx):
     assert (first["result_code"], first["recall"]) == ("SUCCESS", "N")
     assert v2(wx, "/pay/orderquery", out_trade_no=no)["trade_state"] == "REVOKED"
     assert v2(wx, "/secapi/pay/reverse", out_trade_no=no)["result_code"] == "SUCCESS"
-    assert v2(wx, "/secapi/pay/reverse", out_trade_no=new_no("P"))["result_code"] == "SUCCESS"   # unknown
+    assert v2(wx, "/secapi/pay/reverse", out_trade_no=new_no("P"))["result_code"] == "SUCCESS"  # unknown
 
 
 def test_reverse_while_userpaying_asks_to_recall_then_succeeds(wx):
@@ -576,4 +652,4 @@ def test_revoked_paid_order_shows_as_revoked_in_the_bill(wx):
 def test_v2_tamper_amount_fault_breaks_the_reply_signature(sandbox, wx):
     sandbox.add_fault(kind="tamper_amount", channel="wechat", path="/pay/micropay", amount=2, count=1)
     with pytest.raises(AssertionError):
-        _micropay(wx, new_no("P"), "134567890123456789")   # v2() checks the reply's sign
+        _micropay(wx, new_no("P"), "134567890123456789")  # v2() checks the reply's sign

@@ -40,7 +40,7 @@ from channels.base import (
 )
 from channels.wechat import WechatAdapter, _bill, _crypto, _v3, _xml
 
-NOW = 1735689600                      # 2025-01-01T00:00:00Z
+NOW = 1735689600  # 2025-01-01T00:00:00Z
 APIV3_KEY = "0123456789abcdefABCDEF0123456789"
 MCHID, APPID = "1900000001", "wx0000000000000001"
 PUB_KEY_ID = "PUB_KEY_ID_0000000000000000000000000001"
@@ -57,21 +57,32 @@ def _rsa() -> rsa.RSAPrivateKey:
 
 
 def _pem_private(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def _pem_public(key: rsa.RSAPrivateKey) -> str:
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def _certificate(key: rsa.RSAPrivateKey, serial: int) -> str:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA (test)")])
     start = datetime(2024, 1, 1, tzinfo=UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(serial).not_valid_before(start).not_valid_after(start + timedelta(days=3650))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(serial)
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=3650))
+        .sign(key, hashes.SHA256())
+    )
     return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
@@ -101,8 +112,9 @@ def _clean_certificate_cache() -> Iterator[None]:
     _v3._CERT_CACHE.clear()
 
 
-def make_adapter(keys: Keys, *, base_url: str = BASE, public_key: bool = True,
-                 certificates: bool = True) -> WechatAdapter:
+def make_adapter(
+    keys: Keys, *, base_url: str = BASE, public_key: bool = True, certificates: bool = True
+) -> WechatAdapter:
     options: dict[str, Any] = {"v2_sign_type": "HMAC-SHA256"}
     if certificates:
         options["platform_certificates"] = {keys.platform_serial: keys.platform_cert}
@@ -110,23 +122,41 @@ def make_adapter(keys: Keys, *, base_url: str = BASE, public_key: bool = True,
         options["wechatpay_public_key_id"] = PUB_KEY_ID
         options["wechatpay_public_key"] = _pem_public(keys.pubkey)
     config = AccountConfig(
-        channel="wechat", account_id=next(_ids), base_url=base_url,
+        channel="wechat",
+        account_id=next(_ids),
+        base_url=base_url,
         ids={"appid": APPID, "mchid": MCHID, "merchant_serial_no": "3775B6A45ACD588826D15E583A95F5DD"},
-        credentials={"merchant_private_key": _pem_private(keys.merchant), "apiv3_key": APIV3_KEY,
-                     "api_v2_key": "ApiKeyDemo0123456789abcdefABCDEF"},
-        options=options)
+        credentials={
+            "merchant_private_key": _pem_private(keys.merchant),
+            "apiv3_key": APIV3_KEY,
+            "api_v2_key": "ApiKeyDemo0123456789abcdefABCDEF",
+        },
+        options=options,
+    )
     adapter = WechatAdapter(config)
     adapter.clock = lambda: float(NOW)
     return adapter
 
 
-def sign_headers(key: rsa.RSAPrivateKey, serial: str, body: bytes, *, timestamp: int = NOW,
-                 nonce: str = "c0ffee42c0ffee42c0ffee42c0ffee42") -> dict[str, str]:
+def sign_headers(
+    key: rsa.RSAPrivateKey,
+    serial: str,
+    body: bytes,
+    *,
+    timestamp: int = NOW,
+    nonce: str = "c0ffee42c0ffee42c0ffee42c0ffee42",
+) -> dict[str, str]:
     """§1.3 built by hand: ``timestamp\\nnonce\\nbody\\n`` signed SHA256withRSA."""
     message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
     signature = base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
-    return {"Wechatpay-Timestamp": str(timestamp), "Wechatpay-Nonce": nonce, "Wechatpay-Signature": signature,
-            "Wechatpay-Serial": serial, "Wechatpay-Signature-Type": SIG_TYPE, "Request-ID": "req-1"}
+    return {
+        "Wechatpay-Timestamp": str(timestamp),
+        "Wechatpay-Nonce": nonce,
+        "Wechatpay-Signature": signature,
+        "Wechatpay-Serial": serial,
+        "Wechatpay-Signature-Type": SIG_TYPE,
+        "Request-ID": "req-1",
+    }
 
 
 def encrypt(plaintext: bytes, *, aad: str, nonce: str = "nonce1234567", key: str = APIV3_KEY) -> str:
@@ -134,17 +164,31 @@ def encrypt(plaintext: bytes, *, aad: str, nonce: str = "nonce1234567", key: str
 
 
 def transaction_notification(**overrides: Any) -> bytes:
-    tx = {"appid": APPID, "mchid": MCHID, "out_trade_no": "T20250101001",
-          "transaction_id": "4200000001202501010000000001", "trade_type": "APP", "trade_state": "SUCCESS",
-          "success_time": "2025-01-01T12:00:05+08:00",
-          "amount": {"total": 990, "payer_total": 990, "currency": "CNY", "payer_currency": "CNY"}}
+    tx = {
+        "appid": APPID,
+        "mchid": MCHID,
+        "out_trade_no": "T20250101001",
+        "transaction_id": "4200000001202501010000000001",
+        "trade_type": "APP",
+        "trade_state": "SUCCESS",
+        "success_time": "2025-01-01T12:00:05+08:00",
+        "amount": {"total": 990, "payer_total": 990, "currency": "CNY", "payer_currency": "CNY"},
+    }
     tx.update(overrides)
-    envelope = {"id": "EV-2018022511223320873", "create_time": "2025-01-01T12:00:05+08:00",
-                "resource_type": "encrypt-resource", "event_type": "TRANSACTION.SUCCESS",
-                "summary": "支付成功",
-                "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
-                             "ciphertext": encrypt(json.dumps(tx).encode(), aad="transaction"),
-                             "associated_data": "transaction", "nonce": "nonce1234567"}}
+    envelope = {
+        "id": "EV-2018022511223320873",
+        "create_time": "2025-01-01T12:00:05+08:00",
+        "resource_type": "encrypt-resource",
+        "event_type": "TRANSACTION.SUCCESS",
+        "summary": "支付成功",
+        "resource": {
+            "original_type": "transaction",
+            "algorithm": "AEAD_AES_256_GCM",
+            "ciphertext": encrypt(json.dumps(tx).encode(), aad="transaction"),
+            "associated_data": "transaction",
+            "nonce": "nonce1234567",
+        },
+    }
     return json.dumps(envelope, ensure_ascii=False).encode()
 
 
@@ -158,15 +202,19 @@ DOC_REQUEST_STRING = (
     "593BEC0C930BF1AFEB40B4A08C8FB242\n"
     '{"appid":"wx0000000000000001","mchid":"1900000001","description":"Coffee",'
     '"out_trade_no":"T20250101001","notify_url":"https://pay.example.com/cb/wechat",'
-    '"amount":{"total":990,"currency":"CNY"}}\n')
+    '"amount":{"total":990,"currency":"CNY"}}\n'
+)
 
 
 def test_request_signing_string_matches_the_doc_example() -> None:
-    body = (b'{"appid":"wx0000000000000001","mchid":"1900000001","description":"Coffee",'
-            b'"out_trade_no":"T20250101001","notify_url":"https://pay.example.com/cb/wechat",'
-            b'"amount":{"total":990,"currency":"CNY"}}')
-    message = _crypto.request_message("POST", "/v3/pay/transactions/app", "1735689600",
-                                      "593BEC0C930BF1AFEB40B4A08C8FB242", body)
+    body = (
+        b'{"appid":"wx0000000000000001","mchid":"1900000001","description":"Coffee",'
+        b'"out_trade_no":"T20250101001","notify_url":"https://pay.example.com/cb/wechat",'
+        b'"amount":{"total":990,"currency":"CNY"}}'
+    )
+    message = _crypto.request_message(
+        "POST", "/v3/pay/transactions/app", "1735689600", "593BEC0C930BF1AFEB40B4A08C8FB242", body
+    )
     assert message == DOC_REQUEST_STRING.encode()
 
 
@@ -174,7 +222,7 @@ def test_request_signature_verifies_with_an_independent_key() -> None:
     key = _rsa()
     signature = _crypto.rsa_sign(key, DOC_REQUEST_STRING.encode())
     raw = base64.b64decode(signature)
-    assert len(raw) == 256                                           # RSA-2048, PKCS#1 v1.5
+    assert len(raw) == 256  # RSA-2048, PKCS#1 v1.5
     key.public_key().verify(raw, DOC_REQUEST_STRING.encode(), padding.PKCS1v15(), hashes.SHA256())  # raises if wrong
 
 
@@ -190,10 +238,16 @@ def _parse_authorization(value: str) -> tuple[str, dict[str, str]]:
 
 def test_sent_request_is_signed_over_the_exact_bytes_and_prefixed_path(keys: Keys, notification_sink) -> None:
     adapter = make_adapter(keys, base_url=notification_sink.url("/wechat"))
-    req = PrepayRequest(payment_no="T20250101001", amount=990, currency="CNY", description="咖啡 Coffee",
-                        method="app", notify_url="https://pay.example.com/cb/wechat",
-                        expires_at=datetime(2025, 1, 1, 4, 30, tzinfo=UTC))
-    with pytest.raises(ChannelUnavailable):      # the recorder answers unsigned: treated as forged
+    req = PrepayRequest(
+        payment_no="T20250101001",
+        amount=990,
+        currency="CNY",
+        description="咖啡 Coffee",
+        method="app",
+        notify_url="https://pay.example.com/cb/wechat",
+        expires_at=datetime(2025, 1, 1, 4, 30, tzinfo=UTC),
+    )
+    with pytest.raises(ChannelUnavailable):  # the recorder answers unsigned: treated as forged
         adapter.prepay(req)
     sent = notification_sink.wait_for(1)[0]
     assert sent.path == "/wechat/v3/pay/transactions/app"
@@ -203,13 +257,12 @@ def test_sent_request_is_signed_over_the_exact_bytes_and_prefixed_path(keys: Key
     assert auth["timestamp"] == str(NOW)
     assert sent.headers["Wechatpay-Serial"] == PUB_KEY_ID
     message = f"POST\n{sent.path}\n{auth['timestamp']}\n{auth['nonce_str']}\n".encode() + sent.body + b"\n"
-    keys.merchant.public_key().verify(base64.b64decode(auth["signature"]), message,
-                                      padding.PKCS1v15(), hashes.SHA256())
+    keys.merchant.public_key().verify(base64.b64decode(auth["signature"]), message, padding.PKCS1v15(), hashes.SHA256())
     body = json.loads(sent.body)
     assert body["out_trade_no"] == "T20250101001"
     assert body["amount"] == {"total": 990, "currency": "CNY"}
     assert body["time_expire"] == "2025-01-01T12:30:00+08:00"
-    assert "咖啡".encode() in sent.body          # serialized once, UTF-8, not re-encoded
+    assert "咖啡".encode() in sent.body  # serialized once, UTF-8, not re-encoded
 
 
 def test_query_signs_path_and_query_string_as_sent(keys: Keys, notification_sink) -> None:
@@ -219,11 +272,10 @@ def test_query_signs_path_and_query_string_as_sent(keys: Keys, notification_sink
     sent = notification_sink.wait_for(1)[0]
     assert sent.method == "GET" and sent.body == b""
     assert sent.path == "/wechat/v3/pay/transactions/out-trade-no/T-1%2Ax?mchid=1900000001"
-    assert "Wechatpay-Serial" not in sent.headers       # certificate mode: no public key id to name
+    assert "Wechatpay-Serial" not in sent.headers  # certificate mode: no public key id to name
     _, auth = _parse_authorization(sent.headers["Authorization"])
     message = f"GET\n{sent.path}\n{auth['timestamp']}\n{auth['nonce_str']}\n\n".encode()
-    keys.merchant.public_key().verify(base64.b64decode(auth["signature"]), message,
-                                      padding.PKCS1v15(), hashes.SHA256())
+    keys.merchant.public_key().verify(base64.b64decode(auth["signature"]), message, padding.PKCS1v15(), hashes.SHA256())
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,14 +285,18 @@ PREPAY_ID = "wx201410272009395522657a690389285100"
 
 
 def test_app_pay_string_matches_the_doc_example() -> None:
-    assert (_crypto.app_pay_message(APPID, "1735689600", "c0ffee42c0ffee42", PREPAY_ID)
-            == b"wx0000000000000001\n1735689600\nc0ffee42c0ffee42\nwx201410272009395522657a690389285100\n")
+    assert (
+        _crypto.app_pay_message(APPID, "1735689600", "c0ffee42c0ffee42", PREPAY_ID)
+        == b"wx0000000000000001\n1735689600\nc0ffee42c0ffee42\nwx201410272009395522657a690389285100\n"
+    )
 
 
 def test_jsapi_pay_string_matches_the_doc_example() -> None:
-    assert (_crypto.jsapi_pay_message(APPID, "1735689600", "c0ffee42c0ffee42", PREPAY_ID)
-            == b"wx0000000000000001\n1735689600\nc0ffee42c0ffee42\n"
-               b"prepay_id=wx201410272009395522657a690389285100\n")
+    assert (
+        _crypto.jsapi_pay_message(APPID, "1735689600", "c0ffee42c0ffee42", PREPAY_ID)
+        == b"wx0000000000000001\n1735689600\nc0ffee42c0ffee42\n"
+        b"prepay_id=wx201410272009395522657a690389285100\n"
+    )
 
 
 def test_app_client_params_are_signed_with_the_merchant_key(keys: Keys) -> None:
@@ -248,8 +304,7 @@ def test_app_client_params_are_signed_with_the_merchant_key(keys: Keys) -> None:
     assert params["appid"] == APPID and params["partnerid"] == MCHID and params["prepayid"] == PREPAY_ID
     assert params["package"] == "Sign=WXPay" and params["timestamp"] == "1735689600"
     message = f"{APPID}\n{params['timestamp']}\n{params['noncestr']}\n{PREPAY_ID}\n".encode()
-    keys.merchant.public_key().verify(base64.b64decode(params["sign"]), message,
-                                      padding.PKCS1v15(), hashes.SHA256())
+    keys.merchant.public_key().verify(base64.b64decode(params["sign"]), message, padding.PKCS1v15(), hashes.SHA256())
 
 
 def test_jsapi_client_params_are_signed_with_the_merchant_key(keys: Keys) -> None:
@@ -257,50 +312,61 @@ def test_jsapi_client_params_are_signed_with_the_merchant_key(keys: Keys) -> Non
     assert params["appId"] == APPID and params["signType"] == "RSA"
     assert params["package"] == f"prepay_id={PREPAY_ID}"
     message = f"{APPID}\n{params['timeStamp']}\n{params['nonceStr']}\nprepay_id={PREPAY_ID}\n".encode()
-    keys.merchant.public_key().verify(base64.b64decode(params["paySign"]), message,
-                                      padding.PKCS1v15(), hashes.SHA256())
+    keys.merchant.public_key().verify(base64.b64decode(params["paySign"]), message, padding.PKCS1v15(), hashes.SHA256())
 
 
 def test_native_and_h5_client_params_carry_the_urls(keys: Keys) -> None:
     adapter = make_adapter(keys)
     assert adapter._client_params("native", {"code_url": "weixin://wxpay/bizpayurl?pr=x"}) == {
-        "code_url": "weixin://wxpay/bizpayurl?pr=x"}
+        "code_url": "weixin://wxpay/bizpayurl?pr=x"
+    }
     assert adapter._client_params("h5", {"h5_url": "https://wx.tenpay.com/x"}) == {"h5_url": "https://wx.tenpay.com/x"}
 
 
 # --------------------------------------------------------------------------------------------
 # §1.7 AES-GCM
 # --------------------------------------------------------------------------------------------
-DOC_CIPHERTEXT = ("YA3jv7COQhmErJ1nLLlpUldQRNkGEHQUceVIhf5aB7cPFRzJuOy7Rw6axxAQBa92LDlLO5YLuumKREXAnxVOIg2UXe"
-                  "YLSA2zgqnedpaU9xpWPg==")
+DOC_CIPHERTEXT = (
+    "YA3jv7COQhmErJ1nLLlpUldQRNkGEHQUceVIhf5aB7cPFRzJuOy7Rw6axxAQBa92LDlLO5YLuumKREXAnxVOIg2UXeYLSA2zgqnedpaU9xpWPg=="
+)
 
 
 def test_aes_gcm_vector_decrypts_to_the_exact_plaintext() -> None:
-    plain = _crypto.aes_gcm_decrypt(APIV3_KEY, nonce="nonce1234567", associated_data="transaction",
-                                    ciphertext_b64=DOC_CIPHERTEXT)
+    plain = _crypto.aes_gcm_decrypt(
+        APIV3_KEY, nonce="nonce1234567", associated_data="transaction", ciphertext_b64=DOC_CIPHERTEXT
+    )
     assert plain == b'{"out_trade_no":"T1","trade_state":"SUCCESS","amount":{"total":1}}'
     assert len(base64.b64decode(DOC_CIPHERTEXT)) == 82
 
 
 def test_aes_gcm_with_wrong_associated_data_is_refused() -> None:
     with pytest.raises(ValueError):
-        _crypto.aes_gcm_decrypt(APIV3_KEY, nonce="nonce1234567", associated_data="refund",
-                                ciphertext_b64=DOC_CIPHERTEXT)
+        _crypto.aes_gcm_decrypt(
+            APIV3_KEY, nonce="nonce1234567", associated_data="refund", ciphertext_b64=DOC_CIPHERTEXT
+        )
 
 
 # --------------------------------------------------------------------------------------------
 # §2.2 v2 signatures
 # --------------------------------------------------------------------------------------------
 V2_KEY = "ApiKeyDemo0123456789abcdefABCDEF"
-V2_REQUEST = {"appid": "wx0000000000000001", "auth_code": "134567890123456789", "body": "coffee",
-              "mch_id": "1900000001", "nonce_str": "n0nce42", "out_trade_no": "T20250101001",
-              "spbill_create_ip": "10.0.0.8", "total_fee": "1"}
+V2_REQUEST = {
+    "appid": "wx0000000000000001",
+    "auth_code": "134567890123456789",
+    "body": "coffee",
+    "mch_id": "1900000001",
+    "nonce_str": "n0nce42",
+    "out_trade_no": "T20250101001",
+    "spbill_create_ip": "10.0.0.8",
+    "total_fee": "1",
+}
 
 
 def test_v2_md5_vector() -> None:
     assert _crypto.v2_string_a(V2_REQUEST) == (
         "appid=wx0000000000000001&auth_code=134567890123456789&body=coffee&mch_id=1900000001"
-        "&nonce_str=n0nce42&out_trade_no=T20250101001&spbill_create_ip=10.0.0.8&total_fee=1")
+        "&nonce_str=n0nce42&out_trade_no=T20250101001&spbill_create_ip=10.0.0.8&total_fee=1"
+    )
     assert _crypto.v2_sign(V2_REQUEST, V2_KEY, "MD5") == "5EBFCE4DA2BC6625B024AF5600840C0B"
 
 
@@ -308,11 +374,17 @@ def test_v2_hmac_sha256_vector_includes_sign_type() -> None:
     params = {**V2_REQUEST, "sign_type": "HMAC-SHA256"}
     assert "&sign_type=HMAC-SHA256&" in _crypto.v2_string_a(params)
     assert _crypto.v2_sign(params, V2_KEY, "HMAC-SHA256") == (
-        "7082AF0A948EBEE6B7753BDBE4D70B9EBEB4FEFDD2BFB1CD700CF72B702B5A3E")
+        "7082AF0A948EBEE6B7753BDBE4D70B9EBEB4FEFDD2BFB1CD700CF72B702B5A3E"
+    )
 
 
-LEGACY = {"appid": "wxd930ea5d5a258f4f", "body": "test", "device_info": "1000", "mch_id": "10000100",
-          "nonce_str": "ibuaiVcKdpRxkhJA"}
+LEGACY = {
+    "appid": "wxd930ea5d5a258f4f",
+    "body": "test",
+    "device_info": "1000",
+    "mch_id": "10000100",
+    "nonce_str": "ibuaiVcKdpRxkhJA",
+}
 LEGACY_KEY = "192006250b4c09247ec02edce69f6a2d"
 
 
@@ -322,7 +394,8 @@ def test_v2_long_standing_documentation_example_md5() -> None:
 
 def test_v2_long_standing_documentation_example_hmac_sha256() -> None:
     assert _crypto.v2_sign(LEGACY, LEGACY_KEY, "HMAC-SHA256") == (
-        "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6")
+        "6A9AE1657590FD6257D693A078E1C3E4BB6BA4DC30B23E0EE2496E54170DACD6"
+    )
 
 
 def test_v2_signature_ignores_sign_and_empty_values_and_verifies() -> None:
@@ -355,8 +428,10 @@ def test_notification_signed_by_the_public_key_is_accepted(keys: Keys) -> None:
 
 def test_django_meta_style_header_names_are_understood(keys: Keys) -> None:
     body = transaction_notification()
-    meta = {"HTTP_" + k.upper().replace("-", "_"): v
-            for k, v in sign_headers(keys.platform, keys.platform_serial, body).items()}
+    meta = {
+        "HTTP_" + k.upper().replace("-", "_"): v
+        for k, v in sign_headers(keys.platform, keys.platform_serial, body).items()
+    }
     assert make_adapter(keys).parse_notification(meta, body).kind is NotificationKind.PAYMENT
 
 
@@ -429,30 +504,41 @@ def test_wrong_or_missing_signature_type_is_rejected(keys: Keys, value: str | No
 
 def test_unknown_public_key_id_is_rejected_without_refresh(keys: Keys) -> None:
     body = transaction_notification()
-    with responses.RequestsMock() as stub:       # any HTTP call would fail the test
+    with responses.RequestsMock() as stub:  # any HTTP call would fail the test
         with pytest.raises(SignatureInvalid, match="public key"):
             make_adapter(keys).parse_notification(sign_headers(keys.pubkey, "PUB_KEY_ID_OTHER", body), body)
         assert len(stub.calls) == 0
 
 
-def _certificates_reply(keys: Keys, items: list[tuple[str, str]], *, signer: rsa.RSAPrivateKey,
-                        serial: str) -> tuple[bytes, dict[str, str]]:
-    data = [{"serial_no": s, "effective_time": "2024-01-01T00:00:00+08:00",
-             "expire_time": "2034-01-01T00:00:00+08:00",
-             "encrypt_certificate": {"algorithm": "AEAD_AES_256_GCM", "nonce": "certnonce123",
-                                     "associated_data": "certificate",
-                                     "ciphertext": encrypt(pem.encode(), aad="certificate",
-                                                           nonce="certnonce123")}}
-            for s, pem in items]
+def _certificates_reply(
+    keys: Keys, items: list[tuple[str, str]], *, signer: rsa.RSAPrivateKey, serial: str
+) -> tuple[bytes, dict[str, str]]:
+    data = [
+        {
+            "serial_no": s,
+            "effective_time": "2024-01-01T00:00:00+08:00",
+            "expire_time": "2034-01-01T00:00:00+08:00",
+            "encrypt_certificate": {
+                "algorithm": "AEAD_AES_256_GCM",
+                "nonce": "certnonce123",
+                "associated_data": "certificate",
+                "ciphertext": encrypt(pem.encode(), aad="certificate", nonce="certnonce123"),
+            },
+        }
+        for s, pem in items
+    ]
     body = json.dumps({"data": data}).encode()
     return body, sign_headers(signer, serial, body)
 
 
 def test_unknown_serial_triggers_one_refresh_and_then_verifies(keys: Keys) -> None:
     adapter = make_adapter(keys)
-    reply, headers = _certificates_reply(keys, [(keys.platform_serial, keys.platform_cert),
-                                                (keys.rotated_serial, keys.rotated_cert)],
-                                         signer=keys.rotated, serial=keys.rotated_serial)
+    reply, headers = _certificates_reply(
+        keys,
+        [(keys.platform_serial, keys.platform_cert), (keys.rotated_serial, keys.rotated_cert)],
+        signer=keys.rotated,
+        serial=keys.rotated_serial,
+    )
     body = transaction_notification()
     with responses.RequestsMock() as stub:
         stub.get(f"{BASE}/v3/certificates", body=reply, headers=headers, content_type="application/json")
@@ -466,8 +552,9 @@ def test_unknown_serial_triggers_one_refresh_and_then_verifies(keys: Keys) -> No
 
 
 def test_unknown_serial_still_unknown_after_refresh_is_rejected(keys: Keys) -> None:
-    reply, headers = _certificates_reply(keys, [(keys.platform_serial, keys.platform_cert)],
-                                         signer=keys.platform, serial=keys.platform_serial)
+    reply, headers = _certificates_reply(
+        keys, [(keys.platform_serial, keys.platform_cert)], signer=keys.platform, serial=keys.platform_serial
+    )
     body = transaction_notification()
     with responses.RequestsMock() as stub:
         stub.get(f"{BASE}/v3/certificates", body=reply, headers=headers, content_type="application/json")
@@ -477,16 +564,21 @@ def test_unknown_serial_still_unknown_after_refresh_is_rejected(keys: Keys) -> N
 
 
 def test_certificate_download_with_a_forged_certificate_is_not_trusted(keys: Keys) -> None:
-    reply, _headers = _certificates_reply(keys, [(keys.rotated_serial, keys.rotated_cert)],
-                                         signer=keys.rotated, serial=keys.rotated_serial)
+    reply, _headers = _certificates_reply(
+        keys, [(keys.rotated_serial, keys.rotated_cert)], signer=keys.rotated, serial=keys.rotated_serial
+    )
     forged = json.loads(reply)
     forged["data"][0]["encrypt_certificate"]["ciphertext"] = encrypt(
-        keys.rotated_cert.encode(), aad="certificate", nonce="certnonce123", key="X" * 32)
+        keys.rotated_cert.encode(), aad="certificate", nonce="certnonce123", key="X" * 32
+    )
     forged_body = json.dumps(forged).encode()
     body = transaction_notification()
     with responses.RequestsMock() as stub:
-        stub.get(f"{BASE}/v3/certificates", body=forged_body,
-                 headers=sign_headers(keys.rotated, keys.rotated_serial, forged_body))
+        stub.get(
+            f"{BASE}/v3/certificates",
+            body=forged_body,
+            headers=sign_headers(keys.rotated, keys.rotated_serial, forged_body),
+        )
         with pytest.raises(SignatureInvalid):
             make_adapter(keys).parse_notification(sign_headers(keys.rotated, keys.rotated_serial, body), body)
 
@@ -512,15 +604,31 @@ def test_notification_with_plain_resource_type_is_rejected(keys: Keys) -> None:
 
 
 def test_refund_notification_is_parsed(keys: Keys) -> None:
-    refund = {"mchid": MCHID, "out_trade_no": "T20250101001", "transaction_id": "4200000001",
-              "out_refund_no": "R1", "refund_id": "50000000382019052709732678859", "refund_status": "SUCCESS",
-              "success_time": "2025-01-02T10:00:00+08:00", "user_received_account": "招商银行信用卡0403",
-              "amount": {"total": 990, "refund": 500, "payer_total": 990, "payer_refund": 500}}
-    envelope = {"id": "EV-R1", "create_time": "2025-01-02T10:00:00+08:00",
-                "resource_type": "encrypt-resource", "event_type": "REFUND.SUCCESS", "summary": "退款成功",
-                "resource": {"original_type": "refund", "algorithm": "AEAD_AES_256_GCM",
-                             "associated_data": "refund", "nonce": "nonce1234567",
-                             "ciphertext": encrypt(json.dumps(refund).encode(), aad="refund")}}
+    refund = {
+        "mchid": MCHID,
+        "out_trade_no": "T20250101001",
+        "transaction_id": "4200000001",
+        "out_refund_no": "R1",
+        "refund_id": "50000000382019052709732678859",
+        "refund_status": "SUCCESS",
+        "success_time": "2025-01-02T10:00:00+08:00",
+        "user_received_account": "招商银行信用卡0403",
+        "amount": {"total": 990, "refund": 500, "payer_total": 990, "payer_refund": 500},
+    }
+    envelope = {
+        "id": "EV-R1",
+        "create_time": "2025-01-02T10:00:00+08:00",
+        "resource_type": "encrypt-resource",
+        "event_type": "REFUND.SUCCESS",
+        "summary": "退款成功",
+        "resource": {
+            "original_type": "refund",
+            "algorithm": "AEAD_AES_256_GCM",
+            "associated_data": "refund",
+            "nonce": "nonce1234567",
+            "ciphertext": encrypt(json.dumps(refund).encode(), aad="refund"),
+        },
+    }
     body = json.dumps(envelope).encode()
     headers = sign_headers(keys.platform, keys.platform_serial, body)
     note = make_adapter(keys).parse_notification(headers, body)
@@ -549,8 +657,12 @@ def test_unsigned_2xx_response_is_treated_as_forged(keys: Keys) -> None:
 
 def test_signed_204_with_empty_body_verifies(keys: Keys) -> None:
     with responses.RequestsMock() as stub:
-        stub.post(f"{BASE}/v3/pay/transactions/out-trade-no/T1/close", status=204, body=b"",
-                  headers=sign_headers(keys.pubkey, PUB_KEY_ID, b""))
+        stub.post(
+            f"{BASE}/v3/pay/transactions/out-trade-no/T1/close",
+            status=204,
+            body=b"",
+            headers=sign_headers(keys.pubkey, PUB_KEY_ID, b""),
+        )
         make_adapter(keys).close(payment_no="T1")
         assert json.loads(stub.calls[0].request.body) == {"mchid": MCHID}
 
@@ -558,13 +670,23 @@ def test_signed_204_with_empty_body_verifies(keys: Keys) -> None:
 # --------------------------------------------------------------------------------------------
 # status and error maps (§1.6, §1.8, §1.10)
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize(("state", "expected"), [
-    ("NOTPAY", TradeStatus.NOT_PAID), ("USERPAYING", TradeStatus.USER_PAYING), ("SUCCESS", TradeStatus.PAID),
-    ("REFUND", TradeStatus.PAID), ("CLOSED", TradeStatus.CLOSED), ("REVOKED", TradeStatus.REVOKED),
-    ("PAYERROR", TradeStatus.FAILED), ("ACCEPT", TradeStatus.NOT_PAID)])
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("NOTPAY", TradeStatus.NOT_PAID),
+        ("USERPAYING", TradeStatus.USER_PAYING),
+        ("SUCCESS", TradeStatus.PAID),
+        ("REFUND", TradeStatus.PAID),
+        ("CLOSED", TradeStatus.CLOSED),
+        ("REVOKED", TradeStatus.REVOKED),
+        ("PAYERROR", TradeStatus.FAILED),
+        ("ACCEPT", TradeStatus.NOT_PAID),
+    ],
+)
 def test_trade_states_map_explicitly(keys: Keys, state: str, expected: TradeStatus) -> None:
-    trade = make_adapter(keys)._trade_state({"mchid": MCHID, "out_trade_no": "T1", "trade_state": state,
-                                            "amount": {"total": 5}})
+    trade = make_adapter(keys)._trade_state(
+        {"mchid": MCHID, "out_trade_no": "T1", "trade_state": state, "amount": {"total": 5}}
+    )
     assert trade.status is expected
     assert trade.paid_amount == (5 if expected is TradeStatus.PAID else None)
 
@@ -574,9 +696,15 @@ def test_unknown_trade_state_raises_instead_of_guessing(keys: Keys) -> None:
         make_adapter(keys)._trade_state({"mchid": MCHID, "out_trade_no": "T1", "trade_state": "WEIRD"})
 
 
-@pytest.mark.parametrize(("status", "expected"), [
-    ("PROCESSING", RefundStatus.PROCESSING), ("SUCCESS", RefundStatus.SUCCEEDED),
-    ("CLOSED", RefundStatus.FAILED), ("ABNORMAL", RefundStatus.ABNORMAL)])
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        ("PROCESSING", RefundStatus.PROCESSING),
+        ("SUCCESS", RefundStatus.SUCCEEDED),
+        ("CLOSED", RefundStatus.FAILED),
+        ("ABNORMAL", RefundStatus.ABNORMAL),
+    ],
+)
 def test_refund_states_map_explicitly(keys: Keys, status: str, expected: RefundStatus) -> None:
     data = {"out_refund_no": "R1", "status": status, "amount": {"refund": 1}}
     state = make_adapter(keys)._refund_state(data, expected_refund_no="R1")
@@ -585,29 +713,32 @@ def test_refund_states_map_explicitly(keys: Keys, status: str, expected: RefundS
 
 def test_unknown_refund_status_raises(keys: Keys) -> None:
     with pytest.raises(ChannelUnavailable):
-        make_adapter(keys)._refund_state({"out_refund_no": "R1", "status": "PENDING"},
-                                         expected_refund_no="R1")
+        make_adapter(keys)._refund_state({"out_refund_no": "R1", "status": "PENDING"}, expected_refund_no="R1")
 
 
-@pytest.mark.parametrize(("http", "code", "error", "canonical"), [
-    (404, "ORDER_NOT_EXIST", ChannelRejected, "ORDER_NOT_EXIST"),
-    (404, "ORDERNOTEXIST", ChannelRejected, "ORDER_NOT_EXIST"),
-    (403, "NO_AUTH", ChannelRejected, "NO_AUTH"),
-    (403, "NOAUTH", ChannelRejected, "NO_AUTH"),
-    (403, "RULELIMIT", ChannelRejected, "RULE_LIMIT"),
-    (403, "NOTENOUGH", ChannelRejected, "NOT_ENOUGH"),
-    (403, "ACCOUNTERROR", ChannelRejected, "ACCOUNT_ERROR"),
-    (400, "PARAM_ERROR", ChannelRejected, "PARAM_ERROR"),
-    (401, "SIGN_ERROR", ChannelRejected, "SIGN_ERROR"),
-    (500, "SYSTEM_ERROR", ChannelUnavailable, "SYSTEM_ERROR"),
-    (500, "SYSTEMERROR", ChannelUnavailable, "SYSTEM_ERROR"),
-    (500, "BANKERROR", ChannelUnavailable, "BANK_ERROR"),
-    (429, "FREQUENCY_LIMITED", ChannelUnavailable, "FREQUENCY_LIMITED"),
-    (429, "RATELIMIT_EXCEEDED", ChannelUnavailable, "RATELIMIT_EXCEEDED"),
-    (503, "SERVICE_UNAVAILABLE", ChannelUnavailable, "SERVICE_UNAVAILABLE"),
-])
-def test_error_codes_map_by_status_then_code_in_both_spellings(http: int, code: str, error: type,
-                                                               canonical: str) -> None:
+@pytest.mark.parametrize(
+    ("http", "code", "error", "canonical"),
+    [
+        (404, "ORDER_NOT_EXIST", ChannelRejected, "ORDER_NOT_EXIST"),
+        (404, "ORDERNOTEXIST", ChannelRejected, "ORDER_NOT_EXIST"),
+        (403, "NO_AUTH", ChannelRejected, "NO_AUTH"),
+        (403, "NOAUTH", ChannelRejected, "NO_AUTH"),
+        (403, "RULELIMIT", ChannelRejected, "RULE_LIMIT"),
+        (403, "NOTENOUGH", ChannelRejected, "NOT_ENOUGH"),
+        (403, "ACCOUNTERROR", ChannelRejected, "ACCOUNT_ERROR"),
+        (400, "PARAM_ERROR", ChannelRejected, "PARAM_ERROR"),
+        (401, "SIGN_ERROR", ChannelRejected, "SIGN_ERROR"),
+        (500, "SYSTEM_ERROR", ChannelUnavailable, "SYSTEM_ERROR"),
+        (500, "SYSTEMERROR", ChannelUnavailable, "SYSTEM_ERROR"),
+        (500, "BANKERROR", ChannelUnavailable, "BANK_ERROR"),
+        (429, "FREQUENCY_LIMITED", ChannelUnavailable, "FREQUENCY_LIMITED"),
+        (429, "RATELIMIT_EXCEEDED", ChannelUnavailable, "RATELIMIT_EXCEEDED"),
+        (503, "SERVICE_UNAVAILABLE", ChannelUnavailable, "SERVICE_UNAVAILABLE"),
+    ],
+)
+def test_error_codes_map_by_status_then_code_in_both_spellings(
+    http: int, code: str, error: type, canonical: str
+) -> None:
     with pytest.raises(error) as caught:
         _v3.WechatBase._raise_for_error(http, json.dumps({"code": code, "message": "m"}).encode())
     assert caught.value.code == canonical
@@ -621,8 +752,11 @@ def test_error_reply_without_a_readable_code_is_unavailable() -> None:
 
 def test_query_of_an_unknown_order_is_not_found(keys: Keys) -> None:
     with responses.RequestsMock() as stub:
-        stub.get(f"{BASE}/v3/pay/transactions/out-trade-no/T404", status=404,
-                 json={"code": "ORDERNOTEXIST", "message": "订单不存在"})
+        stub.get(
+            f"{BASE}/v3/pay/transactions/out-trade-no/T404",
+            status=404,
+            json={"code": "ORDERNOTEXIST", "message": "订单不存在"},
+        )
         state = make_adapter(keys).query(payment_no="T404")
     assert state.status is TradeStatus.NOT_FOUND and state.payment_no == "T404"
 
@@ -631,24 +765,28 @@ def test_time_expire_is_rfc3339_in_beijing_time() -> None:
     moment = datetime(2025, 1, 1, 4, 30, 0, 123, tzinfo=UTC)
     assert _v3._rfc3339_beijing(moment) == "2025-01-01T12:30:00+08:00"
     with pytest.raises(ValueError):
-        _v3._rfc3339_beijing(datetime(2025, 1, 1, 4, 30))       # naive
+        _v3._rfc3339_beijing(datetime(2025, 1, 1, 4, 30))  # naive
 
 
 # --------------------------------------------------------------------------------------------
 # v2 XML
 # --------------------------------------------------------------------------------------------
 def test_v2_xml_round_trip_with_cdata() -> None:
-    parsed = _xml.parse(b"<xml><return_code><![CDATA[SUCCESS]]></return_code><body>a &amp; b</body>"
-                        b"<attach></attach></xml>")
+    parsed = _xml.parse(
+        b"<xml><return_code><![CDATA[SUCCESS]]></return_code><body>a &amp; b</body><attach></attach></xml>"
+    )
     assert parsed == {"return_code": "SUCCESS", "body": "a & b", "attach": ""}
     assert _xml.parse(_xml.build({"body": "<x> & y"})) == {"body": "<x> & y"}
 
 
-@pytest.mark.parametrize("doc", [
-    b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml><a>&e;</a></xml>',
-    b'<!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><a>&b;</a></xml>',
-    b"<!doctype xml><xml><a>1</a></xml>",
-])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml><a>&e;</a></xml>',
+        b'<!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><a>&b;</a></xml>',
+        b"<!doctype xml><xml><a>1</a></xml>",
+    ],
+)
 def test_v2_xml_with_doctype_or_entities_is_refused(doc: bytes) -> None:
     with pytest.raises(_xml.XmlError):
         _xml.parse(doc)
@@ -657,42 +795,174 @@ def test_v2_xml_with_doctype_or_entities_is_refused(doc: bytes) -> None:
 # --------------------------------------------------------------------------------------------
 # §1.9 bills
 # --------------------------------------------------------------------------------------------
-ALL_HEADER = ",".join([
-    "交易时间", "公众账号ID", "商户号", "特约商户号", "设备号", "微信订单号", "商户订单号", "用户标识", "交易类型",
-    "交易状态", "付款银行", "货币种类", "应结订单金额", "代金券金额", "微信退款单号", "商户退款单号", "退款金额",
-    "充值券退款金额", "退款类型", "退款状态", "商品名称", "商户数据包", "手续费", "费率", "订单金额",
-    "申请退款金额", "费率备注"])
+ALL_HEADER = ",".join(
+    [
+        "交易时间",
+        "公众账号ID",
+        "商户号",
+        "特约商户号",
+        "设备号",
+        "微信订单号",
+        "商户订单号",
+        "用户标识",
+        "交易类型",
+        "交易状态",
+        "付款银行",
+        "货币种类",
+        "应结订单金额",
+        "代金券金额",
+        "微信退款单号",
+        "商户退款单号",
+        "退款金额",
+        "充值券退款金额",
+        "退款类型",
+        "退款状态",
+        "商品名称",
+        "商户数据包",
+        "手续费",
+        "费率",
+        "订单金额",
+        "申请退款金额",
+        "费率备注",
+    ]
+)
 
 
 def _row(*cells: str) -> str:
     return ",".join("`" + c for c in cells)
 
 
-ALL_BILL = "\r\n".join([
-    ALL_HEADER,
-    _row("2025-01-01 12:00:05", APPID, MCHID, "0", "", "4200000001", "T20250101001", "oUser1", "APP",
-         "SUCCESS", "CMB_DEBIT", "CNY", "9.90", "0.00", "0", "0", "0.00", "0.00", "", "", "Coffee", "",
-         "0.05940", "0.60%", "9.90", "0.00", ""),
-    _row("2025-01-01 13:00:00", APPID, MCHID, "0", "", "4200000001", "T20250101001", "oUser1", "APP",
-         "REFUND", "CMB_DEBIT", "CNY", "0.00", "0.00", "50000000382019052709732678859", "R1", "5.00", "0.00",
-         "ORIGINAL", "SUCCESS", "Coffee", "", "-0.03000", "0.60%", "0.00", "5.00", ""),
-    _row("2025-01-01 14:00:00", APPID, MCHID, "0", "POS-1", "4200000002", "T20250101002", "oUser2",
-         "MICROPAY", "REVOKED", "OTHERS", "CNY", "1.00", "0.00", "0", "0", "0.00", "0.00", "", "", "Tea", "",
-         "0.00600", "0.60%", "1.00", "0.00", ""),
-    "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额",
-    _row("3", "10.90", "5.00", "0.00", "0.03540", "10.90", "5.00"),
-    "",
-]).encode()
+ALL_BILL = "\r\n".join(
+    [
+        ALL_HEADER,
+        _row(
+            "2025-01-01 12:00:05",
+            APPID,
+            MCHID,
+            "0",
+            "",
+            "4200000001",
+            "T20250101001",
+            "oUser1",
+            "APP",
+            "SUCCESS",
+            "CMB_DEBIT",
+            "CNY",
+            "9.90",
+            "0.00",
+            "0",
+            "0",
+            "0.00",
+            "0.00",
+            "",
+            "",
+            "Coffee",
+            "",
+            "0.05940",
+            "0.60%",
+            "9.90",
+            "0.00",
+            "",
+        ),
+        _row(
+            "2025-01-01 13:00:00",
+            APPID,
+            MCHID,
+            "0",
+            "",
+            "4200000001",
+            "T20250101001",
+            "oUser1",
+            "APP",
+            "REFUND",
+            "CMB_DEBIT",
+            "CNY",
+            "0.00",
+            "0.00",
+            "50000000382019052709732678859",
+            "R1",
+            "5.00",
+            "0.00",
+            "ORIGINAL",
+            "SUCCESS",
+            "Coffee",
+            "",
+            "-0.03000",
+            "0.60%",
+            "0.00",
+            "5.00",
+            "",
+        ),
+        _row(
+            "2025-01-01 14:00:00",
+            APPID,
+            MCHID,
+            "0",
+            "POS-1",
+            "4200000002",
+            "T20250101002",
+            "oUser2",
+            "MICROPAY",
+            "REVOKED",
+            "OTHERS",
+            "CNY",
+            "1.00",
+            "0.00",
+            "0",
+            "0",
+            "0.00",
+            "0.00",
+            "",
+            "",
+            "Tea",
+            "",
+            "0.00600",
+            "0.60%",
+            "1.00",
+            "0.00",
+            "",
+        ),
+        "总交易单数,应结订单总金额,退款总金额,充值券退款总金额,手续费总金额,订单总金额,申请退款总金额",
+        _row("3", "10.90", "5.00", "0.00", "0.03540", "10.90", "5.00"),
+        "",
+    ]
+).encode()
 
-LEGACY_BILL = "\n".join([
-    "交易时间,公众账号ID,商户号,子商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
-    "总金额,企业红包金额,微信退款单号,商户退款单号,退款金额,企业红包退款金额,退款类型,退款状态,商品名称,商户数据包,"
-    "手续费,费率",
-    _row("2025-01-01 12:00:05", APPID, MCHID, "0", "", "4200000009", "T9", "oUser9", "NATIVE", "SUCCESS",
-         "CFT", "CNY", "123.45", "0.00", "0", "0", "0.00", "0.00", "", "", "Book", "", "0.74000", "0.60%"),
-    "总交易单数,总交易额,总退款金额,总企业红包退款金额,手续费总金额",
-    _row("1", "123.45", "0.00", "0.00", "0.74000"),
-]).encode()
+LEGACY_BILL = "\n".join(
+    [
+        "交易时间,公众账号ID,商户号,子商户号,设备号,微信订单号,商户订单号,用户标识,交易类型,交易状态,付款银行,货币种类,"
+        "总金额,企业红包金额,微信退款单号,商户退款单号,退款金额,企业红包退款金额,退款类型,退款状态,商品名称,商户数据包,"
+        "手续费,费率",
+        _row(
+            "2025-01-01 12:00:05",
+            APPID,
+            MCHID,
+            "0",
+            "",
+            "4200000009",
+            "T9",
+            "oUser9",
+            "NATIVE",
+            "SUCCESS",
+            "CFT",
+            "CNY",
+            "123.45",
+            "0.00",
+            "0",
+            "0",
+            "0.00",
+            "0.00",
+            "",
+            "",
+            "Book",
+            "",
+            "0.74000",
+            "0.60%",
+        ),
+        "总交易单数,总交易额,总退款金额,总企业红包退款金额,手续费总金额",
+        _row("1", "123.45", "0.00", "0.00", "0.74000"),
+    ]
+).encode()
 
 
 def test_all_bill_rows_are_read_by_header_name_and_stop_at_the_summary() -> None:
@@ -700,10 +970,20 @@ def test_all_bill_rows_are_read_by_header_name_and_stop_at_the_summary() -> None
     assert [r.kind for r in rows] == [BillRowKind.PAYMENT, BillRowKind.REFUND, BillRowKind.REVOKED]
     pay, refund, revoked = rows
     assert (pay.payment_no, pay.channel_trade_no, pay.amount, pay.fee, pay.currency) == (
-        "T20250101001", "4200000001", 990, 6, "CNY")
+        "T20250101001",
+        "4200000001",
+        990,
+        6,
+        "CNY",
+    )
     assert pay.occurred_at == datetime(2025, 1, 1, 12, 0, 5, tzinfo=timezone(timedelta(hours=8)))
     assert (refund.payment_no, refund.refund_no, refund.channel_refund_no, refund.amount, refund.status) == (
-        "T20250101001", "R1", "50000000382019052709732678859", 500, "SUCCESS")
+        "T20250101001",
+        "R1",
+        "50000000382019052709732678859",
+        500,
+        "SUCCESS",
+    )
     assert refund.fee == -3
     assert (revoked.payment_no, revoked.amount, revoked.status) == ("T20250101002", 100, "REVOKED")
     assert revoked.raw["设备号"] == "POS-1"
@@ -738,12 +1018,22 @@ def test_yuan_with_fractions_of_a_fen_is_refused(text: str) -> None:
 
 
 def _stub_bill(stub: responses.RequestsMock, keys: Keys, content: bytes, hash_over: bytes) -> None:
-    info = json.dumps({"hash_type": "SHA1", "hash_value": hashlib.sha1(hash_over).hexdigest(),
-                       "download_url": f"{BASE}/v3/billdownload/file?token=abc%3D"}).encode()
-    stub.get(f"{BASE}/v3/bill/tradebill", body=info, content_type="application/json",
-             headers=sign_headers(keys.platform, keys.platform_serial, info),
-             match=[responses.matchers.query_param_matcher(
-                 {"bill_date": "2025-01-01", "bill_type": "ALL", "tar_type": "GZIP"})])
+    info = json.dumps(
+        {
+            "hash_type": "SHA1",
+            "hash_value": hashlib.sha1(hash_over).hexdigest(),
+            "download_url": f"{BASE}/v3/billdownload/file?token=abc%3D",
+        }
+    ).encode()
+    stub.get(
+        f"{BASE}/v3/bill/tradebill",
+        body=info,
+        content_type="application/json",
+        headers=sign_headers(keys.platform, keys.platform_serial, info),
+        match=[
+            responses.matchers.query_param_matcher({"bill_date": "2025-01-01", "bill_type": "ALL", "tar_type": "GZIP"})
+        ],
+    )
     stub.get(f"{BASE}/v3/billdownload/file", body=content, content_type="application/octet-stream")
 
 
@@ -756,10 +1046,8 @@ def test_fetch_bill_checks_sha1_over_gzip_or_plain_bytes(keys: Keys, hash_scope:
         download = stub.calls[1].request
     assert [r.kind for r in rows] == [BillRowKind.PAYMENT, BillRowKind.REFUND, BillRowKind.REVOKED]
     _, auth = _parse_authorization(download.headers["Authorization"])
-    message = (f"GET\n/wechat/v3/billdownload/file?token=abc%3D\n{auth['timestamp']}\n"
-               f"{auth['nonce_str']}\n\n").encode()
-    keys.merchant.public_key().verify(base64.b64decode(auth["signature"]), message,
-                                      padding.PKCS1v15(), hashes.SHA256())
+    message = (f"GET\n/wechat/v3/billdownload/file?token=abc%3D\n{auth['timestamp']}\n{auth['nonce_str']}\n\n").encode()
+    keys.merchant.public_key().verify(base64.b64decode(auth["signature"]), message, padding.PKCS1v15(), hashes.SHA256())
 
 
 def test_fetch_bill_with_a_hash_mismatch_is_unavailable(keys: Keys) -> None:
@@ -772,17 +1060,26 @@ def test_fetch_bill_with_a_hash_mismatch_is_unavailable(keys: Keys) -> None:
 
 def test_fetch_bill_on_a_day_without_statement_is_empty(keys: Keys) -> None:
     with responses.RequestsMock() as stub:
-        stub.get(f"{BASE}/v3/bill/tradebill", status=400,
-                 json={"code": "NO_STATEMENT_EXIST", "message": "No statement exist"})
+        stub.get(
+            f"{BASE}/v3/bill/tradebill",
+            status=400,
+            json={"code": "NO_STATEMENT_EXIST", "message": "No statement exist"},
+        )
         assert list(make_adapter(keys).fetch_bill(date(2025, 1, 1))) == []
 
 
 def test_fetch_bill_refuses_a_download_url_on_a_foreign_host(keys: Keys) -> None:
-    info = json.dumps({"hash_type": "SHA1", "hash_value": "00",
-                       "download_url": "https://evil.example.com/v3/billdownload/file?token=x"}).encode()
+    info = json.dumps(
+        {
+            "hash_type": "SHA1",
+            "hash_value": "00",
+            "download_url": "https://evil.example.com/v3/billdownload/file?token=x",
+        }
+    ).encode()
     with responses.RequestsMock() as stub:
-        stub.get(f"{BASE}/v3/bill/tradebill", body=info,
-                 headers=sign_headers(keys.platform, keys.platform_serial, info))
+        stub.get(
+            f"{BASE}/v3/bill/tradebill", body=info, headers=sign_headers(keys.platform, keys.platform_serial, info)
+        )
         with pytest.raises(ChannelUnavailable, match="download_url"):
             make_adapter(keys).fetch_bill(date(2025, 1, 1))
         assert len(stub.calls) == 1

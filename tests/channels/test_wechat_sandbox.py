@@ -59,9 +59,16 @@ def wechat(sandbox_account: Callable[..., AccountConfig]) -> Callable[..., Wecha
 
 
 def _prepay(adapter: WechatAdapter, sink, method: str = "app", amount: int = 990, **extra) -> PrepayRequest:
-    req = PrepayRequest(payment_no=_no(), amount=amount, currency="CNY", description="Coffee 咖啡",
-                        method=method, notify_url=sink.url("/cb/wechat"),
-                        expires_at=datetime.now(UTC) + timedelta(minutes=30), **extra)
+    req = PrepayRequest(
+        payment_no=_no(),
+        amount=amount,
+        currency="CNY",
+        description="Coffee 咖啡",
+        method=method,
+        notify_url=sink.url("/cb/wechat"),
+        expires_at=datetime.now(UTC) + timedelta(minutes=30),
+        **extra,
+    )
     return req
 
 
@@ -71,8 +78,12 @@ def _pay_and_parse(adapter: WechatAdapter, sandbox, sink, payment_no: str, n: in
     return received, adapter.parse_notification(received.headers, received.body)
 
 
-_EXTRA = {"app": {}, "native": {}, "jsapi": {"payer_id": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
-          "h5": {"client_ip": "203.0.113.7"}}
+_EXTRA = {
+    "app": {},
+    "native": {},
+    "jsapi": {"payer_id": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+    "h5": {"client_ip": "203.0.113.7"},
+}
 
 
 @pytest.mark.parametrize("method", ["app", "jsapi", "native", "h5"])
@@ -80,9 +91,12 @@ def test_each_scene_prepays_is_paid_notified_and_queried(wechat, sandbox, notifi
     adapter = wechat()
     req = _prepay(adapter, notification_sink, method, **_EXTRA[method])
     result = adapter.prepay(req)
-    expected_keys = {"app": {"appid", "partnerid", "prepayid", "package", "noncestr", "timestamp", "sign"},
-                     "jsapi": {"appId", "timeStamp", "nonceStr", "package", "signType", "paySign"},
-                     "native": {"code_url"}, "h5": {"h5_url"}}[method]
+    expected_keys = {
+        "app": {"appid", "partnerid", "prepayid", "package", "noncestr", "timestamp", "sign"},
+        "jsapi": {"appId", "timeStamp", "nonceStr", "package", "signType", "paySign"},
+        "native": {"code_url"},
+        "h5": {"h5_url"},
+    }[method]
     assert set(result.client_params) == expected_keys
     assert adapter.query(payment_no=req.payment_no).status is TradeStatus.NOT_PAID
 
@@ -92,8 +106,7 @@ def test_each_scene_prepays_is_paid_notified_and_queried(wechat, sandbox, notifi
     assert note.trade is not None and note.trade.status is TradeStatus.PAID and note.trade.paid_amount == 990
 
     by_no = adapter.query(payment_no=req.payment_no)
-    assert (by_no.status, by_no.paid_amount, by_no.channel_trade_no) == (
-        TradeStatus.PAID, 990, note.channel_trade_no)
+    assert (by_no.status, by_no.paid_amount, by_no.channel_trade_no) == (TradeStatus.PAID, 990, note.channel_trade_no)
     by_id = adapter.query(channel_trade_no=note.channel_trade_no)
     assert by_id.payment_no == req.payment_no and by_id.status is TradeStatus.PAID
 
@@ -115,13 +128,20 @@ def test_payment_refund_notifications_and_bill_round_trip(wechat, sandbox, notif
     _, paid = _pay_and_parse(adapter, sandbox, notification_sink, req.payment_no)
     assert adapter.ack(True).status == 200
 
-    refund_req = RefundRequest(refund_no=_no("RF"), payment_no=req.payment_no,
-                               channel_trade_no=paid.channel_trade_no, amount=400, total_amount=1000,
-                               currency="CNY", reason="退货", notify_url=notification_sink.url("/cb/refund"))
+    refund_req = RefundRequest(
+        refund_no=_no("RF"),
+        payment_no=req.payment_no,
+        channel_trade_no=paid.channel_trade_no,
+        amount=400,
+        total_amount=1000,
+        currency="CNY",
+        reason="退货",
+        notify_url=notification_sink.url("/cb/refund"),
+    )
     created = adapter.refund(refund_req)
     assert created.refund_no == refund_req.refund_no and created.amount == 400
     assert created.status in (RefundStatus.PROCESSING, RefundStatus.SUCCEEDED)
-    assert adapter.refund(refund_req).channel_refund_no == created.channel_refund_no   # same number, no 2nd refund
+    assert adapter.refund(refund_req).channel_refund_no == created.channel_refund_no  # same number, no 2nd refund
 
     received = notification_sink.wait_for(2)[1]
     assert received.path == "/cb/refund"
@@ -132,14 +152,15 @@ def test_payment_refund_notifications_and_bill_round_trip(wechat, sandbox, notif
 
     queried = adapter.query_refund(refund_no=refund_req.refund_no, payment_no=req.payment_no)
     assert queried.status is RefundStatus.SUCCEEDED and queried.succeeded_at is not None
-    assert adapter.query(payment_no=req.payment_no).status is TradeStatus.PAID     # trade_state REFUND
+    assert adapter.query(payment_no=req.payment_no).status is TradeStatus.PAID  # trade_state REFUND
 
     rows = list(adapter.fetch_bill(datetime.now(BEIJING).date()))
     payments = [r for r in rows if r.kind is BillRowKind.PAYMENT and r.payment_no == req.payment_no]
     refunds = [r for r in rows if r.kind is BillRowKind.REFUND and r.refund_no == refund_req.refund_no]
     assert [(r.amount, r.channel_trade_no) for r in payments] == [(1000, paid.channel_trade_no)]
     assert [(r.amount, r.payment_no, r.channel_refund_no) for r in refunds] == [
-        (400, req.payment_no, created.channel_refund_no)]
+        (400, req.payment_no, created.channel_refund_no)
+    ]
 
 
 def test_refund_query_of_an_unknown_refund_is_not_found(wechat) -> None:
@@ -152,8 +173,15 @@ def test_refund_held_processing_then_abnormal(wechat, sandbox, notification_sink
     req = _prepay(adapter, notification_sink, "native")
     adapter.prepay(req)
     _pay_and_parse(adapter, sandbox, notification_sink, req.payment_no)
-    refund_req = RefundRequest(refund_no=_no("RF"), payment_no=req.payment_no, channel_trade_no=None, amount=990,
-                               total_amount=990, currency="CNY", reason="SANDBOX_PROCESSING")
+    refund_req = RefundRequest(
+        refund_no=_no("RF"),
+        payment_no=req.payment_no,
+        channel_trade_no=None,
+        amount=990,
+        total_amount=990,
+        currency="CNY",
+        reason="SANDBOX_PROCESSING",
+    )
     assert adapter.refund(refund_req).status is RefundStatus.PROCESSING
     sandbox.act("wechat", refund_req.refund_no, "refund_abnormal")
     state = adapter.query_refund(refund_no=refund_req.refund_no, payment_no=req.payment_no)
@@ -190,7 +218,7 @@ def test_each_key_mode_verifies_responses_and_notifications(wechat, sandbox, not
     assert ("wechatpay_public_key_id" in adapter.config.options) == (mode != "certificate")
     req = _prepay(adapter, notification_sink, "app")
     adapter.prepay(req)
-    for n in (1, 2):      # in "both" mode notifications alternate between the two keys
+    for n in (1, 2):  # in "both" mode notifications alternate between the two keys
         payment_no = req.payment_no if n == 1 else _no()
         if n == 2:
             adapter.prepay(replace(req, payment_no=payment_no))
@@ -206,7 +234,7 @@ def test_certificate_mode_without_configured_certificates_downloads_them(sandbox
     bare = replace(config, options={k: v for k, v in config.options.items() if k != "platform_certificates"})
     adapter = _adapter(bare)
     req = _prepay(adapter, notification_sink, "native")
-    adapter.prepay(req)          # the answer's serial is unknown: one /v3/certificates download
+    adapter.prepay(req)  # the answer's serial is unknown: one /v3/certificates download
     assert adapter.query(payment_no=req.payment_no).status is TradeStatus.NOT_PAID
 
 
@@ -217,7 +245,7 @@ def test_bad_signature_fault_makes_responses_unavailable(wechat, sandbox, notifi
     sandbox.add_fault(kind="bad_signature", channel="wechat", path="/v3/pay/transactions/out-trade-no", count=1)
     with pytest.raises(ChannelUnavailable, match="bad signature"):
         adapter.query(payment_no=req.payment_no)
-    assert adapter.query(payment_no=req.payment_no).status is TradeStatus.NOT_PAID   # fault used up
+    assert adapter.query(payment_no=req.payment_no).status is TradeStatus.NOT_PAID  # fault used up
 
 
 def test_tampered_amount_in_a_response_is_unavailable(wechat, sandbox, notification_sink) -> None:
@@ -264,8 +292,9 @@ def test_tampered_notification_body_is_signature_invalid(wechat, sandbox, notifi
 
 
 @pytest.mark.parametrize("flag", ["signtest", "bad_signature"])
-def test_probe_and_badly_signed_notifications_are_signature_invalid(wechat, sandbox, notification_sink,
-                                                                    flag: str) -> None:
+def test_probe_and_badly_signed_notifications_are_signature_invalid(
+    wechat, sandbox, notification_sink, flag: str
+) -> None:
     adapter = wechat()
     req = _prepay(adapter, notification_sink, "app")
     adapter.prepay(req)
@@ -289,9 +318,15 @@ def test_notification_for_another_account_is_rejected(wechat, sandbox, notificat
 # payment code (v2 micropay + reverse, v3 query)
 # --------------------------------------------------------------------------------------------
 def _charge(auth_code: str, amount: int = 1200) -> ChargeRequest:
-    return ChargeRequest(payment_no=_no("PC"), amount=amount, currency="CNY", description="Tea",
-                         auth_code=auth_code, client_ip="10.0.0.8",
-                         expires_at=datetime.now(UTC) + timedelta(minutes=2))
+    return ChargeRequest(
+        payment_no=_no("PC"),
+        amount=amount,
+        currency="CNY",
+        description="Tea",
+        auth_code=auth_code,
+        client_ip="10.0.0.8",
+        expires_at=datetime.now(UTC) + timedelta(minutes=2),
+    )
 
 
 @pytest.mark.parametrize("sign_type", ["HMAC-SHA256", "MD5"])
@@ -319,7 +354,7 @@ def test_paycode_revoke_while_user_paying_repeats_on_recall(wechat) -> None:
     adapter = wechat()
     req = _charge(PASSWORD_CODE)
     adapter.charge(req)
-    assert adapter.revoke(payment_no=req.payment_no) is TradeStatus.REVOKED   # USERPAYING+recall=Y, then OK
+    assert adapter.revoke(payment_no=req.payment_no) is TradeStatus.REVOKED  # USERPAYING+recall=Y, then OK
     assert adapter.query(payment_no=req.payment_no).status is TradeStatus.REVOKED
 
 
@@ -352,7 +387,7 @@ def test_paycode_repeat_of_a_paid_charge_reports_the_payment(wechat) -> None:
     adapter = wechat()
     req = _charge(PAID_CODE)
     first = adapter.charge(req)
-    again = adapter.charge(req)               # ORDERPAID -> query
+    again = adapter.charge(req)  # ORDERPAID -> query
     assert (again.status, again.channel_trade_no) == (TradeStatus.PAID, first.channel_trade_no)
 
 
@@ -370,7 +405,7 @@ def test_paycode_timeout_is_unavailable(wechat, sandbox) -> None:
     req = _charge(PAID_CODE)
     with pytest.raises(ChannelUnavailable, match="Timeout"):
         adapter.charge(req)
-    assert adapter.query(payment_no=req.payment_no).status is TradeStatus.PAID    # it went through
+    assert adapter.query(payment_no=req.payment_no).status is TradeStatus.PAID  # it went through
 
 
 def test_paycode_tampered_amount_is_unavailable(wechat, sandbox) -> None:

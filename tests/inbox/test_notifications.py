@@ -21,8 +21,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 N = InboundNotification
 
 
-
-
 @pytest.fixture
 def live_wechat(live_server: Any, settings: Any, channel_account: Callable[..., ChannelAccount]) -> ChannelAccount:
     settings.PAYCORE_PUBLIC_BASE_URL = live_server.url
@@ -67,13 +65,21 @@ def test_a_dropped_notification_is_caught_by_the_query(live_wechat: ChannelAccou
 
 def test_a_forged_notification_is_stored_rejected_and_changes_nothing(live_wechat: ChannelAccount) -> None:
     payment = make_payment(account=live_wechat)
-    body = (b'{"id":"EV-forged","event_type":"TRANSACTION.SUCCESS","resource_type":"encrypt-resource",'
-            b'"resource":{"algorithm":"AEAD_AES_256_GCM","ciphertext":"AAAA","nonce":"nonce1234567",'
-            b'"associated_data":"transaction"}}')
-    response = Client().post(f"/callbacks/wechat/{live_wechat.pk}", body, content_type="application/json",
-                             HTTP_WECHATPAY_TIMESTAMP=str(int(time.time())), HTTP_WECHATPAY_NONCE="n",
-                             HTTP_WECHATPAY_SIGNATURE="Zm9yZ2Vk", HTTP_WECHATPAY_SERIAL="PUB_KEY_ID_0",
-                             HTTP_WECHATPAY_SIGNATURE_TYPE="WECHATPAY2-SHA256-RSA2048")
+    body = (
+        b'{"id":"EV-forged","event_type":"TRANSACTION.SUCCESS","resource_type":"encrypt-resource",'
+        b'"resource":{"algorithm":"AEAD_AES_256_GCM","ciphertext":"AAAA","nonce":"nonce1234567",'
+        b'"associated_data":"transaction"}}'
+    )
+    response = Client().post(
+        f"/callbacks/wechat/{live_wechat.pk}",
+        body,
+        content_type="application/json",
+        HTTP_WECHATPAY_TIMESTAMP=str(int(time.time())),
+        HTTP_WECHATPAY_NONCE="n",
+        HTTP_WECHATPAY_SIGNATURE="Zm9yZ2Vk",
+        HTTP_WECHATPAY_SERIAL="PUB_KEY_ID_0",
+        HTTP_WECHATPAY_SIGNATURE_TYPE="WECHATPAY2-SHA256-RSA2048",
+    )
     assert 400 <= response.status_code < 600 and b"FAIL" in response.content
     inbound = N.objects.get()
     assert (inbound.verification, inbound.outcome) == ("REJECTED", "REJECTED")
@@ -81,8 +87,9 @@ def test_a_forged_notification_is_stored_rejected_and_changes_nothing(live_wecha
     assert status_of(payment) == "PENDING" and not PaymentEvent.objects.filter(to_status="SUCCEEDED").exists()
 
 
-def test_a_notification_from_outside_the_allowlist_is_rejected(live_wechat: ChannelAccount,
-                                                               gateway_client: Any) -> None:
+def test_a_notification_from_outside_the_allowlist_is_rejected(
+    live_wechat: ChannelAccount, gateway_client: Any
+) -> None:
     ChannelAccount.objects.filter(pk=live_wechat.pk).update(callback_ip_allowlist=["10.9.9.0/24"])
     payment = make_payment(account=live_wechat)
     gateway_client.pay("wechat", payment.payment_no)
@@ -128,7 +135,8 @@ def test_a_signed_answer_with_another_amount_is_refused(channel_account: Any, ga
 
 
 def test_a_notification_left_unapplied_by_an_outage_is_applied_by_the_inbox_sweep(
-        live_wechat: ChannelAccount, gateway_client: Any) -> None:
+    live_wechat: ChannelAccount, gateway_client: Any
+) -> None:
     payment = make_payment(account=live_wechat)
     gateway_client.add_fault(channel="wechat", kind="http_500", path="/out-trade-no/", count=None)
     gateway_client.pay("wechat", payment.payment_no)

@@ -47,9 +47,14 @@ def test_create_api_key_prints_a_working_key_once() -> None:
 
 @pytest.mark.django_db
 def test_configure_channel_loads_an_account_and_never_prints_secrets(tmp_path: Path) -> None:
-    spec = {"channel": "points", "name": "points-main", "base_url": "https://points.example/api",
-            "ids": {"app_id": "app-1", "key_id": "k1"}, "credentials": {"shared_secret": "TOP-SECRET-VALUE"},
-            "options": {"points_per_minor_unit": 1}}
+    spec = {
+        "channel": "points",
+        "name": "points-main",
+        "base_url": "https://points.example/api",
+        "ids": {"app_id": "app-1", "key_id": "k1"},
+        "credentials": {"shared_secret": "TOP-SECRET-VALUE"},
+        "options": {"points_per_minor_unit": 1},
+    }
     path = tmp_path / "account.json"
     path.write_text(json.dumps(spec))
     out = StringIO()
@@ -64,9 +69,16 @@ def test_configure_channel_loads_an_account_and_never_prints_secrets(tmp_path: P
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("document", ["not json", '{"channel": "bitcoin", "name": "x", "base_url": "https://x"}',
-                                      '{"channel": "wechat", "name": "x"}', '["a list"]',
-                                      '{"channel": "wechat", "name": "x", "base_url": "https://x", "ids": []}'])
+@pytest.mark.parametrize(
+    "document",
+    [
+        "not json",
+        '{"channel": "bitcoin", "name": "x", "base_url": "https://x"}',
+        '{"channel": "wechat", "name": "x"}',
+        '["a list"]',
+        '{"channel": "wechat", "name": "x", "base_url": "https://x", "ids": []}',
+    ],
+)
 def test_configure_channel_refuses_a_bad_document(tmp_path: Path, document: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(document)

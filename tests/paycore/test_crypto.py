@@ -51,8 +51,9 @@ def test_order_pii_is_stored_encrypted() -> None:
 
 @pytest.mark.django_db
 def test_channel_credentials_are_stored_encrypted() -> None:
-    account = ChannelAccount.objects.create(channel="points", name="p", base_url="https://points.example",
-                                            credentials={"shared_secret": "s3cr3t-value"})
+    account = ChannelAccount.objects.create(
+        channel="points", name="p", base_url="https://points.example", credentials={"shared_secret": "s3cr3t-value"}
+    )
     assert "s3cr3t" not in _raw("channels_channelaccount", "credentials", account.pk)
     account.refresh_from_db()
     assert account.credentials == {"shared_secret": "s3cr3t-value"}
@@ -69,6 +70,6 @@ def test_rotate_field_keys_reencrypts_under_the_new_primary_key(settings: pytest
     settings.FIELD_ENCRYPTION_KEYS = f"{NEW_KEY},{settings.FIELD_ENCRYPTION_KEYS}"
     call_command("rotate_field_keys", stdout=StringIO())
     assert crypto.key_id_of(_raw("orders_order", "phone", order.pk)) == "new1"
-    settings.FIELD_ENCRYPTION_KEYS = NEW_KEY          # the old key can now be dropped
+    settings.FIELD_ENCRYPTION_KEYS = NEW_KEY  # the old key can now be dropped
     order.refresh_from_db()
     assert order.phone == "+86 138 0000 0000"

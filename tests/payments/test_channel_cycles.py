@@ -43,8 +43,9 @@ CYCLES = {
 
 
 @pytest.fixture
-def live_account(live_server: Any, settings: Any, channel_account: Callable[..., ChannelAccount]
-                 ) -> Callable[[str], ChannelAccount]:
+def live_account(
+    live_server: Any, settings: Any, channel_account: Callable[..., ChannelAccount]
+) -> Callable[[str], ChannelAccount]:
     settings.PAYCORE_PUBLIC_BASE_URL = live_server.url
     return channel_account
 
@@ -58,8 +59,9 @@ def refund_status(refund_no: str) -> str:
 
 
 @pytest.mark.parametrize("channel", list(CYCLES))
-def test_pay_notify_confirm_and_refund(channel: str, live_account: Callable[[str], ChannelAccount], api: APIClient,
-                                       gateway_client: Any) -> None:
+def test_pay_notify_confirm_and_refund(
+    channel: str, live_account: Callable[[str], ChannelAccount], api: APIClient, gateway_client: Any
+) -> None:
     spec = CYCLES[channel]
     account = live_account(channel)
     order = make_order(amount=1000, currency=spec["currency"])
@@ -68,8 +70,17 @@ def test_pay_notify_confirm_and_refund(channel: str, live_account: Callable[[str
         extra["payer_id"] = adapter_for(account).bind("bind-1", "member-42", "cust-1")
     if "return_url" in spec:
         extra["return_url"] = spec["return_url"]
-    created = api.post("/api/v1/payments", {"order_nos": [order.order_no], "customer_ref": "cust-1",
-                                            "channel": channel, "method": spec["method"], **extra}, format="json")
+    created = api.post(
+        "/api/v1/payments",
+        {
+            "order_nos": [order.order_no],
+            "customer_ref": "cust-1",
+            "channel": channel,
+            "method": spec["method"],
+            **extra,
+        },
+        format="json",
+    )
     assert created.status_code == 201, created.json()
     payment = created.json()
     if spec["pay"] is not None:
@@ -79,40 +90,64 @@ def test_pay_notify_confirm_and_refund(channel: str, live_account: Callable[[str
     order.refresh_from_db()
     assert order.status == "PAID"
     if spec["pay"] is not None:
-        assert InboundNotification.objects.filter(payment__payment_no=payment["payment_no"],
-                                                  verification="VERIFIED").exists()
+        assert InboundNotification.objects.filter(
+            payment__payment_no=payment["payment_no"], verification="VERIFIED"
+        ).exists()
 
-    first = api.post("/api/v1/refunds", {"payment_no": payment["payment_no"], "refund_no": f"{channel}-r1",
-                                         "amount": 400}, format="json")
+    first = api.post(
+        "/api/v1/refunds",
+        {"payment_no": payment["payment_no"], "refund_no": f"{channel}-r1", "amount": 400},
+        format="json",
+    )
     assert first.status_code == 201, first.json()
     assert wait_until(lambda: refund_status(f"{channel}-r1") == "SUCCEEDED")
-    too_much = api.post("/api/v1/refunds", {"payment_no": payment["payment_no"], "refund_no": f"{channel}-r2",
-                                            "amount": 601}, format="json")
+    too_much = api.post(
+        "/api/v1/refunds",
+        {"payment_no": payment["payment_no"], "refund_no": f"{channel}-r2", "amount": 601},
+        format="json",
+    )
     assert too_much.status_code == 409 and too_much.json()["code"] == "refund_exceeds_payment"
-    rest = api.post("/api/v1/refunds", {"payment_no": payment["payment_no"], "refund_no": f"{channel}-r3",
-                                        "amount": 600}, format="json")
+    rest = api.post(
+        "/api/v1/refunds",
+        {"payment_no": payment["payment_no"], "refund_no": f"{channel}-r3", "amount": 600},
+        format="json",
+    )
     assert rest.status_code == 201
     assert wait_until(lambda: refund_status(f"{channel}-r3") == "SUCCEEDED")
     order.refresh_from_db()
     assert order.status == "REFUNDED"
-    repeat = api.post("/api/v1/refunds", {"payment_no": payment["payment_no"], "refund_no": f"{channel}-r1",
-                                          "amount": 400}, format="json")
+    repeat = api.post(
+        "/api/v1/refunds",
+        {"payment_no": payment["payment_no"], "refund_no": f"{channel}-r1", "amount": 400},
+        format="json",
+    )
     assert repeat.status_code == 200 and Refund.objects.count() == 2
 
 
-
 def test_a_paypal_order_approved_after_paycore_closed_it_is_never_captured(
-        live_account: Callable[[str], ChannelAccount], api: APIClient, gateway_client: Any) -> None:
+    live_account: Callable[[str], ChannelAccount], api: APIClient, gateway_client: Any
+) -> None:
     account = live_account("paypal")
     order = make_order(amount=1000, currency="USD")
-    payment = api.post("/api/v1/payments", {"order_nos": [order.order_no], "customer_ref": "cust-1",
-                                            "channel": "paypal", "method": "page",
-                                            "return_url": "https://app.example/pp"}, format="json").json()
+    payment = api.post(
+        "/api/v1/payments",
+        {
+            "order_nos": [order.order_no],
+            "customer_ref": "cust-1",
+            "channel": "paypal",
+            "method": "page",
+            "return_url": "https://app.example/pp",
+        },
+        format="json",
+    ).json()
     closed = api.post(f"/api/v1/payments/{payment['payment_no']}/close", {}, format="json")
     assert closed.json()["status"] == "CLOSED"
-    gateway_client.pay("paypal", payment["payment_no"])      # the buyer approves anyway
-    assert wait_until(lambda: InboundNotification.objects.filter(
-        channel_account=account, event_type="CHECKOUT.ORDER.APPROVED", outcome="APPLIED").exists())
+    gateway_client.pay("paypal", payment["payment_no"])  # the buyer approves anyway
+    assert wait_until(
+        lambda: InboundNotification.objects.filter(
+            channel_account=account, event_type="CHECKOUT.ORDER.APPROVED", outcome="APPLIED"
+        ).exists()
+    )
     assert status_of(payment["payment_no"]) == "CLOSED"
     at_paypal = [t for t in gateway_client.trades() if t["kind"] == "trade" and t["key"] == payment["payment_no"]]
-    assert [t["status"] for t in at_paypal] == ["APPROVED"]   # approved, never captured
+    assert [t["status"] for t in at_paypal] == ["APPROVED"]  # approved, never captured

@@ -17,15 +17,22 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def charge(api: APIClient, channel: str, auth_code: str) -> Any:
     order = make_order(amount=2500)
-    return api.post("/api/v1/payments", {"order_nos": [order.order_no], "customer_ref": "cust-1", "channel": channel,
-                                         "method": "paycode", "auth_code": auth_code, "client_ip": "10.0.0.8"},
-                    format="json")
+    return api.post(
+        "/api/v1/payments",
+        {
+            "order_nos": [order.order_no],
+            "customer_ref": "cust-1",
+            "channel": channel,
+            "method": "paycode",
+            "auth_code": auth_code,
+            "client_ip": "10.0.0.8",
+        },
+        format="json",
+    )
 
 
-@pytest.mark.parametrize(("channel", "auth_code"), [("wechat", "134567890123451234"),
-                                                   ("alipay", "286543210987651234")])
-def test_a_scanned_code_is_charged_at_once(api: APIClient, channel_account: Any, channel: str,
-                                           auth_code: str) -> None:
+@pytest.mark.parametrize(("channel", "auth_code"), [("wechat", "134567890123451234"), ("alipay", "286543210987651234")])
+def test_a_scanned_code_is_charged_at_once(api: APIClient, channel_account: Any, channel: str, auth_code: str) -> None:
     channel_account(channel)
     response = charge(api, channel, auth_code)
     assert response.status_code == 201, response.json()
@@ -33,10 +40,10 @@ def test_a_scanned_code_is_charged_at_once(api: APIClient, channel_account: Any,
     assert Payment.objects.get().maps.get().order.status == "PAID"
 
 
-@pytest.mark.parametrize(("channel", "auth_code"), [("wechat", "134567890123450000"),
-                                                   ("alipay", "286543210987650000")])
-def test_a_payer_entering_a_password_is_confirmed_by_query(api: APIClient, channel_account: Any,
-                                                           gateway_client: Any, channel: str, auth_code: str) -> None:
+@pytest.mark.parametrize(("channel", "auth_code"), [("wechat", "134567890123450000"), ("alipay", "286543210987650000")])
+def test_a_payer_entering_a_password_is_confirmed_by_query(
+    api: APIClient, channel_account: Any, gateway_client: Any, channel: str, auth_code: str
+) -> None:
     channel_account(channel)
     response = charge(api, channel, auth_code)
     assert response.status_code == 201 and response.json()["status"] == "USER_PAYING"

@@ -19,10 +19,26 @@ from tests.factories import make_order, make_payment
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def create_payment(api: APIClient, orders: list[Order], *, channel: str = "wechat", method: str = "app",
-                   customer_ref: str = "cust-1", **extra: Any) -> Any:
-    return api.post("/api/v1/payments", {"order_nos": [o.order_no for o in orders], "customer_ref": customer_ref,
-                                         "channel": channel, "method": method, **extra}, format="json")
+def create_payment(
+    api: APIClient,
+    orders: list[Order],
+    *,
+    channel: str = "wechat",
+    method: str = "app",
+    customer_ref: str = "cust-1",
+    **extra: Any,
+) -> Any:
+    return api.post(
+        "/api/v1/payments",
+        {
+            "order_nos": [o.order_no for o in orders],
+            "customer_ref": customer_ref,
+            "channel": channel,
+            "method": method,
+            **extra,
+        },
+        format="json",
+    )
 
 
 def test_creating_a_payment_places_it_at_the_channel(api: APIClient, wechat_account: ChannelAccount) -> None:
@@ -38,8 +54,9 @@ def test_creating_a_payment_places_it_at_the_channel(api: APIClient, wechat_acco
     assert sum(m.amount for m in payment.maps.all()) == payment.amount
 
 
-def test_the_same_channel_and_method_gets_the_pending_payment_back(api: APIClient,
-                                                                   wechat_account: ChannelAccount) -> None:
+def test_the_same_channel_and_method_gets_the_pending_payment_back(
+    api: APIClient, wechat_account: ChannelAccount
+) -> None:
     order = make_order()
     first = create_payment(api, [order]).json()
     again = create_payment(api, [order])
@@ -48,7 +65,8 @@ def test_the_same_channel_and_method_gets_the_pending_payment_back(api: APIClien
 
 
 def test_switching_channel_supersedes_and_closes_the_older_payment(
-        api: APIClient, wechat_account: ChannelAccount, channel_account: Any, gateway_client: Any) -> None:
+    api: APIClient, wechat_account: ChannelAccount, channel_account: Any, gateway_client: Any
+) -> None:
     channel_account("alipay")
     order = make_order()
     wechat = create_payment(api, [order]).json()
@@ -61,8 +79,7 @@ def test_switching_channel_supersedes_and_closes_the_older_payment(
     assert closed_at_channel and closed_at_channel[0]["trade_state"] == "CLOSED"
 
 
-def test_a_paid_order_cannot_be_paid_again(api: APIClient, wechat_account: ChannelAccount,
-                                           gateway_client: Any) -> None:
+def test_a_paid_order_cannot_be_paid_again(api: APIClient, wechat_account: ChannelAccount, gateway_client: Any) -> None:
     order = make_order()
     payment = make_payment(account=wechat_account, orders=[order])
     gateway_client.pay("wechat", payment.payment_no)
@@ -99,8 +116,7 @@ def test_an_expired_order_is_refused(api: APIClient, wechat_account: ChannelAcco
     assert not Payment.objects.exists()
 
 
-def test_a_paid_payment_is_confirmed_only_by_the_channel(wechat_account: ChannelAccount,
-                                                         gateway_client: Any) -> None:
+def test_a_paid_payment_is_confirmed_only_by_the_channel(wechat_account: ChannelAccount, gateway_client: Any) -> None:
     payment = make_payment(account=wechat_account)
     payment_client_report(payment_id=payment.pk, result="success")  # the sync task finds it unpaid
     payment.refresh_from_db()
@@ -125,8 +141,9 @@ def test_get_payment_by_either_number(api: APIClient, wechat_account: ChannelAcc
     assert api.get("/api/v1/payments/by-channel-trade-no/nope").status_code == 404
 
 
-def test_closing_a_payment_closes_it_at_the_channel_first(api: APIClient, wechat_account: ChannelAccount,
-                                                          gateway_client: Any) -> None:
+def test_closing_a_payment_closes_it_at_the_channel_first(
+    api: APIClient, wechat_account: ChannelAccount, gateway_client: Any
+) -> None:
     payment = make_payment(account=wechat_account)
     response = api.post(f"/api/v1/payments/{payment.payment_no}/close", {"reason": "user cancelled"}, format="json")
     assert response.status_code == 200 and response.json()["status"] == "CLOSED"
@@ -135,8 +152,9 @@ def test_closing_a_payment_closes_it_at_the_channel_first(api: APIClient, wechat
     assert payment.events.filter(to_status="CLOSED").count() == 1
 
 
-def test_closing_a_payment_the_payer_already_paid_records_the_payment(wechat_account: ChannelAccount,
-                                                                       gateway_client: Any) -> None:
+def test_closing_a_payment_the_payer_already_paid_records_the_payment(
+    wechat_account: ChannelAccount, gateway_client: Any
+) -> None:
     payment = make_payment(account=wechat_account)
     gateway_client.pay("wechat", payment.payment_no)
     payment = payment_close(payment_id=payment.pk, reason="timeout")
@@ -154,8 +172,9 @@ def test_a_channel_outage_during_close_changes_nothing(wechat_account: ChannelAc
     assert payment.status == "PENDING"
 
 
-def test_a_channel_outage_at_prepay_answers_503_and_a_retry_succeeds(api: APIClient, wechat_account: ChannelAccount,
-                                                                     gateway_client: Any) -> None:
+def test_a_channel_outage_at_prepay_answers_503_and_a_retry_succeeds(
+    api: APIClient, wechat_account: ChannelAccount, gateway_client: Any
+) -> None:
     order = make_order()
     gateway_client.add_fault(channel="wechat", kind="http_503", count=1)
     failed = create_payment(api, [order], HTTP_IDEMPOTENCY_KEY="k-outage")
@@ -166,27 +185,32 @@ def test_a_channel_outage_at_prepay_answers_503_and_a_retry_succeeds(api: APICli
     assert Payment.objects.count() == 1
 
 
-def test_the_cashier_offers_the_enabled_channels_for_the_currency(api: APIClient, wechat_account: ChannelAccount,
-                                                                  channel_account: Any) -> None:
+def test_the_cashier_offers_the_enabled_channels_for_the_currency(
+    api: APIClient, wechat_account: ChannelAccount, channel_account: Any
+) -> None:
     channel_account("paypal")
     cny, usd = make_order(currency="CNY"), make_order(currency="USD")
     offers = api.post("/api/v1/cashier", {"order_nos": [cny.order_no], "customer_ref": "cust-1"}, format="json")
     assert {(m["channel"], m["method"]) for m in offers.json()["methods"]} >= {("wechat", "app"), ("wechat", "native")}
     usd_offers = api.post("/api/v1/cashier", {"order_nos": [usd.order_no], "customer_ref": "cust-1"}, format="json")
     assert {m["channel"] for m in usd_offers.json()["methods"]} == {"paypal"}
-    mixed = api.post("/api/v1/cashier", {"order_nos": [cny.order_no, usd.order_no], "customer_ref": "cust-1"},
-                     format="json")
+    mixed = api.post(
+        "/api/v1/cashier", {"order_nos": [cny.order_no, usd.order_no], "customer_ref": "cust-1"}, format="json"
+    )
     assert mixed.status_code == 400 and mixed.json()["code"] == "currency_mismatch"
 
 
 def test_the_client_report_is_recorded_but_never_proof(api: APIClient, wechat_account: ChannelAccount) -> None:
     payment = make_payment(account=wechat_account)
-    response = api.post(f"/api/v1/payments/{payment.payment_no}/client-report",
-                        {"result": "success", "detail": {"errCode": 0}}, format="json")
+    response = api.post(
+        f"/api/v1/payments/{payment.payment_no}/client-report",
+        {"result": "success", "detail": {"errCode": 0}},
+        format="json",
+    )
     assert response.status_code == 200 and response.json()["status"] == "CLIENT_REPORTED"
     event = payment.events.get(to_status="CLIENT_REPORTED")
     assert event.source == "client-sync" and event.evidence["detail"] == {"errCode": 0}
-    assert not payment.events.filter(to_status="SUCCEEDED").exists()   # the sync query found it unpaid
+    assert not payment.events.filter(to_status="SUCCEEDED").exists()  # the sync query found it unpaid
     bad = api.post(f"/api/v1/payments/{payment.payment_no}/client-report", {"result": "paid!"}, format="json")
     assert bad.status_code == 400 and bad.json()["code"] == "invalid_request"
 
@@ -201,20 +225,26 @@ def test_payment_lists_are_paginated(api: APIClient, wechat_account: ChannelAcco
     assert [p["orders"][0]["order_no"] for p in by_order["results"]] == [orders[0].order_no]
 
 
-@pytest.mark.parametrize(("method", "extra", "field"), [
-    ("native", {}, "code_url"), ("h5", {"client_ip": "203.0.113.7"}, "h5_url"),
-    ("jsapi", {"payer_id": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}, "paySign"),
-])
-def test_each_wechat_scene_returns_what_its_client_needs(api: APIClient, wechat_account: ChannelAccount,
-                                                         method: str, extra: dict[str, str], field: str) -> None:
+@pytest.mark.parametrize(
+    ("method", "extra", "field"),
+    [
+        ("native", {}, "code_url"),
+        ("h5", {"client_ip": "203.0.113.7"}, "h5_url"),
+        ("jsapi", {"payer_id": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}, "paySign"),
+    ],
+)
+def test_each_wechat_scene_returns_what_its_client_needs(
+    api: APIClient, wechat_account: ChannelAccount, method: str, extra: dict[str, str], field: str
+) -> None:
     response = create_payment(api, [make_order()], method=method, **extra)
     assert response.status_code == 201, response.json()
     assert response.json()["prepay"][field]
 
 
 @pytest.mark.parametrize(("method", "field"), [("app", "order_string"), ("page", "url"), ("h5", "url")])
-def test_each_alipay_method_returns_what_its_client_needs(api: APIClient, channel_account: Any, method: str,
-                                                          field: str) -> None:
+def test_each_alipay_method_returns_what_its_client_needs(
+    api: APIClient, channel_account: Any, method: str, field: str
+) -> None:
     channel_account("alipay")
     extra = {"client_ip": "203.0.113.7", "return_url": "https://app.example/done"} if method != "app" else {}
     response = create_payment(api, [make_order()], channel="alipay", method=method, **extra)
@@ -223,15 +253,16 @@ def test_each_alipay_method_returns_what_its_client_needs(api: APIClient, channe
 
 
 def test_paying_a_superseded_payment_wins_and_closes_the_newer_one(
-        api: APIClient, wechat_account: ChannelAccount, channel_account: Any, gateway_client: Any) -> None:
+    api: APIClient, wechat_account: ChannelAccount, channel_account: Any, gateway_client: Any
+) -> None:
     channel_account("alipay")
     order = make_order()
-    wechat = create_payment(api, [order]).json()          # the user starts on WeChat...
+    wechat = create_payment(api, [order]).json()  # the user starts on WeChat...
     gateway_client.add_fault(channel="wechat", kind="http_503", path="/close", count=None)
-    alipay = create_payment(api, [order], channel="alipay", method="app").json()   # ...switches to Alipay
+    alipay = create_payment(api, [order], channel="alipay", method="app").json()  # ...switches to Alipay
     assert Payment.objects.get(payment_no=wechat["payment_no"]).status == "PENDING"  # WeChat close failed
     gateway_client.clear_faults()
-    gateway_client.pay("wechat", wechat["payment_no"])     # ...but had already paid on WeChat
+    gateway_client.pay("wechat", wechat["payment_no"])  # ...but had already paid on WeChat
     paid = payment_sync_from_channel(payment_id=Payment.objects.get(payment_no=wechat["payment_no"]).pk)
     assert paid.status == "SUCCEEDED"
     current = PaymentOrderMap.objects.get(order=order, is_current=True)

@@ -23,8 +23,9 @@ def test_twenty_concurrent_creates_for_one_order_leave_one_pending_payment(wecha
     def attempt(_: int) -> str:
         try:
             barrier.wait()
-            payment, _created = payment_place(order_ids=[order.pk], customer_ref="cust-1", channel="wechat",
-                                              method="app")
+            payment, _created = payment_place(
+                order_ids=[order.pk], customer_ref="cust-1", channel="wechat", method="app"
+            )
             return payment.payment_no
         finally:
             connection.close()
@@ -38,8 +39,9 @@ def test_twenty_concurrent_creates_for_one_order_leave_one_pending_payment(wecha
 
 
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_creates_on_two_channels_leave_one_current_map(wechat_account: ChannelAccount,
-                                                                  channel_account: Any) -> None:
+def test_concurrent_creates_on_two_channels_leave_one_current_map(
+    wechat_account: ChannelAccount, channel_account: Any
+) -> None:
     channel_account("alipay")
     order = make_order()
     barrier = threading.Barrier(10)

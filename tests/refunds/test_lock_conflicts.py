@@ -37,18 +37,26 @@ def _paid_payment_with_refund(account: ChannelAccount, gateway: Any) -> tuple[Pa
     return payment, refund
 
 
-def test_callbacks_and_refund_changes_for_one_payment_never_deadlock(wechat_account: ChannelAccount,
-                                                                      gateway_client: Any) -> None:
+def test_callbacks_and_refund_changes_for_one_payment_never_deadlock(
+    wechat_account: ChannelAccount, gateway_client: Any
+) -> None:
     payment, refund = _paid_payment_with_refund(wechat_account, gateway_client)
     barrier = threading.Barrier(2)
-    processing = RefundState(refund_no=refund.refund_no, status=RefundStatus.PROCESSING, channel_refund_no=None,
-                             amount=refund.amount)
+    processing = RefundState(
+        refund_no=refund.refund_no, status=RefundStatus.PROCESSING, channel_refund_no=None, amount=refund.amount
+    )
 
     def store_callback(_: int) -> None:
         barrier.wait()
         with transaction.atomic():
-            InboundNotification.objects.create(channel="wechat", channel_account=wechat_account, body=b"{}",
-                                               payment=payment, refund=refund, kind="REFUND")
+            InboundNotification.objects.create(
+                channel="wechat",
+                channel_account=wechat_account,
+                body=b"{}",
+                payment=payment,
+                refund=refund,
+                kind="REFUND",
+            )
 
     def change_refund(_: int) -> None:
         barrier.wait()
@@ -60,6 +68,7 @@ def test_callbacks_and_refund_changes_for_one_payment_never_deadlock(wechat_acco
                 return fn(i)
             finally:
                 connection.close()
+
         return wrapped
 
     with ThreadPoolExecutor(max_workers=2) as pool:

@@ -55,8 +55,9 @@ def test_parallel_refunds_never_exceed_the_payment(wechat_account: ChannelAccoun
     assert list(Refund.objects.values_list("amount", flat=True)) == [600]
 
 
-def test_one_refund_no_sent_many_times_at_once_refunds_once(wechat_account: ChannelAccount,
-                                                            gateway_client: Any) -> None:
+def test_one_refund_no_sent_many_times_at_once_refunds_once(
+    wechat_account: ChannelAccount, gateway_client: Any
+) -> None:
     payment = make_paid_payment(wechat_account, gateway_client)
     numbers = race(6, lambda i: refund_request(payment_id=payment.pk, refund_no="same", amount=300)[0].pk)
     assert len(set(numbers)) == 1 and Refund.objects.count() == 1

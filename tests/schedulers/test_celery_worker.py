@@ -27,8 +27,9 @@ def redis_worker(settings: Any) -> Iterator[None]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_sync_task_sent_through_redis_confirms_the_payment(wechat_account: ChannelAccount, gateway_client: Any,
-                                                             redis_worker: None) -> None:
+def test_a_sync_task_sent_through_redis_confirms_the_payment(
+    wechat_account: ChannelAccount, gateway_client: Any, redis_worker: None
+) -> None:
     payment = make_payment(account=wechat_account)
     gateway_client.pay("wechat", payment.payment_no)
     payment_sync.delay(payment.pk)

@@ -39,5 +39,7 @@ class Command(BaseCommand):
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         verb = "created" if created else "updated"
-        self.stdout.write(f"{verb} {account.channel} account {account.name!r} (id {account.pk}) -> {account.base_url}; "
-                          f"credentials held: {', '.join(sorted(account.credentials)) or 'none'}")
+        self.stdout.write(
+            f"{verb} {account.channel} account {account.name!r} (id {account.pk}) -> {account.base_url}; "
+            f"credentials held: {', '.join(sorted(account.credentials)) or 'none'}"
+        )

@@ -17,8 +17,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("name")
         parser.add_argument("--merchant", help="restrict the client to this merchant code")
-        parser.add_argument("--scopes", default=",".join(Scope.values),
-                            help=f"comma-separated, from: {', '.join(Scope.values)}")
+        parser.add_argument(
+            "--scopes", default=",".join(Scope.values), help=f"comma-separated, from: {', '.join(Scope.values)}"
+        )
 
     def handle(self, *args: Any, name: str, merchant: str | None, scopes: str, **options: Any) -> None:
         merchant_id = None
@@ -29,8 +30,9 @@ class Command(BaseCommand):
                 raise CommandError(f"no merchant {merchant!r}")
             merchant_id = found.pk
         try:
-            client, key = api_client_create(name=name, merchant_id=merchant_id,
-                                            scopes=[s.strip() for s in scopes.split(",") if s.strip()])
+            client, key = api_client_create(
+                name=name, merchant_id=merchant_id, scopes=[s.strip() for s in scopes.split(",") if s.strip()]
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"client: {client.name}\nscopes: {', '.join(client.scopes)}\napi key (shown once): {key}")

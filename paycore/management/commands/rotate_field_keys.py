@@ -16,8 +16,7 @@ def encrypted_fields() -> list[tuple[type[models.Model], list[str]]]:
     encrypted field is rotated without anyone remembering to list it here."""
     found = []
     for model in apps.get_models():
-        names = [f.name for f in model._meta.concrete_fields
-                 if isinstance(f, EncryptedTextField | EncryptedJSONField)]
+        names = [f.name for f in model._meta.concrete_fields if isinstance(f, EncryptedTextField | EncryptedJSONField)]
         if names:
             found.append((model, names))
     return found

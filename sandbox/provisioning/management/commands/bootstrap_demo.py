@@ -38,8 +38,9 @@ class Command(BaseCommand):
         _, key = api_client_create(name="demo-backend")
         accounts = []
         for channel in CHANNEL_CODES:
-            account = sandbox_account_provision(channel=channel, name=f"sandbox-{channel}",
-                                                sandbox_url=sandbox_url)
+            account = sandbox_account_provision(channel=channel, name=f"sandbox-{channel}", sandbox_url=sandbox_url)
             accounts.append(f"{account.name} (id {account.pk})")
-        self.stdout.write(f"merchant: {merchant.code}\nadmin user: admin / {password}\n"
-                          f"api key: {key}\nchannel accounts: {', '.join(accounts)}")
+        self.stdout.write(
+            f"merchant: {merchant.code}\nadmin user: admin / {password}\n"
+            f"api key: {key}\nchannel accounts: {', '.join(accounts)}"
+        )

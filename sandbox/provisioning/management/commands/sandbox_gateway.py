@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandParser
 
 
 class Command(BaseCommand):
-    requires_system_checks: list[str] = []   # the sandbox needs neither the database nor paycore's checks
+    requires_system_checks: list[str] = []  # the sandbox needs neither the database nor paycore's checks
     help = "Run the sandbox gateway (the simulated WeChat/Alipay/PayPal/points platforms) in the foreground."
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -23,8 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         from sandbox.__main__ import main
 
-        argv = ["--host", options["host"], "--port", str(options["port"]),
-                "--time-factor", str(options["time_factor"])]
+        argv = ["--host", options["host"], "--port", str(options["port"]), "--time-factor", str(options["time_factor"])]
         if options["verbose_requests"]:
             argv.append("--verbose")
         main(argv)
