@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from orders.models import Merchant, Order, OrderItem
+from orders.models import Merchant, Order, OrderEvent, OrderItem
 from orders.services import merchant_set_status
 from paycore.admin_tools import ReadOnlyAdmin, ReadOnlyInline, mask, run_service_action
 
@@ -48,6 +48,11 @@ class MerchantAdmin(admin.ModelAdmin):
         )
 
 
+class OrderEventInline(ReadOnlyInline):
+    model = OrderEvent
+    fields = ["created_at", "from_status", "to_status", "source", "actor", "evidence"]
+
+
 class OrderItemInline(ReadOnlyInline):
     model = OrderItem
     fields = ["name", "unit_price", "quantity"]
@@ -61,7 +66,7 @@ class OrderAdmin(ReadOnlyAdmin):
     search_fields = ["order_no", "merchant_order_no", "customer_ref"]
     readonly_fields = ["masked_phone", "masked_address"]
     exclude = ["phone", "shipping_address"]
-    inlines = [OrderItemInline]
+    inlines = [OrderItemInline, OrderEventInline]
 
     @admin.display(description="phone")
     def masked_phone(self, obj):
@@ -77,3 +82,11 @@ class OrderItemAdmin(ReadOnlyAdmin):
     list_display = ["order", "name", "unit_price", "quantity"]
     list_select_related = ["order"]
     search_fields = ["order__order_no", "order__merchant_order_no", "name"]
+
+
+@admin.register(OrderEvent)
+class OrderEventAdmin(ReadOnlyAdmin):
+    list_display = ["order", "from_status", "to_status", "source", "actor", "created_at"]
+    list_filter = ["source", "to_status"]
+    list_select_related = ["order"]
+    search_fields = ["order__order_no"]

@@ -10,14 +10,17 @@ from rest_framework.response import Response
 from orders.selectors import merchant_for_client, order_get_for_client, orders_visible_to
 from orders.serializers import OrderCreateInput, OrderOutput
 from orders.services import ItemInput, order_create
-from paycore.api import ApiView, Pagination, validated
+from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, Pagination, validated
 from paycore.models import Scope
 
 
 class OrderCollectionApi(ApiView):
     scopes = {"GET": Scope.ORDERS_READ, "POST": Scope.ORDERS_WRITE}
+    creates = True
 
-    @extend_schema(request=OrderCreateInput, responses={201: OrderOutput, 200: OrderOutput})
+    @extend_schema(
+        request=OrderCreateInput, responses={201: OrderOutput, 200: OrderOutput}, parameters=[IDEMPOTENCY_KEY_HEADER]
+    )
     def post(self, request: Request) -> Response:
         data = validated(OrderCreateInput, request.data)
         merchant = merchant_for_client(client=self.client, code=data.get("merchant"))

@@ -6,13 +6,16 @@ from django.db import models
 from django.db.models import Q
 
 from paycore.fields import EncryptedTextField
-from paycore.models import TimeStampedModel
+from paycore.models import StateEvent, TimeStampedModel
+
+
+class MerchantStatus(models.TextChoices):
+    ACTIVE = "ACTIVE"
+    SUSPENDED = "SUSPENDED"
 
 
 class Merchant(TimeStampedModel):
-    class Status(models.TextChoices):
-        ACTIVE = "ACTIVE"
-        SUSPENDED = "SUSPENDED"
+    Status = MerchantStatus
 
     code = models.SlugField(max_length=32, unique=True)
     name = models.CharField(max_length=200)
@@ -22,20 +25,23 @@ class Merchant(TimeStampedModel):
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=Q(status__in=["ACTIVE", "SUSPENDED"]), name="merchant_status_valid"),
+            models.CheckConstraint(condition=Q(status__in=MerchantStatus.values), name="merchant_status_valid"),
         ]
 
     def __str__(self) -> str:
         return self.code
 
 
+class OrderStatus(models.TextChoices):
+    PENDING_PAYMENT = "PENDING_PAYMENT"
+    PAID = "PAID"
+    PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
+    REFUNDED = "REFUNDED"
+    CLOSED = "CLOSED"
+
+
 class Order(TimeStampedModel):
-    class Status(models.TextChoices):
-        PENDING_PAYMENT = "PENDING_PAYMENT"
-        PAID = "PAID"
-        PARTIALLY_REFUNDED = "PARTIALLY_REFUNDED"
-        REFUNDED = "REFUNDED"
-        CLOSED = "CLOSED"
+    Status = OrderStatus
 
     order_no = models.CharField(max_length=32, unique=True)
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="orders")
@@ -56,7 +62,7 @@ class Order(TimeStampedModel):
             models.CheckConstraint(condition=Q(amount__gt=0), name="order_amount_gt_0"),
             models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="order_currency_iso"),
             models.CheckConstraint(
-                condition=Q(status__in=["PENDING_PAYMENT", "PAID", "PARTIALLY_REFUNDED", "REFUNDED", "CLOSED"]),
+                condition=Q(status__in=OrderStatus.values),
                 name="order_status_valid",
             ),
             models.CheckConstraint(
@@ -88,3 +94,7 @@ class OrderItem(models.Model):
     @property
     def line_amount(self) -> int:
         return self.unit_price * self.quantity
+
+
+class OrderEvent(StateEvent):
+    order = models.ForeignKey(Order, on_delete=models.PROTECT, related_name="events")

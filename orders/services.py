@@ -10,7 +10,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from orders.models import Merchant, Order, OrderItem
-from orders.states import ORDER_TRANSITIONS
 from paycore import money
 from paycore.errors import Conflict, InvalidRequest, MerchantSuspended
 from paycore.ids import new_order_no
@@ -98,9 +97,3 @@ def order_create(
 def order_is_payable(order: Order, *, now: datetime | None = None) -> bool:
     now = now or timezone.now()
     return order.status == Order.Status.PENDING_PAYMENT and order.expires_at > now
-
-
-def order_move(order: Order, to: str) -> None:
-    """Move a locked order; the caller saves it inside its transaction."""
-    ORDER_TRANSITIONS.check(order.status, to, order_no=order.order_no)
-    order.status = to

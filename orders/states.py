@@ -1,7 +1,7 @@
 """The order state machine. CLOSED -> PAID exists because a channel may report a payment after
 the order was closed: the money was taken, so the order is paid (and refunded if unwanted)."""
 
-from orders.models import Order
+from orders.models import Order, OrderEvent
 from paycore.statemachine import TransitionTable
 
 S = Order.Status
@@ -15,4 +15,6 @@ ORDER_TRANSITIONS = TransitionTable(
         S.REFUNDED: set(),
         S.CLOSED: {S.PAID},
     },
+    event=OrderEvent,
 )
+order_move = ORDER_TRANSITIONS.move

@@ -1,4 +1,7 @@
+from typing import Any
+
 from django.contrib import admin
+from django.http import HttpRequest
 
 from paycore.admin_tools import ReadOnlyAdmin
 from paycore.models import ApiClient, IdempotencyRecord, OutboxEvent
@@ -15,7 +18,7 @@ class ApiClientAdmin(admin.ModelAdmin):
     fields = ["name", "merchant", "key_prefix", "scopes", "is_active", "last_used_at", "created_at"]
     readonly_fields = ["name", "merchant", "key_prefix", "scopes", "last_used_at", "created_at"]
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 

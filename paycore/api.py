@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.http import Http404, JsonResponse
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
@@ -13,7 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from paycore.errors import PaycoreError
+from paycore.errors import IdempotencyKeyRequired, PaycoreError
 from paycore.idempotency import Replay, idempotency_begin, idempotency_finish
 from paycore.models import ApiClient
 
@@ -55,9 +56,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None:
         return None
     detail = getattr(exc, "detail", "")
-    code = getattr(detail, "code", None)
-    if code in (None, getattr(exc, "default_code", None)):  # DRF's generic code: use our stable one
-        code = _DRF_CODES.get(type(exc), "error")
+    code: str | None = getattr(detail, "code", None)
+    if code is None or code == getattr(exc, "default_code", None):  # DRF's generic code: use our stable one
+        code = next((c for cls, c in _DRF_CODES.items() if type(exc) is cls), "error")
     response.data = error_body(code, str(detail) or "error")
     return response
 
@@ -79,19 +80,29 @@ class ApiView(APIView):
     """Base of every v1 view: honours ``Idempotency-Key`` on POST."""
 
     scopes: dict[str, str] = {}
+    # Views that create something demand an Idempotency-Key on POST: a client that retries after
+    # a timeout must never create twice. Other POSTs honour the key when sent.
+    creates = False
     _idempotency = None
 
     @property
     def client(self) -> ApiClient:
-        return self.request.auth
+        client = self.request.auth
+        assert isinstance(client, ApiClient)  # HasScope let nothing else through
+        return client
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         body = request.body  # read before DRF parses, so the exact bytes are fingerprinted
         super().initial(request, *args, **kwargs)
         key = request.headers.get("Idempotency-Key")
+        if request.method == "POST" and key is None and self.creates:
+            raise IdempotencyKeyRequired(
+                "send an Idempotency-Key header with every request that creates something",
+                extra={"header": "Idempotency-Key"},
+            )
         if request.method == "POST" and key is not None:
             self._idempotency = idempotency_begin(
-                client=request.auth, key=key, method=request.method, path=request.path, body=body
+                client=self.client, key=key, method=request.method, path=request.path, body=body
             )
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
@@ -114,3 +125,12 @@ def api_not_found(request: Any, exception: Exception | None = None) -> JsonRespo
 
 def api_server_error(request: Any) -> JsonResponse:
     return JsonResponse(error_body("internal_error", "an unexpected error occurred"), status=500)
+
+
+IDEMPOTENCY_KEY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    location=OpenApiParameter.HEADER,
+    required=True,
+    description="A unique key per logical request (1-255 printable characters). A retry with the same key "
+    "and body replays the first answer; the same key with another body answers 409.",
+)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import Error, register
+from django.core.checks import Error, Warning, register
 
 from paycore.crypto import EncryptionKeyError, KeyRing
 
@@ -34,3 +34,18 @@ def check_secrets(app_configs: Any, **kwargs: Any) -> list[Any]:
             )
         )
     return problems
+
+
+@register("database")
+def check_persistent_connections(app_configs: Any, **kwargs: Any) -> list[Any]:
+    """Outside DEBUG every request would otherwise open a new database connection, which costs
+    more than the work of a callback or a payment lookup."""
+    if settings.DEBUG or settings.DATABASES["default"].get("CONN_MAX_AGE"):
+        return []
+    return [
+        Warning(
+            "persistent database connections are off (CONN_MAX_AGE is 0) while DEBUG is off",
+            hint="set DATABASE_CONN_MAX_AGE (seconds, e.g. 600) or put a connection pooler in front",
+            id="paycore.W002",
+        )
+    ]

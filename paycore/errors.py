@@ -81,6 +81,10 @@ class IdempotencyKeyReused(Conflict):
     code = "idempotency_key_reused"
 
 
+class IdempotencyKeyRequired(InvalidRequest):
+    code = "idempotency_key_required"
+
+
 class IdempotencyInProgress(Conflict):
     code = "idempotency_in_progress"
 

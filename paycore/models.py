@@ -3,6 +3,8 @@ kernel's own rows (API clients, idempotency records, the outbox)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 
@@ -30,7 +32,7 @@ class AppendOnlyModel(models.Model):
     class Meta:
         abstract = True
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise ValueError(f"{type(self).__name__} rows are append-only")
         super().save(*args, **kwargs)

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from orders.selectors import orders_get_for_client
-from paycore.api import ApiView, Pagination, validated
+from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, Pagination, validated
 from paycore.models import EventSource, Scope
 from payments.selectors import payment_get_for_client, payments_visible_to
 from payments.serializers import (
@@ -25,8 +25,13 @@ from payments.services import cashier_methods, payment_client_report, payment_cl
 
 class PaymentCollectionApi(ApiView):
     scopes = {"GET": Scope.PAYMENTS_READ, "POST": Scope.PAYMENTS_WRITE}
+    creates = True
 
-    @extend_schema(request=PaymentCreateInput, responses={201: PaymentOutput, 200: PaymentOutput})
+    @extend_schema(
+        request=PaymentCreateInput,
+        responses={201: PaymentOutput, 200: PaymentOutput},
+        parameters=[IDEMPOTENCY_KEY_HEADER],
+    )
     def post(self, request: Request) -> Response:
         data = validated(PaymentCreateInput, request.data)
         orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"])

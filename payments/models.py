@@ -8,16 +8,19 @@ from django.db.models import Q
 from paycore.models import StateEvent, TimeStampedModel
 
 
+class PaymentStatus(models.TextChoices):
+    CREATED = "CREATED"
+    PENDING = "PENDING"
+    CLIENT_REPORTED = "CLIENT_REPORTED"
+    USER_PAYING = "USER_PAYING"
+    SUCCEEDED = "SUCCEEDED"
+    CLOSED = "CLOSED"
+    FAILED = "FAILED"
+    REVOKED = "REVOKED"
+
+
 class Payment(TimeStampedModel):
-    class Status(models.TextChoices):
-        CREATED = "CREATED"
-        PENDING = "PENDING"
-        CLIENT_REPORTED = "CLIENT_REPORTED"
-        USER_PAYING = "USER_PAYING"
-        SUCCEEDED = "SUCCEEDED"
-        CLOSED = "CLOSED"
-        FAILED = "FAILED"
-        REVOKED = "REVOKED"
+    Status = PaymentStatus
 
     class Method(models.TextChoices):
         APP = "app"
@@ -36,32 +39,20 @@ class Payment(TimeStampedModel):
     amount = models.BigIntegerField()  # minor units
     currency = models.CharField(max_length=3)  # ISO 4217
     status = models.CharField(max_length=20, choices=Status, default=Status.CREATED)
-    channel_trade_no = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 unique when set
+    channel_trade_no = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 NULL: unique when set
     expires_at = models.DateTimeField()
     paid_at = models.DateTimeField(null=True, blank=True)
     prepay_data = models.JSONField(default=dict, blank=True)  # what the app's SDK needs
     payer_id = models.CharField(max_length=128, blank=True, default="")  # openid / points binding
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     return_url = models.URLField(max_length=500, blank=True, default="")
-    version = models.PositiveIntegerField(default=0)
 
     class Meta:
         constraints = [
             models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_gt_0"),
             models.CheckConstraint(condition=Q(currency__regex=r"^[A-Z]{3}$"), name="payment_currency_iso"),
             models.CheckConstraint(
-                condition=Q(
-                    status__in=[
-                        "CREATED",
-                        "PENDING",
-                        "CLIENT_REPORTED",
-                        "USER_PAYING",
-                        "SUCCEEDED",
-                        "CLOSED",
-                        "FAILED",
-                        "REVOKED",
-                    ]
-                ),
+                condition=Q(status__in=PaymentStatus.values),
                 name="payment_status_valid",
             ),
             models.CheckConstraint(

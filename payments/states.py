@@ -6,7 +6,7 @@ records it (and the duplicate sweep refunds it if unwanted).
 """
 
 from paycore.statemachine import TransitionTable
-from payments.models import Payment
+from payments.models import Payment, PaymentEvent
 
 S = Payment.Status
 
@@ -22,7 +22,9 @@ PAYMENT_TRANSITIONS = TransitionTable(
         S.FAILED: {S.SUCCEEDED},  # ditto: a late success is still money taken
         S.REVOKED: set(),
     },
+    event=PaymentEvent,
 )
+payment_move = PAYMENT_TRANSITIONS.move
 
 # States in which the payment may still turn into money without paycore's doing.
 OPEN_STATES = frozenset({S.CREATED, S.PENDING, S.CLIENT_REPORTED, S.USER_PAYING})

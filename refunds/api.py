@@ -8,7 +8,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from paycore.api import ApiView, validated
+from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, validated
 from paycore.errors import NotFound
 from paycore.models import ApiClient, EventSource, Scope
 from payments.models import PaymentOrderMap
@@ -38,8 +38,11 @@ def refund_get_for_client(*, client: ApiClient, refund_no: str) -> Refund:
 
 class RefundCollectionApi(ApiView):
     scopes = {"POST": Scope.REFUNDS_WRITE}
+    creates = True
 
-    @extend_schema(request=RefundCreateInput, responses={201: RefundOutput, 200: RefundOutput})
+    @extend_schema(
+        request=RefundCreateInput, responses={201: RefundOutput, 200: RefundOutput}, parameters=[IDEMPOTENCY_KEY_HEADER]
+    )
     def post(self, request: Request) -> Response:
         data = validated(RefundCreateInput, request.data)
         payment = payment_get_for_client(client=self.client, payment_no=data["payment_no"])

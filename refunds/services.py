@@ -5,8 +5,6 @@ that one refund_no never refunds twice."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -14,7 +12,7 @@ from django.utils import timezone
 from channels.base import RefundRequest, RefundState, RefundStatus
 from channels.services import adapter_for, channel_call, channel_notify_url
 from orders.models import Order
-from orders.services import order_move
+from orders.states import order_move
 from paycore.errors import ChannelRejectedError, PaymentNotRefundable, RefundExceedsPayment, RefundNoReused
 from paycore.jsonable import jsonable
 from paycore.models import EventSource
@@ -23,19 +21,9 @@ from payments.locks import orders_lock, payment_lock
 from payments.models import Payment, PaymentOrderMap
 from refunds.locks import refund_lock
 from refunds.models import Refund, RefundEvent
-from refunds.states import COUNTED_STATES, REFUND_TRANSITIONS
+from refunds.states import COUNTED_STATES, REFUND_TRANSITIONS, refund_move
 
 R = Refund.Status
-
-
-def refund_move(
-    refund: Refund, to: str, *, source: str, evidence: dict[str, Any] | None = None, actor: str = ""
-) -> None:
-    REFUND_TRANSITIONS.check(refund.status, to, refund_no=refund.refund_no)
-    RefundEvent.objects.create(
-        refund=refund, from_status=refund.status, to_status=to, source=source, evidence=evidence or {}, actor=actor
-    )
-    refund.status = to
 
 
 def refund_request(
@@ -163,8 +151,8 @@ def refund_apply_state(*, refund_id: int, state: RefundState, source: str, submi
     if submitted:
         refund.attempts += 1
     refund.channel_refund_no = refund.channel_refund_no or state.channel_refund_no
-    moved = bool(target) and target != refund.status and REFUND_TRANSITIONS.allows(refund.status, target)
-    if moved:
+    moved = target is not None and target != refund.status and REFUND_TRANSITIONS.allows(refund.status, target)
+    if target is not None and moved:
         refund_move(refund, target, source=source, evidence={"refund": jsonable(state)})
         if target == R.SUCCEEDED:
             refund.succeeded_at = state.succeeded_at or timezone.now()
@@ -172,7 +160,7 @@ def refund_apply_state(*, refund_id: int, state: RefundState, source: str, submi
             refund.fail_code = (state.fail_code or "")[:64]
     refund.save()
     if moved and target == R.SUCCEEDED:
-        _orders_refunded(payment, orders)  # counts this refund: it is saved above
+        _orders_refunded(payment, orders, refund=refund, source=source)  # counts this refund: it is saved above
         outbox_add(
             topic="refund.succeeded",
             key=refund.refund_no,
@@ -193,11 +181,11 @@ def _current_order_ids(payment: Payment) -> list[int]:
     return list(PaymentOrderMap.objects.filter(payment=payment, is_current=True).values_list("order_id", flat=True))
 
 
-def _orders_refunded(payment: Payment, orders: list[Order]) -> None:
+def _orders_refunded(payment: Payment, orders: list[Order], *, refund: Refund, source: str) -> None:
     """Orders paid by this payment follow its refunds; a duplicate payment's refunds touch no order."""
     refunded = Refund.objects.filter(payment=payment, status=R.SUCCEEDED).aggregate(t=Sum("amount"))["t"] or 0
     target = Order.Status.REFUNDED if refunded >= payment.amount else Order.Status.PARTIALLY_REFUNDED
     for order in orders:
         if order.status != target and order.status in (Order.Status.PAID, Order.Status.PARTIALLY_REFUNDED):
-            order_move(order, target)
+            order_move(order, target, source=source, evidence={"refund_no": refund.refund_no})
             order.save(update_fields=["status", "updated_at"])

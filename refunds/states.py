@@ -2,7 +2,7 @@
 needs ops (NEEDS_ATTENTION), who can retry it again."""
 
 from paycore.statemachine import TransitionTable
-from refunds.models import Refund
+from refunds.models import Refund, RefundEvent
 
 S = Refund.Status
 
@@ -15,7 +15,9 @@ REFUND_TRANSITIONS = TransitionTable(
         S.NEEDS_ATTENTION: {S.PROCESSING, S.SUCCEEDED},
         S.SUCCEEDED: set(),
     },
+    event=RefundEvent,
 )
+refund_move = REFUND_TRANSITIONS.move
 
 # Refunds that count against the payment's refundable amount.
 COUNTED_STATES = frozenset({S.PENDING, S.PROCESSING, S.SUCCEEDED, S.NEEDS_ATTENTION})

@@ -330,6 +330,7 @@ class Sandbox:
         self._outbound: dict[str, _Outbound] = {}
         self._held: list[_Outbound] = []
         self._idle = threading.Condition(self.lock)
+        self._in_flight = 0  # delivery requests on the wire right now, whatever their notification's state
         self._fault_ids = itertools.count(1)
         self._account_seq = itertools.count(1)
         self._simulators: dict[str, ChannelSimulator] = {}
@@ -579,11 +580,17 @@ class Sandbox:
                     request_body=body,
                 )
             return False
+        with self.lock:
+            self._in_flight += 1
         try:
             resp = requests.post(out.url, data=body, headers=headers, timeout=NOTIFY_TIMEOUT, allow_redirects=False)
             status, answer = resp.status_code, resp.content
         except requests.RequestException as exc:
             answer = f"{type(exc).__name__}: {exc}".encode()
+        finally:
+            with self.lock:
+                self._in_flight -= 1
+                self._idle.notify_all()
         acked = False
         if status is not None:
             try:
@@ -650,10 +657,12 @@ class Sandbox:
             ]
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Wait until no notification is pending (held ones do not count); False on timeout."""
+        """Wait until no notification is pending (held ones do not count) and no delivery request
+        is on the wire, even one of a cancelled notification; False on timeout."""
         with self._idle:
             return self._idle.wait_for(
-                lambda: all(o.state != "pending" for o in self._outbound.values()), timeout=timeout
+                lambda: self._in_flight == 0 and all(o.state != "pending" for o in self._outbound.values()),
+                timeout=timeout,
             )
 
     # --- views --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ back use pytest-django's ``live_server``.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,6 +39,8 @@ def gateway_client(sandbox_gateway: SandboxGateway) -> Iterator[SandboxClient]:
         yield client
     finally:
         client.reset()  # no retry of this test's notifications reaches the next test
+        # ... nor the database teardown: a delivery already on the wire finishes first.
+        client.wait_idle()
 
 
 @pytest.fixture
@@ -63,11 +66,21 @@ def merchant(db: None) -> Any:
     return factories.make_merchant()
 
 
+class KeyedApiClient(APIClient):
+    """Sends a fresh Idempotency-Key with every POST that does not bring its own, as a well-behaved
+    app backend does; tests of the header itself pass ``HTTP_IDEMPOTENCY_KEY`` or use APIClient."""
+
+    def generic(self, method: str, path: str, *args: Any, **extra: Any) -> Any:
+        if method.upper() == "POST":
+            extra.setdefault("HTTP_IDEMPOTENCY_KEY", f"test-{uuid.uuid4()}")
+        return super().generic(method, path, *args, **extra)
+
+
 @pytest.fixture
 def api(db: None) -> APIClient:
     """An API client authenticated with a platform key holding every scope."""
     _, key = api_client_create(name="test-platform")
-    client = APIClient()
+    client = KeyedApiClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     return client
 
@@ -85,7 +98,7 @@ def api_with_scopes(db: None) -> Callable[..., APIClient]:
             scopes=scopes,
             merchant_id=merchant.pk if merchant else None,
         )
-        client = APIClient()
+        client = KeyedApiClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
         return client
 

@@ -11,7 +11,7 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Tasks enqueued after commit run in-process so a test sees their effect; the broker itself is
 # exercised by tests/schedulers with a real worker.
 CELERY_TASK_ALWAYS_EAGER = True
-LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
 # The suite provisions channel accounts on the sandbox gateway, whatever DEBUG says.
 if "sandbox.provisioning" not in INSTALLED_APPS:  # noqa: F405
     INSTALLED_APPS.append("sandbox.provisioning")  # noqa: F405

@@ -14,8 +14,7 @@ from paycore.models import EventSource
 from payments.locks import payment_lock
 from payments.models import Payment
 from payments.services.sync import payment_apply_trade
-from payments.services.transitions import payment_move
-from payments.states import OPEN_STATES, PAYMENT_TRANSITIONS
+from payments.states import OPEN_STATES, PAYMENT_TRANSITIONS, payment_move
 
 log = logging.getLogger(__name__)
 
@@ -62,5 +61,5 @@ def _close_locally(payment_id: int, *, reason: str, source: str, actor: str) -> 
     payment = payment_lock(payment_id)
     if payment.status in OPEN_STATES:
         payment_move(payment, Payment.Status.CLOSED, source=source, evidence={"reason": reason}, actor=actor)
-        payment.save(update_fields=["status", "version", "updated_at"])
+        payment.save(update_fields=["status", "updated_at"])
     return payment

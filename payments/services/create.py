@@ -21,7 +21,7 @@ from payments.locks import orders_lock
 from payments.models import Payment, PaymentOrderMap
 
 # What the channel needs from the payer for a method, checked before any row is written.
-_METHOD_NEEDS = {
+_METHOD_NEEDS: dict[str, tuple[str, str]] = {
     Payment.Method.JSAPI: ("payer_id", "the payer's openid under the app id"),
     Payment.Method.POINTS: ("payer_id", "the payer's points binding id"),
     Payment.Method.H5: ("client_ip", "the payer's IP address"),
@@ -51,8 +51,8 @@ def payment_create(
     """
     if not order_ids:
         raise InvalidRequest.field("order_nos", "at least one order is required")
-    if method in _METHOD_NEEDS:
-        field, what = _METHOD_NEEDS[method]
+    if (needs := _METHOD_NEEDS.get(method)) is not None:
+        field, what = needs
         if not {"payer_id": payer_id, "client_ip": client_ip}[field]:
             raise InvalidRequest.field(field, f"{method} payments need {what}", code="required")
     orders = orders_lock(set(order_ids))

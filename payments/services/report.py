@@ -9,7 +9,7 @@ from django.db import transaction
 from paycore.models import EventSource
 from payments.locks import payment_lock
 from payments.models import Payment
-from payments.services.transitions import payment_move
+from payments.states import payment_move
 
 
 def payment_client_report(*, payment_id: int, result: str, detail: dict[str, Any] | None = None) -> Payment:
@@ -24,7 +24,7 @@ def payment_client_report(*, payment_id: int, result: str, detail: dict[str, Any
                 source=EventSource.CLIENT_SYNC,
                 evidence={"result": result, "detail": detail or {}},
             )
-            payment.save(update_fields=["status", "version", "updated_at"])
+            payment.save(update_fields=["status", "updated_at"])
         if payment.status != Payment.Status.SUCCEEDED:
             from payments.tasks import payment_sync as payment_sync_task
 

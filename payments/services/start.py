@@ -14,7 +14,7 @@ from paycore.models import EventSource
 from payments.locks import payment_lock
 from payments.models import Payment
 from payments.services.sync import payment_apply_trade
-from payments.services.transitions import payment_move
+from payments.states import payment_move
 
 
 def payment_start(*, payment_id: int, auth_code: str = "") -> Payment:
@@ -57,7 +57,7 @@ def payment_start(*, payment_id: int, auth_code: str = "") -> Payment:
             payment.prepay_data = jsonable(result.client_params)
             if result.channel_trade_no and not payment.channel_trade_no:
                 payment.channel_trade_no = result.channel_trade_no
-            payment.save(update_fields=["status", "prepay_data", "channel_trade_no", "version", "updated_at"])
+            payment.save(update_fields=["status", "prepay_data", "channel_trade_no", "updated_at"])
     if result.status == TradeStatus.PAID:
         # Channels that settle at once (points) still go through an active query before SUCCEEDED.
         from payments.services.sync import payment_sync_from_channel
@@ -97,7 +97,7 @@ def _fail(payment_id: int, exc: ChannelRejectedError) -> None:
                 source=EventSource.API,
                 evidence={"channel_code": exc.extra.get("channel_code", "")},
             )
-            payment.save(update_fields=["status", "version", "updated_at"])
+            payment.save(update_fields=["status", "updated_at"])
 
 
 def _description(payment: Payment) -> str:

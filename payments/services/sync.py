@@ -11,15 +11,14 @@ from django.utils import timezone
 from channels.base import TradeState, TradeStatus
 from channels.services import adapter_for, channel_call
 from orders.models import Order
-from orders.services import order_move
+from orders.states import order_move
 from paycore.errors import AmountMismatch, Conflict
 from paycore.jsonable import jsonable
 from paycore.models import EventSource
 from paycore.outbox import outbox_add
 from payments.locks import orders_lock, payment_lock
 from payments.models import Payment, PaymentOrderMap
-from payments.services.transitions import payment_move
-from payments.states import OPEN_STATES
+from payments.states import OPEN_STATES, payment_move
 
 log = logging.getLogger(__name__)
 S = Payment.Status
@@ -67,7 +66,7 @@ def payment_apply_trade(
         payment_move(payment, target[0], source=source, evidence=proof, actor=actor)
         if trade.channel_trade_no and not payment.channel_trade_no:
             payment.channel_trade_no = trade.channel_trade_no
-        payment.save(update_fields=["status", "channel_trade_no", "version", "updated_at"])
+        payment.save(update_fields=["status", "channel_trade_no", "updated_at"])
     return payment
 
 
@@ -89,8 +88,8 @@ def _succeed(payment: Payment, trade: TradeState, *, source: str, evidence: dict
     payment_move(payment, S.SUCCEEDED, source=source, evidence=evidence, actor=actor)
     payment.channel_trade_no = payment.channel_trade_no or trade.channel_trade_no
     payment.paid_at = trade.paid_at or timezone.now()
-    payment.save(update_fields=["status", "channel_trade_no", "paid_at", "version", "updated_at"])
-    duplicates = _orders_paid_by(payment)
+    payment.save(update_fields=["status", "channel_trade_no", "paid_at", "updated_at"])
+    duplicates = _orders_paid_by(payment, source=source, actor=actor)
     outbox_add(
         topic="payment.succeeded",
         key=payment.payment_no,
@@ -98,7 +97,7 @@ def _succeed(payment: Payment, trade: TradeState, *, source: str, evidence: dict
     )
 
 
-def _orders_paid_by(payment: Payment) -> list[str]:
+def _orders_paid_by(payment: Payment, *, source: str, actor: str) -> list[str]:
     """Mark the payment's orders paid. First success wins: an order still waiting switches its
     current map to this payment (the payment it was waiting on is closed after commit, so it
     cannot take the money a second time); an order already paid by another payment makes this
@@ -115,7 +114,9 @@ def _orders_paid_by(payment: Payment) -> list[str]:
                 )
                 PaymentOrderMap.objects.filter(order=order, is_current=True).update(is_current=False)
                 PaymentOrderMap.objects.filter(pk=this.pk).update(is_current=True)
-            order_move(order, Order.Status.PAID)
+            order_move(
+                order, Order.Status.PAID, source=source, evidence={"payment_no": payment.payment_no}, actor=actor
+            )
             order.paid_at = payment.paid_at
             order.save(update_fields=["status", "paid_at", "updated_at"])
         elif not this.is_current:

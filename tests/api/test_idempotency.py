@@ -113,3 +113,15 @@ def test_a_key_left_in_progress_by_a_crash_is_taken_over_once_stale(api: APIClie
     taken = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="crashed")
     assert taken.status_code == 201 and Order.objects.count() == 1
     assert IdempotencyRecord.objects.get(key="crashed").state == "COMPLETED"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/v1/orders", "/api/v1/payments", "/api/v1/refunds"])
+def test_creating_without_an_idempotency_key_is_refused_before_anything_is_written(path: str) -> None:
+    _, key = api_client_create(name="forgetful")
+    client = APIClient()  # a plain client: no key is added for it
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    response = client.post(path, order_body(make_merchant()), format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "idempotency_key_required"
+    assert not Order.objects.exists() and not IdempotencyRecord.objects.exists()
