@@ -246,6 +246,12 @@ class ChannelAdapter(ABC):
         """Close an unpaid trade. Raises ``ChannelRejected`` if it cannot be closed."""
 
     # --- refunds ----------------------------------------------------------------------
+    @classmethod
+    def refund_no_problem(cls, *, refund_no: str, payment_no: str) -> str | None:
+        """Why this channel cannot take ``refund_no`` for a refund of ``payment_no`` (checked
+        before anything is written), or None. Pure: no network, no account needed."""
+        return None
+
     @abstractmethod
     def refund(self, req: RefundRequest) -> RefundState: ...
 

@@ -7,6 +7,7 @@ from inbox.api import notify
 from orders.api import OrderCollectionApi, OrderDetailApi
 from payments.api import (
     CashierApi,
+    OrderCancelApi,
     PaymentByChannelTradeNoApi,
     PaymentClientReportApi,
     PaymentCloseApi,
@@ -19,6 +20,7 @@ api_v1 = [
     path("", api_root, name="root"),
     path("orders", OrderCollectionApi.as_view(), name="orders"),
     path("orders/<str:order_no>", OrderDetailApi.as_view(), name="order-detail"),
+    path("orders/<str:order_no>/cancel", OrderCancelApi.as_view(), name="order-cancel"),
     path("cashier", CashierApi.as_view(), name="cashier"),
     path("payments", PaymentCollectionApi.as_view(), name="payments"),
     path(

@@ -1,7 +1,7 @@
 from django.contrib import admin
 
 from inbox.models import InboundNotification
-from inbox.services import notification_process
+from inbox.services import notification_reprocess
 from paycore.admin_tools import ReadOnlyAdmin, run_service_action
 
 
@@ -31,5 +31,5 @@ class InboundNotificationAdmin(ReadOnlyAdmin):
     @admin.action(description="Reprocess (verified notifications not yet applied)", permissions=["operate"])
     def reprocess(self, request, queryset):
         run_service_action(
-            self, request, queryset, "reprocessed", lambda n, actor: notification_process(notification_id=n.pk)
+            self, request, queryset, "reprocessed", lambda n, actor: notification_reprocess(notification_id=n.pk)
         )

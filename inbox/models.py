@@ -20,7 +20,8 @@ class InboundNotification(models.Model):
         APPLIED = "APPLIED"
         DUPLICATE = "DUPLICATE"
         IGNORED = "IGNORED"  # verified but nothing to do (e.g. unknown payment, informational)
-        FAILED = "FAILED"  # applying raised; kept for ops and retried
+        FAILED = "FAILED"  # applying raised; retried by the inbox sweep with back-off
+        NEEDS_ATTENTION = "NEEDS_ATTENTION"  # failed past its retry budget: retired to ops
         REJECTED = "REJECTED"  # failed verification: changes nothing
 
     channel = models.CharField(max_length=20)
@@ -43,6 +44,7 @@ class InboundNotification(models.Model):
         "refunds.Refund", null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
     )
     attempts = models.PositiveIntegerField(default=0)
+    next_check_at = models.DateTimeField(null=True, blank=True)  # the inbox sweep's due time and lease
     processed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Mapping
-from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -24,6 +24,7 @@ from inbox.models import InboundNotification
 from paycore.errors import PaycoreError
 from paycore.jsonable import jsonable
 from paycore.models import EventSource
+from paycore.sweeps import backoff
 from payments.models import Payment
 from payments.services import payment_sync_from_channel
 from refunds.models import Refund
@@ -61,13 +62,15 @@ def notification_receive(
 
 
 def notification_process(*, notification_id: int) -> InboundNotification:
-    """Apply a verified notification: confirm by query, then apply under the payment lock."""
+    """Apply a verified notification: confirm by query, then apply under the payment lock.
+    Failures are recorded on the row; past its retry budget the row is retired to ops."""
     inbound = N.objects.select_related("payment", "refund").get(pk=notification_id)
     if inbound.verification != N.Verification.VERIFIED or inbound.outcome not in (N.Outcome.PENDING, N.Outcome.FAILED):
         return inbound
+    if inbound.attempts >= settings.INBOX_MAX_ATTEMPTS:
+        return _retire(notification_id)
     try:
-        outcome = _apply(inbound)
-        error = ""
+        outcome, error = _apply(inbound), ""
     except PaycoreError as exc:
         outcome, error = N.Outcome.FAILED, f"{exc.code}: {exc.message}"
     with transaction.atomic(durable=True):
@@ -75,28 +78,32 @@ def notification_process(*, notification_id: int) -> InboundNotification:
         inbound.outcome, inbound.last_error = outcome, error
         inbound.attempts += 1
         inbound.processed_at = timezone.now()
-        inbound.save(update_fields=["outcome", "last_error", "attempts", "processed_at"])
+        inbound.next_check_at = timezone.now() + backoff(inbound.attempts) if outcome == N.Outcome.FAILED else None
+        inbound.save(update_fields=["outcome", "last_error", "attempts", "processed_at", "next_check_at"])
     return inbound
 
 
-def notifications_retry_unapplied(*, limit: int = 100, older_than_seconds: int = 30, max_attempts: int = 20) -> int:
-    """The inbox sweep: apply verified notifications that a crash, an outage or a failed query
-    left unapplied. Applying is idempotent, so two sweeps racing on one row change nothing twice.
-    Returns how many were tried."""
-    cutoff = timezone.now() - timedelta(seconds=older_than_seconds)
-    ids = list(
-        N.objects.filter(
-            verification=N.Verification.VERIFIED,
-            outcome__in=[N.Outcome.PENDING, N.Outcome.FAILED],
-            received_at__lt=cutoff,
-            attempts__lt=max_attempts,
-        )
-        .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
-    )
-    for notification_id in ids:
-        notification_process(notification_id=notification_id)
-    return len(ids)
+@transaction.atomic(durable=True)
+def _retire(notification_id: int) -> InboundNotification:
+    inbound = notification_lock(notification_id)
+    if inbound.outcome in (N.Outcome.PENDING, N.Outcome.FAILED):
+        inbound.outcome, inbound.next_check_at = N.Outcome.NEEDS_ATTENTION, None
+        inbound.save(update_fields=["outcome", "next_check_at"])
+        log.warning("notification %s retired to ops after %s attempts", inbound.pk, inbound.attempts)
+    return inbound
+
+
+def notification_reprocess(*, notification_id: int) -> InboundNotification:
+    """Ops give a retired (or failed) notification another try, with a fresh budget."""
+    with transaction.atomic(durable=True):
+        inbound = notification_lock(notification_id)
+        if inbound.verification == N.Verification.VERIFIED and inbound.outcome in (
+            N.Outcome.FAILED,
+            N.Outcome.NEEDS_ATTENTION,
+        ):
+            inbound.outcome, inbound.attempts, inbound.next_check_at = N.Outcome.PENDING, 0, timezone.now()
+            inbound.save(update_fields=["outcome", "attempts", "next_check_at"])
+    return notification_process(notification_id=notification_id)
 
 
 def _apply(inbound: InboundNotification) -> str:
@@ -128,8 +135,9 @@ def _record_verified(inbound: InboundNotification, parsed: Notification) -> None
     if inbound.payment is None and parsed.channel_trade_no:
         inbound.payment = payments.filter(channel_trade_no=parsed.channel_trade_no).first()
     if parsed.refund is not None:
+        # Channels name a refund by the request number of the attempt they were sent.
         inbound.refund = Refund.objects.filter(
-            refund_no=parsed.refund.refund_no, payment__channel_account=inbound.channel_account
+            attempts__request_no=parsed.refund.refund_no, payment__channel_account=inbound.channel_account
         ).first()
     already = (
         N.objects.filter(
@@ -146,6 +154,9 @@ def _record_verified(inbound: InboundNotification, parsed: Notification) -> None
     elif inbound.payment is None and inbound.refund is None:
         inbound.outcome = N.Outcome.IGNORED
         log.warning("verified %s notification %s names nothing of ours", inbound.channel, inbound.pk)
+    else:
+        # The safety net: the inbox sweep applies it if the task after commit never runs.
+        inbound.next_check_at = timezone.now() + backoff(2)
     inbound.save()
 
 

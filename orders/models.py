@@ -6,7 +6,7 @@ from django.db import models
 from django.db.models import Q
 
 from paycore.fields import EncryptedTextField
-from paycore.models import StateEvent, TimeStampedModel
+from paycore.models import StateEvent, SweptModel, TimeStampedModel
 
 
 class MerchantStatus(models.TextChoices):
@@ -40,7 +40,7 @@ class OrderStatus(models.TextChoices):
     CLOSED = "CLOSED"
 
 
-class Order(TimeStampedModel):
+class Order(TimeStampedModel, SweptModel):
     Status = OrderStatus
 
     order_no = models.CharField(max_length=32, unique=True)

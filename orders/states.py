@@ -1,5 +1,5 @@
-"""The order state machine. CLOSED -> PAID exists because a channel may report a payment after
-the order was closed: the money was taken, so the order is paid (and refunded if unwanted)."""
+"""The order state machine. A CLOSED order stays closed: money a channel reports for it later is
+recorded on the payment as a LATE share and refunded, never used to revive the order."""
 
 from orders.models import Order, OrderEvent
 from paycore.statemachine import TransitionTable
@@ -13,7 +13,7 @@ ORDER_TRANSITIONS = TransitionTable(
         S.PAID: {S.PARTIALLY_REFUNDED, S.REFUNDED},
         S.PARTIALLY_REFUNDED: {S.REFUNDED},
         S.REFUNDED: set(),
-        S.CLOSED: {S.PAID},
+        S.CLOSED: set(),
     },
     event=OrderEvent,
 )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.http import HttpRequest
 
 from paycore.errors import PaycoreError
@@ -41,6 +43,16 @@ class ReadOnlyInline(admin.TabularInline):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class NoteActionForm(ActionForm):
+    """The admin's action bar with a note: decisions that settle money by hand say why."""
+
+    note = forms.CharField(required=False, max_length=200, label="Note (recorded with the decision)")
+
+
+def action_note(request: HttpRequest) -> str:
+    return str(request.POST.get("note", "")).strip()
 
 
 def run_service_action(modeladmin: admin.ModelAdmin, request: HttpRequest, rows: Any, label: str, call: Any) -> None:

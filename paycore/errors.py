@@ -41,6 +41,10 @@ class OrderNotPayable(Conflict):
     code = "order_not_payable"
 
 
+class OrderPaid(Conflict):
+    code = "order_paid"
+
+
 class MerchantSuspended(Conflict):
     code = "merchant_suspended"
 

@@ -17,6 +17,18 @@ class TimeStampedModel(models.Model):
         abstract = True
 
 
+class SweptModel(models.Model):
+    """Rows a sweep follows (paycore.sweeps): when to look next, which is also the lease a run
+    holds while it works the row, and the failures recorded on the row itself."""
+
+    next_check_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    check_failures = models.PositiveIntegerField(default=0)
+    last_check_error = models.TextField(blank=True, default="")
+
+    class Meta:
+        abstract = True
+
+
 class EventSource(models.TextChoices):
     API = "api"
     CLIENT_SYNC = "client-sync"

@@ -2,15 +2,15 @@ from django.contrib import admin
 
 from orders.admin import OrderAdmin
 from orders.models import Order
-from paycore.admin_tools import ReadOnlyAdmin, ReadOnlyInline, run_service_action
+from paycore.admin_tools import NoteActionForm, ReadOnlyAdmin, ReadOnlyInline, action_note, run_service_action
 from paycore.models import EventSource
 from payments.models import Payment, PaymentEvent, PaymentOrderMap
-from payments.services import payment_close, payment_sync_from_channel
+from payments.services import payment_close, payment_return_to_sweeps, payment_sync_from_channel
 
 
 class PaymentMapInline(ReadOnlyInline):
     model = PaymentOrderMap
-    fields = ["order", "amount", "is_current", "created_at"]
+    fields = ["order", "amount", "is_current", "outcome", "created_at"]
     raw_id_fields = ["order"]
 
 
@@ -27,7 +27,9 @@ class PaymentAdmin(ReadOnlyAdmin):
     search_fields = ["payment_no", "channel_trade_no", "maps__order__merchant_order_no", "maps__order__order_no"]
     raw_id_fields = ["channel_account"]
     inlines = [PaymentMapInline, PaymentEventInline]
-    actions = ["sync_from_channel", "close"]
+    readonly_fields = ["next_check_at", "check_failures", "last_check_error", "watch_until"]
+    action_form = NoteActionForm
+    actions = ["sync_from_channel", "close", "return_to_sweeps"]
 
     @admin.action(description="Query the channel and apply its answer", permissions=["operate"])
     def sync_from_channel(self, request, queryset):
@@ -39,6 +41,17 @@ class PaymentAdmin(ReadOnlyAdmin):
             lambda p, actor: payment_sync_from_channel(
                 payment_id=p.pk, source=EventSource.OPS, evidence={"actor": actor}
             ),
+        )
+
+    @admin.action(description="Hand back to the automatic checks (needs attention -> pending)", permissions=["operate"])
+    def return_to_sweeps(self, request, queryset):
+        note = action_note(request)
+        run_service_action(
+            self,
+            request,
+            queryset,
+            "handed back",
+            lambda p, actor: payment_return_to_sweeps(payment_id=p.pk, actor=actor, note=note),
         )
 
     @admin.action(description="Close (at the channel, then here)", permissions=["operate"])
@@ -62,8 +75,8 @@ class PaymentEventAdmin(ReadOnlyAdmin):
 
 @admin.register(PaymentOrderMap)
 class PaymentOrderMapAdmin(ReadOnlyAdmin):
-    list_display = ["payment", "order", "amount", "is_current", "created_at"]
-    list_filter = ["is_current"]
+    list_display = ["payment", "order", "amount", "is_current", "outcome", "created_at"]
+    list_filter = ["is_current", "outcome"]
     list_select_related = ["payment", "order"]
     search_fields = ["payment__payment_no", "order__order_no", "order__merchant_order_no"]
 

@@ -8,7 +8,8 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from orders.selectors import orders_get_for_client
+from orders.selectors import order_get_for_client, orders_get_for_client
+from orders.serializers import OrderOutput
 from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, Pagination, validated
 from paycore.models import EventSource, Scope
 from payments.selectors import payment_get_for_client, payments_visible_to
@@ -20,7 +21,7 @@ from payments.serializers import (
     PaymentCreateInput,
     PaymentOutput,
 )
-from payments.services import cashier_methods, payment_client_report, payment_close, payment_place
+from payments.services import cashier_methods, order_cancel, payment_client_report, payment_close, payment_place
 
 
 class PaymentCollectionApi(ApiView):
@@ -112,3 +113,16 @@ class CashierApi(ApiView):
         orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"])
         offers = cashier_methods(orders=orders, customer_ref=data["customer_ref"])
         return Response({"methods": MethodOfferOutput(offers, many=True).data})
+
+
+class OrderCancelApi(ApiView):
+    """The app backend gives an unpaid order up: its open payments are closed at their channels,
+    then the order. Lives with payments because cancelling is closing payments first."""
+
+    scopes = {"POST": Scope.ORDERS_WRITE}
+
+    @extend_schema(request=None, responses=OrderOutput)
+    def post(self, request: Request, order_no: str) -> Response:
+        order = order_get_for_client(client=self.client, order_no=order_no)
+        order_cancel(order_id=order.pk, actor=f"api:{self.client.name}")
+        return Response(OrderOutput(order_get_for_client(client=self.client, order_no=order_no)).data)

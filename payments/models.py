@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from paycore.models import StateEvent, TimeStampedModel
+from paycore.models import StateEvent, SweptModel, TimeStampedModel
 
 
 class PaymentStatus(models.TextChoices):
@@ -17,9 +17,10 @@ class PaymentStatus(models.TextChoices):
     CLOSED = "CLOSED"
     FAILED = "FAILED"
     REVOKED = "REVOKED"
+    NEEDS_ATTENTION = "NEEDS_ATTENTION"  # the sweeps could not settle it: a person decides
 
 
-class Payment(TimeStampedModel):
+class Payment(TimeStampedModel, SweptModel):
     Status = PaymentStatus
 
     class Method(models.TextChoices):
@@ -46,6 +47,10 @@ class Payment(TimeStampedModel):
     payer_id = models.CharField(max_length=128, blank=True, default="")  # openid / points binding
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     return_url = models.URLField(max_length=500, blank=True, default="")
+    # Closed here without the channel's confirmation (e.g. an Alipay order string never opened
+    # answers "trade does not exist" yet stays payable until its time_expire): the success
+    # sweep keeps querying it until then, so money taken late is recorded and refunded.
+    watch_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -72,14 +77,25 @@ class Payment(TimeStampedModel):
         return self.payment_no
 
 
+class MapOutcome(models.TextChoices):
+    """What a payment's success meant for one of its orders."""
+
+    PAID = "PAID"  # it paid the order
+    DUPLICATE = "DUPLICATE"  # the order was already paid by another payment: refunded
+    LATE = "LATE"  # paycore had given the payment or the order up: recorded, then refunded
+
+
 class PaymentOrderMap(models.Model):
     """Which orders a payment pays, and how much of it goes to each. At most one current map
     per order: the payment the order is waiting on (or was paid by)."""
+
+    Outcome = MapOutcome
 
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="maps")
     order = models.ForeignKey("orders.Order", on_delete=models.PROTECT, related_name="payment_maps")
     amount = models.BigIntegerField()
     is_current = models.BooleanField(default=True)
+    outcome = models.CharField(max_length=10, choices=MapOutcome, blank=True, default="")  # set on success
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -87,6 +103,9 @@ class PaymentOrderMap(models.Model):
             models.UniqueConstraint(fields=["order"], condition=Q(is_current=True), name="paymentordermap_one_current"),
             models.UniqueConstraint(fields=["payment", "order"], name="paymentordermap_payment_order_uniq"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="paymentordermap_amount_gt_0"),
+            models.CheckConstraint(
+                condition=Q(outcome__in=["", *MapOutcome.values]), name="paymentordermap_outcome_valid"
+            ),
         ]
 
     def __str__(self) -> str:

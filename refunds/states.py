@@ -1,5 +1,6 @@
-"""The refund state machine: FAILED is retried with back-off; past the retry budget the refund
-needs ops (NEEDS_ATTENTION), who can retry it again."""
+"""The refund state machine. A refund the channel refused (FAILED) is tried again under a new
+request number (back to PENDING) until its retry budget is spent; then a person decides
+(NEEDS_ATTENTION), and may retry it again or resolve it with a note."""
 
 from paycore.statemachine import TransitionTable
 from refunds.models import Refund, RefundEvent
@@ -9,15 +10,16 @@ S = Refund.Status
 REFUND_TRANSITIONS = TransitionTable(
     "refund",
     {
-        S.PENDING: {S.PROCESSING, S.SUCCEEDED, S.FAILED},
+        S.PENDING: {S.PROCESSING, S.SUCCEEDED, S.FAILED, S.NEEDS_ATTENTION},
         S.PROCESSING: {S.SUCCEEDED, S.FAILED, S.NEEDS_ATTENTION},
-        S.FAILED: {S.PROCESSING, S.SUCCEEDED, S.NEEDS_ATTENTION},
-        S.NEEDS_ATTENTION: {S.PROCESSING, S.SUCCEEDED},
+        S.FAILED: {S.PENDING, S.NEEDS_ATTENTION},
+        S.NEEDS_ATTENTION: {S.PENDING, S.PROCESSING, S.SUCCEEDED, S.FAILED},
         S.SUCCEEDED: set(),
     },
     event=RefundEvent,
 )
 refund_move = REFUND_TRANSITIONS.move
 
-# Refunds that count against the payment's refundable amount.
+# Refunds that count against what may still be refunded: all but the FAILED ones. A FAILED
+# refund gives its room back, so a retry checks the room again under the payment lock.
 COUNTED_STATES = frozenset({S.PENDING, S.PROCESSING, S.SUCCEEDED, S.NEEDS_ATTENTION})

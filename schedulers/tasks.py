@@ -1,13 +1,17 @@
-"""The beat's sweep tasks: thin entry points that each run one sweep service. The tasks that
-services enqueue after a commit live in their own apps (payments/tasks.py and siblings)."""
+"""The beat's one task: run a sweep by name. Thin on purpose: each sweep is idempotent and safe
+to run on many workers at once (paycore.sweeps), so the beat may fire it as often as it likes."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from celery import shared_task
 
 
-@shared_task(name="paycore.notifications.sweep", soft_time_limit=240)
-def notifications_sweep() -> int:
-    from inbox.services import notifications_retry_unapplied
+@shared_task(name="paycore.sweeps.run", soft_time_limit=240, time_limit=270)
+def sweep_run(name: str) -> dict[str, Any]:
+    from paycore.sweeps import sweep_run as run_one
+    from schedulers.registry import SWEEPS
 
-    return notifications_retry_unapplied()
+    reports = [run_one(sweep) for sweep in SWEEPS[name]]
+    return {r.name: {"claimed": r.claimed, "worked": r.worked, "failed": r.failed} for r in reports}

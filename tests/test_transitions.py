@@ -39,7 +39,7 @@ def test_legal_payment_moves_are_allowed(src: str, dst: str) -> None:
         (P.SUCCEEDED, P.PENDING),
         (P.CLOSED, P.PENDING),
         (P.REVOKED, P.SUCCEEDED),
-        (P.CLIENT_REPORTED, P.PENDING),
+        (P.USER_PAYING, P.PENDING),
         (P.CREATED, P.CLIENT_REPORTED),
     ],
 )
@@ -52,7 +52,13 @@ def test_illegal_payment_moves_raise(src: str, dst: str) -> None:
 
 def test_the_client_report_can_never_lead_to_success_directly() -> None:
     assert not PAYMENT_TRANSITIONS.allows(P.CREATED, P.CLIENT_REPORTED)
-    assert PAYMENT_TRANSITIONS.targets(P.CLIENT_REPORTED) == {P.SUCCEEDED, P.CLOSED, P.FAILED}
+    assert PAYMENT_TRANSITIONS.targets(P.CLIENT_REPORTED) == {
+        P.PENDING,
+        P.SUCCEEDED,
+        P.CLOSED,
+        P.FAILED,
+        P.NEEDS_ATTENTION,
+    }
 
 
 @pytest.mark.parametrize(
@@ -62,7 +68,7 @@ def test_the_client_report_can_never_lead_to_success_directly() -> None:
         (OS.PAID, OS.PARTIALLY_REFUNDED, True),
         (OS.PARTIALLY_REFUNDED, OS.REFUNDED, True),
         (OS.PENDING_PAYMENT, OS.CLOSED, True),
-        (OS.CLOSED, OS.PAID, True),
+        (OS.CLOSED, OS.PAID, False),  # late money is refunded, the order stays closed
         (OS.REFUNDED, OS.PAID, False),
         (OS.PAID, OS.CLOSED, False),
         (OS.PENDING_PAYMENT, OS.REFUNDED, False),
@@ -78,7 +84,8 @@ def test_order_transition_table(src: str, dst: str, legal: bool) -> None:
         (R.PENDING, R.PROCESSING, True),
         (R.PROCESSING, R.SUCCEEDED, True),
         (R.PROCESSING, R.FAILED, True),
-        (R.FAILED, R.PROCESSING, True),
+        (R.FAILED, R.PENDING, True),  # a new attempt under a new request number
+        (R.FAILED, R.PROCESSING, False),
         (R.PROCESSING, R.NEEDS_ATTENTION, True),
         (R.SUCCEEDED, R.FAILED, False),
         (R.SUCCEEDED, R.PROCESSING, False),

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_celery_beat",
     "paycore",
     "channels",
     "orders",
@@ -134,6 +135,18 @@ PAYCORE_PUBLIC_BASE_URL = env_str("PAYCORE_PUBLIC_BASE_URL", "http://127.0.0.1:8
 PAYCORE_SANDBOX_URL = env_str("PAYCORE_SANDBOX_URL", "http://127.0.0.1:8100")
 ORDER_DEFAULT_TTL_SECONDS = env_int("ORDER_DEFAULT_TTL_SECONDS", 30 * 60)
 ORDER_MAX_TTL_SECONDS = env_int("ORDER_MAX_TTL_SECONDS", 7 * 24 * 3600)
+# How long one payment (its prepay, order string or approval link) stays payable at the channel.
+PAYMENT_TTL_SECONDS = env_int("PAYMENT_TTL_SECONDS", 15 * 60)
+# After a payment's expiry, how long the sweeps keep trying to settle it with the channel (and
+# how long a close the channel could not confirm is watched) before ops are asked to decide.
+PAYMENT_SETTLE_GRACE_SECONDS = env_int("PAYMENT_SETTLE_GRACE_SECONDS", 30 * 60)
+# A CLIENT_REPORTED payment the channel still calls unpaid this long after the report goes back
+# to PENDING (the report was wrong, or the payer cancelled after all).
+CLIENT_REPORT_TRUST_SECONDS = env_int("CLIENT_REPORT_TRUST_SECONDS", 60)
+# Tries of one refund at the channel (each under a new request number) before ops decide.
+REFUND_MAX_ATTEMPTS = env_int("REFUND_MAX_ATTEMPTS", 3)
+# Tries of one verified notification before it is retired to the ops queue.
+INBOX_MAX_ATTEMPTS = env_int("INBOX_MAX_ATTEMPTS", 10)
 IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
 IDEMPOTENCY_STALE_SECONDS = env_int("IDEMPOTENCY_STALE_SECONDS", 120)
 

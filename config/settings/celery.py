@@ -25,8 +25,6 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-# The sweeps of design.md arrive with the schedulers issue; the inbox sweep is here because the
-# callback flow relies on it to apply notifications left unapplied by a crash or an outage.
-CELERY_BEAT_SCHEDULE: dict = {
-    "inbox-sweep": {"task": "paycore.notifications.sweep", "schedule": 60.0},
-}
+# The beat reads its schedule from the database (django-celery-beat), so ops can change how often
+# each sweep runs in the admin; schedulers/registry.py seeds the defaults after every migrate.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"

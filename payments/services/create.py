@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -17,6 +20,7 @@ from paycore.errors import (
     PaymentConfirming,
 )
 from paycore.ids import new_payment_no
+from paycore.sweeps import backoff
 from payments.locks import orders_lock
 from payments.models import Payment, PaymentOrderMap
 
@@ -28,7 +32,9 @@ _METHOD_NEEDS: dict[str, tuple[str, str]] = {
 }
 _REUSABLE = {Payment.Status.CREATED, Payment.Status.PENDING}
 _SUPERSEDABLE = {Payment.Status.CREATED, Payment.Status.PENDING}
-_CONFIRMING = {Payment.Status.CLIENT_REPORTED, Payment.Status.USER_PAYING}
+_CONFIRMING = {Payment.Status.CLIENT_REPORTED, Payment.Status.USER_PAYING, Payment.Status.NEEDS_ATTENTION}
+# A payment handed back for reuse must leave the payer time to pay it.
+_REUSE_MARGIN = timedelta(minutes=1)
 
 
 @transaction.atomic(durable=True)
@@ -71,6 +77,10 @@ def payment_create(
             "an earlier payment of these orders is being confirmed with the channel", extra={"payment_nos": confirming}
         )
     account = channel_account_pick(channel=channel, method=method, currency=currency)
+    now = timezone.now()
+    # Short-lived at the channel (the order string or prepay expires with it), so a payment the
+    # customer abandons stops being payable soon, whatever the orders' own lifetime.
+    expires_at = min(min(o.expires_at for o in orders), now + timedelta(seconds=settings.PAYMENT_TTL_SECONDS))
     payment = Payment.objects.create(
         payment_no=new_payment_no(),
         channel=channel,
@@ -79,7 +89,8 @@ def payment_create(
         customer_ref=customer_ref,
         amount=sum(o.amount for o in orders),
         currency=currency,
-        expires_at=min(o.expires_at for o in orders),
+        expires_at=expires_at,
+        next_check_at=now + backoff(1),
         payer_id=payer_id,
         client_ip=client_ip,
         return_url=return_url,
@@ -123,6 +134,8 @@ def _reusable_payment(
         return None
     payment = next(iter(payments.values()))
     if payment.channel != channel or payment.method != method or payment.status not in _REUSABLE:
+        return None
+    if payment.expires_at <= timezone.now() + _REUSE_MARGIN:
         return None
     covered = set(PaymentOrderMap.objects.filter(payment=payment).values_list("order_id", flat=True))
     return payment if covered == {o.pk for o in orders} else None

@@ -12,22 +12,22 @@ from channels.base import TradeState, TradeStatus
 from channels.services import adapter_for, channel_call
 from orders.models import Order
 from orders.states import order_move
-from paycore.errors import AmountMismatch, Conflict
+from paycore.errors import Conflict
 from paycore.jsonable import jsonable
 from paycore.models import EventSource
 from paycore.outbox import outbox_add
 from payments.locks import orders_lock, payment_lock
-from payments.models import Payment, PaymentOrderMap
-from payments.states import OPEN_STATES, payment_move
+from payments.models import MapOutcome, Payment, PaymentOrderMap
+from payments.states import GIVEN_UP_STATES, OPEN_STATES, UNSETTLED_STATES, payment_move
 
 log = logging.getLogger(__name__)
 S = Payment.Status
 
 # Channel status -> the payment status it leads to, and the states that may move there.
 _TARGET: dict[TradeStatus, tuple[str, frozenset[str]]] = {
-    TradeStatus.CLOSED: (S.CLOSED, OPEN_STATES),
-    TradeStatus.FAILED: (S.FAILED, OPEN_STATES),
-    TradeStatus.REVOKED: (S.REVOKED, frozenset({S.USER_PAYING, S.CREATED})),
+    TradeStatus.CLOSED: (S.CLOSED, UNSETTLED_STATES),
+    TradeStatus.FAILED: (S.FAILED, UNSETTLED_STATES),
+    TradeStatus.REVOKED: (S.REVOKED, frozenset({S.USER_PAYING, S.CREATED, S.NEEDS_ATTENTION})),
     TradeStatus.USER_PAYING: (S.USER_PAYING, frozenset({S.CREATED})),
 }
 
@@ -71,60 +71,80 @@ def payment_apply_trade(
 
 
 def _succeed(payment: Payment, trade: TradeState, *, source: str, evidence: dict[str, Any], actor: str) -> None:
-    if trade.paid_amount is not None and trade.paid_amount != payment.amount:
-        log.error("amount mismatch on %s: channel %s, ours %s", payment.payment_no, trade.paid_amount, payment.amount)
-        raise AmountMismatch(
-            "the channel reports a different amount; nothing was applied",
-            extra={"payment_no": payment.payment_no, "amount": payment.amount, "channel_amount": trade.paid_amount},
-        )
-    if trade.currency and trade.currency != payment.currency:
-        raise AmountMismatch(
-            "the channel reports a different currency; nothing was applied",
-            extra={"payment_no": payment.payment_no, "currency": payment.currency, "channel_currency": trade.currency},
-        )
+    mismatch = _mismatch(payment, trade)
+    if mismatch:
+        # Money moved, but not the money paycore asked for: a person must decide (accept, refund).
+        log.error("payment %s: the channel reports %s; flagged for ops", payment.payment_no, mismatch)
+        if payment.status != S.NEEDS_ATTENTION:
+            payment_move(
+                payment, S.NEEDS_ATTENTION, source=source, evidence={**evidence, "problem": mismatch}, actor=actor
+            )
+            payment.save(update_fields=["status", "updated_at"])
+        return
     if payment.channel_trade_no and trade.channel_trade_no and payment.channel_trade_no != trade.channel_trade_no:
         # PayPal: the order id is known from prepay; the capture id is evidence, not a new number.
         evidence = {**evidence, "channel_trade_no_reported": trade.channel_trade_no}
+    was = payment.status
     payment_move(payment, S.SUCCEEDED, source=source, evidence=evidence, actor=actor)
     payment.channel_trade_no = payment.channel_trade_no or trade.channel_trade_no
     payment.paid_at = trade.paid_at or timezone.now()
-    payment.save(update_fields=["status", "channel_trade_no", "paid_at", "updated_at"])
-    duplicates = _orders_paid_by(payment, source=source, actor=actor)
+    unwanted = _orders_paid_by(payment, given_up=was in GIVEN_UP_STATES, source=source, actor=actor)
+    # A share that paid no order is refunded by the repeat sweep, which looks at once.
+    payment.next_check_at = timezone.now() if unwanted else None
+    payment.watch_until = None
+    payment.save(update_fields=["status", "channel_trade_no", "paid_at", "next_check_at", "watch_until", "updated_at"])
     outbox_add(
         topic="payment.succeeded",
         key=payment.payment_no,
-        payload={"amount": payment.amount, "currency": payment.currency, "duplicate_orders": duplicates},
+        payload={"amount": payment.amount, "currency": payment.currency, "unwanted_orders": unwanted},
     )
 
 
-def _orders_paid_by(payment: Payment, *, source: str, actor: str) -> list[str]:
-    """Mark the payment's orders paid. First success wins: an order still waiting switches its
-    current map to this payment (the payment it was waiting on is closed after commit, so it
-    cannot take the money a second time); an order already paid by another payment makes this
-    map a duplicate, left for the repeat sweep to refund. Returns the duplicate order numbers."""
+def _mismatch(payment: Payment, trade: TradeState) -> str:
+    if trade.paid_amount is not None and trade.paid_amount != payment.amount:
+        return f"amount {trade.paid_amount} instead of {payment.amount}"
+    if trade.currency and trade.currency != payment.currency:
+        return f"currency {trade.currency} instead of {payment.currency}"
+    return ""
+
+
+def _orders_paid_by(payment: Payment, *, given_up: bool, source: str, actor: str) -> list[str]:
+    """Record what this success means for each of the payment's orders, under the order locks.
+
+    An order still waiting is paid by it (first success wins: the order's current map moves to
+    this payment, and the payment it was waiting on is closed after commit so it cannot take the
+    money a second time). An order already paid by another payment makes this share a
+    DUPLICATE; a payment paycore had closed or failed, or an order it had closed, makes it LATE:
+    paycore told everyone it gave up, so the money is recorded and then refunded, never used.
+    Returns the order numbers of the unwanted shares."""
     maps = {m.order_id: m for m in PaymentOrderMap.objects.filter(payment=payment)}
-    duplicates: list[str] = []
+    unwanted: list[str] = []
     displaced: set[int] = set()
     for order in orders_lock(maps):
         this = maps[order.pk]
-        if order.status in (Order.Status.PENDING_PAYMENT, Order.Status.CLOSED):
+        if given_up or order.status == Order.Status.CLOSED:
+            this.outcome = MapOutcome.LATE
+        elif order.status == Order.Status.PENDING_PAYMENT:
+            this.outcome = MapOutcome.PAID
             if not this.is_current:
-                displaced.update(
-                    PaymentOrderMap.objects.filter(order=order, is_current=True).values_list("payment_id", flat=True)
-                )
-                PaymentOrderMap.objects.filter(order=order, is_current=True).update(is_current=False)
-                PaymentOrderMap.objects.filter(pk=this.pk).update(is_current=True)
+                current = PaymentOrderMap.objects.filter(order=order, is_current=True)
+                displaced.update(current.values_list("payment_id", flat=True))
+                current.update(is_current=False)
+                this.is_current = True
             order_move(
                 order, Order.Status.PAID, source=source, evidence={"payment_no": payment.payment_no}, actor=actor
             )
             order.paid_at = payment.paid_at
             order.save(update_fields=["status", "paid_at", "updated_at"])
-        elif not this.is_current:
-            duplicates.append(order.order_no)
+        else:
+            this.outcome = MapOutcome.DUPLICATE
+        this.save(update_fields=["outcome", "is_current"])
+        if this.outcome != MapOutcome.PAID:
+            unwanted.append(order.order_no)
     if displaced:
         from payments.tasks import payment_close_superseded as payment_close_superseded_task
 
         transaction.on_commit(
             lambda: [payment_close_superseded_task.delay(pid) for pid in sorted(displaced)], robust=True
         )
-    return duplicates
+    return unwanted

@@ -1,0 +1,28 @@
+"""Every sweep by the name ops and the beat know it. A name may run several sweeps in turn (the
+close sweep closes payments first, then the orders they leave without hope)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from inbox.sweeps import INBOX
+from paycore.sweeps import Sweep
+from payments.sweeps import CLOSE_ORDERS, CLOSE_PAYMENTS, SUCCESS
+from refunds.sweeps import REFUND, REPEAT
+
+SWEEPS: dict[str, tuple[Sweep, ...]] = {
+    "close": (CLOSE_PAYMENTS, CLOSE_ORDERS),
+    "success": (SUCCESS,),
+    "repeat": (REPEAT,),
+    "refund": (REFUND,),
+    "inbox": (INBOX,),
+}
+
+# How often the beat runs each sweep unless ops change it in the admin (django-celery-beat).
+DEFAULT_INTERVALS: dict[str, timedelta] = {
+    "close": timedelta(minutes=1),
+    "success": timedelta(seconds=15),
+    "repeat": timedelta(minutes=1),
+    "refund": timedelta(seconds=30),
+    "inbox": timedelta(minutes=1),
+}
