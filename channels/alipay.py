@@ -157,14 +157,14 @@ class AlipayAdapter(ChannelAdapter):
         return _trade_state(node, paid_at_field="send_pay_date")
 
     def close(self, *, payment_no: str, channel_trade_no: str | None = None) -> None:
-        """``alipay.trade.close``; a trade the payer never opened counts as closed."""
+        """``alipay.trade.close``. A trade whose cashier the payer never opened does not exist at
+        Alipay yet, so it cannot be closed: that answer (``ACQ.TRADE_NOT_EXIST``) is raised, not
+        taken for a close, because the signed order string stays payable until its time_expire."""
         node = self._call("alipay.trade.close", _trade_ref(payment_no, channel_trade_no))
-        if _is_not_exist(node):
-            return
         if node.get("code") == "40004" and node.get("sub_code") == "ACQ.TRADE_STATUS_ERROR":
             # Already closed is fine; paid (or anything else) cannot be closed.
             state = self.query(payment_no=payment_no, channel_trade_no=channel_trade_no)
-            if state.status in (TradeStatus.CLOSED, TradeStatus.NOT_FOUND):
+            if state.status == TradeStatus.CLOSED:
                 return
         self._raise_for_code(node)
 

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import models, transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 log = logging.getLogger("paycore.sweeps")
@@ -183,11 +184,17 @@ def _renew(sweep: Sweep, pk: Any, lease: datetime) -> datetime | None:
 
 
 def _record_success(sweep: Sweep, pk: Any, lease: datetime, done: Done) -> None:
-    # Only if the lease is still ours: work that rescheduled the row itself has the last word.
-    changes: dict[str, Any] = {sweep.lease_field: done.next_at}
+    # The next due time only if the lease is still ours: work that rescheduled the row itself
+    # (a success, a close) has the last word on when it is due again.
+    changes: dict[str, Any] = {
+        sweep.lease_field: Case(
+            When(**{sweep.lease_field: lease}, then=Value(done.next_at, output_field=models.DateTimeField())),
+            default=F(sweep.lease_field),
+        )
+    }
     if sweep.reset_on_success:
         changes.update({sweep.attempts_field: 0, sweep.error_field: ""})
-    sweep.model._default_manager.filter(pk=pk, **{sweep.lease_field: lease}).update(**changes)
+    sweep.model._default_manager.filter(pk=pk).update(**changes)
 
 
 def _record_failure(sweep: Sweep, pk: Any, lease: datetime, exc: Exception) -> None:

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from django.db.models import F
+
 from channels.models import ChannelAccount
 from orders.models import Merchant, Order
 from orders.services import ItemInput, merchant_create, order_create
@@ -93,3 +95,36 @@ def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
             return True
         time.sleep(0.05)
     return condition()
+
+
+def make_paid_payment(
+    *, account: ChannelAccount, gateway: Any, orders: list[Order] | None = None, **extra: Any
+) -> Payment:
+    """A payment the payer paid at the sandbox and paycore confirmed by query."""
+    from payments.services import payment_sync_from_channel
+
+    payment = make_payment(account=account, orders=orders, **extra)
+    pay_at_sandbox(gateway, payment)
+    return payment_sync_from_channel(payment_id=payment.pk)
+
+
+def pay_at_sandbox(gateway: Any, payment: Payment, **params: Any) -> None:
+    """The payer pays, as each channel's payer would (Alipay needs the signed order string)."""
+    if payment.channel == "alipay":
+        params.setdefault("order_string", payment.prepay_data["order_string"])
+    gateway.pay(payment.channel, payment.payment_no, **params)
+
+
+def let_time_pass(*rows: Any, seconds: float = 3600) -> None:
+    """Move the clocks of rows back, as if ``seconds`` had passed: expiries and due times that
+    lay ahead now lie behind. (The sandbox keeps its own clock; paycore's decisions read these.)"""
+    from datetime import timedelta
+
+    for row in rows:
+        fields = {
+            name: F(name) - timedelta(seconds=seconds)
+            for name in ("expires_at", "next_check_at", "watch_until", "created_at")
+            if hasattr(row, name)
+        }
+        type(row).objects.filter(pk=row.pk).update(**fields)
+        row.refresh_from_db()

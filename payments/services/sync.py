@@ -22,6 +22,7 @@ from payments.states import GIVEN_UP_STATES, OPEN_STATES, UNSETTLED_STATES, paym
 
 log = logging.getLogger(__name__)
 S = Payment.Status
+_PAID_ORDER_STATES = frozenset({Order.Status.PAID, Order.Status.PARTIALLY_REFUNDED, Order.Status.REFUNDED})
 
 # Channel status -> the payment status it leads to, and the states that may move there.
 _TARGET: dict[TradeStatus, tuple[str, frozenset[str]]] = {
@@ -111,20 +112,22 @@ def _mismatch(payment: Payment, trade: TradeState) -> str:
 def _orders_paid_by(payment: Payment, *, given_up: bool, source: str, actor: str) -> list[str]:
     """Record what this success means for each of the payment's orders, under the order locks.
 
-    An order still waiting is paid by it (first success wins: the order's current map moves to
-    this payment, and the payment it was waiting on is closed after commit so it cannot take the
-    money a second time). An order already paid by another payment makes this share a
-    DUPLICATE; a payment paycore had closed or failed, or an order it had closed, makes it LATE:
-    paycore told everyone it gave up, so the money is recorded and then refunded, never used.
+    An order already paid by another payment makes this share a DUPLICATE. A payment paycore had
+    closed or failed, or an order it had closed, makes it LATE: paycore told everyone it gave up,
+    so the money is recorded and then refunded, never used. Otherwise the order is paid by it
+    (first success wins: the order's current map moves to this payment, and the payment it was
+    waiting on is closed after commit so it cannot take the money a second time).
     Returns the order numbers of the unwanted shares."""
     maps = {m.order_id: m for m in PaymentOrderMap.objects.filter(payment=payment)}
     unwanted: list[str] = []
     displaced: set[int] = set()
     for order in orders_lock(maps):
         this = maps[order.pk]
-        if given_up or order.status == Order.Status.CLOSED:
+        if order.status in _PAID_ORDER_STATES:
+            this.outcome = MapOutcome.DUPLICATE
+        elif given_up or order.status == Order.Status.CLOSED:
             this.outcome = MapOutcome.LATE
-        elif order.status == Order.Status.PENDING_PAYMENT:
+        else:
             this.outcome = MapOutcome.PAID
             if not this.is_current:
                 current = PaymentOrderMap.objects.filter(order=order, is_current=True)
@@ -136,8 +139,6 @@ def _orders_paid_by(payment: Payment, *, given_up: bool, source: str, actor: str
             )
             order.paid_at = payment.paid_at
             order.save(update_fields=["status", "paid_at", "updated_at"])
-        else:
-            this.outcome = MapOutcome.DUPLICATE
         this.save(update_fields=["outcome", "is_current"])
         if this.outcome != MapOutcome.PAID:
             unwanted.append(order.order_no)

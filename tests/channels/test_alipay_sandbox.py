@@ -200,7 +200,9 @@ def test_notification_is_resent_until_answered_success(alipay, sink, sandbox):
 # --- close -------------------------------------------------------------------------------------
 def test_close_of_an_unpaid_trade(alipay, sink, sandbox):
     never_opened = prepay(alipay, sink)
-    alipay.close(payment_no=never_opened.payment_no)  # not created yet: nothing to close
+    with pytest.raises(ChannelRejected) as not_there:  # not created yet: no close to confirm
+        alipay.close(payment_no=never_opened.payment_no)
+    assert not_there.value.code == "ACQ.TRADE_NOT_EXIST"
     assert alipay.query(payment_no=never_opened.payment_no).status is TradeStatus.NOT_FOUND
 
     opened = prepay(alipay, sink)
