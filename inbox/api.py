@@ -1,5 +1,5 @@
-"""Channel notification endpoints: store raw -> verify -> acknowledge in the channel's format.
-Applying happens in a task after commit; nothing here changes a payment."""
+"""Channel notification endpoints: verify -> store with the result -> acknowledge in the channel's
+format. Applying happens in a task published after the answer; nothing here changes a payment."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from inbox.services import notification_receive
+from inbox.services import client_address, notification_receive
 
 
 @csrf_exempt
@@ -18,6 +18,6 @@ def notify(request: HttpRequest, channel: str, account_id: int) -> HttpResponse:
         account_id=account_id,
         headers=dict(request.headers),
         body=request.body,
-        remote_addr=request.META.get("REMOTE_ADDR"),
+        remote_addr=client_address(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR")),
     )
     return HttpResponse(ack.body, status=ack.status, content_type=ack.content_type)

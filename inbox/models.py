@@ -1,14 +1,23 @@
-"""The inbox: every channel callback, stored raw with its verification result before anything
-else is done with it, then applied by a worker as a hint confirmed by query."""
+"""The inbox: every channel callback, verified in memory and stored raw with its verification
+result in one INSERT before it is answered, then applied by a worker as a hint confirmed by query.
+
+Raw headers and body are encrypted at rest (they carry payer identifiers); ``parsed`` keeps only
+a summary without payer data. The first verified copy of a notification is unique per account
+and dedupe key (a partial unique index); later copies are still stored, flagged
+``is_duplicate``, and never applied.
+"""
 
 from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
 
+from inbox.fields import EncryptedBytesField
+from paycore.fields import EncryptedJSONField
+
 
 class InboundNotification(models.Model):
-    """Every channel callback, stored raw before anything else is done with it."""
+    """Every channel callback, stored raw with its verification result before it is answered."""
 
     class Verification(models.TextChoices):
         PENDING = "PENDING"
@@ -26,8 +35,8 @@ class InboundNotification(models.Model):
 
     channel = models.CharField(max_length=20)
     channel_account = models.ForeignKey("channels.ChannelAccount", null=True, blank=True, on_delete=models.PROTECT)
-    headers = models.JSONField(default=dict)
-    body = models.BinaryField()
+    headers = EncryptedJSONField(default=dict)
+    body = EncryptedBytesField()
     remote_addr = models.GenericIPAddressField(null=True, blank=True)
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     verification = models.CharField(max_length=20, choices=Verification, default=Verification.PENDING)
@@ -35,8 +44,11 @@ class InboundNotification(models.Model):
     outcome = models.CharField(max_length=20, choices=Outcome, default=Outcome.PENDING)
     kind = models.CharField(max_length=20, blank=True, default="")
     event_type = models.CharField(max_length=64, blank=True, default="")
-    dedupe_key = models.CharField(max_length=200, blank=True, default="", db_index=True)
-    parsed = models.JSONField(default=dict, blank=True)
+    dedupe_key = models.CharField(max_length=200, blank=True, default="")
+    # A later copy of a verified notification already stored: kept, never applied, outside the
+    # unique index that recognises it.
+    is_duplicate = models.BooleanField(default=False)
+    parsed = models.JSONField(default=dict, blank=True)  # what was verified, without payer data
     payment = models.ForeignKey(
         "payments.Payment", null=True, blank=True, on_delete=models.PROTECT, related_name="notifications"
     )
@@ -49,9 +61,17 @@ class InboundNotification(models.Model):
     last_error = models.TextField(blank=True, default="")
 
     class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel_account", "dedupe_key"],
+                condition=Q(verification="VERIFIED", is_duplicate=False),
+                name="inbound_first_verified_uniq",
+            ),
+        ]
         indexes = [
+            # What the inbox sweep claims: verified, not applied, by due time.
             models.Index(
-                fields=["received_at"],
+                fields=["next_check_at"],
                 name="inbound_unapplied_idx",
                 condition=Q(verification="VERIFIED", outcome__in=["PENDING", "FAILED"]),
             ),

@@ -1,9 +1,17 @@
-"""Channel callbacks: store raw, verify, acknowledge; apply later as a hint confirmed by query.
+"""Channel callbacks: verify in memory, store raw with the result in one INSERT, acknowledge;
+apply later as a hint confirmed by query.
 
-Order of work (design.md "Inbound notifications"): the raw request is committed before anything
-is trusted; verification happens outside any transaction; a verified notification is committed
-to the inbox and acknowledged at once; a task then confirms it by an active query and applies
-the result under the payment lock. The inbox sweep retries whatever was verified but not applied.
+Order of work (design.md "Inbound notifications"): the account's adapter verifies the request in
+memory (signature, timestamp window, ids, IP allowlist: no I/O); the raw request and the
+verification result, rejected ones too, are then committed in one statement before anything is
+answered, so nothing is acknowledged that is not stored. A verified notification is acknowledged
+at once; the apply task is published after the answer (``inbox.dispatch``) and confirms by an
+active query before applying under the payment lock. The inbox sweep retries whatever was
+verified but not applied, so a lost task message loses nothing.
+
+Per callback: one indexed read of the account, one indexed read resolving the payment or refund,
+one INSERT (a second one only for a duplicate). Duplicates are recognised by the partial unique
+index on (account, dedupe key) of first verified copies, not by a query.
 """
 
 from __future__ import annotations
@@ -11,60 +19,85 @@ from __future__ import annotations
 import ipaddress
 import logging
 from collections.abc import Mapping
+from functools import lru_cache
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from channels.base import Ack, ChannelError, Notification, NotificationKind
 from channels.models import ChannelAccount
 from channels.services import adapter_for
+from inbox.dispatch import notification_dispatch
 from inbox.locks import notification_lock
 from inbox.models import InboundNotification
 from paycore.errors import PaycoreError
-from paycore.jsonable import jsonable
 from paycore.models import EventSource
 from paycore.sweeps import backoff
 from payments.models import Payment
 from payments.services import payment_sync_from_channel
-from refunds.models import Refund
+from refunds.models import RefundAttempt
 from refunds.services import refund_sync_from_channel
 
 log = logging.getLogger(__name__)
 N = InboundNotification
 
+# What a failed verification may raise; anything else is a bug, stored and answered as a failure.
+_UNVERIFIED = (ChannelError, ValueError, KeyError, TypeError)
+
 
 def notification_receive(
     *, channel: str, account_id: int, headers: Mapping[str, str], body: bytes, remote_addr: str | None
 ) -> tuple[InboundNotification, Ack]:
-    with transaction.atomic(durable=True):
-        inbound = N.objects.create(channel=channel, headers=dict(headers), body=body, remote_addr=remote_addr)
+    """Verify, store and answer one callback. ``remote_addr`` is the client address as resolved
+    by ``client_address`` (the allowlist checks it)."""
+    inbound = N(channel=channel[:20], body=body, remote_addr=remote_addr)
+    inbound.headers = dict(headers)
     account = ChannelAccount.objects.filter(pk=account_id, channel=channel).first()
     if account is None or not account.is_enabled:
-        return _reject(inbound, "unknown or disabled channel account"), Ack(status=404)
+        return _store_rejected(inbound, "unknown or disabled channel account"), Ack(status=404)
     inbound.channel_account = account
     adapter = adapter_for(account)
     if not _ip_allowed(remote_addr, account.callback_ip_allowlist):
         reason = f"address {remote_addr} is not on the account's allowlist"
-        return _reject(inbound, reason), adapter.ack(False, "forbidden")
+        return _store_rejected(inbound, reason), adapter.ack(False, "forbidden")
     try:
         parsed = adapter.parse_notification(headers, body)
-    except (ChannelError, ValueError, KeyError, TypeError) as exc:
+    except _UNVERIFIED as exc:
         reason = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
-        return _reject(inbound, reason[:300]), adapter.ack(False, "verification failed")
-    with transaction.atomic(durable=True):
-        _record_verified(inbound, parsed)
+        return _store_rejected(inbound, reason), adapter.ack(False, "verification failed")
+    except Exception as exc:  # a bug must not lose the request: store it, let the channel re-send
+        log.exception("verifying %s notification for account %s failed unexpectedly", channel, account_id)
+        _store_rejected(inbound, f"verification error {type(exc).__name__}: {exc}")
+        return inbound, adapter.ack(False, "verification error")
+    _record_verified(inbound, parsed)
     if inbound.outcome == N.Outcome.PENDING:
-        from inbox.tasks import notification_process as notification_process_task
-
-        transaction.on_commit(lambda: notification_process_task.delay(inbound.pk), robust=True)
+        notification_dispatch(inbound.pk)
     return inbound, adapter.ack(True)
+
+
+def client_address(peer: str | None, forwarded_for: str | None) -> str | None:
+    """The client address a callback's allowlist checks: the TCP peer, unless the peer is one of
+    ``PAYCORE_TRUSTED_PROXIES``; then the right-most ``X-Forwarded-For`` address outside them (the
+    last hop a proxy of ours saw; everything left of it is the client's word). None when no valid
+    address can be named (a malformed hop), which no allowlist admits."""
+    address = _parse_ip(peer or "")
+    trusted = _trusted_networks(tuple(settings.PAYCORE_TRUSTED_PROXIES))
+    if address is None or not trusted or not forwarded_for or not _within(address, trusted):
+        return None if address is None else str(address)
+    hops = [hop.strip() for hop in forwarded_for.split(",")]
+    for hop in reversed(hops):
+        address = _parse_ip(hop)
+        if address is None or not _within(address, trusted):
+            return None if address is None else str(address)
+    return str(address)  # every hop is a proxy of ours: the left-most one is the client
 
 
 def notification_process(*, notification_id: int) -> InboundNotification:
     """Apply a verified notification: confirm by query, then apply under the payment lock.
     Failures are recorded on the row; past its retry budget the row is retired to ops."""
-    inbound = N.objects.select_related("payment", "refund").get(pk=notification_id)
+    inbound = N.objects.defer("headers", "body", "parsed").get(pk=notification_id)
     if inbound.verification != N.Verification.VERIFIED or inbound.outcome not in (N.Outcome.PENDING, N.Outcome.FAILED):
         return inbound
     if inbound.attempts >= settings.INBOX_MAX_ATTEMPTS:
@@ -106,6 +139,20 @@ def notification_reprocess(*, notification_id: int) -> InboundNotification:
     return notification_process(notification_id=notification_id)
 
 
+def notification_reverify(*, notification_id: int) -> str:
+    """Run the account's verification again on the stored request, decrypted; changes nothing.
+    For ops: whether a stored callback is genuine (a timestamp window may have passed since)."""
+    inbound = N.objects.select_related("channel_account").get(pk=notification_id)
+    account = inbound.channel_account
+    if account is None:
+        return "no channel account: nothing to verify it against"
+    try:
+        parsed = adapter_for(account).parse_notification(inbound.headers, inbound.body_bytes)
+    except _UNVERIFIED as exc:
+        return f"does not verify: {type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+    return f"verifies: {parsed.kind.value} {parsed.event_type} (dedupe key {parsed.dedupe_key})"
+
+
 def _apply(inbound: InboundNotification) -> str:
     evidence = {"notification_id": inbound.pk, "event_type": inbound.event_type}
     if inbound.kind == NotificationKind.PAYMENT and inbound.payment_id:
@@ -121,51 +168,91 @@ def _record_verified(inbound: InboundNotification, parsed: Notification) -> None
     inbound.verification = N.Verification.VERIFIED
     inbound.kind, inbound.event_type = parsed.kind.value, parsed.event_type[:64]
     inbound.dedupe_key = parsed.dedupe_key[:200]
-    inbound.parsed = jsonable(
-        {
-            "payment_no": parsed.payment_no,
-            "channel_trade_no": parsed.channel_trade_no,
-            "trade": parsed.trade,
-            "refund": parsed.refund,
-        }
-    )
-    payments = Payment.objects.filter(channel_account=inbound.channel_account)
-    if parsed.payment_no:
-        inbound.payment = payments.filter(payment_no=parsed.payment_no).first()
-    if inbound.payment is None and parsed.channel_trade_no:
-        inbound.payment = payments.filter(channel_trade_no=parsed.channel_trade_no).first()
-    if parsed.refund is not None:
-        # Channels name a refund by the request number of the attempt they were sent.
-        inbound.refund = Refund.objects.filter(
-            attempts__request_no=parsed.refund.refund_no, payment__channel_account=inbound.channel_account
-        ).first()
-    already = (
-        N.objects.filter(
-            channel=inbound.channel,
-            dedupe_key=inbound.dedupe_key,
-            verification=N.Verification.VERIFIED,
-            outcome=N.Outcome.APPLIED,
-        )
-        .exclude(pk=inbound.pk)
-        .exists()
-    )
-    if already:
-        inbound.outcome = N.Outcome.DUPLICATE
-    elif inbound.payment is None and inbound.refund is None:
+    inbound.parsed = _summary(parsed)
+    inbound.payment_id, inbound.refund_id = _resolve(inbound.channel_account_id, parsed)
+    if inbound.payment_id is None and inbound.refund_id is None:
         inbound.outcome = N.Outcome.IGNORED
-        log.warning("verified %s notification %s names nothing of ours", inbound.channel, inbound.pk)
     else:
-        # The safety net: the inbox sweep applies it if the task after commit never runs.
-        inbound.next_check_at = timezone.now() + backoff(2)
-    inbound.save()
+        # The safety net: the inbox sweep applies it if the published task never runs.
+        inbound.outcome, inbound.next_check_at = N.Outcome.PENDING, timezone.now() + backoff(2)
+    if _insert_unless_stored(inbound):
+        if inbound.outcome == N.Outcome.IGNORED:
+            log.warning("verified %s notification %s names nothing of ours", inbound.channel, inbound.pk)
+        return
+    # A copy of a verified notification already stored: kept too, never applied.
+    inbound.is_duplicate, inbound.outcome, inbound.next_check_at = True, N.Outcome.DUPLICATE, None
+    inbound.save(force_insert=True)
 
 
-def _reject(inbound: InboundNotification, reason: str) -> InboundNotification:
+def _resolve(account_id: int | None, parsed: Notification) -> tuple[int | None, int | None]:
+    """(payment id, refund id) named by the notification, by indexed lookups within the account:
+    a refund by the request number of the attempt the channel was sent; a payment by its number,
+    else by the channel's trade number."""
+    if parsed.refund is not None and parsed.refund.refund_no:
+        found = (
+            RefundAttempt.objects.filter(
+                request_no=parsed.refund.refund_no, refund__payment__channel_account_id=account_id
+            )
+            .values_list("refund__payment_id", "refund_id")
+            .first()
+        )
+        if found is not None:
+            return found
+    payments = Payment.objects.filter(channel_account_id=account_id).values_list("pk", flat=True)
+    payment_id = payments.filter(payment_no=parsed.payment_no).first() if parsed.payment_no else None
+    if payment_id is None and parsed.channel_trade_no:
+        payment_id = payments.filter(channel_trade_no=parsed.channel_trade_no).first()
+    return payment_id, None
+
+
+def _summary(parsed: Notification) -> dict[str, Any]:
+    """What was verified, for ops and evidence, without the payload's payer data (the encrypted
+    raw body keeps everything and can be verified again)."""
+    summary: dict[str, Any] = {"payment_no": parsed.payment_no, "channel_trade_no": parsed.channel_trade_no}
+    if parsed.trade is not None:
+        summary["trade"] = {
+            "status": parsed.trade.status.value,
+            "paid_amount": parsed.trade.paid_amount,
+            "currency": parsed.trade.currency,
+        }
+    if parsed.refund is not None:
+        summary["refund"] = {
+            "refund_no": parsed.refund.refund_no,
+            "status": parsed.refund.status.value,
+            "amount": parsed.refund.amount,
+            "channel_refund_no": parsed.refund.channel_refund_no,
+        }
+    return summary
+
+
+def _insert_unless_stored(inbound: InboundNotification) -> bool:
+    """INSERT the row in one statement unless a first verified copy of the same notification is
+    already there (``ON CONFLICT`` on the partial unique index): True if inserted."""
+    opts = N._meta
+    fields = [f for f in opts.local_concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(inbound, True), connection) for f in fields]
+    quote = connection.ops.quote_name
+    # Identifiers come from the model's own metadata; every value is a parameter.
+    table, pk, columns = quote(opts.db_table), quote(opts.pk.column), ", ".join(quote(f.column) for f in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    on_conflict = "ON CONFLICT (channel_account_id, dedupe_key) WHERE verification = 'VERIFIED' AND NOT is_duplicate"
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) {on_conflict} DO NOTHING RETURNING {pk}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    inbound.pk = row[0]
+    inbound._state.adding, inbound._state.db = False, connection.alias
+    return True
+
+
+def _store_rejected(inbound: InboundNotification, reason: str) -> InboundNotification:
     inbound.verification = N.Verification.REJECTED
     inbound.outcome = N.Outcome.REJECTED
-    inbound.reject_reason = reason
-    inbound.save(update_fields=["channel_account", "verification", "outcome", "reject_reason"])
-    log.warning("rejected %s notification %s: %s", inbound.channel, inbound.pk, reason)
+    inbound.reject_reason = reason[:300]
+    inbound.save(force_insert=True)
+    log.warning("rejected %s notification %s: %s", inbound.channel, inbound.pk, inbound.reject_reason)
     return inbound
 
 
@@ -176,3 +263,32 @@ def _ip_allowed(remote_addr: str | None, allowlist: list[str]) -> bool:
         return False
     address = ipaddress.ip_address(remote_addr)
     return any(address in ipaddress.ip_network(entry, strict=False) for entry in allowlist)
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_ip(text: str) -> IPAddress | None:
+    """An address as proxies write it: bare, ``v4:port`` or ``[v6]:port``; None if malformed."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+@lru_cache(maxsize=8)
+def _trusted_networks(spec: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in spec if entry.strip())
+
+
+def _within(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
+    return any(address in network for network in networks)

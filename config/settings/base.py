@@ -150,6 +150,11 @@ CLIENT_REPORT_TRUST_SECONDS = env_int("CLIENT_REPORT_TRUST_SECONDS", 60)
 REFUND_MAX_ATTEMPTS = env_int("REFUND_MAX_ATTEMPTS", 3)
 # Tries of one verified notification before it is retired to the ops queue.
 INBOX_MAX_ATTEMPTS = env_int("INBOX_MAX_ATTEMPTS", 10)
+# Networks of the reverse proxies / load balancers in front of paycore (CIDRs, comma-separated).
+# Only a request whose peer is in one of them has its X-Forwarded-For read, and then the client
+# is the right-most address not in them; otherwise the client is the peer (REMOTE_ADDR). The
+# callback IP allowlists check that client address. Empty (the default): nothing is trusted.
+PAYCORE_TRUSTED_PROXIES = env_list("PAYCORE_TRUSTED_PROXIES", [])
 IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
 IDEMPOTENCY_STALE_SECONDS = env_int("IDEMPOTENCY_STALE_SECONDS", 120)
 

@@ -55,6 +55,9 @@ def test_a_duplicate_notification_applies_once(live_wechat: ChannelAccount, gate
     assert status_of(payment) == "SUCCEEDED"
     assert PaymentEvent.objects.filter(payment=payment, to_status="SUCCEEDED").count() == 1
     assert set(N.objects.filter(payment=payment).values_list("dedupe_key", flat=True)).__len__() == 1
+    copies = N.objects.filter(payment=payment).order_by("pk")
+    assert [(n.is_duplicate, n.outcome) for n in copies] == [(False, "APPLIED"), (True, "DUPLICATE")]
+    assert copies[0].body_bytes == copies[1].body_bytes  # the copy is kept, byte for byte
 
 
 def test_a_dropped_notification_is_caught_by_the_query(live_wechat: ChannelAccount, gateway_client: Any) -> None:
@@ -104,8 +107,9 @@ def test_a_notification_from_outside_the_allowlist_is_rejected(
 def test_a_callback_for_an_unknown_account_is_stored_and_refused(db: None) -> None:
     response = Client().post("/callbacks/wechat/999999", b'{"id": "EV-1"}', content_type="application/json")
     assert response.status_code == 404
-    inbound = N.objects.get(body=b'{"id": "EV-1"}')
+    inbound = N.objects.get()
     assert inbound.reject_reason == "unknown or disabled channel account" and inbound.verification == "REJECTED"
+    assert inbound.body_bytes == b'{"id": "EV-1"}' and inbound.channel_account is None
 
 
 def test_a_notification_with_a_wrong_amount_is_only_a_hint(live_wechat: ChannelAccount, gateway_client: Any) -> None:
