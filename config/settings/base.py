@@ -150,6 +150,10 @@ CLIENT_REPORT_TRUST_SECONDS = env_int("CLIENT_REPORT_TRUST_SECONDS", 60)
 REFUND_MAX_ATTEMPTS = env_int("REFUND_MAX_ATTEMPTS", 3)
 # Tries of one verified notification before it is retired to the ops queue.
 INBOX_MAX_ATTEMPTS = env_int("INBOX_MAX_ATTEMPTS", 10)
+# How long a web process answers callbacks from its copy of a channel account before reading it
+# again (a change of keys, allowlist or enabled state reaches callbacks within this time); 0 reads
+# it for every callback.
+INBOX_ACCOUNT_CACHE_SECONDS = env_int("INBOX_ACCOUNT_CACHE_SECONDS", 10)
 # Networks of the reverse proxies / load balancers in front of paycore (CIDRs, comma-separated).
 # Only a request whose peer is in one of them has its X-Forwarded-For read, and then the client
 # is the right-most address not in them; otherwise the client is the peer (REMOTE_ADDR). The

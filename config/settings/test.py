@@ -15,3 +15,6 @@ LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
 # The suite provisions channel accounts on the sandbox gateway, whatever DEBUG says.
 if "sandbox.provisioning" not in INSTALLED_APPS:  # noqa: F405
     INSTALLED_APPS.append("sandbox.provisioning")  # noqa: F405
+# Tests change accounts between callbacks of one live server: read them afresh every time
+# (tests/inbox covers the cache itself).
+INBOX_ACCOUNT_CACHE_SECONDS = 0

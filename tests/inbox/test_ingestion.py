@@ -57,7 +57,7 @@ def statements(queries: CaptureQueriesContext) -> list[str]:
     return [q["sql"].split()[0].upper() for q in queries.captured_queries]
 
 
-def test_a_genuine_notification_costs_two_indexed_reads_and_one_insert(
+def test_a_genuine_notification_costs_one_indexed_read_and_one_insert(
     wechat: ChannelAccount, gateway_client: Any
 ) -> None:
     payment = make_payment(account=wechat)
@@ -66,11 +66,14 @@ def test_a_genuine_notification_costs_two_indexed_reads_and_one_insert(
     with CaptureQueriesContext(connection) as queries:
         response = deliver(path, headers, body)
     assert response.status_code == 200
-    # The apply task ran inline (eager in tests) after the answer was decided: count only what
-    # came before it, up to and including the INSERT.
-    taken_in = statements(queries)[: statements(queries).index("INSERT") + 1]
-    assert taken_in == ["SELECT", "SELECT", "INSERT"]
-    assert "ON CONFLICT" in queries.captured_queries[2]["sql"]
+    # The apply task ran inline (eager in tests) once the row was stored: count what came before
+    # it. The account is read (tests keep no account cache), the payment found by its number,
+    # and the row inserted unless a first copy is already stored.
+    sql = [q["sql"] for q in queries.captured_queries]
+    taken_in = sql[: next(i for i, text in enumerate(sql) if text.startswith("INSERT")) + 1]
+    assert [text.split()[0] for text in taken_in] == ["SELECT", "SELECT", "INSERT"]
+    assert "WHERE payment_no = " in taken_in[1]  # by the unique index on payment_no
+    assert "ON CONFLICT" in taken_in[2] and not any("EXISTS" in text for text in taken_in)
     inbound = N.objects.get()
     assert (inbound.verification, inbound.kind, inbound.payment_id, inbound.is_duplicate) == (
         "VERIFIED",
@@ -80,6 +83,26 @@ def test_a_genuine_notification_costs_two_indexed_reads_and_one_insert(
     )
     assert inbound.outcome == "APPLIED" and Payment.objects.get(pk=payment.pk).status == "SUCCEEDED"
     assert inbound.parsed["payment_no"] == payment.payment_no and inbound.parsed["trade"]["status"] == "PAID"
+
+
+def test_a_web_process_reads_the_account_again_only_after_its_cache_time(
+    wechat: ChannelAccount, gateway_client: Any, settings: Any
+) -> None:
+    settings.INBOX_ACCOUNT_CACHE_SECONDS = 3600
+    payments = [make_payment(account=wechat) for _ in range(3)]
+    notes = []
+    for payment in payments:
+        gateway_client.pay("wechat", payment.payment_no)
+        notes.append(genuine(gateway_client, payment.payment_no))
+    assert deliver(*notes[0]).status_code == 200
+    with CaptureQueriesContext(connection) as queries:
+        assert deliver(*notes[1]).status_code == 200
+    assert statements(queries)[:2] == ["SELECT", "INSERT"]  # the payment, the row: no read of the account
+    ChannelAccount.objects.filter(pk=wechat.pk).update(is_enabled=False)
+    assert deliver(*notes[2]).status_code == 200  # still the cached, enabled account
+    settings.INBOX_ACCOUNT_CACHE_SECONDS = 0
+    assert deliver(*notes[2]).status_code == 404  # read again: disabled now
+    assert N.objects.filter(payment_id__in=[p.pk for p in payments], verification="VERIFIED").count() == 3
 
 
 def test_the_raw_body_is_never_rewritten_after_the_insert(wechat: ChannelAccount, gateway_client: Any) -> None:
@@ -113,7 +136,9 @@ def test_a_replayed_notification_is_stored_as_a_duplicate_and_applied_once(
     assert deliver(path, headers, body).status_code == 200
     with CaptureQueriesContext(connection) as queries:
         assert deliver(path, headers, body).status_code == 200  # acknowledged: the channel may stop
-    assert statements(queries) == ["SELECT", "SELECT", "INSERT", "INSERT"]  # no EXISTS query, no apply
+    # The account, the payment, the first copy's INSERT that conflicts, the copy's INSERT: no
+    # EXISTS query, no apply.
+    assert statements(queries) == ["SELECT", "SELECT", "INSERT", "INSERT"]
     first, copy = N.objects.order_by("pk")
     assert (first.is_duplicate, first.outcome) == (False, "APPLIED")
     assert (copy.is_duplicate, copy.outcome, copy.next_check_at, copy.dedupe_key) == (
@@ -209,3 +234,30 @@ def test_a_broker_outage_never_fails_the_callback_and_the_sweep_applies_it(
     assert inbound.outcome == "PENDING" and Payment.objects.get(pk=payment.pk).status == "PENDING"
     assert sweep_run(INBOX, now=inbound.next_check_at).outcomes == {"applied": 1}
     assert Payment.objects.get(pk=payment.pk).status == "SUCCEEDED"
+
+
+def test_notifications_gathered_by_a_busy_publisher_go_as_one_message_and_each_is_applied(
+    wechat: ChannelAccount, gateway_client: Any, settings: Any, monkeypatch: Any
+) -> None:
+    from inbox.tasks import notification_process, notifications_process
+
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    monkeypatch.setattr(notification_process, "delay", lambda *a: None)  # left for the test to apply
+    payments = [make_payment(account=wechat) for _ in range(2)]
+    for payment in payments:
+        gateway_client.pay("wechat", payment.payment_no)
+        assert deliver(*genuine(gateway_client, payment.payment_no)).status_code == 200
+    assert dispatch.dispatch_idle(timeout=10)
+    ids = list(N.objects.order_by("pk").values_list("pk", flat=True))
+    broker = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    broker.delete("celery")
+    try:
+        dispatch._publish(ids)
+        [message] = [json.loads(m) for m in broker.lrange("celery", 0, -1)]
+        assert message["headers"]["task"] == "paycore.notifications.process_many"
+        assert message["headers"]["argsrepr"] == f"({ids},)"
+    finally:
+        broker.delete("celery")
+    notifications_process([999_999_999, *ids])  # a row that cannot be applied stops none of the others
+    assert set(N.objects.values_list("outcome", flat=True)) == {"APPLIED"}
+    assert {p.status for p in Payment.objects.filter(pk__in=[p.pk for p in payments])} == {"SUCCEEDED"}
