@@ -63,7 +63,10 @@ def production_env(*, database: str, redis: str, extra: dict[str, str] | None = 
             "REDIS_URL": redis,
             "CELERY_BROKER_URL": redis,
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "SECURE_PROXY_SSL_HEADER": "true",  # the driver plays the TLS-terminating balancer
+            # TLS ends at a balancer in production; here the driver plays it (X-Forwarded-Proto),
+            # and the sandbox calls back over plain HTTP, which must not be redirected to https.
+            "SECURE_PROXY_SSL_HEADER": "true",
+            "SECURE_SSL_REDIRECT": "false",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }
@@ -231,8 +234,10 @@ def start_sandbox(procs: Processes, env: dict[str, str], *, time_factor: float =
     return url
 
 
-def start_web(procs: Processes, name: str, app: str, env: dict[str, str], gunicorn: Gunicorn) -> str:
-    port = free_port()
+def start_web(
+    procs: Processes, name: str, app: str, env: dict[str, str], gunicorn: Gunicorn, port: int | None = None
+) -> str:
+    port = port or free_port()
     proc = procs.start(name, gunicorn.argv(app, port), env)
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/", proc=proc)
