@@ -46,5 +46,7 @@ urlpatterns = [
     path("callbacks/", include((callbacks, "callbacks"))),
 ]
 
+handler400 = "paycore.api.api_bad_request"
+handler403 = "paycore.api.api_forbidden"
 handler404 = "paycore.api.api_not_found"
 handler500 = "paycore.api.api_server_error"

@@ -11,8 +11,9 @@ from rest_framework.response import Response
 from orders.selectors import order_get_for_client, orders_get_for_client
 from orders.serializers import OrderOutput
 from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, Pagination, validated
+from paycore.errors import PaymentShared
 from paycore.models import EventSource, Scope
-from payments.selectors import payment_get_for_client, payments_visible_to
+from payments.selectors import payment_get_for_client, payment_is_shared_beyond, payments_visible_to
 from payments.serializers import (
     CashierInput,
     MethodOfferOutput,
@@ -96,6 +97,11 @@ class PaymentCloseApi(ApiView):
     def post(self, request: Request, payment_no: str) -> Response:
         data = validated(PaymentCloseInput, request.data)
         payment = payment_get_for_client(client=self.client, payment_no=payment_no)
+        if payment_is_shared_beyond(payment, self.client):
+            raise PaymentShared(
+                "this payment also pays other merchants' orders; only a platform key may close it",
+                extra={"payment_no": payment_no},
+            )
         payment_close(
             payment_id=payment.pk, reason=data["reason"], source=EventSource.API, actor=f"api:{self.client.name}"
         )

@@ -38,9 +38,13 @@ class PaymentOrderOutput(serializers.Serializer):
     order_no = serializers.CharField(source="order.order_no")
     amount = serializers.IntegerField()
     is_current = serializers.BooleanField()
+    outcome = serializers.CharField(help_text="Once paid: PAID, DUPLICATE or LATE (the last two are refunded).")
 
 
 class PaymentOutput(serializers.ModelSerializer):
+    amount = serializers.IntegerField(
+        source="shown_amount", help_text="For a merchant key, the part of the payment that pays its own orders."
+    )
     orders = PaymentOrderOutput(source="maps", many=True)
     prepay = serializers.JSONField(source="prepay_data")
 

@@ -63,6 +63,7 @@ if DEBUG and find_spec("sandbox") is not None:
     INSTALLED_APPS.append("sandbox.provisioning")
 
 MIDDLEWARE = [
+    "paycore.middleware.RequestGuardMiddleware",  # NUL bytes, bad UTF-8, oversize bodies: refused first
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # admin and docs assets under gunicorn
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -119,6 +120,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Every API and callback body is small: anything larger is refused with 413 before a view runs.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
+
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = DEBUG  # development serves app static files without collectstatic
@@ -154,7 +158,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["paycore.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["paycore.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["paycore.parsers.StrictJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "paycore.api.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "paycore.api.exception_handler",
