@@ -18,7 +18,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import requests
 
@@ -50,6 +50,64 @@ class SignatureInvalid(ChannelError):
 
 class NotSupported(ChannelError):
     """The channel has no such operation (e.g. close on PayPal, charge on WeChat v3 app pay)."""
+
+
+_T = TypeVar("_T")
+
+
+def map_status(
+    table: Mapping[str, _T], value: Any, *, what: str, raw: Mapping[str, Any] | None = None, code: str = ""
+) -> _T:
+    """Map a channel's status or code through ``table``; an unknown value raises.
+
+    A value the table does not list (a new status, a typo, a number or a list where a string
+    belongs) means the reply is not understood: ``ChannelUnavailable``, so the caller queries
+    again later. It never falls back to a default such as "failed".
+    """
+    if isinstance(value, str) and value in table:
+        return table[value]
+    raise ChannelUnavailable(f"unknown {what} {value!r}", code=code, raw=raw)
+
+
+def header_name(name: str) -> str:
+    """``Wechatpay-Serial``, ``wechatpay-serial`` and Django's ``HTTP_WECHATPAY_SERIAL`` -> ``wechatpay-serial``."""
+    key = name.lower()
+    if key.startswith("http_"):
+        key = key[5:]
+    return key.replace("_", "-")
+
+
+class Headers(Mapping[str, str]):
+    """Received HTTP headers looked up case-insensitively (names kept lower-cased).
+
+    Names are normalised by ``header_name``, so Django's ``META`` spelling works too. When two
+    spellings of one name are present, the first one wins.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, headers: Mapping[str, Any]) -> None:
+        items: dict[str, str] = {}
+        for name, value in headers.items():
+            items.setdefault(header_name(str(name)), str(value))
+        self._items = items
+
+    def __getitem__(self, name: str) -> str:
+        return self._items[header_name(name)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Headers({sorted(self._items)!r})"  # names only: values may carry signatures
+
+
+def normalize_headers(headers: Mapping[str, Any]) -> Headers:
+    """The one way adapters read received headers (notifications and responses alike)."""
+    return headers if isinstance(headers, Headers) else Headers(headers)
 
 
 class TradeStatus(enum.StrEnum):
