@@ -1,9 +1,9 @@
-"""Payment code through WeChat Pay API v2: ``/pay/micropay`` and ``/secapi/pay/reverse`` (§2).
+"""Payment code through WeChat Pay API v2: ``/pay/micropay`` and ``/secapi/pay/reverse``.
 
 XML in and out, MD5 or HMAC-SHA256 signatures with the v2 API key. Replies are verified only
 when ``return_code`` is SUCCESS (failure replies carry no signature). ``/secapi/`` calls present
 the merchant certificate for mutual TLS through requests' ``cert=`` when the account has
-``merchant_certificate``; the sandbox does not check client certificates.
+``merchant_certificate``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from channels.wechat._v3 import USER_AGENT, WechatBase, _beijing, _int, _parse_c
 
 _V2_HEADERS = {"Content-Type": "text/xml; charset=utf-8", "User-Agent": USER_AGENT}
 
-# v2 micropay err_code values that are a definite "no" (§2.4); unknown codes are not failures.
+# v2 micropay err_code values that are a definite "no"; unknown codes are not failures.
 _MICROPAY_REJECTIONS = frozenset(
     {
         "AUTHCODEEXPIRE",
@@ -57,7 +57,7 @@ _MICROPAY_REJECTIONS = frozenset(
         "POST_DATA_EMPTY",
     }
 )
-# v2 reverse err_code values (§2.6): retry these, reject those.
+# v2 reverse err_code values: retry these, reject those.
 _REVERSE_RETRY = frozenset({"SYSTEMERROR", "USERPAYING"})
 _REVERSE_REJECTIONS = frozenset(
     {
@@ -159,7 +159,7 @@ class WechatPaycode(WechatBase):
             shutil.rmtree(folder, ignore_errors=True)
 
     def charge(self, req: ChargeRequest) -> TradeState:
-        """``/pay/micropay``: PAID, USER_PAYING (poll ``query``), or an error (§2.4)."""
+        """``/pay/micropay``: PAID, USER_PAYING (poll ``query``), or an error."""
         if req.currency not in self.currencies:
             raise NotSupported(f"wechat does not accept {req.currency}")
         fields = {

@@ -1,4 +1,4 @@
-"""WeChat Pay API v3 transport: request signing and response verification (§1.2, §1.3, §1.10).
+"""WeChat Pay API v3 transport: request signing, response verification and the error map.
 
 ``WechatBase`` holds what every WeChat operation needs: the account's ids and keys, a signed
 ``_send``, a verifying ``_call`` and the error mapping. Platform certificates downloaded from
@@ -21,14 +21,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from channels.base import DEFAULT_TIMEOUT, AccountConfig, ChannelAdapter, ChannelRejected, ChannelUnavailable
+from channels.base import (
+    DEFAULT_TIMEOUT,
+    AccountConfig,
+    ChannelAdapter,
+    ChannelRejected,
+    ChannelUnavailable,
+    normalize_headers,
+)
 from channels.wechat import _bill, _crypto
 
 USER_AGENT = "paycore-wechat/1.0"
 TIMESTAMP_WINDOW = 300  # seconds; |now - Wechatpay-Timestamp| must stay below this
 CERT_REFRESH_INTERVAL = 60.0  # seconds between /v3/certificates downloads per account
 
-# §1.10: the same error is spelled with and without underscores; callers see one spelling.
+# The same error is spelled with and without underscores across generations of the WeChat Pay
+# docs (``ORDERNOTEXIST`` / ``ORDER_NOT_EXIST``); callers see one spelling.
 _CODE_ALIASES: dict[str, str] = {
     "ORDERNOTEXIST": "ORDER_NOT_EXIST",
     "SYSTEMERROR": "SYSTEM_ERROR",
@@ -55,7 +63,7 @@ _RETRY_CODES = frozenset(
 
 
 class _Unverified(Exception):
-    """A message failed §1.3 verification; callers turn it into the right public error."""
+    """A message failed signature verification; callers turn it into the right public error."""
 
 
 @dataclass
@@ -68,18 +76,6 @@ class _PlatformKeys:
 # ``options`` are read afresh by each adapter; only downloads are cached here.
 _CERT_CACHE: dict[tuple[int, str, str], _PlatformKeys] = {}
 _CERT_LOCK = threading.Lock()
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive lookup that also accepts Django's ``HTTP_WECHATPAY_SIGNATURE`` spelling."""
-    wanted = name.lower()
-    for key, value in headers.items():
-        normal = key.lower().replace("_", "-")
-        if normal.startswith("http-"):
-            normal = normal[5:]
-        if normal == wanted:
-            return value
-    return None
 
 
 class WechatBase(ChannelAdapter):
@@ -179,7 +175,7 @@ class WechatBase(ChannelAdapter):
                     f"unverifiable wechat response to {method} {path}: {exc}", code="SIGNATURE"
                 ) from None
             return resp.status_code, self._json(raw) if raw else {}
-        if _header(resp.headers, "Wechatpay-Signature") is not None:
+        if "wechatpay-signature" in normalize_headers(resp.headers):
             try:
                 self._verify(resp.headers, raw, allow_refresh=True)
             except _Unverified as exc:
@@ -200,7 +196,7 @@ class WechatBase(ChannelAdapter):
 
     @staticmethod
     def _raise_for_error(status: int, raw: bytes) -> NoReturn:
-        """§1.10: decide on the HTTP status first, then on the (canonicalized) code."""
+        """Decide on the HTTP status first, then on the (canonicalized) code (WeChat Pay v3 error codes)."""
         try:
             payload = json.loads(raw) if raw else {}
         except ValueError:
@@ -215,7 +211,7 @@ class WechatBase(ChannelAdapter):
             raise ChannelUnavailable(message, code=code, raw=evidence)
         raise ChannelRejected(message, code=code, raw=evidence)
 
-    # --- v3 verification (§1.3) ---------------------------------------------------------------
+    # --- v3 verification: Wechatpay-* headers over timestamp, nonce and the raw body ------------
     def _verify(
         self,
         headers: Mapping[str, str],
@@ -224,13 +220,14 @@ class WechatBase(ChannelAdapter):
         allow_refresh: bool,
         extra_keys: Mapping[str, rsa.RSAPublicKey] | None = None,
     ) -> None:
-        timestamp = _header(headers, "Wechatpay-Timestamp")
-        nonce = _header(headers, "Wechatpay-Nonce")
-        signature = _header(headers, "Wechatpay-Signature")
-        serial = _header(headers, "Wechatpay-Serial")
+        h = normalize_headers(headers)
+        timestamp = h.get("wechatpay-timestamp")
+        nonce = h.get("wechatpay-nonce")
+        signature = h.get("wechatpay-signature")
+        serial = h.get("wechatpay-serial")
         if not (timestamp and nonce and signature and serial):
             raise _Unverified("missing Wechatpay signature headers")
-        if _header(headers, "Wechatpay-Signature-Type") != _crypto.SIGNATURE_TYPE:
+        if h.get("wechatpay-signature-type") != _crypto.SIGNATURE_TYPE:
             raise _Unverified("missing or unsupported Wechatpay-Signature-Type")
         if signature.startswith(_crypto.SIGNTEST_PREFIX):
             raise _Unverified("WECHATPAY/SIGNTEST probe")

@@ -1,8 +1,9 @@
-"""The flat ``<xml>…</xml>`` documents of WeChat Pay API v2 (channel-protocols.md §2.1).
+"""The flat ``<xml>…</xml>`` documents of WeChat Pay API v2 (one element per parameter).
 
-Parsing is hardened without extra dependencies: any document declaring a DOCTYPE or an
-entity is refused before it reaches the parser, so neither external entities nor entity
-expansion bombs can be processed. Only the flat shape WeChat uses is accepted.
+Hardening here is a byte search for ``<!DOCTYPE`` / ``<!ENTITY`` before parsing. It only sees
+documents in an ASCII-compatible encoding: a UTF-16 or UTF-32 document carrying a DOCTYPE passes
+the search, and ElementTree then expands its internal entities. External entities are never
+fetched by ElementTree. Only the flat shape WeChat uses is accepted.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def parse(body: bytes) -> dict[str, str]:
     if _FORBIDDEN.search(body):
         raise XmlError("XML with DOCTYPE or ENTITY declarations is refused")
     try:
-        root = ElementTree.fromstring(body)  # noqa: S314 - DOCTYPE/ENTITY refused above
+        root = ElementTree.fromstring(body)  # noqa: S314 - see the module docstring
     except ElementTree.ParseError as exc:
         raise XmlError(f"malformed XML: {exc}") from exc
     if root.tag != "xml":

@@ -1,15 +1,17 @@
 """WeChat Pay adapter: API v3 (app, jsapi, native, h5) and API v2 micropay (payment code).
 
-Wire reference: /work/shared/docs/channel-protocols.md §1 (v3) and §2 (v2 micropay).
+Wire protocol: the WeChat Pay API v3 documentation for direct merchants (signatures, prepay,
+query, close, refunds, notifications, trade bills) and the API v2 documentation for payment
+codes (micropay, orderquery, reverse).
 
-Account keys read (sandbox/CONTRACT.md, "Account JSON keys"):
+Account keys read from ``AccountConfig``:
 
 - ``ids``: ``appid``, ``mchid``, ``merchant_serial_no`` (the merchant API certificate serial).
 - ``credentials``: ``merchant_private_key`` (PEM, signs every v3 request and the client invoke
   parameters), ``apiv3_key`` (32 ASCII bytes, AES-256-GCM for notifications and platform
   certificates), ``api_v2_key`` (v2 micropay signatures), optional ``merchant_certificate``
   (PEM; with ``merchant_private_key`` it is presented as the mTLS client certificate on
-  ``/secapi/`` calls through requests' ``cert=``. The sandbox does not check client certificates).
+  ``/secapi/`` calls through requests' ``cert=``).
 - ``options``: ``platform_certificates`` ({serial: PEM certificate}), ``wechatpay_public_key_id``
   (``PUB_KEY_ID_…``) and ``wechatpay_public_key`` (PEM), ``v2_sign_type`` (``HMAC-SHA256``,
   the default, or ``MD5``).
@@ -18,9 +20,9 @@ Design notes:
 
 - Requests are prepared first and signed over what will actually be sent: the JSON is
   serialized once and those bytes are both signed and sent; the canonical URL is the path and
-  query of the prepared URL, so a ``base_url`` path prefix (``/wechat`` in the sandbox) is part
-  of it.
-- Every 2xx response must carry a valid signature (§1.3) or the call raises
+  query of the prepared URL, so a ``base_url`` path prefix (a test gateway's ``/wechat``, for
+  instance) is part of it.
+- Every 2xx response must carry a valid signature or the call raises
   ``ChannelUnavailable``: the channel may have acted, but we cannot believe what it said.
   Notifications that fail the same checks raise ``SignatureInvalid``.
 - Keys are chosen per message by ``Wechatpay-Serial``: ``PUB_KEY_ID_…`` selects the configured
@@ -60,6 +62,7 @@ from channels.base import (
     SignatureInvalid,
     TradeState,
     TradeStatus,
+    map_status,
 )
 from channels.wechat import _bill, _crypto
 from channels.wechat._paycode import WechatPaycode
@@ -67,7 +70,7 @@ from channels.wechat._v3 import _int, _parse_time, _rfc3339_beijing, _Unverified
 
 _MAX_DOWNLOAD = 256 * 1024 * 1024
 
-# trade_state (§1.6) -> TradeStatus. ACCEPT ("debit pending", some lists only) is not final
+# trade_state -> TradeStatus. ACCEPT ("debit pending", some lists only) is not final
 # and nothing has been taken yet, so it reads as NOT_PAID: the caller keeps polling.
 _TRADE_STATES: dict[str, TradeStatus] = {
     "NOTPAY": TradeStatus.NOT_PAID,
@@ -80,7 +83,7 @@ _TRADE_STATES: dict[str, TradeStatus] = {
     "PAYERROR": TradeStatus.FAILED,
 }
 
-# refund status (§1.8) -> RefundStatus.
+# refund status -> RefundStatus.
 _REFUND_STATES: dict[str, RefundStatus] = {
     "PROCESSING": RefundStatus.PROCESSING,
     "SUCCESS": RefundStatus.SUCCEEDED,
@@ -101,7 +104,7 @@ class WechatAdapter(WechatPaycode):
     methods: ClassVar[frozenset[str]] = frozenset({"app", "jsapi", "native", "h5", "paycode"})
     currencies: ClassVar[frozenset[str] | None] = frozenset({"CNY"})
 
-    # --- prepay (§1.4, §1.5) ------------------------------------------------------------------
+    # --- prepay -------------------------------------------------------------------------------
     def prepay(self, req: PrepayRequest) -> PrepayResult:
         """Place the order; ``payment_no`` goes in as ``out_trade_no`` (identical re-posts are safe)."""
         if req.method not in {"app", "jsapi", "native", "h5"}:
@@ -160,7 +163,7 @@ class WechatAdapter(WechatPaycode):
             "paySign": sign,
         }
 
-    # --- query and close (§1.6) ---------------------------------------------------------------
+    # --- query and close ----------------------------------------------------------------------
     def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
         """v3 query by transaction id (wins) or out_trade_no; also used for payment-code trades."""
         if channel_trade_no:
@@ -189,11 +192,7 @@ class WechatAdapter(WechatPaycode):
     def _trade_state(self, tx: Mapping[str, Any]) -> TradeState:
         if tx.get("mchid") not in (None, self._mchid):
             raise ChannelUnavailable("wechat transaction belongs to another mchid", raw=tx)
-        raw_state = tx.get("trade_state")
-        try:
-            status = _TRADE_STATES[raw_state]
-        except (KeyError, TypeError):
-            raise ChannelUnavailable(f"unknown wechat trade_state {raw_state!r}", raw=tx) from None
+        status = map_status(_TRADE_STATES, tx.get("trade_state"), what="wechat trade_state", raw=tx)
         amount = tx.get("amount") or {}
         paid = status is TradeStatus.PAID
         return TradeState(
@@ -211,7 +210,7 @@ class WechatAdapter(WechatPaycode):
             "POST", f"/v3/pay/transactions/out-trade-no/{quote(payment_no, safe='')}/close", body={"mchid": self._mchid}
         )
 
-    # --- refunds (§1.8) -----------------------------------------------------------------------
+    # --- refunds ------------------------------------------------------------------------------
     def refund(self, req: RefundRequest) -> RefundState:
         """Create (or re-post: the same ``out_refund_no`` never refunds twice) a refund."""
         body: dict[str, Any] = {}
@@ -250,10 +249,7 @@ class WechatAdapter(WechatPaycode):
         self, data: Mapping[str, Any], *, expected_refund_no: str | None, status_field: str = "status"
     ) -> RefundState:
         raw_status = data.get(status_field)
-        try:
-            status = _REFUND_STATES[raw_status]
-        except (KeyError, TypeError):
-            raise ChannelUnavailable(f"unknown wechat refund status {raw_status!r}", raw=data) from None
+        status = map_status(_REFUND_STATES, raw_status, what="wechat refund status", raw=data)
         refund_no = str(data.get("out_refund_no", ""))
         if expected_refund_no is not None and refund_no != expected_refund_no:
             raise ChannelUnavailable("wechat answered for another out_refund_no", raw=data)
@@ -268,7 +264,7 @@ class WechatAdapter(WechatPaycode):
             raw=dict(data),
         )
 
-    # --- notifications (§1.7, §1.8) ------------------------------------------------------------
+    # --- notifications -------------------------------------------------------------------------
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         """Verify the signature, then decrypt and check the resource; raises ``SignatureInvalid``."""
         try:
@@ -345,7 +341,7 @@ class WechatAdapter(WechatPaycode):
         body = json.dumps({"code": "FAIL", "message": message or "rejected"}, ensure_ascii=False).encode()
         return Ack(status=400, body=body, content_type="application/json")
 
-    # --- bills (§1.9) -------------------------------------------------------------------------
+    # --- bills --------------------------------------------------------------------------------
     def fetch_bill(self, bill_date: date) -> Iterator[BillRow]:
         """The day's ALL bill, fully downloaded, hash-checked and parsed before any row is returned."""
         try:
@@ -359,7 +355,7 @@ class WechatAdapter(WechatPaycode):
         url = info.get("download_url")
         if not isinstance(url, str) or not self._is_trusted_download(url):
             raise ChannelUnavailable("wechat bill download_url missing or on an unexpected host", raw=info)
-        resp = self._send("GET", url=url, stream=True)  # signed; the file itself is not (§1.9)
+        resp = self._send("GET", url=url, stream=True)  # signed; the file itself is not
         try:
             with contextlib.closing(resp):  # raw bytes: a Content-Encoding must not hide the gzip
                 content = resp.raw.read(_MAX_DOWNLOAD + 1, decode_content=False)

@@ -2,7 +2,7 @@
 verification (and its rejections), error mapping, v2 XML, and trade-bill parsing.
 
 Keys are generated here; expected strings and signatures are built by hand from
-channel-protocols.md §1-§2 and checked with ``cryptography`` directly, not with the adapter's
+the WeChat Pay v3 and v2 documentation and checked with ``cryptography`` directly, not with the adapter's
 own helpers. HTTP appears only where the adapter itself must be driven: a local recording server
 for request signing and ``responses`` stubs for the certificate download and bill parser.
 """
@@ -146,7 +146,7 @@ def sign_headers(
     timestamp: int = NOW,
     nonce: str = "c0ffee42c0ffee42c0ffee42c0ffee42",
 ) -> dict[str, str]:
-    """§1.3 built by hand: ``timestamp\\nnonce\\nbody\\n`` signed SHA256withRSA."""
+    """The response signature built by hand: ``timestamp\\nnonce\\nbody\\n`` signed SHA256withRSA."""
     message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
     signature = base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
     return {
@@ -193,7 +193,7 @@ def transaction_notification(**overrides: Any) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# §1.2 request signing
+# request signing
 # --------------------------------------------------------------------------------------------
 DOC_REQUEST_STRING = (
     "POST\n"
@@ -279,7 +279,7 @@ def test_query_signs_path_and_query_string_as_sent(keys: Keys, notification_sink
 
 
 # --------------------------------------------------------------------------------------------
-# §1.5 client invoke parameters
+# client invoke parameters
 # --------------------------------------------------------------------------------------------
 PREPAY_ID = "wx201410272009395522657a690389285100"
 
@@ -324,7 +324,7 @@ def test_native_and_h5_client_params_carry_the_urls(keys: Keys) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# §1.7 AES-GCM
+# AES-GCM
 # --------------------------------------------------------------------------------------------
 DOC_CIPHERTEXT = (
     "YA3jv7COQhmErJ1nLLlpUldQRNkGEHQUceVIhf5aB7cPFRzJuOy7Rw6axxAQBa92LDlLO5YLuumKREXAnxVOIg2UXeYLSA2zgqnedpaU9xpWPg=="
@@ -347,7 +347,7 @@ def test_aes_gcm_with_wrong_associated_data_is_refused() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# §2.2 v2 signatures
+# v2 signatures
 # --------------------------------------------------------------------------------------------
 V2_KEY = "ApiKeyDemo0123456789abcdefABCDEF"
 V2_REQUEST = {
@@ -406,7 +406,7 @@ def test_v2_signature_ignores_sign_and_empty_values_and_verifies() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# §1.3 verification of notifications (and, through them, of responses)
+# verification of notifications (and, through them, of responses)
 # --------------------------------------------------------------------------------------------
 def test_notification_signed_by_the_platform_certificate_is_accepted(keys: Keys) -> None:
     body = transaction_notification()
@@ -668,7 +668,7 @@ def test_signed_204_with_empty_body_verifies(keys: Keys) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# status and error maps (§1.6, §1.8, §1.10)
+# status and error maps
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("state", "expected"),
@@ -793,7 +793,7 @@ def test_v2_xml_with_doctype_or_entities_is_refused(doc: bytes) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# §1.9 bills
+# bills
 # --------------------------------------------------------------------------------------------
 ALL_HEADER = ",".join(
     [
