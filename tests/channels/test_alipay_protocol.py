@@ -1,4 +1,4 @@
-"""Alipay adapter against the wire rules of channel-protocols §3, without a gateway.
+"""Alipay adapter against the wire rules of the Alipay OpenAPI (RSA2 gateway), without a gateway.
 
 Signing strings are written out by hand from the spec (or copied from its worked examples) and
 signed / verified with ``cryptography`` directly, so the adapter is checked against the spec
@@ -22,7 +22,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from channels.alipay import AlipayAdapter, parse_bill_zip
+from channels.alipay import AlipayAdapter
+from channels.alipay._bill import parse_bill_zip
 from channels.base import (
     AccountConfig,
     BillRowKind,
@@ -41,19 +42,19 @@ BEIJING = timezone(timedelta(hours=8))
 GATEWAY = "https://openapi.example.test/gateway.do"
 APP_ID, SELLER_ID = "2021000000000001", "2088000000000002"
 
-# §3.2 worked example, copied verbatim.
+# The request-signing worked example of the Alipay docs, copied verbatim.
 DOC_REQUEST_STRING = (
     'app_id=2021000000000001&biz_content={"out_trade_no":"T20250101001","total_amount":"9.90",'
     '"subject":"Coffee","product_code":"QUICK_MSECURITY_PAY"}&charset=utf-8&format=JSON'
     "&method=alipay.trade.app.pay&notify_url=https://pay.example.com/cb/alipay&sign_type=RSA2"
     "&timestamp=2025-01-01 12:00:00&version=1.0"
 )
-# §3.3 example node, as it appears in the body.
+# The documented query response node, as it appears in the body.
 DOC_QUERY_NODE = (
     '{"code":"10000","msg":"Success","trade_no":"2025010122001400001234567890",'
     '"out_trade_no":"T20250101001","trade_status":"TRADE_SUCCESS","total_amount":"9.90"}'
 )
-# §3.5 example string to verify, and the fields it is made of.
+# The documented notification string to verify, and the fields it is made of.
 DOC_NOTIFY_STRING = (
     "app_id=2021000000000001&buyer_id=2088000000000001&charset=utf-8&gmt_create=2025-01-01 12:00:03"
     "&gmt_payment=2025-01-01 12:00:05&notify_id=2025010100222120005000001234567890"
@@ -64,7 +65,7 @@ DOC_NOTIFY_STRING = (
 DOC_NOTIFY_FIELDS = dict(pair.split("=", 1) for pair in DOC_NOTIFY_STRING.split("&"))
 
 
-# --- keys and helpers -----------------------------------------------------------------------
+# --- keys and helpers ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def app_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -128,11 +129,11 @@ def prepay_request(method: str = "app", amount: int = 990, **extra: object) -> P
 
 
 def signing_string(params: dict[str, str]) -> str:
-    """§3.2 by hand: drop sign and empty values, keep sign_type, sort, join raw."""
+    """The request string to sign by hand: drop sign and empty values, keep sign_type, sort, join raw."""
     return "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "sign" and params[k] != "")
 
 
-# --- request signing (§3.2, §3.4) -------------------------------------------------------------
+# --- request signing --------------------------------------------------------------------------
 def test_request_signature_covers_the_documented_signing_string(adapter, app_key):
     biz = {
         "out_trade_no": "T20250101001",
@@ -199,7 +200,7 @@ def test_prepay_refuses_other_currencies_and_payment_code(adapter):
         adapter.prepay(prepay_request("paycode"))
 
 
-# --- response verification (§3.3) -----------------------------------------------------------
+# --- response verification ------------------------------------------------------------------
 def query_body(alipay_key: rsa.RSAPrivateKey, node: str = DOC_QUERY_NODE, *, sep: str = "") -> bytes:
     sign = rsa2(alipay_key, node)
     return f'{{"alipay_trade_query_response"{sep}:{sep}{node}{sep},"sign":"{sign}"}}'.encode()
@@ -392,11 +393,11 @@ def test_refund_always_sends_its_own_request_number(adapter, alipay_key):
         )
 
 
-# --- notifications (§3.5) -------------------------------------------------------------------
+# --- notifications --------------------------------------------------------------------------
 def notification(
     alipay_key: rsa.RSAPrivateKey, fields: dict[str, str], *, signed_text: str | None = None, charset: str = "utf-8"
 ) -> bytes:
-    """A form body signed over ``signed_text`` (default: §3.5 by hand, empty values kept)."""
+    """A form body signed over ``signed_text`` (default: built by hand, empty values kept)."""
     text = signed_text if signed_text is not None else "&".join(f"{k}={fields[k]}" for k in sorted(fields))
     sign = rsa2(alipay_key, text.encode(charset))
     return urlencode({**fields, "sign": sign, "sign_type": "RSA2"}, encoding=charset).encode("ascii")
@@ -501,7 +502,7 @@ def test_ack_is_exactly_success_or_fail(adapter):
     assert (adapter.ack(False).status, adapter.ack(False).body) == (200, b"fail")
 
 
-# --- bills (§3.10) ----------------------------------------------------------------------------
+# --- bills ------------------------------------------------------------------------------------
 HEADER = (
     "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,"
     "订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,"

@@ -1,6 +1,6 @@
 """Alipay adapter against the sandbox gateway over real HTTP, real RSA2 signatures both ways.
 
-The sandbox's Alipay simulator is an independent implementation of channel-protocols §3, so a
+The sandbox's Alipay simulator is an independent implementation of the Alipay OpenAPI, so a
 round trip here checks that both sides read the spec the same way. Payment-code auth codes
 follow the simulator's conventions (``sandbox/alipay.py``): ``…0000`` waits for the
 password, ``…1111`` has no balance, ``…2222`` pays but answers 20000, ``…3333`` makes the first
@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 
-import channels.alipay
+import channels.alipay.adapter
 from channels.alipay import AlipayAdapter
 from channels.base import (
     AccountConfig,
@@ -302,7 +302,7 @@ def test_http_500_after_processing_then_retry_with_the_same_refund_number(alipay
 
 
 def test_timeout_is_unavailable(alipay, sandbox, monkeypatch):
-    monkeypatch.setattr(channels.alipay, "DEFAULT_TIMEOUT", (2.0, 0.3))
+    monkeypatch.setattr(channels.alipay.adapter, "DEFAULT_TIMEOUT", (2.0, 0.3))
     sandbox.add_fault(channel="alipay", kind="timeout", seconds=1.0, count=1)
     with pytest.raises(ChannelUnavailable):
         alipay.query(payment_no=new_no())
