@@ -1,7 +1,8 @@
 """PayPal adapter: known-answer vectors and verification rules, without the sandbox.
 
-The §4.5 worked example pins the CRC32 and the string to sign; signature tests build their own
-CA and leaf with ``cryptography`` and sign the string built by hand from the spec. HTTP is
+A worked example of PayPal's webhook signature pins the CRC32 and the string to sign; signature
+tests build their own CA and leaf with ``cryptography`` and sign the string built by hand from
+PayPal's description. HTTP is
 stubbed with ``responses`` only to serve a certificate or a canned reply to a parser.
 """
 
@@ -21,19 +22,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from channels import paypal
 from channels.base import (
     AccountConfig,
     BillRowKind,
     ChannelError,
     ChannelUnavailable,
+    Notification,
     NotificationKind,
     NotSupported,
     RefundStatus,
     SignatureInvalid,
     TradeStatus,
 )
-from channels.paypal import PaypalAdapter, crc32_of, format_amount, parse_amount, signing_string
+from channels.paypal import PaypalAdapter, _webhook
+from channels.paypal import adapter as paypal
+from channels.paypal._webhook import crc32_of, signing_string
+from channels.paypal._wire import format_amount, parse_amount
 
 BASE = "https://api-m.sandbox.paypal.com"
 CERT_URL = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-test"
@@ -146,7 +150,7 @@ def _signed_headers(
     webhook_id: str = WEBHOOK_ID,
     cert_url: str = CERT_URL,
 ) -> dict[str, str]:
-    """Sign per §4.5, with the string built here independently of the adapter."""
+    """Sign as PayPal does, with the string built here independently of the adapter."""
     message = f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body) & 0xFFFFFFFF}"
     sig = key.sign(message.encode(), padding.PKCS1v15(), hashes.SHA256())
     return {
@@ -186,7 +190,7 @@ def served_cert(pki: Pki) -> Iterator[responses.RequestsMock]:
         yield rsps
 
 
-# --- §4.5 worked example ------------------------------------------------------------------
+# --- worked example -------------------------------------------------------------------------
 def test_worked_example_crc32_and_signing_string() -> None:
     body = b'{"id":"WH-TEST-1","event_type":"PAYMENT.CAPTURE.COMPLETED"}'
     assert crc32_of(body) == 2077941293
@@ -318,11 +322,11 @@ def test_cert_url_outside_allowed_hosts_is_rejected_without_fetching(pki: Pki, c
 
 def test_allowed_prefix_cannot_be_escaped_with_dot_segments(pki: Pki) -> None:
     prefix = "http://127.0.0.1:8100/paypal/certs/"
-    assert paypal.cert_url_allowed(prefix + "CERT-1.pem", [prefix])
-    assert not paypal.cert_url_allowed(prefix + "../../evil.pem", [prefix])
-    assert not paypal.cert_url_allowed(prefix + "%2e%2e/evil.pem", [prefix])
-    assert not paypal.cert_url_allowed("http://127.0.0.1:8100/paypal/certsX/CERT-1.pem", [prefix])
-    assert not paypal.cert_url_allowed(prefix + "CERT-1.pem?x=1", [prefix])
+    assert _webhook.cert_url_allowed(prefix + "CERT-1.pem", [prefix])
+    assert not _webhook.cert_url_allowed(prefix + "../../evil.pem", [prefix])
+    assert not _webhook.cert_url_allowed(prefix + "%2e%2e/evil.pem", [prefix])
+    assert not _webhook.cert_url_allowed("http://127.0.0.1:8100/paypal/certsX/CERT-1.pem", [prefix])
+    assert not _webhook.cert_url_allowed(prefix + "CERT-1.pem?x=1", [prefix])
 
 
 def test_cert_not_issued_by_a_trusted_ca_is_rejected(pki: Pki) -> None:
@@ -395,7 +399,7 @@ def test_cert_is_fetched_once_per_url(pki: Pki, served_cert: responses.RequestsM
 
 
 # --- event mapping ------------------------------------------------------------------------
-def _verified(pki: Pki, event: dict) -> paypal.Notification:
+def _verified(pki: Pki, event: dict) -> Notification:
     body = json.dumps(event).encode()
     return _adapter(pki).parse_notification(_signed_headers(pki.leaf_key, body), body)
 

@@ -1,5 +1,5 @@
 """PayPal adapter against the sandbox gateway over real HTTP: tokens, orders, capture-on-query,
-webhooks signed per §4.5 and delivered to a local sink, refunds, Transaction Search and faults."""
+webhooks signed as PayPal signs them and delivered to a local sink, refunds, Transaction Search and faults."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import requests
 
-from channels import paypal
 from channels.base import (
     AccountConfig,
     BillRowKind,
@@ -31,6 +30,7 @@ from channels.base import (
     TradeStatus,
 )
 from channels.paypal import PaypalAdapter
+from channels.paypal import adapter as paypal
 
 _numbers = itertools.count(1)
 
