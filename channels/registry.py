@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     import requests
 
 _ADAPTER_PATHS: dict[str, str] = {
-    "wechat": "channels.wechat.WechatAdapter",
-    "alipay": "channels.alipay.AlipayAdapter",
-    "paypal": "channels.paypal.PaypalAdapter",
-    "points": "channels.points.PointsAdapter",
+    "wechat": "channels.wechat.adapter.WechatAdapter",
+    "alipay": "channels.alipay.adapter.AlipayAdapter",
+    "paypal": "channels.paypal.adapter.PaypalAdapter",
+    "points": "channels.points.adapter.PointsAdapter",
 }
 
 CHANNEL_CODES: tuple[str, ...] = tuple(_ADAPTER_PATHS)
