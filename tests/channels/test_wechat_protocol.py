@@ -32,6 +32,7 @@ from channels.base import (
     BillRowKind,
     ChannelRejected,
     ChannelUnavailable,
+    ChargeRequest,
     NotificationKind,
     PrepayRequest,
     RefundStatus,
@@ -779,17 +780,55 @@ def test_v2_xml_round_trip_with_cdata() -> None:
     assert _xml.parse(_xml.build({"body": "<x> & y"})) == {"body": "<x> & y"}
 
 
-@pytest.mark.parametrize(
-    "doc",
-    [
-        b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml><a>&e;</a></xml>',
-        b'<!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><a>&b;</a></xml>',
-        b"<!doctype xml><xml><a>1</a></xml>",
-    ],
-)
-def test_v2_xml_with_doctype_or_entities_is_refused(doc: bytes) -> None:
-    with pytest.raises(_xml.XmlError):
+_INTERNAL_ENTITY = '<!DOCTYPE xml [<!ENTITY a "EXPANDED">]><xml><return_code>&a;</return_code></xml>'
+_BILLION_LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY lol "lol">'
+    + "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10 if i > 1 else "&lol;" * 10}">' for i in range(1, 10))
+    + "]><xml><return_code>&lol9;</return_code></xml>"
+).encode()
+HOSTILE_XML = {
+    "external entity": b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+    b"<xml><a>&e;</a></xml>",
+    "external parameter entity": b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x.dtd">'
+    b" %p;]><xml/>",
+    "external DTD": b'<?xml version="1.0"?><!DOCTYPE xml SYSTEM "http://127.0.0.1:9/x.dtd"><xml/>',
+    "nested entities": b'<!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><a>&b;</a></xml>',
+    "billion laughs": _BILLION_LAUGHS,
+    "lower-case doctype": b"<!doctype xml><xml><a>1</a></xml>",
+    "utf-16 with bom": ('<?xml version="1.0" encoding="UTF-16"?>' + _INTERNAL_ENTITY).encode("utf-16"),
+    "utf-16le without bom": ('<?xml version="1.0" encoding="UTF-16LE"?>' + _INTERNAL_ENTITY).encode("utf-16-le"),
+    "utf-16be without bom": ('<?xml version="1.0" encoding="UTF-16BE"?>' + _INTERNAL_ENTITY).encode("utf-16-be"),
+    "utf-32 with bom": ('<?xml version="1.0" encoding="UTF-32"?>' + _INTERNAL_ENTITY).encode("utf-32"),
+    "utf-32le without bom": ('<?xml version="1.0" encoding="UTF-32LE"?>' + _INTERNAL_ENTITY).encode("utf-32-le"),
+}
+
+
+@pytest.mark.parametrize("doc", HOSTILE_XML.values(), ids=HOSTILE_XML.keys())
+def test_v2_xml_with_doctype_or_entities_is_refused_in_any_encoding(doc: bytes) -> None:
+    with pytest.raises(_xml.XmlError) as caught:
         _xml.parse(doc)
+    assert "EXPANDED" not in str(caught.value) and "lollol" not in str(caught.value)
+
+
+def test_a_utf16_document_without_doctype_is_still_read() -> None:
+    assert _xml.parse("<xml><return_code>SUCCESS</return_code></xml>".encode("utf-16")) == {"return_code": "SUCCESS"}
+
+
+@pytest.mark.parametrize("doc", HOSTILE_XML.values(), ids=HOSTILE_XML.keys())
+def test_hostile_v2_reply_is_an_unreadable_answer_never_expanded(keys: Keys, doc: bytes) -> None:
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, f"{BASE}/pay/micropay", body=doc, content_type="text/xml")
+        with pytest.raises(ChannelUnavailable, match="unreadable wechat v2 reply") as caught:
+            make_adapter(keys).charge(
+                ChargeRequest(
+                    payment_no="T20250101009",
+                    amount=1,
+                    currency="CNY",
+                    description="coffee",
+                    auth_code="134567890123456789",
+                )
+            )
+    assert caught.value.raw == {} and "EXPANDED" not in caught.value.message
 
 
 # --------------------------------------------------------------------------------------------
