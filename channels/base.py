@@ -274,6 +274,17 @@ class BillRow:
     raw: Mapping[str, str] = field(default_factory=dict)
 
 
+def account_timeout(config: AccountConfig) -> tuple[float, float]:
+    """``(connect, read)`` seconds from options ``connect_timeout`` / ``read_timeout``."""
+    timeout = []
+    for name, default in zip(("connect_timeout", "read_timeout"), DEFAULT_TIMEOUT, strict=True):
+        value = config.options.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 300:
+            raise ChannelError(f"options.{name} must be a number of seconds in (0, 300]", code="CONFIG")
+        timeout.append(float(value))
+    return timeout[0], timeout[1]
+
+
 class ChannelAdapter(ABC):
     """One channel's wire protocol. Subclasses set ``code`` and implement the operations."""
 
@@ -282,8 +293,12 @@ class ChannelAdapter(ABC):
     currencies: ClassVar[frozenset[str] | None]  # None: any ISO 4217 currency the account accepts
 
     def __init__(self, config: AccountConfig, http: requests.Session | None = None) -> None:
+        """``http``: the account's pooled session (``channels.registry.adapter_for_config`` passes
+        it); a bare session when omitted. ``timeout``: ``(connect, read)`` seconds for every call,
+        from options ``connect_timeout`` / ``read_timeout`` (default ``DEFAULT_TIMEOUT``)."""
         self.config = config
-        self.http = http or requests.Session()
+        self.http = http if http is not None else requests.Session()
+        self.timeout: tuple[float, float] = account_timeout(config)
 
     # --- payments ---------------------------------------------------------------------
     @abstractmethod

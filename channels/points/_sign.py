@@ -18,6 +18,7 @@ import re
 import threading
 from collections.abc import Callable, Mapping
 
+from channels._cache import reset_after_fork
 from channels.base import SignatureInvalid, normalize_headers
 
 TIMESTAMP_WINDOW_SECONDS = 300
@@ -40,13 +41,18 @@ def sign(secret: str, method: str, path_and_query: str, timestamp: str, nonce: s
 class NonceCache:
     """Nonces seen per app id in the last ``ttl`` seconds, shared by every adapter instance.
 
-    Adapters are built per call, so the cache lives at module level. It is per process: a
-    replay to another worker is still caught by paycore's own dedupe of callback ids, and a
-    replayed *response* cannot arrive on a connection we did not open.
+    Adapters are built per call, so the cache lives at module level. It is per process (a
+    forked worker starts empty, with a fresh lock): a replay to another worker is still caught
+    by paycore's own dedupe of callback ids, and a replayed *response* cannot arrive on a
+    connection we did not open.
     """
 
     def __init__(self, ttl: float) -> None:
         self._ttl = ttl
+        self._reset()
+        reset_after_fork(self)
+
+    def _reset(self) -> None:
         self._seen: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 

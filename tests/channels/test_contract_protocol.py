@@ -1,10 +1,31 @@
-"""The helpers of the adapter contract (channels/base.py) every adapter shares."""
+"""The helpers every adapter shares: the contract's status mapper and header view, the
+per-process caches, and the pooled session and timeouts each account gets from the registry."""
 
 from __future__ import annotations
 
-import pytest
+import os
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from channels.base import ChannelUnavailable, Headers, TradeStatus, map_status, normalize_headers
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from channels._cache import ProcessCache, fingerprint
+from channels.base import (
+    DEFAULT_TIMEOUT,
+    AccountConfig,
+    ChannelError,
+    ChannelUnavailable,
+    Headers,
+    TradeStatus,
+    map_status,
+    normalize_headers,
+)
+from channels.registry import adapter_for_config
 
 TABLE = {"SUCCESS": TradeStatus.PAID, "NOTPAY": TradeStatus.NOT_PAID}
 
@@ -38,3 +59,99 @@ def test_first_spelling_of_a_header_wins_and_normalizing_twice_is_a_no_op() -> N
 
 def test_header_repr_never_shows_values() -> None:
     assert "secret-signature" not in repr(normalize_headers({"X-Signature": "secret-signature"}))
+
+
+# --- per-process caches ---------------------------------------------------------------------------
+def test_process_cache_reuses_a_value_until_its_fingerprint_changes() -> None:
+    cache: ProcessCache[object] = ProcessCache("test")
+    built: list[str] = []
+
+    def build(tag: str) -> Callable[[], object]:
+        return lambda: built.append(tag) or object()
+
+    first = cache.get(("k", 1), fingerprint("secret-a"), build("a"))
+    assert cache.get(("k", 1), fingerprint("secret-a"), build("again")) is first
+    rotated = cache.get(("k", 1), fingerprint("secret-b"), build("b"))
+    assert rotated is not first and built == ["a", "b"]
+    assert cache.get(("k", 2), fingerprint("secret-a"), build("other account")) is not first
+    assert "secret" not in repr(cache) and len(cache) == 2
+
+
+def test_process_cache_builds_once_while_many_threads_ask() -> None:
+    cache: ProcessCache[object] = ProcessCache("test")
+    calls: list[int] = []
+    start = threading.Barrier(8)
+
+    def slow_build() -> object:
+        calls.append(1)
+        time.sleep(0.2)  # every other thread arrives while this build is in flight
+        return object()
+
+    def ask(_: int) -> object:
+        start.wait()
+        return cache.get("slot", "fp", slow_build)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        values = list(pool.map(ask, range(8)))
+    assert len(calls) == 1 and all(v is values[0] for v in values)
+
+
+def test_fingerprints_are_salted_digests_not_the_values() -> None:
+    fp = fingerprint({"merchant_private_key": "-----BEGIN PRIVATE KEY-----abc"})
+    assert "PRIVATE" not in fp and len(fp) == 32
+    assert fp == fingerprint({"merchant_private_key": "-----BEGIN PRIVATE KEY-----abc"}) != fingerprint("abc")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_with_empty_caches_and_a_free_lock() -> None:
+    cache: ProcessCache[str] = ProcessCache("test")
+    cache.get("slot", "fp", lambda: "parent value")
+    cache._lock.acquire()  # as if another thread held it at fork time
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: exit code 0 only if the cache is empty and usable
+            ok = len(cache) == 0 and cache.get("slot", "fp", lambda: "child value") == "child value"
+            os._exit(0 if ok else 1)
+    finally:
+        cache._lock.release()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert cache.get("slot", "fp", lambda: "rebuilt") == "parent value"
+
+
+# --- pooled sessions and timeouts -------------------------------------------------------------------
+def _config(account_id: int = 501, **options: Any) -> AccountConfig:
+    return AccountConfig(
+        channel="points",
+        account_id=account_id,
+        base_url="https://points.example.test",
+        ids={"app_id": "app", "key_id": "k1"},
+        credentials={"shared_secret": "s" * 32},
+        options=options,
+    )
+
+
+def test_adapters_of_one_account_share_one_pooled_session() -> None:
+    first, second = adapter_for_config(_config()), adapter_for_config(_config())
+    assert first is not second and first.http is second.http
+    assert adapter_for_config(_config(account_id=502)).http is not first.http
+    assert adapter_for_config(_config(pool_size=3)).http is not first.http  # pool options changed
+    pool = first.http.get_adapter("https://points.example.test/v1")
+    assert isinstance(pool, HTTPAdapter) and pool.max_retries.total == 0  # retries are the caller's
+
+
+def test_an_explicit_session_wins_over_the_pool() -> None:
+    mine = requests.Session()
+    assert adapter_for_config(_config(), http=mine).http is mine
+
+
+def test_timeouts_come_from_the_account_options() -> None:
+    assert adapter_for_config(_config()).timeout == DEFAULT_TIMEOUT
+    assert adapter_for_config(_config(connect_timeout=1.5, read_timeout=7)).timeout == (1.5, 7.0)
+
+
+@pytest.mark.parametrize("options", [{"connect_timeout": 0}, {"read_timeout": "10"}, {"read_timeout": True}])
+def test_unusable_timeouts_are_a_configuration_error(options: dict[str, Any]) -> None:
+    with pytest.raises(ChannelError) as caught:
+        adapter_for_config(_config(**options))
+    assert caught.value.code == "CONFIG"
