@@ -10,6 +10,7 @@ for request signing and ``responses`` stubs for the certificate download and bil
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
 import itertools
@@ -108,9 +109,9 @@ def keys() -> Keys:
 
 @pytest.fixture(autouse=True)
 def _clean_certificate_cache() -> Iterator[None]:
-    _v3._CERT_CACHE.clear()
+    _v3._PLATFORM.clear()
     yield
-    _v3._CERT_CACHE.clear()
+    _v3._PLATFORM.clear()
 
 
 def make_adapter(
@@ -1122,3 +1123,70 @@ def test_fetch_bill_refuses_a_download_url_on_a_foreign_host(keys: Keys) -> None
         with pytest.raises(ChannelUnavailable, match="download_url"):
             make_adapter(keys).fetch_bill(date(2025, 1, 1))
         assert len(stub.calls) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# per-process key caches
+# --------------------------------------------------------------------------------------------
+def _counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """Count calls of a loader in ``_v3`` (the cache builds through it)."""
+    calls: list[str] = []
+    real = getattr(_v3, name)
+
+    def counted(*args: Any) -> Any:
+        calls.append(name)
+        return real(*args)
+
+    monkeypatch.setattr(_v3, name, counted)
+    return calls
+
+
+def _another_instance(config: AccountConfig) -> WechatAdapter:
+    """A new adapter for the same account, as every call builds one (clock pinned like make_adapter)."""
+    adapter = WechatAdapter(config)
+    adapter.clock = lambda: float(NOW)
+    return adapter
+
+
+def test_merchant_key_is_parsed_once_per_process_and_again_after_rotation(
+    keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads = _counting(monkeypatch, "_load_private_key")
+    first = make_adapter(keys)
+    second = _another_instance(first.config)
+    assert first._merchant_key() is second._merchant_key() and len(loads) == 1
+    rotated = dataclasses.replace(
+        first.config, credentials={**first.config.credentials, "merchant_private_key": _pem_private(keys.rotated)}
+    )
+    assert WechatAdapter(rotated)._merchant_key().private_numbers() == keys.rotated.private_numbers()
+    assert len(loads) == 2
+
+
+def test_verification_keys_are_parsed_once_per_process(keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    certificate_loads = _counting(monkeypatch, "_load_platform_certificates")
+    public_key_loads = _counting(monkeypatch, "_load_public_key")
+    config = make_adapter(keys).config
+    body = transaction_notification()
+    for _ in range(3):
+        _another_instance(config).parse_notification(sign_headers(keys.platform, keys.platform_serial, body), body)
+        _another_instance(config).parse_notification(sign_headers(keys.pubkey, PUB_KEY_ID, body), body)
+    assert (len(certificate_loads), len(public_key_loads)) == (1, 1)
+    renewed = dataclasses.replace(config, options={**config.options, "wechatpay_public_key": _pem_public(keys.rotated)})
+    with pytest.raises(SignatureInvalid):  # the new key is used at once: the old signature fails
+        _another_instance(renewed).parse_notification(sign_headers(keys.pubkey, PUB_KEY_ID, body), body)
+    assert len(public_key_loads) == 2
+
+
+def test_downloaded_platform_keys_are_forgotten_when_the_apiv3_key_changes(keys: Keys) -> None:
+    adapter = make_adapter(keys)
+    reply, headers = _certificates_reply(
+        keys, [(keys.rotated_serial, keys.rotated_cert)], signer=keys.rotated, serial=keys.rotated_serial
+    )
+    body = transaction_notification()
+    with responses.RequestsMock() as stub:
+        stub.get(f"{BASE}/v3/certificates", body=reply, headers=headers, content_type="application/json")
+        adapter.parse_notification(sign_headers(keys.rotated, keys.rotated_serial, body), body)
+        assert len(stub.calls) == 1
+    assert _another_instance(adapter.config)._known_platform_key(keys.rotated_serial) is not None
+    other = dataclasses.replace(adapter.config, credentials={**adapter.config.credentials, "apiv3_key": "9" * 32})
+    assert _another_instance(other)._known_platform_key(keys.rotated_serial) is None

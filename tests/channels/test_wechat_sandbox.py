@@ -9,12 +9,17 @@ simulator: the ``auth_code``'s last four digits choose the outcome (``0000`` pas
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from channels.base import (
     AccountConfig,
@@ -236,6 +241,42 @@ def test_certificate_mode_without_configured_certificates_downloads_them(sandbox
     req = _prepay(adapter, notification_sink, "native")
     adapter.prepay(req)  # the answer's serial is unknown: one /v3/certificates download
     assert adapter.query(payment_no=req.payment_no).status is TradeStatus.NOT_PAID
+
+
+class _CountingSession(requests.Session):
+    """One session shared by every adapter of the test (as the registry's pool does), counting paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        with self._lock:
+            self.paths.append(urlsplit(request.url or "").path)
+        return super().send(request, **kwargs)
+
+
+def test_concurrent_callers_wait_for_one_certificate_download_and_all_verify(
+    sandbox_account, sandbox, notification_sink
+) -> None:
+    config = sandbox_account("wechat", mode="certificate")
+    bare = replace(config, options={k: v for k, v in config.options.items() if k != "platform_certificates"})
+    # The download is slow, so every other caller meets an unknown serial while it is in flight.
+    sandbox.add_fault(kind="timeout", channel="wechat", path="/v3/certificates", seconds=0.5, count=1)
+    session, threads = _CountingSession(), 8
+    start = threading.Barrier(threads)
+
+    def place(_: int) -> str:
+        adapter = WechatAdapter(bare, http=session)  # adapters are built per call
+        req = _prepay(adapter, notification_sink, "native")
+        start.wait()
+        return adapter.prepay(req).client_params["code_url"]  # the signed answer needs the platform key
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        outcomes = list(pool.map(place, range(threads)))  # an "unknown serial" would raise here
+    assert len(outcomes) == threads and all(url.startswith("weixin://") for url in outcomes)
+    assert sum(path.endswith("/v3/certificates") for path in session.paths) == 1
 
 
 def test_bad_signature_fault_makes_responses_unavailable(wechat, sandbox, notification_sink) -> None:
