@@ -32,16 +32,15 @@ import json
 import time
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
-from functools import cached_property
 from typing import Any
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from channels._cache import ProcessCache, fingerprint
 from channels.alipay import _sign, _wire
 from channels.alipay._bill import parse_bill_zip
 from channels.base import (
-    DEFAULT_TIMEOUT,
     Ack,
     BillRow,
     ChannelAdapter,
@@ -81,6 +80,9 @@ _REJECTING_CODES = frozenset({"20001", "40001", "40002", "40004", "40006"})
 _UNKNOWN_SUB_CODES = frozenset({"ACQ.SYSTEM_ERROR", "isp.unknow-error", "aop.ACQ.SYSTEM_ERROR"})
 
 _CANCEL_ATTEMPTS = 5
+
+# Parsed keys per process and account, rebuilt when the PEM changes.
+_KEYS: ProcessCache[Any] = ProcessCache("alipay keys")
 
 
 class AlipayAdapter(ChannelAdapter):
@@ -324,7 +326,7 @@ class AlipayAdapter(ChannelAdapter):
         if not url:
             raise ChannelUnavailable("no bill_download_url in the answer", raw=node)
         try:
-            resp = self.http.get(url, timeout=DEFAULT_TIMEOUT)
+            resp = self.http.get(url, timeout=self.timeout)
         except requests.RequestException as exc:
             raise ChannelUnavailable(f"bill download failed: {type(exc).__name__}") from exc
         if resp.status_code != 200:
@@ -415,13 +417,20 @@ class AlipayAdapter(ChannelAdapter):
         base = self.config.base_url.rstrip("/")
         return base if base.endswith("/gateway.do") else f"{base}/gateway.do"
 
-    @cached_property
+    @property
     def _private_key(self) -> rsa.RSAPrivateKey:
-        return _sign.load_private_key(self.config.credentials["app_private_key"])
+        """Parsed and validated once per process and key (a full RSA check costs tens of ms)."""
+        pem = self.config.credentials["app_private_key"]
+        return _KEYS.get(
+            ("app_private_key", self.config.account_id), fingerprint(pem), lambda: _sign.load_private_key(pem)
+        )
 
-    @cached_property
+    @property
     def _alipay_public_key(self) -> rsa.RSAPublicKey:
-        return _sign.load_public_key(self.config.options["alipay_public_key"])
+        pem = self.config.options["alipay_public_key"]
+        return _KEYS.get(
+            ("alipay_public_key", self.config.account_id), fingerprint(pem), lambda: _sign.load_public_key(pem)
+        )
 
     def _signed_params(
         self, api: str, biz: Mapping[str, Any], *, notify_url: str | None = None, return_url: str | None = None
@@ -454,7 +463,7 @@ class AlipayAdapter(ChannelAdapter):
                 self._gateway,
                 data=_wire.encode(params).encode("ascii"),
                 headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
-                timeout=DEFAULT_TIMEOUT,
+                timeout=self.timeout,
             )
         except requests.RequestException as exc:
             raise ChannelUnavailable(f"{api}: {type(exc).__name__}") from exc

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import threading
 import zlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from channels._cache import ProcessCache
 from channels.base import Notification, NotificationKind, SignatureInvalid, TradeState, TradeStatus
 from channels.paypal._wire import money_of, parse_time, refund_state
 
@@ -41,24 +41,9 @@ _CAPTURE_EVENTS: dict[str, TradeStatus | None] = {
     "PAYMENT.CAPTURE.REVERSED": None,
 }
 
-# Signing certificates by URL: the certificates of the PEM bundle served there.
-_certs: dict[str, list[x509.Certificate]] = {}
-_certs_guard = threading.Lock()
-
-
-def cached_bundle(url: str) -> list[x509.Certificate] | None:
-    with _certs_guard:
-        return _certs.get(url)
-
-
-def cache_bundle(url: str, bundle: list[x509.Certificate]) -> None:
-    with _certs_guard:
-        _certs[url] = bundle
-
-
-def clear_certificates() -> None:
-    with _certs_guard:
-        _certs.clear()
+# Signing certificates by URL (the certificates of the PEM bundle served there), per process;
+# concurrent notifications naming one URL wait for a single download.
+CERTIFICATES: ProcessCache[list[x509.Certificate]] = ProcessCache("paypal signing certificates")
 
 
 def crc32_of(body: bytes) -> int:

@@ -43,7 +43,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
@@ -51,8 +51,8 @@ from urllib.parse import quote
 import requests
 from cryptography import x509
 
+from channels._cache import ProcessCache, fingerprint
 from channels.base import (
-    DEFAULT_TIMEOUT,
     AccountConfig,
     BillRow,
     ChannelAdapter,
@@ -108,28 +108,30 @@ _BILL_PAGE_SIZE = 500
 _BILL_MAX_PAGES = 1000
 
 
-# --- token cache (module level: shared by every adapter instance in the process) --------------
+# --- per-process caches: shared by every adapter instance, never across fork -------------------
 @dataclass(frozen=True, slots=True)
 class _Token:
     value: str
     expires_at: float  # time.monotonic()
 
 
-_tokens: dict[tuple[str, str], _Token] = {}
-_token_locks: dict[tuple[str, str], threading.Lock] = {}
-_tokens_guard = threading.Lock()
+@dataclass
+class _TokenSlot:
+    """The bearer token of one (environment, client id, secret); ``lock`` serialises its refresh."""
+
+    token: _Token | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _token_lock(key: tuple[str, str]) -> threading.Lock:
-    with _tokens_guard:
-        return _token_locks.setdefault(key, threading.Lock())
+_TOKENS: ProcessCache[_TokenSlot] = ProcessCache("paypal tokens")
+_TRUSTED: ProcessCache[list[x509.Certificate]] = ProcessCache("paypal trusted CAs")
 
 
 def clear_caches() -> None:
-    """Forget cached tokens and certificates (tests; credential rotation)."""
-    with _tokens_guard:
-        _tokens.clear()
-    _webhook.clear_certificates()
+    """Forget cached tokens and certificates (tests; credential rotation needs no call)."""
+    _TOKENS.clear()
+    _TRUSTED.clear()
+    _webhook.CERTIFICATES.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,7 +434,7 @@ class PaypalAdapter(ChannelAdapter):
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
-            return self.http.request(method, url, timeout=DEFAULT_TIMEOUT, allow_redirects=False, **kwargs)
+            return self.http.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise ChannelUnavailable(
                 f"PayPal {method} {url.removeprefix(self._base)} failed: {type(exc).__name__}"
@@ -456,27 +458,28 @@ class PaypalAdapter(ChannelAdapter):
             raise ChannelUnavailable("PayPal reply is not a JSON object")
         return _Reply(resp.status_code, data)
 
-    def _cache_key(self) -> tuple[str, str]:
-        return (self._base, self.config.ids.get("client_id", ""))
+    def _token_slot(self) -> _TokenSlot:
+        """One token per (environment, client id) and process; a new secret starts a new slot."""
+        client_id = self.config.ids.get("client_id", "")
+        secret_fp = fingerprint(self.config.credentials.get("client_secret", ""))
+        return _TOKENS.get(("token", self._base, client_id), secret_fp, _TokenSlot)
 
     def _token(self) -> str:
         """A cached bearer token, fetched when missing or within 5 minutes of expiry."""
-        key = self._cache_key()
-        with _token_lock(key):
-            cached = _tokens.get(key)
+        slot = self._token_slot()
+        with slot.lock:
+            cached = slot.token
             if cached is not None and cached.expires_at - time.monotonic() > _TOKEN_MARGIN:
                 return cached.value
-            token = self._fetch_token()
-            _tokens[key] = token
-            return token.value
+            slot.token = self._fetch_token()
+            return slot.token.value
 
     def _drop_token(self, value: str) -> None:
         """Forget a token the API refused, unless another thread has already replaced it."""
-        key = self._cache_key()
-        with _token_lock(key):
-            cached = _tokens.get(key)
-            if cached is not None and cached.value == value:
-                del _tokens[key]
+        slot = self._token_slot()
+        with slot.lock:
+            if slot.token is not None and slot.token.value == value:
+                slot.token = None
 
     def _fetch_token(self) -> _Token:
         client_id = self.config.ids.get("client_id", "")
@@ -580,16 +583,16 @@ class PaypalAdapter(ChannelAdapter):
         prefixes = self.config.options.get("cert_url_allowed_prefixes") or ()
         if not _webhook.cert_url_allowed(cert_url, list(prefixes)):
             raise SignatureInvalid(f"PAYPAL-CERT-URL {cert_url!r} is not an allowed certificate location")
-        bundle = _webhook.cached_bundle(cert_url)
-        if bundle is None:
-            bundle = self._download_cert(cert_url)
-            _webhook.cache_bundle(cert_url, bundle)
-        trusted = [self._load_ca(pem) for pem in (self.config.options.get("trusted_ca_certificates") or ())]
+        bundle = _webhook.CERTIFICATES.get(cert_url, "", lambda: self._download_cert(cert_url))
+        pems = list(self.config.options.get("trusted_ca_certificates") or ())
+        trusted = _TRUSTED.get(
+            ("trusted", self.config.account_id), fingerprint(pems), lambda: [self._load_ca(pem) for pem in pems]
+        )
         return _webhook.check_signing_certificate(bundle, trusted)
 
     def _download_cert(self, cert_url: str) -> list[x509.Certificate]:
         try:
-            with self.http.get(cert_url, timeout=DEFAULT_TIMEOUT, allow_redirects=False, stream=True) as resp:
+            with self.http.get(cert_url, timeout=self.timeout, allow_redirects=False, stream=True) as resp:
                 if resp.status_code != 200:
                     raise ChannelUnavailable(f"certificate fetch answered HTTP {resp.status_code}")
                 data = b""

@@ -67,7 +67,6 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from channels.base import (
-    DEFAULT_TIMEOUT,
     Ack,
     BillRow,
     ChannelAdapter,
@@ -138,8 +137,6 @@ class PointsAdapter(ChannelAdapter):
     code: ClassVar[str] = "points"
     methods: ClassVar[frozenset[str]] = frozenset({"points"})
     currencies: ClassVar[frozenset[str] | None] = None
-    # (connect, read) seconds; an attribute so a test can shorten it instead of waiting 15 s.
-    timeout: tuple[float, float] = DEFAULT_TIMEOUT
 
     # --- configuration ------------------------------------------------------------------
     @property

@@ -9,6 +9,7 @@ response parser exact bytes.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import zipfile
@@ -585,3 +586,14 @@ def test_missing_bill_is_empty(adapter, alipay_key):
 def test_expired_bill_link_answer_is_unavailable():
     with pytest.raises(ChannelUnavailable):
         parse_bill_zip("下载超时".encode())
+
+
+# --- per-process key cache ------------------------------------------------------------------------
+def test_keys_are_parsed_once_per_process_and_again_when_they_change(adapter, alipay_key):
+    again = AlipayAdapter(adapter.config)  # adapters are built per call
+    assert again._private_key is adapter._private_key
+    assert again._alipay_public_key is adapter._alipay_public_key
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rotated = AlipayAdapter(dataclasses.replace(adapter.config, credentials={"app_private_key": pem_private(new_key)}))
+    assert rotated._private_key.private_numbers() == new_key.private_numbers()
+    assert rotated._alipay_public_key is adapter._alipay_public_key  # unchanged option, same object

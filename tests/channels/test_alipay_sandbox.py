@@ -17,7 +17,6 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 
-import channels.alipay.adapter
 from channels.alipay import AlipayAdapter
 from channels.base import (
     AccountConfig,
@@ -302,7 +301,7 @@ def test_http_500_after_processing_then_retry_with_the_same_refund_number(alipay
 
 
 def test_timeout_is_unavailable(alipay, sandbox, monkeypatch):
-    monkeypatch.setattr(channels.alipay.adapter, "DEFAULT_TIMEOUT", (2.0, 0.3))
+    alipay.timeout = (2.0, 0.3)
     sandbox.add_fault(channel="alipay", kind="timeout", seconds=1.0, count=1)
     with pytest.raises(ChannelUnavailable):
         alipay.query(payment_no=new_no())

@@ -9,6 +9,7 @@ stubbed with ``responses`` only to serve a certificate or a canned reply to a pa
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import zlib
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
+from channels._cache import fingerprint
 from channels.base import (
     AccountConfig,
     BillRowKind,
@@ -680,3 +682,20 @@ def test_bill_keeps_captures_and_refunds_and_skips_other_event_codes() -> None:
         (BillRowKind.REFUND, "P1", "ORDER1", 100, -3),
     ]
     assert (rows[1].refund_no, rows[1].channel_refund_no) == ("R1", "REF1")
+
+
+# --- per-process caches -------------------------------------------------------------------
+def test_token_slot_is_shared_per_client_and_replaced_when_the_secret_changes() -> None:
+    first, second = _adapter(), _adapter()
+    assert first._token_slot() is second._token_slot()
+    rotated = PaypalAdapter(dataclasses.replace(first.config, credentials={"client_secret": "another-fake-secret"}))
+    assert rotated._token_slot() is not first._token_slot() and rotated._token_slot().token is None
+
+
+def test_trusted_cas_are_parsed_once_per_process(pki: Pki, served_cert: responses.RequestsMock) -> None:
+    body = _capture_event()
+    _adapter(pki).parse_notification(_signed_headers(pki.leaf_key, body), body)
+    cached = paypal._TRUSTED.peek(("trusted", 1), fingerprint([pki.ca_pem]))
+    assert cached is not None and cached[0].subject == pki.ca_cert.subject
+    _adapter(pki).parse_notification(_signed_headers(pki.leaf_key, body), body)
+    assert paypal._TRUSTED.peek(("trusted", 1), fingerprint([pki.ca_pem])) is cached
