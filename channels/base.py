@@ -14,6 +14,8 @@ of it may be trusted. Retry policy belongs to the caller.
 from __future__ import annotations
 
 import enum
+import functools
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +23,10 @@ from datetime import date, datetime
 from typing import Any, ClassVar, TypeVar
 
 import requests
+
+from paycore.money import MAX_AMOUNT
+
+logger = logging.getLogger(__name__)
 
 # (connect, read) seconds for every outbound call.
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 15.0)
@@ -274,6 +280,67 @@ class BillRow:
     raw: Mapping[str, str] = field(default_factory=dict)
 
 
+# The operations whose errors must stay inside the contract (ChannelError and its subclasses).
+OPERATIONS: tuple[str, ...] = (
+    "prepay",
+    "query",
+    "settle",
+    "close",
+    "refund",
+    "query_refund",
+    "charge",
+    "query_charge",
+    "revoke",
+    "fetch_bill",
+)
+_STRAY = (ValueError, LookupError, TypeError, AttributeError)
+
+
+def _contained(name: str, method: Any) -> Any:
+    """Last line of defence: a stray ValueError/KeyError/TypeError (a reply shaped in a way the
+    adapter did not foresee) leaves as ``ChannelUnavailable`` (the outcome is unknown, never
+    "failed"), or as ``SignatureInvalid`` from ``parse_notification``. Adapters raise the right
+    error themselves; this only catches what they missed, and logs the exception type only."""
+
+    @functools.wraps(method)
+    def contained(self: ChannelAdapter, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except ChannelError:
+            raise
+        except _STRAY as exc:
+            logger.warning("%s %s: unexpected %s contained", self.code, name, type(exc).__name__)
+            what = f"{self.code} {name}: unreadable data ({type(exc).__name__})"
+            if name == "parse_notification":
+                raise SignatureInvalid(what, code="UNREADABLE") from exc
+            raise ChannelUnavailable(what, code="ADAPTER_ERROR") from exc
+
+    contained.__contained__ = True  # type: ignore[attr-defined]
+    return contained
+
+
+def check_amount(amount: Any, *, what: str = "amount") -> int:
+    """A positive ``int`` of minor units up to ``MAX_AMOUNT``; else ``ChannelRejected`` ``INVALID_AMOUNT``."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 < amount <= MAX_AMOUNT:
+        raise ChannelRejected(
+            f"{what} must be a positive integer of minor units, not {amount!r}", code="INVALID_AMOUNT"
+        )
+    return amount
+
+
+def check_aware(moment: Any, *, what: str = "expires_at") -> datetime:
+    """An aware datetime; else ``ChannelRejected`` ``INVALID_TIME`` (channels need an explicit offset)."""
+    if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
+        raise ChannelRejected(f"{what} must be a timezone-aware datetime", code="INVALID_TIME")
+    return moment
+
+
+def trade_ref_required(payment_no: str | None, channel_trade_no: str | None) -> None:
+    """Queries name the trade by paycore's number or the channel's; ``ChannelRejected`` when neither."""
+    if not payment_no and not channel_trade_no:
+        raise ChannelRejected("payment_no or channel_trade_no is required", code="TRADE_REF_REQUIRED")
+
+
 def account_timeout(config: AccountConfig) -> tuple[float, float]:
     """``(connect, read)`` seconds from options ``connect_timeout`` / ``read_timeout``."""
     timeout = []
@@ -291,6 +358,13 @@ class ChannelAdapter(ABC):
     code: ClassVar[str]
     methods: ClassVar[frozenset[str]]  # payment methods offered (app, jsapi, paycode...)
     currencies: ClassVar[frozenset[str] | None]  # None: any ISO 4217 currency the account accepts
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in (*OPERATIONS, "parse_notification"):
+            method = cls.__dict__.get(name)
+            if callable(method) and not getattr(method, "__contained__", False):
+                setattr(cls, name, _contained(name, method))
 
     def __init__(self, config: AccountConfig, http: requests.Session | None = None) -> None:
         """``http``: the account's pooled session (``channels.registry.adapter_for_config`` passes
@@ -319,6 +393,26 @@ class ChannelAdapter(ABC):
         """Close an unpaid trade. Raises ``ChannelRejected`` if it cannot be closed."""
 
     # --- refunds ----------------------------------------------------------------------
+    def refund_no_problem(self, *, refund_no: str, payment_no: str) -> str | None:
+        """Why this channel cannot take ``refund_no`` for a refund of ``payment_no``, or ``None``.
+
+        Pure (no I/O): the service calls it *before* writing a refund, so a number the channel
+        would refuse is refused at once instead of failing deep in ``refund``. Subclasses add
+        their channel's length and charset limits to this base rule (a non-empty string).
+        """
+        if not isinstance(refund_no, str) or not refund_no.strip():
+            return "refund_no must be a non-empty string"
+        if refund_no != refund_no.strip():
+            return "refund_no must not start or end with white space"
+        return None
+
+    def _check_refund_no(self, req: RefundRequest) -> None:
+        problem = self.refund_no_problem(refund_no=req.refund_no, payment_no=req.payment_no)
+        if problem is not None:
+            raise ChannelRejected(
+                f"{self.code} refuses refund_no {req.refund_no!r}: {problem}", code="INVALID_REFUND_NO"
+            )
+
     @abstractmethod
     def refund(self, req: RefundRequest) -> RefundState: ...
 

@@ -17,15 +17,19 @@ from requests.adapters import HTTPAdapter
 from channels._cache import ProcessCache, fingerprint
 from channels.base import (
     DEFAULT_TIMEOUT,
+    OPERATIONS,
     AccountConfig,
+    ChannelAdapter,
     ChannelError,
+    ChannelRejected,
     ChannelUnavailable,
     Headers,
+    SignatureInvalid,
     TradeStatus,
     map_status,
     normalize_headers,
 )
-from channels.registry import adapter_for_config
+from channels.registry import adapter_class, adapter_for_config
 
 TABLE = {"SUCCESS": TradeStatus.PAID, "NOTPAY": TradeStatus.NOT_PAID}
 
@@ -155,3 +159,61 @@ def test_unusable_timeouts_are_a_configuration_error(options: dict[str, Any]) ->
     with pytest.raises(ChannelError) as caught:
         adapter_for_config(_config(**options))
     assert caught.value.code == "CONFIG"
+
+
+# --- the contract's last line of defence ------------------------------------------------------------
+class _Sloppy(ChannelAdapter):
+    """An adapter whose reply handling trips over data it did not expect."""
+
+    code = "sloppy"
+    methods = frozenset({"app"})
+    currencies = None
+
+    def prepay(self, req: Any) -> Any:
+        raise ChannelRejected("no", code="NO")
+
+    def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> Any:
+        return {}["trade_state"]
+
+    def close(self, *, payment_no: str, channel_trade_no: str | None = None) -> None:
+        int("not a number")
+
+    def refund(self, req: Any) -> Any:
+        return None.amount  # type: ignore[attr-defined]
+
+    def query_refund(self, **kwargs: Any) -> Any:
+        return len(5)  # type: ignore[arg-type]
+
+    def parse_notification(self, headers: Any, body: bytes) -> Any:
+        return body.decode("ascii")[99]
+
+    def fetch_bill(self, bill_date: Any) -> Any:
+        raise KeyError("bill")
+
+
+def test_stray_errors_leave_an_operation_as_unavailable_and_channel_errors_pass_untouched() -> None:
+    adapter = _Sloppy(_config())
+    for call in (
+        lambda: adapter.query(payment_no="P1"),
+        lambda: adapter.close(payment_no="P1"),
+        lambda: adapter.refund(None),
+        lambda: adapter.query_refund(refund_no="R1", payment_no="P1"),
+        lambda: adapter.fetch_bill(None),
+        lambda: adapter.settle(payment_no="P1"),  # the base settle() queries
+    ):
+        with pytest.raises(ChannelUnavailable) as caught:
+            call()
+        assert caught.value.code == "ADAPTER_ERROR"
+    with pytest.raises(ChannelRejected):
+        adapter.prepay(None)
+    with pytest.raises(SignatureInvalid):
+        adapter.parse_notification({}, b"\xff")
+
+
+def test_every_adapter_operation_is_guarded() -> None:
+    for channel in ("wechat", "alipay", "paypal", "points"):
+        cls = adapter_class(channel)
+        for name in (*OPERATIONS, "parse_notification"):
+            method = getattr(cls, name, None)
+            if method is not None and method is not getattr(ChannelAdapter, name, None):  # the adapter's own
+                assert getattr(method, "__contained__", False), f"{channel}.{name}"
