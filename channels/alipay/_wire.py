@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
-from channels.base import ChannelUnavailable
+from channels.base import ChannelUnavailable, check_aware, trade_ref_required
 from paycore import money
 
 CURRENCY = "CNY"
@@ -34,9 +34,7 @@ def fen(text: object) -> int:
 
 
 def cst(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("expires_at must be timezone-aware")
-    return moment.astimezone(CST).strftime(TIME_FORMAT)
+    return check_aware(moment).astimezone(CST).strftime(TIME_FORMAT)
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -51,11 +49,10 @@ def parse_time(value: str | None) -> datetime | None:
 
 
 def trade_ref(payment_no: str | None, channel_trade_no: str | None) -> dict[str, str]:
+    trade_ref_required(payment_no, channel_trade_no)
     if channel_trade_no:
         return {"trade_no": channel_trade_no}  # trade_no wins at Alipay anyway
-    if payment_no:
-        return {"out_trade_no": payment_no}
-    raise ValueError("payment_no or channel_trade_no is required")
+    return {"out_trade_no": str(payment_no)}
 
 
 def encode(params: Mapping[str, str]) -> str:

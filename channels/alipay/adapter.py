@@ -29,6 +29,7 @@ amounts, times, references), ``_bill`` (bill archives), this module (the operati
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
@@ -57,6 +58,7 @@ from channels.base import (
     SignatureInvalid,
     TradeState,
     TradeStatus,
+    check_amount,
     map_status,
 )
 from channels.base import Notification as ChannelNotification
@@ -80,6 +82,9 @@ _REJECTING_CODES = frozenset({"20001", "40001", "40002", "40004", "40006"})
 _UNKNOWN_SUB_CODES = frozenset({"ACQ.SYSTEM_ERROR", "isp.unknow-error", "aop.ACQ.SYSTEM_ERROR"})
 
 _CANCEL_ATTEMPTS = 5
+
+# An Alipay payment code: 16-24 digits starting 25-30 (WeChat's start 10-15).
+AUTH_CODE = re.compile(r"(2[5-9]|30)[0-9]{14,22}")
 
 # Parsed keys per process and account, rebuilt when the PEM changes.
 _KEYS: ProcessCache[Any] = ProcessCache("alipay keys")
@@ -164,10 +169,7 @@ class AlipayAdapter(ChannelAdapter):
         bill meaning "revocation". ``fund_change=N`` marks a repeat of a processed request, which
         is confirmed by a refund query rather than treated as an error.
         """
-        if req.refund_no == req.payment_no:
-            raise ValueError(
-                "refund_no must differ from payment_no (a refund numbered like its trade reads as a revocation)"
-            )
+        self._check_refund_no(req)
         self._check_amount(req.amount, req.currency)
         biz = {
             **_wire.trade_ref(req.payment_no, req.channel_trade_no),
@@ -204,6 +206,16 @@ class AlipayAdapter(ChannelAdapter):
                 raw=node,
             )
         raise ChannelUnavailable(f"unexpected fund_change {fund_change!r}", raw=node)
+
+    def refund_no_problem(self, *, refund_no: str, payment_no: str) -> str | None:
+        """``out_request_no``: at most 64 characters, and never the trade's own ``out_trade_no``
+        (Alipay would take it, but the bill could then not tell the refund from a revocation)."""
+        problem = super().refund_no_problem(refund_no=refund_no, payment_no=payment_no)
+        if problem is None and len(refund_no) > 64:
+            problem = "Alipay takes at most 64 characters"
+        if problem is None and refund_no == payment_no:
+            problem = "Alipay refund numbers must differ from the payment number (it would read as a revocation)"
+        return problem
 
     def query_refund(
         self,
@@ -337,6 +349,10 @@ class AlipayAdapter(ChannelAdapter):
     def charge(self, req: ChargeRequest) -> TradeState:
         """``alipay.trade.pay`` scene ``bar_code``."""
         self._check_amount(req.amount, req.currency)
+        if not isinstance(req.auth_code, str) or not AUTH_CODE.fullmatch(req.auth_code):
+            raise ChannelRejected(
+                "not an Alipay payment code (16-24 digits starting 25-30)", code="ACQ.PAYMENT_AUTH_CODE_INVALID"
+            )
         biz = {
             "out_trade_no": req.payment_no,
             "scene": "bar_code",
@@ -489,10 +505,16 @@ class AlipayAdapter(ChannelAdapter):
             if not is_error:
                 raise ChannelUnavailable(f"{api}: unsigned response")  # outcome unknown
         else:
-            sign = json.loads(sign_raw)
+            try:
+                sign = json.loads(sign_raw)
+            except ValueError:
+                sign = None
             if not isinstance(sign, str) or not _sign.verify(self._alipay_public_key, raw_node.encode("utf-8"), sign):
                 raise ChannelUnavailable(f"{api}: response signature does not verify", code="SIGNATURE_INVALID")
-        node = json.loads(raw_node)
+        try:
+            node = json.loads(raw_node)
+        except ValueError:
+            raise ChannelUnavailable(f"{api}: response node is not JSON") from None
         if not isinstance(node, dict):
             raise ChannelUnavailable(f"{api}: response node is not an object")
         if is_error and node.get("code") == "10000":
@@ -516,8 +538,8 @@ class AlipayAdapter(ChannelAdapter):
     def _check_amount(amount: int, currency: str) -> None:
         if currency != _wire.CURRENCY:
             raise NotSupported(f"alipay takes CNY only, not {currency}")
-        if not 0 < amount <= _wire.MAX_FEN:
-            raise ValueError(f"alipay amount out of range: {amount}")
+        if check_amount(amount) > _wire.MAX_FEN:
+            raise ChannelRejected(f"alipay takes at most 100000000.00 yuan, not {amount} fen", code="INVALID_AMOUNT")
 
 
 def _is_not_exist(node: Mapping[str, Any]) -> bool:

@@ -69,12 +69,14 @@ from channels.base import (
     SignatureInvalid,
     TradeState,
     TradeStatus,
+    check_amount,
     map_status,
     normalize_headers,
 )
 from channels.paypal import _webhook
 from channels.paypal._bill import bill_rows
 from channels.paypal._wire import (
+    CURRENCIES,
     format_amount,
     money_of,
     paid_capture,
@@ -173,7 +175,7 @@ class PaypalAdapter(ChannelAdapter):
     # --- payments -------------------------------------------------------------------------
     def prepay(self, req: PrepayRequest) -> PrepayResult:
         """Create an order (intent CAPTURE); idempotent on ``PayPal-Request-Id: payment_no``."""
-        value = format_amount(req.amount, req.currency)
+        value = self._wire_amount(req.amount, req.currency)
         unit: dict[str, Any] = {
             "reference_id": "default",
             "custom_id": req.payment_no,
@@ -264,6 +266,8 @@ class PaypalAdapter(ChannelAdapter):
     # --- refunds --------------------------------------------------------------------------
     def refund(self, req: RefundRequest) -> RefundState:
         """Refund part or all of the order's capture; idempotent on ``PayPal-Request-Id: refund_no``."""
+        self._check_refund_no(req)
+        self._wire_amount(req.amount, req.currency)
         if not req.channel_trade_no:
             raise NotSupported("PayPal refunds need the order id (channel_trade_no)")
         order = self._get_order(req.channel_trade_no)
@@ -275,7 +279,7 @@ class PaypalAdapter(ChannelAdapter):
             raise ChannelRejected("order has no completed capture to refund", code="NOT_CAPTURED", raw={"order": order})
         currency = req.currency.upper()
         body = {
-            "amount": {"currency_code": currency, "value": format_amount(req.amount, currency)},
+            "amount": {"currency_code": currency, "value": self._wire_amount(req.amount, currency)},
             "invoice_id": req.refund_no,
             "custom_id": req.payment_no,
         }
@@ -289,6 +293,21 @@ class PaypalAdapter(ChannelAdapter):
         if state.amount is not None and state.amount != req.amount:
             raise ChannelUnavailable("refund reply amount differs from the request", raw=reply.data)
         return state
+
+    def refund_no_problem(self, *, refund_no: str, payment_no: str) -> str | None:
+        """The refund number is sent as ``invoice_id`` (at most 127 characters) and ``PayPal-Request-Id``."""
+        problem = super().refund_no_problem(refund_no=refund_no, payment_no=payment_no)
+        if problem is None and len(refund_no) > 127:
+            problem = "PayPal takes at most 127 characters (invoice_id)"
+        return problem
+
+    @staticmethod
+    def _wire_amount(amount: int, currency: str) -> str:
+        """Minor units as PayPal's decimal string; a currency PayPal cannot price is refused."""
+        check_amount(amount)
+        if not isinstance(currency, str) or currency.upper() not in CURRENCIES:
+            raise ChannelRejected(f"PayPal cannot price {currency!r}", code="CURRENCY_NOT_SUPPORTED")
+        return format_amount(amount, currency)
 
     def query_refund(
         self,
@@ -399,7 +418,7 @@ class PaypalAdapter(ChannelAdapter):
             except (TypeError, ValueError):
                 raise ChannelUnavailable("transaction search reply has unreadable total_pages") from None
             page += 1
-        yield from bill_rows(infos)
+        return iter(list(bill_rows(infos)))  # parsed in full here, so no error surfaces mid-iteration
 
     # --- private: HTTP ----------------------------------------------------------------------
     def _call(

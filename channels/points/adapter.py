@@ -70,10 +70,12 @@ from channels.base import (
     Ack,
     BillRow,
     ChannelAdapter,
+    ChannelError,
     ChannelRejected,
     ChannelUnavailable,
     Notification,
     NotificationKind,
+    NotSupported,
     PrepayRequest,
     PrepayResult,
     RefundRequest,
@@ -82,7 +84,9 @@ from channels.base import (
     SignatureInvalid,
     TradeState,
     TradeStatus,
+    check_amount,
     map_status,
+    trade_ref_required,
 )
 from channels.points import _sign
 from channels.points._statement import statement_rows
@@ -147,7 +151,7 @@ class PointsAdapter(ChannelAdapter):
     def _rate(self) -> int:
         rate = self.config.options.get("points_per_minor_unit", 1)
         if type(rate) is not int or rate <= 0:
-            raise ValueError("points: options.points_per_minor_unit must be a positive int")
+            raise ChannelError("points: options.points_per_minor_unit must be a positive int", code="CONFIG")
         return rate
 
     @property
@@ -294,10 +298,10 @@ class PointsAdapter(ChannelAdapter):
         A timeout raises ``ChannelUnavailable``: resolve it with ``query``, never with a new number.
         """
         if req.method != "points":
-            raise ValueError(f"points: unsupported method {req.method!r}")
+            raise NotSupported(f"points: unsupported method {req.method!r}")
         if not req.payer_id:
-            raise ValueError("points: payer_id must be the user's binding id")
-        points = self._to_points(req.amount)
+            raise ChannelRejected("points: payer_id must be the user's binding id", code="PAYER_ID_REQUIRED")
+        points = self._to_points(check_amount(req.amount))
         status, content = self._call(
             "POST",
             "/v1/points/deductions",
@@ -322,12 +326,11 @@ class PointsAdapter(ChannelAdapter):
         )
 
     def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
+        trade_ref_required(payment_no, channel_trade_no)
         if channel_trade_no:
             params = {"deduction_id": channel_trade_no}
-        elif payment_no:
-            params = {"request_no": payment_no}
         else:
-            raise ValueError("points: query needs payment_no or channel_trade_no")
+            params = {"request_no": str(payment_no)}
         status, content = self._call("GET", "/v1/points/deductions", params=params)
         deduction = self._ok(status, content, not_found_ok=True)
         if deduction is None:
@@ -381,7 +384,8 @@ class PointsAdapter(ChannelAdapter):
     # --- refunds ----------------------------------------------------------------------------
     def refund(self, req: RefundRequest) -> RefundState:
         """Return points; idempotent by ``refund_request_no`` (= ``refund_no``). Completes asynchronously."""
-        points = self._to_points(req.amount)
+        self._check_refund_no(req)
+        points = self._to_points(check_amount(req.amount))
         payload: dict[str, Any] = {"refund_request_no": req.refund_no, "points": points}
         if req.channel_trade_no:
             payload["deduction_id"] = req.channel_trade_no

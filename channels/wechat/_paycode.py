@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -18,17 +19,23 @@ from collections.abc import Iterator, Mapping
 import requests
 
 from channels.base import (
+    ChannelError,
     ChannelRejected,
     ChannelUnavailable,
     ChargeRequest,
     NotSupported,
     TradeState,
     TradeStatus,
+    check_amount,
+    check_aware,
 )
 from channels.wechat import _crypto, _xml
 from channels.wechat._v3 import USER_AGENT, WechatBase, _beijing, _int, _parse_compact_time
 
 _V2_HEADERS = {"Content-Type": "text/xml; charset=utf-8", "User-Agent": USER_AGENT}
+
+# A WeChat payment code: 18 digits starting 10-15 (Alipay's start 25-30).
+AUTH_CODE = re.compile(r"1[0-5][0-9]{16}")
 
 # v2 micropay err_code values that are a definite "no"; unknown codes are not failures.
 _MICROPAY_REJECTIONS = frozenset(
@@ -88,7 +95,7 @@ class WechatPaycode(WechatBase):
     def _v2_sign_type(self) -> str:
         sign_type = self.config.options.get("v2_sign_type") or "HMAC-SHA256"
         if sign_type not in _crypto.V2_SIGN_TYPES:
-            raise ValueError(f"unsupported v2_sign_type {sign_type!r}")
+            raise ChannelError(f"unsupported options.v2_sign_type {sign_type!r}", code="CONFIG")
         return sign_type
 
     def _v2_params(self, fields: Mapping[str, str]) -> dict[str, str]:
@@ -162,6 +169,11 @@ class WechatPaycode(WechatBase):
         """``/pay/micropay``: PAID, USER_PAYING (poll ``query``), or an error."""
         if req.currency not in self.currencies:
             raise NotSupported(f"wechat does not accept {req.currency}")
+        check_amount(req.amount)
+        if req.expires_at is not None:
+            check_aware(req.expires_at)
+        if not isinstance(req.auth_code, str) or not AUTH_CODE.fullmatch(req.auth_code):
+            raise ChannelRejected("not a WeChat payment code (18 digits starting 10-15)", code="AUTH_CODE_INVALID")
         fields = {
             "body": req.description[:127],
             "out_trade_no": req.payment_no,

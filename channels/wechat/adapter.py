@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from datetime import date
 from typing import Any, ClassVar
@@ -62,7 +63,10 @@ from channels.base import (
     SignatureInvalid,
     TradeState,
     TradeStatus,
+    check_amount,
+    check_aware,
     map_status,
+    trade_ref_required,
 )
 from channels.wechat import _bill, _crypto
 from channels.wechat._paycode import WechatPaycode
@@ -91,6 +95,8 @@ _REFUND_STATES: dict[str, RefundStatus] = {
     "ABNORMAL": RefundStatus.ABNORMAL,
 }
 
+_REFUND_NO = re.compile(r"[0-9A-Za-z_\-|*@]{1,64}")
+
 _NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "RESOURCE_NOT_EXISTS"})
 
 _TRANSACTION_EVENTS = frozenset({"TRANSACTION.SUCCESS"})
@@ -111,6 +117,12 @@ class WechatAdapter(WechatPaycode):
             raise NotSupported(f"wechat prepay has no method {req.method!r} (payment code uses charge())")
         if req.currency not in self.currencies:
             raise NotSupported(f"wechat does not accept {req.currency}")
+        check_amount(req.amount)
+        check_aware(req.expires_at)
+        if req.method == "jsapi" and not req.payer_id:
+            raise ChannelRejected("jsapi prepay needs payer_id (the payer's openid)", code="PAYER_ID_REQUIRED")
+        if req.method == "h5" and not req.client_ip:
+            raise ChannelRejected("h5 prepay needs client_ip", code="CLIENT_IP_REQUIRED")
         body: dict[str, Any] = {
             "appid": self._appid,
             "mchid": self._mchid,
@@ -121,12 +133,8 @@ class WechatAdapter(WechatPaycode):
             "amount": {"total": req.amount, "currency": req.currency},
         }
         if req.method == "jsapi":
-            if not req.payer_id:
-                raise ValueError("jsapi prepay needs payer_id (the payer's openid)")
             body["payer"] = {"openid": req.payer_id}
         if req.method == "h5":
-            if not req.client_ip:
-                raise ValueError("h5 prepay needs client_ip")
             body["scene_info"] = {"payer_client_ip": req.client_ip, "h5_info": {"type": "Wap"}}
         _, reply = self._call("POST", f"/v3/pay/transactions/{req.method}", body=body)
         return PrepayResult(payment_no=req.payment_no, client_params=self._client_params(req.method, reply), raw=reply)
@@ -166,12 +174,11 @@ class WechatAdapter(WechatPaycode):
     # --- query and close ----------------------------------------------------------------------
     def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
         """v3 query by transaction id (wins) or out_trade_no; also used for payment-code trades."""
+        trade_ref_required(payment_no, channel_trade_no)
         if channel_trade_no:
             path = f"/v3/pay/transactions/id/{quote(channel_trade_no, safe='')}"
         elif payment_no:
             path = f"/v3/pay/transactions/out-trade-no/{quote(payment_no, safe='')}"
-        else:
-            raise ValueError("query needs payment_no or channel_trade_no")
         try:
             _, reply = self._call("GET", path, query=f"mchid={quote(self._mchid, safe='')}")
         except ChannelRejected as exc:
@@ -213,6 +220,9 @@ class WechatAdapter(WechatPaycode):
     # --- refunds ------------------------------------------------------------------------------
     def refund(self, req: RefundRequest) -> RefundState:
         """Create (or re-post: the same ``out_refund_no`` never refunds twice) a refund."""
+        self._check_refund_no(req)
+        check_amount(req.amount)
+        check_amount(req.total_amount, what="total_amount")
         body: dict[str, Any] = {}
         if req.channel_trade_no:
             body["transaction_id"] = req.channel_trade_no
@@ -226,6 +236,13 @@ class WechatAdapter(WechatPaycode):
         body["amount"] = {"refund": req.amount, "total": req.total_amount, "currency": req.currency}
         _, reply = self._call("POST", "/v3/refund/domestic/refunds", body=body)
         return self._refund_state(reply, expected_refund_no=req.refund_no)
+
+    def refund_no_problem(self, *, refund_no: str, payment_no: str) -> str | None:
+        """``out_refund_no``: at most 64 characters of ``0-9 A-Z a-z _ - | * @``."""
+        problem = super().refund_no_problem(refund_no=refund_no, payment_no=payment_no)
+        if problem is None and not _REFUND_NO.fullmatch(refund_no):
+            problem = "WeChat Pay takes at most 64 characters of 0-9, A-Z, a-z and _-|*@"
+        return problem
 
     def query_refund(
         self,

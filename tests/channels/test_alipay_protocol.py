@@ -30,6 +30,7 @@ from channels.base import (
     BillRowKind,
     ChannelRejected,
     ChannelUnavailable,
+    ChargeRequest,
     NotificationKind,
     NotSupported,
     PrepayRequest,
@@ -380,7 +381,7 @@ def test_refund_always_sends_its_own_request_number(adapter, alipay_key):
         "out_request_no": "R1",
         "refund_reason": "return",
     }
-    with pytest.raises(ValueError):
+    with pytest.raises(ChannelRejected) as refused:
         adapter.refund(
             RefundRequest(
                 refund_no="T20250101001",
@@ -392,6 +393,7 @@ def test_refund_always_sends_its_own_request_number(adapter, alipay_key):
                 reason="",
             )
         )
+    assert refused.value.code == "INVALID_REFUND_NO" and len(responses.calls) == 1  # refused before sending
 
 
 # --- notifications --------------------------------------------------------------------------
@@ -597,3 +599,64 @@ def test_keys_are_parsed_once_per_process_and_again_when_they_change(adapter, al
     rotated = AlipayAdapter(dataclasses.replace(adapter.config, credentials={"app_private_key": pem_private(new_key)}))
     assert rotated._private_key.private_numbers() == new_key.private_numbers()
     assert rotated._alipay_public_key is adapter._alipay_public_key  # unchanged option, same object
+
+
+# --- errors stay inside the contract ------------------------------------------------------------
+def test_refund_no_problems_are_reported_before_any_refund_is_written(adapter):
+    assert adapter.refund_no_problem(refund_no="R1", payment_no="T1") is None
+    assert "differ" in adapter.refund_no_problem(refund_no="T1", payment_no="T1")
+    assert "64" in adapter.refund_no_problem(refund_no="R" * 65, payment_no="T1")
+    assert adapter.refund_no_problem(refund_no="", payment_no="T1") is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"amount": 0}, "INVALID_AMOUNT"),
+        ({"amount": "990"}, "INVALID_AMOUNT"),
+        ({"amount": 100_000_000_01}, "INVALID_AMOUNT"),
+        ({"expires_at": datetime(2025, 1, 1, 12, 0)}, "INVALID_TIME"),
+    ],
+)
+def test_malformed_prepay_input_is_rejected_with_a_stable_code(adapter, change, code):
+    with pytest.raises(ChannelRejected) as caught:
+        adapter.prepay(prepay_request(**change))
+    assert caught.value.code == code
+
+
+def test_a_query_naming_no_trade_is_rejected(adapter):
+    with pytest.raises(ChannelRejected) as caught:
+        adapter.query()
+    assert caught.value.code == "TRADE_REF_REQUIRED"
+
+
+def test_a_code_that_is_not_an_alipay_payment_code_is_refused_without_a_call(adapter):
+    with pytest.raises(ChannelRejected) as caught:
+        adapter.charge(
+            ChargeRequest(payment_no="T1", amount=100, currency="CNY", description="x", auth_code="134567890123456789")
+        )
+    assert caught.value.code == "ACQ.PAYMENT_AUTH_CODE_INVALID"
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"alipay_trade_query_response":{"code":"10000"},"sign":nonsense}',
+        b'{"alipay_trade_query_response":[1,2],"sign":"abc"}',
+        b'{"alipay_trade_query_response":{"code":"10000","trade_status":["TRADE_SUCCESS"]},"sign":"abc"}',
+        b"\xff\xfe not utf-8",
+    ],
+)
+def test_malformed_replies_are_unavailable_never_a_stray_error(adapter, body):
+    stub(body)
+    with pytest.raises(ChannelUnavailable):
+        adapter.query(payment_no="T20250101001")
+
+
+@responses.activate
+def test_a_signed_reply_of_an_unexpected_shape_is_unavailable(adapter, alipay_key):
+    node = '{"code":"10000","trade_status":"TRADE_SUCCESS","total_amount":{"value":"9.90"}}'
+    stub(query_body(alipay_key, node))
+    with pytest.raises(ChannelUnavailable):
+        adapter.query(payment_no="T20250101001")

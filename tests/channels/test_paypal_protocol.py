@@ -28,10 +28,12 @@ from channels.base import (
     AccountConfig,
     BillRowKind,
     ChannelError,
+    ChannelRejected,
     ChannelUnavailable,
     Notification,
     NotificationKind,
     NotSupported,
+    PrepayRequest,
     RefundStatus,
     SignatureInvalid,
     TradeStatus,
@@ -699,3 +701,37 @@ def test_trusted_cas_are_parsed_once_per_process(pki: Pki, served_cert: response
     assert cached is not None and cached[0].subject == pki.ca_cert.subject
     _adapter(pki).parse_notification(_signed_headers(pki.leaf_key, body), body)
     assert paypal._TRUSTED.peek(("trusted", 1), fingerprint([pki.ca_pem])) is cached
+
+
+# --- errors stay inside the contract ----------------------------------------------------------
+def test_a_currency_paypal_cannot_price_is_rejected_before_any_call() -> None:
+    request = PrepayRequest(
+        payment_no="P1",
+        amount=100,
+        currency="HUF",  # ISO says 2 decimals, PayPal refuses decimals: never sent
+        description="x",
+        method="page",
+        notify_url="https://pay.example.com/cb",
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    with responses.RequestsMock(), pytest.raises(ChannelRejected) as caught:
+        _adapter().prepay(request)
+    assert caught.value.code == "CURRENCY_NOT_SUPPORTED"
+
+
+def test_refund_numbers_longer_than_an_invoice_id_are_reported() -> None:
+    adapter = _adapter()
+    assert adapter.refund_no_problem(refund_no="R" * 127, payment_no="P1") is None
+    assert "127" in adapter.refund_no_problem(refund_no="R" * 128, payment_no="P1")
+
+
+def test_a_bill_with_an_unreadable_row_fails_when_fetched_not_midway_through_iteration() -> None:
+    report = {
+        "transaction_details": [{"transaction_info": {"transaction_event_code": "T0006", "transaction_amount": 5}}],
+        "total_pages": 1,
+    }
+    with responses.RequestsMock() as rsps:
+        _token_stub(rsps)
+        rsps.get(f"{BASE}/v1/reporting/transactions", json=report)
+        with pytest.raises(ChannelUnavailable):
+            _adapter().fetch_bill(date(2025, 1, 1))

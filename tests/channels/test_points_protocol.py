@@ -18,8 +18,12 @@ import pytest
 from channels.base import (
     AccountConfig,
     BillRowKind,
+    ChannelError,
+    ChannelRejected,
     ChannelUnavailable,
     NotificationKind,
+    NotSupported,
+    PrepayRequest,
     RefundStatus,
     SignatureInvalid,
     TradeStatus,
@@ -392,3 +396,39 @@ def test_statement_with_unknown_status_is_unreadable() -> None:
     text = HEADER + "DEDUCTION,P1,D1,,,100,REVERSED,2025-01-01T10:00:00+08:00,\n"
     with pytest.raises(ChannelUnavailable):
         list(_statement_rows(text.encode()))
+
+
+# --- errors stay inside the contract --------------------------------------------------------------
+def _prepay_request(**change: object) -> PrepayRequest:
+    fields: dict = {
+        "payment_no": "P1",
+        "amount": 990,
+        "currency": "CNY",
+        "description": "x",
+        "method": "points",
+        "notify_url": "https://pay.example.com/cb",
+        "expires_at": datetime.now(UTC) + timedelta(hours=1),
+        "payer_id": "B1",
+    }
+    return PrepayRequest(**{**fields, **change})
+
+
+def test_malformed_prepay_input_is_refused_inside_the_contract() -> None:
+    with pytest.raises(NotSupported):
+        make_adapter().prepay(_prepay_request(method="app"))
+    for change, code in (({"payer_id": None}, "PAYER_ID_REQUIRED"), ({"amount": 0}, "INVALID_AMOUNT")):
+        with pytest.raises(ChannelRejected) as caught:
+            make_adapter().prepay(_prepay_request(**change))
+        assert caught.value.code == code
+
+
+def test_a_query_naming_no_deduction_is_rejected() -> None:
+    with pytest.raises(ChannelRejected) as caught:
+        make_adapter().query()
+    assert caught.value.code == "TRADE_REF_REQUIRED"
+
+
+def test_a_bad_points_rate_is_a_configuration_error() -> None:
+    with pytest.raises(ChannelError) as caught:
+        make_adapter(points_per_minor_unit=0).prepay(_prepay_request())
+    assert caught.value.code == "CONFIG"

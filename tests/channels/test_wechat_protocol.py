@@ -36,6 +36,7 @@ from channels.base import (
     ChargeRequest,
     NotificationKind,
     PrepayRequest,
+    RefundRequest,
     RefundStatus,
     SignatureInvalid,
     TradeStatus,
@@ -1190,3 +1191,93 @@ def test_downloaded_platform_keys_are_forgotten_when_the_apiv3_key_changes(keys:
     assert _another_instance(adapter.config)._known_platform_key(keys.rotated_serial) is not None
     other = dataclasses.replace(adapter.config, credentials={**adapter.config.credentials, "apiv3_key": "9" * 32})
     assert _another_instance(other)._known_platform_key(keys.rotated_serial) is None
+
+
+# --------------------------------------------------------------------------------------------
+# errors stay inside the contract
+# --------------------------------------------------------------------------------------------
+def _prepay_request(**change: Any) -> PrepayRequest:
+    fields: dict[str, Any] = {
+        "payment_no": "T20250101001",
+        "amount": 990,
+        "currency": "CNY",
+        "description": "Coffee",
+        "method": "app",
+        "notify_url": "https://pay.example.com/cb/wechat",
+        "expires_at": datetime(2025, 1, 1, 4, 30, tzinfo=UTC),
+    }
+    return PrepayRequest(**{**fields, **change})
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"method": "jsapi"}, "PAYER_ID_REQUIRED"),
+        ({"method": "h5"}, "CLIENT_IP_REQUIRED"),
+        ({"amount": -1}, "INVALID_AMOUNT"),
+        ({"amount": 9.9}, "INVALID_AMOUNT"),
+        ({"expires_at": datetime(2025, 1, 1, 12, 0)}, "INVALID_TIME"),
+    ],
+)
+def test_malformed_prepay_input_is_rejected_without_a_call(keys: Keys, change: dict, code: str) -> None:
+    with responses.RequestsMock():  # any HTTP call would fail the test
+        with pytest.raises(ChannelRejected) as caught:
+            make_adapter(keys).prepay(_prepay_request(**change))
+    assert caught.value.code == code
+
+
+def test_a_query_naming_no_trade_is_rejected(keys: Keys) -> None:
+    with pytest.raises(ChannelRejected) as caught:
+        make_adapter(keys).query()
+    assert caught.value.code == "TRADE_REF_REQUIRED"
+
+
+@pytest.mark.parametrize(
+    ("refund_no", "acceptable"),
+    [("R2025-01_01|a*b@c", True), ("R" * 64, True), ("R" * 65, False), ("R 1", False), ("退款1", False), ("", False)],
+)
+def test_refund_numbers_follow_wechats_length_and_charset(keys: Keys, refund_no: str, acceptable: bool) -> None:
+    adapter = make_adapter(keys)
+    assert (adapter.refund_no_problem(refund_no=refund_no, payment_no="T1") is None) is acceptable
+    if not acceptable:
+        request = RefundRequest(
+            refund_no=refund_no,
+            payment_no="T1",
+            channel_trade_no=None,
+            amount=1,
+            total_amount=1,
+            currency="CNY",
+            reason="",
+        )
+        with responses.RequestsMock(), pytest.raises(ChannelRejected) as caught:
+            adapter.refund(request)
+        assert caught.value.code == "INVALID_REFUND_NO"
+
+
+def test_a_code_that_is_not_a_wechat_payment_code_is_refused_without_a_call(keys: Keys) -> None:
+    request = ChargeRequest(payment_no="T1", amount=1, currency="CNY", description="x", auth_code="284567890123456789")
+    with responses.RequestsMock(), pytest.raises(ChannelRejected) as caught:
+        make_adapter(keys).charge(request)
+    assert caught.value.code == "AUTH_CODE_INVALID"
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [
+        {"out_trade_no": "T1", "trade_state": "SUCCESS", "amount": [990]},
+        {"out_trade_no": "T1", "trade_state": "SUCCESS", "amount": {"total": "9.90", "currency": "CNY"}},
+        {"out_trade_no": "T1", "trade_state": ["SUCCESS"]},
+        [1, 2, 3],
+    ],
+)
+def test_signed_replies_of_an_unexpected_shape_are_unavailable(keys: Keys, tx: Any) -> None:
+    body = json.dumps(tx).encode()
+    with responses.RequestsMock() as stub:
+        stub.get(
+            f"{BASE}/v3/pay/transactions/out-trade-no/T1",
+            body=body,
+            headers=sign_headers(keys.platform, keys.platform_serial, body),
+            content_type="application/json",
+        )
+        with pytest.raises(ChannelUnavailable):
+            make_adapter(keys).query(payment_no="T1")
