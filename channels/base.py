@@ -359,6 +359,16 @@ class ChannelAdapter(ABC):
     methods: ClassVar[frozenset[str]]  # payment methods offered (app, jsapi, paycode...)
     currencies: ClassVar[frozenset[str] | None]  # None: any ISO 4217 currency the account accepts
 
+    @classmethod
+    def priced_currencies(cls, config: AccountConfig) -> frozenset[str] | None:
+        """The currencies this account can price: the adapter's ``currencies``, narrowed by the
+        account's options ``currencies`` when set (``None``: any ISO 4217 currency)."""
+        narrowed = config.options.get("currencies")
+        if not narrowed:
+            return cls.currencies
+        wanted = frozenset(str(code) for code in narrowed)
+        return wanted if cls.currencies is None else wanted & cls.currencies
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name in (*OPERATIONS, "parse_notification"):

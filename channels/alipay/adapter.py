@@ -142,6 +142,7 @@ class AlipayAdapter(ChannelAdapter):
                 status=TradeStatus.NOT_FOUND,
                 channel_trade_no=channel_trade_no,
                 paid_amount=None,
+                currency=_wire.CURRENCY,
                 raw=node,
             )
         self._raise_for_code(node)
@@ -368,11 +369,13 @@ class AlipayAdapter(ChannelAdapter):
         if code == "10000":
             if node.get("out_trade_no") not in (None, req.payment_no):
                 raise ChannelUnavailable("alipay answered about another trade", raw=node)
+            if not node.get("total_amount"):
+                raise ChannelUnavailable("paid trade.pay answer without total_amount", raw=node)
             return TradeState(
                 payment_no=req.payment_no,
                 status=TradeStatus.PAID,
                 channel_trade_no=node.get("trade_no") or None,
-                paid_amount=_wire.fen(node["total_amount"]) if node.get("total_amount") else None,
+                paid_amount=_wire.fen(node["total_amount"]),
                 currency=_wire.CURRENCY,
                 paid_at=_wire.parse_time(node.get("gmt_payment")),
                 raw=node,
@@ -562,11 +565,13 @@ def _trade_state(fields: Mapping[str, Any], *, paid_at_field: str) -> TradeState
     if trade_status == "TRADE_CLOSED" and _was_paid(fields):
         status = TradeStatus.PAID  # paid, then fully refunded: the payment did happen
     paid = status is TradeStatus.PAID
+    if paid and not fields.get("total_amount"):
+        raise ChannelUnavailable("paid alipay trade without total_amount", raw=dict(fields))
     return TradeState(
         payment_no=fields.get("out_trade_no", ""),
         status=status,
         channel_trade_no=fields.get("trade_no") or None,
-        paid_amount=_wire.fen(fields["total_amount"]) if paid and fields.get("total_amount") else None,
+        paid_amount=_wire.fen(fields["total_amount"]) if paid else None,
         currency=_wire.CURRENCY,
         paid_at=_wire.parse_time(fields.get(paid_at_field)) if paid else None,
         raw=dict(fields),

@@ -162,7 +162,7 @@ class PaypalAdapter(ChannelAdapter):
 
     code = "paypal"
     methods = frozenset({"app", "page"})
-    currencies = None
+    currencies = CURRENCIES  # what PayPal takes in paycore's minor units
 
     def __init__(self, config: AccountConfig, http: requests.Session | None = None) -> None:
         super().__init__(config, http)

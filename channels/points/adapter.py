@@ -67,6 +67,7 @@ from urllib.parse import quote, urlsplit
 import requests
 
 from channels.base import (
+    AccountConfig,
     Ack,
     BillRow,
     ChannelAdapter,
@@ -91,6 +92,7 @@ from channels.base import (
 from channels.points import _sign
 from channels.points._statement import statement_rows
 from channels.points._wire import parse_time, points_field, to_minor, to_points, unreadable
+from paycore import money
 
 _DEDUCTION_STATUS: dict[str, TradeStatus] = {
     "PROCESSING": TradeStatus.NOT_PAID,
@@ -135,12 +137,25 @@ class PointsBalance:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _account_currency(config: AccountConfig) -> str:
+    currency = config.options.get("currency") or "CNY"
+    if not isinstance(currency, str) or not money.is_currency(currency):
+        raise ChannelError(f"points: options.currency {currency!r} is not an ISO 4217 code", code="CONFIG")
+    return currency
+
+
 class PointsAdapter(ChannelAdapter):
     """Deducts and refunds partner points for a payment; also binds a user's points account."""
 
     code: ClassVar[str] = "points"
     methods: ClassVar[frozenset[str]] = frozenset({"points"})
-    currencies: ClassVar[frozenset[str] | None] = None
+    # The partner prices points in one currency: CNY unless options ``currency`` says otherwise.
+    currencies: ClassVar[frozenset[str] | None] = frozenset({"CNY"})
+
+    @classmethod
+    def priced_currencies(cls, config: AccountConfig) -> frozenset[str] | None:
+        """Exactly the account's ``options.currency`` (default CNY): points have no other price."""
+        return frozenset({_account_currency(config)})
 
     # --- configuration ------------------------------------------------------------------
     @property
@@ -156,7 +171,14 @@ class PointsAdapter(ChannelAdapter):
 
     @property
     def _currency(self) -> str:
-        return str(self.config.options.get("currency", "CNY"))
+        return _account_currency(self.config)
+
+    def _check_currency(self, currency: str) -> None:
+        """Points are priced in the account's currency only; anything else is refused, never relabelled."""
+        if currency != self._currency:
+            raise ChannelRejected(
+                f"points: the partner prices {self._currency}, not {currency!r}", code="CURRENCY_NOT_SUPPORTED"
+            )
 
     def _secret_for(self, key_id: str) -> str:
         """The secret a message claims via ``X-Key-Id``: the current one, or the previous during rotation."""
@@ -301,6 +323,7 @@ class PointsAdapter(ChannelAdapter):
             raise NotSupported(f"points: unsupported method {req.method!r}")
         if not req.payer_id:
             raise ChannelRejected("points: payer_id must be the user's binding id", code="PAYER_ID_REQUIRED")
+        self._check_currency(req.currency)
         points = self._to_points(check_amount(req.amount))
         status, content = self._call(
             "POST",
@@ -385,6 +408,7 @@ class PointsAdapter(ChannelAdapter):
     def refund(self, req: RefundRequest) -> RefundState:
         """Return points; idempotent by ``refund_request_no`` (= ``refund_no``). Completes asynchronously."""
         self._check_refund_no(req)
+        self._check_currency(req.currency)
         points = self._to_points(check_amount(req.amount))
         payload: dict[str, Any] = {"refund_request_no": req.refund_no, "points": points}
         if req.channel_trade_no:

@@ -188,11 +188,14 @@ class WechatPaycode(WechatBase):
         if reply.get("result_code") == "SUCCESS":
             if reply.get("out_trade_no") not in (None, req.payment_no):
                 raise ChannelUnavailable("wechat micropay answered for another out_trade_no", raw=reply)
+            paid_amount = _int(reply.get("total_fee"))
+            if paid_amount is None:
+                raise ChannelUnavailable("paid micropay answer without total_fee", raw=reply)
             return TradeState(
                 payment_no=req.payment_no,
                 status=TradeStatus.PAID,
                 channel_trade_no=reply.get("transaction_id") or None,
-                paid_amount=_int(reply.get("total_fee")),
+                paid_amount=paid_amount,
                 currency=reply.get("fee_type") or "CNY",
                 paid_at=_parse_compact_time(reply.get("time_end")),
                 raw=reply,

@@ -95,6 +95,7 @@ _REFUND_STATES: dict[str, RefundStatus] = {
     "ABNORMAL": RefundStatus.ABNORMAL,
 }
 
+_CURRENCY = "CNY"
 _REFUND_NO = re.compile(r"[0-9A-Za-z_\-|*@]{1,64}")
 
 _NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "RESOURCE_NOT_EXISTS"})
@@ -108,7 +109,7 @@ class WechatAdapter(WechatPaycode):
 
     code: ClassVar[str] = "wechat"
     methods: ClassVar[frozenset[str]] = frozenset({"app", "jsapi", "native", "h5", "paycode"})
-    currencies: ClassVar[frozenset[str] | None] = frozenset({"CNY"})
+    currencies: ClassVar[frozenset[str] | None] = frozenset({_CURRENCY})
 
     # --- prepay -------------------------------------------------------------------------------
     def prepay(self, req: PrepayRequest) -> PrepayResult:
@@ -197,17 +198,30 @@ class WechatAdapter(WechatPaycode):
         return state
 
     def _trade_state(self, tx: Mapping[str, Any]) -> TradeState:
+        """The transaction as a TradeState; a paid one always carries WeChat's ``amount.total``
+        and ``amount.currency`` (CNY when absent: the only currency of a domestic merchant), so
+        the service can compare them with the payment before believing it."""
+        if not isinstance(tx, Mapping):
+            raise ChannelUnavailable("wechat transaction is not a JSON object")
         if tx.get("mchid") not in (None, self._mchid):
             raise ChannelUnavailable("wechat transaction belongs to another mchid", raw=tx)
         status = map_status(_TRADE_STATES, tx.get("trade_state"), what="wechat trade_state", raw=tx)
         amount = tx.get("amount") or {}
+        if not isinstance(amount, Mapping):
+            raise ChannelUnavailable("wechat transaction amount is not an object", raw=tx)
         paid = status is TradeStatus.PAID
+        paid_amount = _int(amount.get("total")) if paid else None
+        if paid and paid_amount is None:
+            raise ChannelUnavailable("paid wechat transaction without amount.total", raw=tx)
+        currency = amount.get("currency") or _CURRENCY
+        if not isinstance(currency, str):
+            raise ChannelUnavailable("wechat transaction currency is not a string", raw=tx)
         return TradeState(
             payment_no=str(tx.get("out_trade_no", "")),
             status=status,
             channel_trade_no=tx.get("transaction_id") or None,
-            paid_amount=_int(amount.get("total")) if paid else None,
-            currency=amount.get("currency") or None,
+            paid_amount=paid_amount,
+            currency=currency,
             paid_at=_parse_time(tx.get("success_time")) if paid else None,
             raw=dict(tx),
         )

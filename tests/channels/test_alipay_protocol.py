@@ -660,3 +660,10 @@ def test_a_signed_reply_of_an_unexpected_shape_is_unavailable(adapter, alipay_ke
     stub(query_body(alipay_key, node))
     with pytest.raises(ChannelUnavailable):
         adapter.query(payment_no="T20250101001")
+
+
+@responses.activate
+def test_a_paid_trade_without_its_amount_is_unavailable(adapter, alipay_key):
+    stub(query_body(alipay_key, '{"code":"10000","out_trade_no":"T20250101001","trade_status":"TRADE_SUCCESS"}'))
+    with pytest.raises(ChannelUnavailable, match="total_amount"):
+        adapter.query(payment_no="T20250101001")

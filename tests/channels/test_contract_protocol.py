@@ -217,3 +217,18 @@ def test_every_adapter_operation_is_guarded() -> None:
             method = getattr(cls, name, None)
             if method is not None and method is not getattr(ChannelAdapter, name, None):  # the adapter's own
                 assert getattr(method, "__contained__", False), f"{channel}.{name}"
+
+
+def test_every_adapter_declares_the_currencies_it_prices() -> None:
+    declared = {channel: adapter_class(channel).currencies for channel in ("wechat", "alipay", "paypal", "points")}
+    assert declared["wechat"] == declared["alipay"] == declared["points"] == frozenset({"CNY"})
+    assert declared["paypal"] is not None and {"USD", "EUR", "JPY", "CNY"} <= declared["paypal"]
+    assert not {"HUF", "TWD"} & declared["paypal"]  # PayPal refuses their decimals
+
+
+def test_account_options_narrow_the_priced_currencies() -> None:
+    paypal = adapter_class("paypal")
+    config = AccountConfig(channel="paypal", account_id=9, base_url="https://x.test", options={"currencies": ["USD"]})
+    assert paypal.priced_currencies(config) == frozenset({"USD"})
+    config = AccountConfig(channel="paypal", account_id=9, base_url="https://x.test", options={"currencies": ["HUF"]})
+    assert paypal.priced_currencies(config) == frozenset()

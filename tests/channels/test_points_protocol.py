@@ -432,3 +432,21 @@ def test_a_bad_points_rate_is_a_configuration_error() -> None:
     with pytest.raises(ChannelError) as caught:
         make_adapter(points_per_minor_unit=0).prepay(_prepay_request())
     assert caught.value.code == "CONFIG"
+
+
+# --- currencies ---------------------------------------------------------------------------------
+def test_points_price_only_the_accounts_currency() -> None:
+    assert PointsAdapter.currencies == frozenset({"CNY"})
+    assert PointsAdapter.priced_currencies(make_adapter().config) == frozenset({"CNY"})
+    assert PointsAdapter.priced_currencies(make_adapter(currency="USD").config) == frozenset({"USD"})
+    with pytest.raises(ChannelRejected) as caught:  # never deducted and reported as CNY
+        make_adapter().prepay(_prepay_request(currency="USD"))
+    assert caught.value.code == "CURRENCY_NOT_SUPPORTED"
+    with pytest.raises(ChannelRejected):
+        make_adapter(currency="USD").prepay(_prepay_request(currency="CNY"))
+
+
+def test_an_unknown_account_currency_is_a_configuration_error() -> None:
+    with pytest.raises(ChannelError) as caught:
+        PointsAdapter.priced_currencies(make_adapter(currency="POINTS").config)
+    assert caught.value.code == "CONFIG"

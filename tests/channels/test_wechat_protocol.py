@@ -1281,3 +1281,11 @@ def test_signed_replies_of_an_unexpected_shape_are_unavailable(keys: Keys, tx: A
         )
         with pytest.raises(ChannelUnavailable):
             make_adapter(keys).query(payment_no="T1")
+
+
+def test_a_paid_transaction_carries_its_amount_and_currency(keys: Keys) -> None:
+    adapter = make_adapter(keys)
+    state = adapter._trade_state({"out_trade_no": "T1", "trade_state": "SUCCESS", "amount": {"total": 1}})
+    assert (state.paid_amount, state.currency) == (1, "CNY")
+    with pytest.raises(ChannelUnavailable, match=r"amount\.total"):
+        adapter._trade_state({"out_trade_no": "T1", "trade_state": "SUCCESS", "amount": {"currency": "CNY"}})
