@@ -214,6 +214,22 @@ class ChargeRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RevokeResult:
+    """The answer to one revocation call of a payment-code trade.
+
+    ``done``: the channel says the trade is reversed or closed (revoking again is done again).
+    ``retry``: the channel asks to be called again (WeChat ``recall=Y``, Alipay ``retry_flag=Y``);
+    the adapter never loops itself, the caller decides when. ``refunded``: money had been taken
+    and was given back. ``raw``: the verified answer, kept as evidence.
+    """
+
+    done: bool
+    retry: bool
+    refunded: bool
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class RefundRequest:
     refund_no: str
     payment_no: str
@@ -451,8 +467,20 @@ class ChannelAdapter(ABC):
 
     # --- payment code (only channels that support it) --------------------------------------
     def charge(self, req: ChargeRequest) -> TradeState:
+        """Charge a scanned payment code. Returns PAID, or USER_PAYING while the payer confirms
+        (then follow it with ``query_charge``). Raises ``ChannelRejected`` (with the channel's
+        code) only on a definite failure: expired or invalid code, insufficient balance...;
+        ``ChannelUnavailable`` whenever the outcome is unknown (system or bank error, timeout,
+        5xx, unreadable or unverifiable answer). Never FAILED without proof."""
         raise NotSupported(f"{self.code} has no payment-code charge")
 
-    def revoke(self, *, payment_no: str, channel_trade_no: str | None = None) -> TradeStatus:
-        """Reverse a payment-code trade; returns the trade's resulting status."""
+    def query_charge(self, *, payment_no: str, channel_trade_no: str | None = None) -> TradeState:
+        """Follow a payment-code trade through the protocol that charged it. NOT_PAID and
+        NOT_FOUND both mean "still waiting" to the caller before its deadline."""
+        raise NotSupported(f"{self.code} has no payment-code query")
+
+    def revoke(self, *, payment_no: str, channel_trade_no: str | None = None) -> RevokeResult:
+        """One revocation call (no internal retry loop: see ``RevokeResult.retry``). Raises
+        ``ChannelRejected`` when the channel definitely refuses (e.g. outside its revocation
+        window), ``ChannelUnavailable`` when the outcome is unknown."""
         raise NotSupported(f"{self.code} has no payment-code revoke")

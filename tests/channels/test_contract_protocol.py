@@ -24,6 +24,8 @@ from channels.base import (
     ChannelRejected,
     ChannelUnavailable,
     Headers,
+    NotSupported,
+    RevokeResult,
     SignatureInvalid,
     TradeStatus,
     map_status,
@@ -232,3 +234,15 @@ def test_account_options_narrow_the_priced_currencies() -> None:
     assert paypal.priced_currencies(config) == frozenset({"USD"})
     config = AccountConfig(channel="paypal", account_id=9, base_url="https://x.test", options={"currencies": ["HUF"]})
     assert paypal.priced_currencies(config) == frozenset()
+
+
+def test_channels_without_payment_codes_say_so_for_every_payment_code_operation() -> None:
+    adapter = adapter_for_config(_config())  # points
+    for call in (
+        lambda: adapter.charge(None),  # type: ignore[arg-type]
+        lambda: adapter.query_charge(payment_no="P1"),
+        lambda: adapter.revoke(payment_no="P1"),
+    ):
+        with pytest.raises(NotSupported):
+            call()
+    assert RevokeResult(done=True, retry=False, refunded=True).raw == {}
