@@ -10,11 +10,12 @@ Account keys read from ``AccountConfig``:
 - ``credentials``: ``merchant_private_key`` (PEM, signs every v3 request and the client invoke
   parameters), ``apiv3_key`` (32 ASCII bytes, AES-256-GCM for notifications and platform
   certificates), ``api_v2_key`` (v2 micropay signatures), optional ``merchant_certificate``
-  (PEM; with ``merchant_private_key`` it is presented as the mTLS client certificate on
-  ``/secapi/`` calls through requests' ``cert=``).
+  (PEM; with ``merchant_private_key`` it is the mutual-TLS client certificate of ``/secapi/``).
 - ``options``: ``platform_certificates`` ({serial: PEM certificate}), ``wechatpay_public_key_id``
   (``PUB_KEY_ID_…``) and ``wechatpay_public_key`` (PEM), ``v2_sign_type`` (``HMAC-SHA256``,
-  the default, or ``MD5``).
+  the default, or ``MD5``), ``secapi_base_url`` (the mutual-TLS endpoint, default ``base_url``),
+  ``secapi_ca_certificate`` (PEM the ``/secapi/`` server must chain to; default: system trust),
+  ``connect_timeout`` / ``read_timeout`` (seconds).
 
 Design notes:
 
@@ -28,10 +29,12 @@ Design notes:
 - Keys are chosen per message by ``Wechatpay-Serial``: ``PUB_KEY_ID_…`` selects the configured
   public key, anything else a platform certificate. An unknown certificate serial triggers one
   download of ``/v3/certificates`` (at most once a minute per account), cached per process.
-- Payment code uses v2 ``/pay/micropay`` and ``/secapi/pay/reverse``; ``query()`` always uses the
-  v3 query, which serves payment-code trades too (WeChat allows mixing v2 and v3 per order).
+- Payment code uses v2 throughout: ``charge`` (``/pay/micropay``), ``query_charge``
+  (``/pay/orderquery``) and ``revoke`` (``/secapi/pay/reverse``, one call per ``revoke``).
+  ``query()`` (v3) also reads payment-code trades, but the payment-code flow follows its trades
+  with ``query_charge``.
 
-Layout: ``_v3`` (signed transport, verification, error map), ``_paycode`` (v2 charge/revoke),
+Layout: ``_v3`` (signed transport, verification, error map), ``_paycode`` (v2 payment code, mTLS),
 ``_crypto`` / ``_xml`` / ``_bill`` (pure protocol pieces), this module (the v3 operations).
 """
 
