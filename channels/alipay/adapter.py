@@ -10,8 +10,6 @@ Account keys read from ``AccountConfig``:
 - ``credentials["app_private_key"]`` (required): the application's RSA private key, PEM
   (PKCS#8 or PKCS#1) or the bare Base64 body Alipay's key tool prints.
 - ``options["alipay_public_key"]`` (required): Alipay's RSA public key, PEM or bare Base64.
-- ``options["cancel_retry_interval"]`` (optional, seconds, default 1.0): pause between
-  ``alipay.trade.cancel`` calls while Alipay answers ``retry_flag=Y``.
 
 Shapes handed to the app (``PrepayResult.client_params``): ``{"order_string": ...}`` for
 ``app`` (the APP SDK's order string), ``{"url": ...}`` for ``page`` and ``h5`` (a GET URL to the
@@ -28,9 +26,9 @@ amounts, times, references), ``_bill`` (bill archives), this module (the operati
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-import time
 from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from typing import Any
@@ -55,6 +53,7 @@ from channels.base import (
     RefundRequest,
     RefundState,
     RefundStatus,
+    RevokeResult,
     SignatureInvalid,
     TradeState,
     TradeStatus,
@@ -81,7 +80,8 @@ _TRADE_STATUS = {
 _REJECTING_CODES = frozenset({"20001", "40001", "40002", "40004", "40006"})
 _UNKNOWN_SUB_CODES = frozenset({"ACQ.SYSTEM_ERROR", "isp.unknow-error", "aop.ACQ.SYSTEM_ERROR"})
 
-_CANCEL_ATTEMPTS = 5
+# alipay.trade.cancel action -> whether money had been taken and was given back.
+_CANCEL_ACTIONS = {"close": False, "refund": True}
 
 # An Alipay payment code: 16-24 digits starting 25-30 (WeChat's start 10-15).
 AUTH_CODE = re.compile(r"(2[5-9]|30)[0-9]{14,22}")
@@ -348,7 +348,11 @@ class AlipayAdapter(ChannelAdapter):
 
     # --- payment code -----------------------------------------------------------------
     def charge(self, req: ChargeRequest) -> TradeState:
-        """``alipay.trade.pay`` scene ``bar_code``."""
+        """``alipay.trade.pay`` scene ``bar_code``: PAID (``10000``), USER_PAYING (``10003``, the payer
+        confirms; follow with ``query_charge``). ``ChannelRejected`` with Alipay's ``sub_code`` on a
+        definite failure (``40004``: invalid or expired code, balance not enough...);
+        ``ChannelUnavailable`` when the outcome is unknown (``20000``, ``ACQ.SYSTEM_ERROR``,
+        timeouts, 5xx, unreadable or unverifiable answers). ``ACQ.TRADE_HAS_SUCCESS`` is read back."""
         self._check_amount(req.amount, req.currency)
         if not isinstance(req.auth_code, str) or not AUTH_CODE.fullmatch(req.auth_code):
             raise ChannelRejected(
@@ -390,41 +394,44 @@ class AlipayAdapter(ChannelAdapter):
                 raw=node,
             )
         if code == "40004" and node.get("sub_code") == "ACQ.TRADE_HAS_SUCCESS":
-            return self.query(payment_no=req.payment_no)
+            return self.query_charge(payment_no=req.payment_no)
         self._raise_for_code(node)
         raise ChannelUnavailable(f"unexpected trade.pay code {code!r}", raw=node)
 
-    def revoke(self, *, payment_no: str, channel_trade_no: str | None = None) -> TradeStatus:
-        """``alipay.trade.cancel``, called again while Alipay answers ``retry_flag=Y``.
+    def query_charge(self, *, payment_no: str, channel_trade_no: str | None = None) -> TradeState:
+        """``alipay.trade.query`` for a bar-code trade: TRADE_SUCCESS/TRADE_FINISHED -> PAID,
+        WAIT_BUYER_PAY -> NOT_PAID and ``ACQ.TRADE_NOT_EXIST`` -> NOT_FOUND (both "still waiting"
+        to the caller), TRADE_CLOSED -> CLOSED (a cancelled trade; ``raw`` shows whether it had
+        been paid and refunded)."""
+        state = self.query(payment_no=payment_no, channel_trade_no=channel_trade_no)
+        if state.raw.get("trade_status") == "TRADE_CLOSED":
+            return dataclasses.replace(state, status=TradeStatus.CLOSED, paid_amount=None, paid_at=None)
+        return state
 
-        ``action=close``: the trade was unpaid and is closed; ``action=refund``: it was paid and
-        is fully refunded, i.e. revoked.
+    def revoke(self, *, payment_no: str, channel_trade_no: str | None = None) -> RevokeResult:
+        """One ``alipay.trade.cancel`` call; ``retry_flag=Y`` is ``retry=True`` (the caller calls
+        again, this method never loops). ``action=close``: the unpaid trade is closed;
+        ``action=refund``: it had been paid and is refunded in full. No action: the trade is
+        unknown or the call failed, so the trade is queried to tell which.
         """
-        biz = _wire.trade_ref(payment_no, channel_trade_no)
-        interval = float(self.config.options.get("cancel_retry_interval", 1.0))
-        node: dict[str, Any] = {}
-        for attempt in range(_CANCEL_ATTEMPTS):
-            if attempt:
-                time.sleep(interval)
-            node = self._call("alipay.trade.cancel", biz)
-            code = node.get("code")
-            if code == "20000" or node.get("sub_code") in _UNKNOWN_SUB_CODES:
-                continue
-            self._raise_for_code(node)
-            if node.get("retry_flag") == "Y":
-                continue
-            action = node.get("action")
-            if action == "close":
-                return TradeStatus.CLOSED
-            if action == "refund":
-                return TradeStatus.REVOKED
-            if action:
-                raise ChannelUnavailable(f"unknown cancel action {action!r}", raw=node)
-            state = self.query(payment_no=payment_no, channel_trade_no=channel_trade_no)
-            if state.status in (TradeStatus.NOT_FOUND, TradeStatus.CLOSED):
-                return TradeStatus.CLOSED
-            raise ChannelUnavailable("cancel answered without action; trade state unclear", raw=node)
-        raise ChannelUnavailable("alipay still asks to retry the cancel", raw=node)
+        node = self._call("alipay.trade.cancel", _wire.trade_ref(payment_no, channel_trade_no))
+        retry = node.get("retry_flag") == "Y"
+        if node.get("code") == "20000" or node.get("sub_code") in _UNKNOWN_SUB_CODES:
+            if retry:
+                return RevokeResult(done=False, retry=True, refunded=False, raw=node)
+            self._raise_for_code(node)  # raises ChannelUnavailable: the outcome is unknown
+        self._raise_for_code(node)  # a definite refusal raises ChannelRejected with Alipay's sub_code
+        if retry:
+            return RevokeResult(done=False, retry=True, refunded=False, raw=node)
+        action = node.get("action")
+        if action in _CANCEL_ACTIONS:
+            return RevokeResult(done=True, retry=False, refunded=_CANCEL_ACTIONS[action], raw=node)
+        if action:
+            raise ChannelUnavailable(f"unknown cancel action {action!r}", raw=node)
+        state = self.query_charge(payment_no=payment_no, channel_trade_no=channel_trade_no)
+        if state.status in (TradeStatus.NOT_FOUND, TradeStatus.CLOSED):
+            return RevokeResult(done=True, retry=False, refunded=False, raw={"cancel": node, "trade": state.raw})
+        raise ChannelUnavailable("cancel answered without action; trade state unclear", raw=node)
 
     # --- wire -------------------------------------------------------------------------
     @property

@@ -109,7 +109,7 @@ def adapter(app_key: rsa.RSAPrivateKey, alipay_key: rsa.RSAPrivateKey) -> Alipay
         base_url="https://openapi.example.test",
         ids={"app_id": APP_ID, "seller_id": SELLER_ID},
         credentials={"app_private_key": pem_private(app_key)},
-        options={"alipay_public_key": pem_public(alipay_key.public_key()), "cancel_retry_interval": 0},
+        options={"alipay_public_key": pem_public(alipay_key.public_key())},
     )
     adapter = AlipayAdapter(config)
     adapter._now = lambda: datetime(2025, 1, 1, 12, 0, 0, tzinfo=BEIJING)  # type: ignore[method-assign]
@@ -667,3 +667,129 @@ def test_a_paid_trade_without_its_amount_is_unavailable(adapter, alipay_key):
     stub(query_body(alipay_key, '{"code":"10000","out_trade_no":"T20250101001","trade_status":"TRADE_SUCCESS"}'))
     with pytest.raises(ChannelUnavailable, match="total_amount"):
         adapter.query(payment_no="T20250101001")
+
+
+# --- payment code: every answer classified ----------------------------------------------------------
+def signed_answer(alipay_key: rsa.RSAPrivateKey, api: str, node: dict) -> bytes:
+    text = json.dumps(node, ensure_ascii=False, separators=(",", ":"))
+    return f'{{"{api.replace(".", "_")}_response":{text},"sign":"{rsa2(alipay_key, text)}"}}'.encode()
+
+
+def bar_code(adapter):
+    return adapter.charge(
+        ChargeRequest(payment_no="T1", amount=500, currency="CNY", description="x", auth_code="284567890123456789")
+    )
+
+
+PAID_NODE = {"code": "10000", "msg": "Success", "trade_no": "2025T1", "out_trade_no": "T1", "total_amount": "5.00"}
+
+
+@responses.activate
+def test_bar_code_paid_and_waiting_answers(adapter, alipay_key):
+    stub(signed_answer(alipay_key, "alipay.trade.pay", PAID_NODE))
+    state = bar_code(adapter)
+    assert (state.status, state.paid_amount, state.currency) == (TradeStatus.PAID, 500, "CNY")
+    waiting = {"code": "10003", "msg": "order success pay inprocess", "trade_no": "2025T1", "out_trade_no": "T1"}
+    stub(signed_answer(alipay_key, "alipay.trade.pay", waiting))
+    assert bar_code(adapter).status is TradeStatus.USER_PAYING
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "sub_code",
+    [
+        "ACQ.PAYMENT_AUTH_CODE_INVALID",
+        "ACQ.BUYER_BALANCE_NOT_ENOUGH",
+        "ACQ.BUYER_BANKCARD_BALANCE_NOT_ENOUGH",
+        "ACQ.TRADE_HAS_CLOSE",
+        "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR",
+    ],
+)
+def test_bar_code_definite_failures_are_rejected_with_the_sub_code(adapter, alipay_key, sub_code):
+    stub(
+        signed_answer(alipay_key, "alipay.trade.pay", {"code": "40004", "msg": "Business Failed", "sub_code": sub_code})
+    )
+    with pytest.raises(ChannelRejected) as caught:
+        bar_code(adapter)
+    assert caught.value.code == sub_code
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"code": "20000", "msg": "Service Currently Unavailable", "sub_code": "isp.unknow-error"},
+        {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.SYSTEM_ERROR"},
+        {"code": "99999", "msg": "?"},
+        {**PAID_NODE, "total_amount": ""},
+    ],
+    ids=["20000", "ACQ.SYSTEM_ERROR", "unknown code", "paid without amount"],
+)
+def test_bar_code_unknown_outcomes_are_unavailable(adapter, alipay_key, node):
+    stub(signed_answer(alipay_key, "alipay.trade.pay", node))
+    with pytest.raises(ChannelUnavailable):
+        bar_code(adapter)
+
+
+@responses.activate
+@pytest.mark.parametrize("failure", [b"oops", requests.ReadTimeout("slow")])
+def test_bar_code_transport_failures_are_unavailable(adapter, failure):
+    stub(failure, status=502 if isinstance(failure, bytes) else 200)
+    with pytest.raises(ChannelUnavailable):
+        bar_code(adapter)
+
+
+@responses.activate
+def test_bar_code_already_paid_is_read_back_with_a_query(adapter, alipay_key):
+    stub(signed_answer(alipay_key, "alipay.trade.pay", {"code": "40004", "sub_code": "ACQ.TRADE_HAS_SUCCESS"}))
+    stub(signed_answer(alipay_key, "alipay.trade.query", {**PAID_NODE, "trade_status": "TRADE_SUCCESS"}))
+    assert bar_code(adapter).status is TradeStatus.PAID
+    assert sent_params(1)["method"] == "alipay.trade.query"
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("trade", "expected"),
+    [
+        ({"trade_status": "TRADE_SUCCESS"}, TradeStatus.PAID),
+        ({"trade_status": "TRADE_FINISHED"}, TradeStatus.PAID),
+        ({"trade_status": "WAIT_BUYER_PAY"}, TradeStatus.NOT_PAID),
+        ({"trade_status": "TRADE_CLOSED"}, TradeStatus.CLOSED),
+        ({"trade_status": "TRADE_CLOSED", "send_pay_date": "2025-01-01 12:00:05"}, TradeStatus.CLOSED),
+        ({"code": "40004", "sub_code": "ACQ.TRADE_NOT_EXIST"}, TradeStatus.NOT_FOUND),
+    ],
+)
+def test_query_charge_maps_every_trade_status(adapter, alipay_key, trade, expected):
+    stub(signed_answer(alipay_key, "alipay.trade.query", {**PAID_NODE, **trade}))
+    state = adapter.query_charge(payment_no="T1")
+    assert state.status is expected
+    assert (state.paid_amount is not None) is (expected is TradeStatus.PAID)
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"retry_flag": "N", "action": "close"}, (True, False, False)),
+        ({"retry_flag": "N", "action": "refund"}, (True, False, True)),
+        ({"retry_flag": "Y"}, (False, True, False)),
+        ({"code": "20000", "sub_code": "ACQ.SYSTEM_ERROR", "retry_flag": "Y"}, (False, True, False)),
+    ],
+)
+def test_cancel_answers_become_one_revoke_result_each(adapter, alipay_key, node, expected):
+    stub(signed_answer(alipay_key, "alipay.trade.cancel", {"code": "10000", "out_trade_no": "T1", **node}))
+    result = adapter.revoke(payment_no="T1")
+    assert (result.done, result.retry, result.refunded) == expected
+    assert len(responses.calls) == 1  # never loops
+
+
+@responses.activate
+def test_cancel_refusal_is_rejected_and_unknown_outcome_unavailable(adapter, alipay_key):
+    refusal = {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.REASON_TRADE_BEEN_FREEZEN"}
+    stub(signed_answer(alipay_key, "alipay.trade.cancel", refusal))
+    with pytest.raises(ChannelRejected) as caught:
+        adapter.revoke(payment_no="T1")
+    assert caught.value.code == "ACQ.REASON_TRADE_BEEN_FREEZEN"
+    stub(signed_answer(alipay_key, "alipay.trade.cancel", {"code": "20000", "sub_code": "ACQ.SYSTEM_ERROR"}))
+    with pytest.raises(ChannelUnavailable):
+        adapter.revoke(payment_no="T1")
