@@ -114,6 +114,12 @@ class ChannelUnavailableError(PaycoreError):
     code, http_status = "channel_unavailable", 503
 
 
+class ChannelMisconfigured(PaycoreError):
+    """The channel account's settings do not work (ops must fix them); nothing was sent."""
+
+    code, http_status = "channel_misconfigured", 503
+
+
 class ChannelRejectedError(PaycoreError):
     """The channel refused; its raw code goes in ``extra`` under a stable key, never the message."""
 

@@ -1,4 +1,4 @@
-"""WeChat Pay trade bill files (channel-protocols.md §1.9).
+"""WeChat Pay trade bill files (WeChat Pay API v3, "download the trade bill").
 
 A bill is a detail header row, detail rows whose every cell starts with one backtick, then a
 summary header (first cell ``总交易单数``) and one summary row. Column order differs between
@@ -18,7 +18,9 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from channels.base import BillRow, BillRowKind
+from paycore import money
 
+CURRENCY = "CNY"
 BEIJING = timezone(timedelta(hours=8), "Asia/Shanghai")
 SUMMARY_FIRST_CELL = "总交易单数"
 _MAX_BILL_BYTES = 256 * 1024 * 1024
@@ -43,7 +45,7 @@ _REFUND_AMOUNT = ("申请退款金额", "退款金额")
 def check_and_decompress(content: bytes, hash_type: str, hash_value: str) -> bytes:
     """Check the hash against the downloaded bytes or, for gzip, the decompressed bytes.
 
-    The docs do not say which of the two the hash covers (⚠ §1.9), so either is accepted.
+    WeChat's docs do not say which of the two the hash covers, so either is accepted.
     """
     if hash_type.upper() != "SHA1":
         raise BillError(f"unsupported bill hash_type {hash_type!r}")
@@ -69,23 +71,20 @@ def _gunzip(content: bytes) -> bytes:
 def yuan_to_fen(text: str) -> int:
     """``"9.90"`` -> ``990``; more than two significant decimals is an error, never rounded."""
     try:
-        value = Decimal(text.strip())
-    except InvalidOperation as exc:
-        raise BillError(f"bad amount {text!r}") from exc
-    fen = value * 100
-    if not value.is_finite() or fen != fen.to_integral_value():
-        raise BillError(f"amount {text!r} is not a whole number of fen")
-    return int(fen)
+        return money.decimal_to_minor(text.strip(), CURRENCY)
+    except ValueError as exc:
+        raise BillError(f"bad amount {text!r}: {exc}") from None
 
 
 def fee_to_fen(text: str) -> int:
+    """The fee column has five decimals (``"0.00540"``): rounded half-up to whole fen."""
     try:
         value = Decimal(text.strip())
     except InvalidOperation as exc:
         raise BillError(f"bad fee {text!r}") from exc
     if not value.is_finite():
         raise BillError(f"bad fee {text!r}")
-    return int((value * 100).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    return int(value.scaleb(money.exponent(CURRENCY)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def _cells(line: str) -> list[str]:
@@ -150,7 +149,7 @@ def _row(row: dict[str, str]) -> BillRow:
         payment_no=row["商户订单号"],
         channel_trade_no=row.get("微信订单号", ""),
         amount=yuan_to_fen(amount_text),
-        currency=row.get("货币种类") or "CNY",
+        currency=row.get("货币种类") or CURRENCY,
         occurred_at=occurred_at,
         refund_no=refund_no,
         channel_refund_no=channel_refund_no,

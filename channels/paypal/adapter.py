@@ -1,9 +1,9 @@
-"""PayPal REST (Orders v2, captures, refunds, webhooks, Transaction Search).
+"""PayPal REST adapter: Orders v2 checkout, captures, refunds, webhooks, Transaction Search.
 
-Wire reference: docs/channel-protocols.md §4. PayPal authenticates calls with an OAuth2 bearer
-token (no request or response signatures) and signs webhooks with SHA256withRSA over a
-CRC32-based string. The money id is the *capture*, not the order: paycore's
-``channel_trade_no`` is the order id, and the capture id travels in ``TradeState.raw``.
+PayPal authenticates calls with an OAuth2 bearer token (no request or response signatures) and
+signs webhooks with SHA256withRSA over a CRC32-based string. The money id is the *capture*, not
+the order: paycore's ``channel_trade_no`` is the order id, and the capture id travels in
+``TradeState.raw``.
 
 Account keys read (``AccountConfig``):
 
@@ -11,10 +11,10 @@ Account keys read (``AccountConfig``):
 - ``ids["webhook_id"]``: our webhook registration id in this environment; the only webhook id
   ever used for verification (never one taken from a message).
 - ``credentials["client_secret"]``: REST app secret (token requests only; never logged).
-- ``options["webhook_verification"]``: ``"local"`` (default, §4.5 method B) or ``"api"``
-  (method A, ``POST /v1/notifications/verify-webhook-signature``).
+- ``options["webhook_verification"]``: ``"local"`` (default, the certificate check done here) or
+  ``"api"`` (``POST /v1/notifications/verify-webhook-signature``).
 - ``options["cert_url_allowed_prefixes"]``: list of URL prefixes from which a webhook signing
-  certificate may also be fetched (the sandbox gateway); ``https`` URLs on ``*.paypal.com`` are
+  certificate may also be fetched (a test gateway); ``https`` URLs on ``*.paypal.com`` are
   always allowed.
 - ``options["trusted_ca_certificates"]``: list of PEM CA certificates; when set, the signing
   certificate must chain to one of them (directly or through intermediates served with it).
@@ -29,42 +29,37 @@ Operations that PayPal does not have, and what this adapter does instead:
   approved is reversed by PayPal after a few hours. The capture is idempotent on
   ``<payment_no>:capture``. ``query`` itself never captures, so an order the buyer approves after
   paycore closed the payment is left to lapse.
+
+Layout: ``_wire`` (amounts, captures and refunds as paycore values), ``_webhook`` (signature
+verification and event mapping), ``_bill`` (Transaction Search rows), this module (HTTP, token,
+orders and refunds).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote
 
 import requests
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.x509.oid import NameOID
 
+from channels._cache import ProcessCache, fingerprint
 from channels.base import (
-    DEFAULT_TIMEOUT,
     AccountConfig,
     BillRow,
-    BillRowKind,
     ChannelAdapter,
     ChannelError,
     ChannelRejected,
     ChannelUnavailable,
     Notification,
-    NotificationKind,
     NotSupported,
     PrepayRequest,
     PrepayResult,
@@ -74,59 +69,22 @@ from channels.base import (
     SignatureInvalid,
     TradeState,
     TradeStatus,
+    check_amount,
+    map_status,
+    normalize_headers,
+)
+from channels.paypal import _webhook
+from channels.paypal._bill import bill_rows
+from channels.paypal._wire import (
+    CURRENCIES,
+    format_amount,
+    money_of,
+    paid_capture,
+    refund_state,
+    trade_from_capture,
 )
 
 logger = logging.getLogger(__name__)
-
-# Minor-unit exponents (ISO 4217) of the currencies this adapter will format. A currency not
-# listed raises rather than guessing: a wrong exponent moves money by a factor of 100.
-# HUF and TWD are left out on purpose: ISO gives them 2 decimals but PayPal rejects decimals
-# for them, so paycore's minor units cannot be sent as they are.
-_EXPONENT: dict[str, int] = {
-    **dict.fromkeys(("JPY", "KRW"), 0),
-    **dict.fromkeys(("BHD", "KWD", "JOD", "OMR", "TND"), 3),
-    **dict.fromkeys(
-        (
-            "USD",
-            "EUR",
-            "GBP",
-            "CNY",
-            "HKD",
-            "SGD",
-            "AUD",
-            "CAD",
-            "NZD",
-            "CHF",
-            "SEK",
-            "NOK",
-            "DKK",
-            "PLN",
-            "CZK",
-            "ILS",
-            "MXN",
-            "BRL",
-            "MYR",
-            "PHP",
-            "THB",
-            "INR",
-            "AED",
-            "SAR",
-            "ZAR",
-        ),
-        2,
-    ),
-}
-
-# Capture status -> trade status. Decide on the capture, never on the order (§4.2): an order
-# can be COMPLETED with a DECLINED or PENDING capture. Refunds afterwards do not undo PAID.
-_CAPTURE_STATUS: dict[str, TradeStatus] = {
-    "COMPLETED": TradeStatus.PAID,
-    "PARTIALLY_REFUNDED": TradeStatus.PAID,
-    "REFUNDED": TradeStatus.PAID,
-    "PENDING": TradeStatus.NOT_PAID,
-    "DECLINED": TradeStatus.FAILED,
-    "FAILED": TradeStatus.FAILED,
-}
 
 # Order statuses that need no capture attempt; APPROVED and COMPLETED are handled apart.
 _ORDER_STATUS: dict[str, TradeStatus] = {
@@ -147,233 +105,37 @@ _CAPTURE_ISSUE: dict[str, TradeStatus] = {
     "ORDER_ALREADY_VOIDED": TradeStatus.CLOSED,
 }
 
-_REFUND_STATUS: dict[str, RefundStatus] = {
-    "COMPLETED": RefundStatus.SUCCEEDED,
-    "PENDING": RefundStatus.PROCESSING,
-    "FAILED": RefundStatus.FAILED,
-    "CANCELLED": RefundStatus.FAILED,
-}
-
-# Webhook event -> what the capture it carries means for the payment.
-_CAPTURE_EVENTS: dict[str, TradeStatus | None] = {
-    "PAYMENT.CAPTURE.COMPLETED": TradeStatus.PAID,
-    "PAYMENT.CAPTURE.PENDING": TradeStatus.NOT_PAID,
-    "PAYMENT.CAPTURE.DENIED": TradeStatus.FAILED,
-    "PAYMENT.CAPTURE.DECLINED": TradeStatus.FAILED,
-    # money was taken, then PayPal took it back (dispute): nothing to apply automatically, the
-    # service queries and ops decide
-    "PAYMENT.CAPTURE.REVERSED": None,
-}
-
-# Transaction Search event codes paycore books (§4.6). Other codes (fees, withdrawals,
-# currency conversions, holds) are not paycore's trades and are skipped.
-_BILL_PAYMENT_CODES = frozenset({"T0003", "T0006"})
-_BILL_REFUND_CODES = frozenset({"T1107"})
-
 _TOKEN_MARGIN = 300.0  # refresh when fewer than 5 minutes remain
-_CERT_MAX_BYTES = 64 * 1024
 _BILL_PAGE_SIZE = 500
 _BILL_MAX_PAGES = 1000
 
 
-# --- token cache (module level: shared by every adapter instance in the process) --------------
+# --- per-process caches: shared by every adapter instance, never across fork -------------------
 @dataclass(frozen=True, slots=True)
 class _Token:
     value: str
     expires_at: float  # time.monotonic()
 
 
-_tokens: dict[tuple[str, str], _Token] = {}
-_token_locks: dict[tuple[str, str], threading.Lock] = {}
-_tokens_guard = threading.Lock()
+@dataclass
+class _TokenSlot:
+    """The bearer token of one (environment, client id, secret); ``lock`` serialises its refresh."""
 
-# --- certificate cache: URL -> DER bytes of the PEM bundle served there -----------------------
-_certs: dict[str, list[x509.Certificate]] = {}
-_certs_guard = threading.Lock()
+    token: _Token | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _token_lock(key: tuple[str, str]) -> threading.Lock:
-    with _tokens_guard:
-        return _token_locks.setdefault(key, threading.Lock())
+_TOKENS: ProcessCache[_TokenSlot] = ProcessCache("paypal tokens")
+_TRUSTED: ProcessCache[list[x509.Certificate]] = ProcessCache("paypal trusted CAs")
 
 
 def clear_caches() -> None:
-    """Forget cached tokens and certificates (tests; credential rotation)."""
-    with _tokens_guard:
-        _tokens.clear()
-    with _certs_guard:
-        _certs.clear()
+    """Forget cached tokens and certificates (tests; credential rotation needs no call)."""
+    _TOKENS.clear()
+    _TRUSTED.clear()
+    _webhook.CERTIFICATES.clear()
 
 
-# --- money ------------------------------------------------------------------------------
-def _exponent(currency: str) -> int:
-    try:
-        return _EXPONENT[currency.upper()]
-    except KeyError:
-        raise ValueError(f"currency {currency!r} has no known minor-unit exponent for PayPal") from None
-
-
-def format_amount(amount: int, currency: str) -> str:
-    """Minor units -> PayPal's decimal string (``990`` USD -> ``"9.90"``, ``990`` JPY -> ``"990"``)."""
-    exp = _exponent(currency)
-    if isinstance(amount, bool) or not isinstance(amount, int):
-        raise TypeError("amount must be an int in minor units")
-    value = Decimal(amount).scaleb(-exp)
-    return f"{value:.{exp}f}"
-
-
-def parse_amount(value: str, currency: str) -> int:
-    """PayPal's decimal string -> minor units; a value with more precision than the currency raises."""
-    exp = _exponent(currency)
-    try:
-        dec = Decimal(str(value))
-    except InvalidOperation:
-        raise ChannelUnavailable(f"unreadable amount {value!r}") from None
-    if not dec.is_finite():
-        raise ChannelUnavailable(f"unreadable amount {value!r}")
-    minor = dec.scaleb(exp)
-    if minor != minor.to_integral_value():
-        raise ChannelUnavailable(f"amount {value!r} has more than {exp} decimals for {currency}")
-    return int(minor)
-
-
-def _money(obj: Any) -> tuple[int, str]:
-    """``{"currency_code": "USD", "value": "9.90"}`` -> (990, "USD")."""
-    if not isinstance(obj, Mapping) or "value" not in obj or "currency_code" not in obj:
-        raise ChannelUnavailable("reply carries no readable amount")
-    currency = str(obj["currency_code"]).upper()
-    try:
-        return parse_amount(obj["value"], currency), currency
-    except ValueError as exc:  # unknown currency in a reply: unreadable
-        raise ChannelUnavailable(str(exc)) from None
-
-
-def _time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise ChannelUnavailable(f"unreadable time {value!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-# --- webhook verification helpers (module level so they can be tested on their own) ---------
-def crc32_of(body: bytes) -> int:
-    """CRC32 (IEEE, as ``zlib.crc32``) of the raw body, unsigned."""
-    return zlib.crc32(body) & 0xFFFFFFFF
-
-
-def signing_string(transmission_id: str, transmission_time: str, webhook_id: str, body: bytes) -> str:
-    """The string PayPal signs: ``<transmission_id>|<transmission_time>|<webhook_id>|<crc32>``."""
-    return f"{transmission_id}|{transmission_time}|{webhook_id}|{crc32_of(body)}"
-
-
-def cert_url_allowed(url: str, allowed_prefixes: list[str] | tuple[str, ...] = ()) -> bool:
-    """Whether a webhook signing certificate may be fetched from ``url``.
-
-    Always allowed: ``https`` on a ``*.paypal.com`` host, default port, no user info. Also allowed:
-    URLs that start with one of ``allowed_prefixes`` (the sandbox gateway). URLs with user info,
-    backslashes, dot segments, a query or a fragment are refused outright, so that a prefix match
-    cannot be escaped.
-    """
-    if not isinstance(url, str) or not url or any(c in url for c in "\\\r\n\t "):
-        return False
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return False
-    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
-        return False
-    if parts.query or parts.fragment or "?" in url or "#" in url:
-        return False
-    segments = unquote(parts.path).split("/")
-    if any(seg in (".", "..") for seg in segments) or "%2f" in parts.path.lower():
-        return False
-    host = (parts.hostname or "").lower()
-    if parts.scheme == "https" and host.endswith(".paypal.com") and port in (None, 443):
-        return True
-    return any(isinstance(p, str) and p and url.startswith(p) for p in allowed_prefixes)
-
-
-def _load_pem_bundle(data: bytes) -> list[x509.Certificate]:
-    try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError:
-        raise SignatureInvalid("certificate at PAYPAL-CERT-URL is not PEM") from None
-    if not certs:
-        raise SignatureInvalid("no certificate at PAYPAL-CERT-URL")
-    return certs
-
-
-def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except (ValueError, TypeError, InvalidSignature):
-        return False
-    return True
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
-    except x509.ExtensionNotFound:
-        return False
-
-
-def _within_validity(cert: x509.Certificate, now: datetime) -> bool:
-    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
-
-
-def check_signing_certificate(
-    bundle: list[x509.Certificate], trusted: list[x509.Certificate], now: datetime | None = None
-) -> x509.Certificate:
-    """Validate the leaf (first) certificate of the bundle served at PAYPAL-CERT-URL and return it.
-
-    Checks validity dates, that the subject CN ends with ``.paypal.com`` and, when ``trusted`` is
-    not empty, that it chains to one of them through at most three intermediates from the bundle
-    (each a valid CA certificate). Raises ``SignatureInvalid`` otherwise.
-    """
-    now = now or datetime.now(UTC)
-    leaf = bundle[0]
-    if not _within_validity(leaf, now):
-        raise SignatureInvalid("signing certificate is outside its validity period")
-    cns = leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    cn = str(cns[0].value).lower() if cns else ""
-    if not cn.endswith(".paypal.com"):
-        raise SignatureInvalid(f"signing certificate CN {cn!r} is not a paypal.com name")
-    if not trusted:
-        return leaf
-    current, intermediates = leaf, bundle[1:]
-    for _ in range(4):
-        if any(_within_validity(ca, now) and _issued_by(current, ca) for ca in trusted):
-            return leaf
-        parent = next(
-            (c for c in intermediates if _is_ca(c) and _within_validity(c, now) and _issued_by(current, c)), None
-        )
-        if parent is None:
-            break
-        current = parent
-    raise SignatureInvalid("signing certificate is not issued by a trusted CA")
-
-
-def verify_transmission(cert: x509.Certificate, message: str, signature_b64: str) -> None:
-    """RSASSA-PKCS1-v1_5 / SHA-256 over the UTF-8 signing string; raises ``SignatureInvalid``."""
-    try:
-        signature = base64.b64decode(signature_b64, validate=True)
-    except (binascii.Error, ValueError):
-        raise SignatureInvalid("PAYPAL-TRANSMISSION-SIG is not Base64") from None
-    key = cert.public_key()
-    if not isinstance(key, rsa.RSAPublicKey):
-        raise SignatureInvalid("signing certificate does not hold an RSA key")
-    try:
-        key.verify(signature, message.encode("utf-8"), padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
-        raise SignatureInvalid("webhook signature does not verify") from None
-
-
-# --- the adapter ------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class _Reply:
     status: int
@@ -400,7 +162,7 @@ class PaypalAdapter(ChannelAdapter):
 
     code = "paypal"
     methods = frozenset({"app", "page"})
-    currencies = None
+    currencies = CURRENCIES  # what PayPal takes in paycore's minor units
 
     def __init__(self, config: AccountConfig, http: requests.Session | None = None) -> None:
         super().__init__(config, http)
@@ -413,7 +175,7 @@ class PaypalAdapter(ChannelAdapter):
     # --- payments -------------------------------------------------------------------------
     def prepay(self, req: PrepayRequest) -> PrepayResult:
         """Create an order (intent CAPTURE); idempotent on ``PayPal-Request-Id: payment_no``."""
-        value = format_amount(req.amount, req.currency)
+        value = self._wire_amount(req.amount, req.currency)
         unit: dict[str, Any] = {
             "reference_id": "default",
             "custom_id": req.payment_no,
@@ -483,11 +245,8 @@ class PaypalAdapter(ChannelAdapter):
             self._check_order_unit(order, payment_no)
             status = str(order.get("status", ""))
         if status == "COMPLETED":
-            return self._trade_from_capture(order, payment_no, channel_trade_no)
-        try:
-            trade_status = _ORDER_STATUS[status]
-        except KeyError:
-            raise ChannelUnavailable(f"unknown order status {status!r}", raw=order) from None
+            return trade_from_capture(order, payment_no, channel_trade_no)
+        trade_status = map_status(_ORDER_STATUS, status, what="order status", raw=order)
         return TradeState(
             payment_no=payment_no,
             status=trade_status,
@@ -497,7 +256,7 @@ class PaypalAdapter(ChannelAdapter):
         )
 
     def close(self, *, payment_no: str, channel_trade_no: str | None = None) -> None:
-        """No-op: PayPal has no close for unapproved orders, they expire on their own (§4.2).
+        """No-op: PayPal has no close for unapproved orders, they expire on their own.
 
         An order approved after paycore closed the payment is never captured (only ``settle``
         captures, and the service settles open payments only); PayPal reverses the approval.
@@ -507,18 +266,20 @@ class PaypalAdapter(ChannelAdapter):
     # --- refunds --------------------------------------------------------------------------
     def refund(self, req: RefundRequest) -> RefundState:
         """Refund part or all of the order's capture; idempotent on ``PayPal-Request-Id: refund_no``."""
+        self._check_refund_no(req)
+        self._wire_amount(req.amount, req.currency)
         if not req.channel_trade_no:
             raise NotSupported("PayPal refunds need the order id (channel_trade_no)")
         order = self._get_order(req.channel_trade_no)
         if order is None:
             raise ChannelRejected("order not found", code="RESOURCE_NOT_FOUND")
         self._check_order_unit(order, req.payment_no)
-        capture = self._paid_capture(order)
+        capture = paid_capture(order)
         if capture is None:
             raise ChannelRejected("order has no completed capture to refund", code="NOT_CAPTURED", raw={"order": order})
         currency = req.currency.upper()
         body = {
-            "amount": {"currency_code": currency, "value": format_amount(req.amount, currency)},
+            "amount": {"currency_code": currency, "value": self._wire_amount(req.amount, currency)},
             "invoice_id": req.refund_no,
             "custom_id": req.payment_no,
         }
@@ -528,10 +289,25 @@ class PaypalAdapter(ChannelAdapter):
         reply = self._call("POST", path, json_body=body, request_id=req.refund_no)
         if reply.status not in (200, 201):
             raise reply.rejected("refund")
-        state = self._refund_state(reply.data, req.refund_no, capture_id=str(capture["id"]))
+        state = refund_state(reply.data, req.refund_no, capture_id=str(capture["id"]))
         if state.amount is not None and state.amount != req.amount:
             raise ChannelUnavailable("refund reply amount differs from the request", raw=reply.data)
         return state
+
+    def refund_no_problem(self, *, refund_no: str, payment_no: str) -> str | None:
+        """The refund number is sent as ``invoice_id`` (at most 127 characters) and ``PayPal-Request-Id``."""
+        problem = super().refund_no_problem(refund_no=refund_no, payment_no=payment_no)
+        if problem is None and len(refund_no) > 127:
+            problem = "PayPal takes at most 127 characters (invoice_id)"
+        return problem
+
+    @staticmethod
+    def _wire_amount(amount: int, currency: str) -> str:
+        """Minor units as PayPal's decimal string; a currency PayPal cannot price is refused."""
+        check_amount(amount)
+        if not isinstance(currency, str) or currency.upper() not in CURRENCIES:
+            raise ChannelRejected(f"PayPal cannot price {currency!r}", code="CURRENCY_NOT_SUPPORTED")
+        return format_amount(amount, currency)
 
     def query_refund(
         self,
@@ -554,7 +330,7 @@ class PaypalAdapter(ChannelAdapter):
                 )
             if reply.status != 200:
                 raise reply.rejected("refund read")
-            return self._refund_state(reply.data, refund_no)
+            return refund_state(reply.data, refund_no)
         if not channel_trade_no:
             raise NotSupported("PayPal finds a refund by refund id or through its order id")
         order = self._get_order(channel_trade_no)
@@ -564,13 +340,13 @@ class PaypalAdapter(ChannelAdapter):
         for unit in order.get("purchase_units") or []:
             for refund in (unit.get("payments") or {}).get("refunds") or []:
                 if isinstance(refund, Mapping) and refund.get("invoice_id") == refund_no:
-                    return self._refund_state(dict(refund), refund_no)
+                    return refund_state(dict(refund), refund_no)
         return RefundState(refund_no=refund_no, status=RefundStatus.NOT_FOUND, channel_refund_no=None, amount=None)
 
     # --- notifications --------------------------------------------------------------------
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         """Verify the transmission signature (local or API), then map the event."""
-        h = {str(k).lower(): str(v) for k, v in headers.items()}
+        h = normalize_headers(headers)
         transmission_id = h.get("paypal-transmission-id", "")
         transmission_time = h.get("paypal-transmission-time", "")
         signature = h.get("paypal-transmission-sig", "")
@@ -585,7 +361,9 @@ class PaypalAdapter(ChannelAdapter):
             if auth_algo != "SHA256withRSA":
                 raise SignatureInvalid(f"unsupported PAYPAL-AUTH-ALGO {auth_algo!r}")
             cert = self._signing_certificate(cert_url)
-            verify_transmission(cert, signing_string(transmission_id, transmission_time, webhook_id, body), signature)
+            _webhook.verify_transmission(
+                cert, _webhook.signing_string(transmission_id, transmission_time, webhook_id, body), signature
+            )
         else:
             self._verify_by_api(
                 body,
@@ -603,7 +381,7 @@ class PaypalAdapter(ChannelAdapter):
             raise SignatureInvalid("verified body is not JSON") from None
         if not isinstance(event, dict) or not event.get("id") or not event.get("event_type"):
             raise SignatureInvalid("verified body is not a webhook event")
-        return self._notification(event)
+        return _webhook.event_notification(event)
 
     # ack(): the base answer (200 with an empty body, 400 on failure) is what PayPal expects.
 
@@ -640,7 +418,7 @@ class PaypalAdapter(ChannelAdapter):
             except (TypeError, ValueError):
                 raise ChannelUnavailable("transaction search reply has unreadable total_pages") from None
             page += 1
-        yield from self._bill_rows(infos)
+        return iter(list(bill_rows(infos)))  # parsed in full here, so no error surfaces mid-iteration
 
     # --- private: HTTP ----------------------------------------------------------------------
     def _call(
@@ -675,7 +453,7 @@ class PaypalAdapter(ChannelAdapter):
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
-            return self.http.request(method, url, timeout=DEFAULT_TIMEOUT, allow_redirects=False, **kwargs)
+            return self.http.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise ChannelUnavailable(
                 f"PayPal {method} {url.removeprefix(self._base)} failed: {type(exc).__name__}"
@@ -699,27 +477,28 @@ class PaypalAdapter(ChannelAdapter):
             raise ChannelUnavailable("PayPal reply is not a JSON object")
         return _Reply(resp.status_code, data)
 
-    def _cache_key(self) -> tuple[str, str]:
-        return (self._base, self.config.ids.get("client_id", ""))
+    def _token_slot(self) -> _TokenSlot:
+        """One token per (environment, client id) and process; a new secret starts a new slot."""
+        client_id = self.config.ids.get("client_id", "")
+        secret_fp = fingerprint(self.config.credentials.get("client_secret", ""))
+        return _TOKENS.get(("token", self._base, client_id), secret_fp, _TokenSlot)
 
     def _token(self) -> str:
         """A cached bearer token, fetched when missing or within 5 minutes of expiry."""
-        key = self._cache_key()
-        with _token_lock(key):
-            cached = _tokens.get(key)
+        slot = self._token_slot()
+        with slot.lock:
+            cached = slot.token
             if cached is not None and cached.expires_at - time.monotonic() > _TOKEN_MARGIN:
                 return cached.value
-            token = self._fetch_token()
-            _tokens[key] = token
-            return token.value
+            slot.token = self._fetch_token()
+            return slot.token.value
 
     def _drop_token(self, value: str) -> None:
         """Forget a token the API refused, unless another thread has already replaced it."""
-        key = self._cache_key()
-        with _token_lock(key):
-            cached = _tokens.get(key)
-            if cached is not None and cached.value == value:
-                del _tokens[key]
+        slot = self._token_slot()
+        with slot.lock:
+            if slot.token is not None and slot.token.value == value:
+                slot.token = None
 
     def _fetch_token(self) -> _Token:
         client_id = self.config.ids.get("client_id", "")
@@ -813,117 +592,38 @@ class PaypalAdapter(ChannelAdapter):
                 f"order {order.get('id')} belongs to {found}, not {payment_no}", code="ORDER_MISMATCH"
             )
         if amount is not None and "amount" in unit:
-            got = _money(unit["amount"])
+            got = money_of(unit["amount"])
             if got != (amount, currency):
                 raise ChannelUnavailable("order amount in the reply differs from the request", raw=dict(order))
         return payment_no or found
 
-    @staticmethod
-    def _captures(order: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-        out: list[Mapping[str, Any]] = []
-        for unit in order.get("purchase_units") or []:
-            if isinstance(unit, Mapping):
-                out.extend(c for c in ((unit.get("payments") or {}).get("captures") or []) if isinstance(c, Mapping))
-        return out
-
-    def _paid_capture(self, order: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        for capture in self._captures(order):
-            if _CAPTURE_STATUS.get(str(capture.get("status"))) == TradeStatus.PAID and capture.get("id"):
-                return capture
-        return None
-
-    def _trade_from_capture(self, order: dict[str, Any], payment_no: str, order_id: str) -> TradeState:
-        captures = self._captures(order)
-        if not captures:
-            raise ChannelUnavailable("completed order carries no capture", raw=order)
-        capture = self._paid_capture(order) or captures[-1]
-        capture_status = str(capture.get("status", ""))
-        try:
-            status = _CAPTURE_STATUS[capture_status]
-        except KeyError:
-            raise ChannelUnavailable(f"unknown capture status {capture_status!r}", raw=order) from None
-        paid_amount = currency = paid_at = None
-        if status == TradeStatus.PAID:
-            paid_amount, currency = _money(capture.get("amount"))
-            paid_at = _time(capture.get("create_time") or capture.get("update_time"))
-        raw = {
-            "order_id": order_id,
-            "order_status": order.get("status"),
-            "capture_id": capture.get("id"),
-            "capture_status": capture_status,
-            "order": order,
-        }
-        return TradeState(
-            payment_no=payment_no,
-            status=status,
-            channel_trade_no=order_id,
-            paid_amount=paid_amount,
-            currency=currency,
-            paid_at=paid_at,
-            raw=raw,
-        )
-
-    # --- private: refunds -----------------------------------------------------------------
-    @staticmethod
-    def _refund_state(refund: dict[str, Any], refund_no: str, capture_id: str | None = None) -> RefundState:
-        refund_id = refund.get("id")
-        if not isinstance(refund_id, str) or not refund_id:
-            raise ChannelUnavailable("refund reply has no id", raw=refund)
-        found = refund.get("invoice_id")
-        if found and refund_no and found != refund_no:
-            raise ChannelRejected(f"refund {refund_id} belongs to {found}, not {refund_no}", code="REFUND_MISMATCH")
-        raw_status = str(refund.get("status", ""))
-        try:
-            status = _REFUND_STATUS[raw_status]
-        except KeyError:
-            raise ChannelUnavailable(f"unknown refund status {raw_status!r}", raw=refund) from None
-        amount = _money(refund["amount"])[0] if "amount" in refund else None
-        details = refund.get("status_details")
-        reason = details.get("reason") if isinstance(details, Mapping) else None
-        raw = dict(refund)
-        if capture_id:
-            raw["capture_id"] = capture_id
-        return RefundState(
-            refund_no=refund_no or str(found or ""),
-            status=status,
-            channel_refund_no=refund_id,
-            amount=amount,
-            succeeded_at=_time(refund.get("update_time") or refund.get("create_time"))
-            if status == RefundStatus.SUCCEEDED
-            else None,
-            fail_code=str(reason or raw_status) if status == RefundStatus.FAILED else None,
-            raw=raw,
-        )
-
     # --- private: webhooks ----------------------------------------------------------------
     def _signing_certificate(self, cert_url: str) -> x509.Certificate:
         prefixes = self.config.options.get("cert_url_allowed_prefixes") or ()
-        if not cert_url_allowed(cert_url, list(prefixes)):
+        if not _webhook.cert_url_allowed(cert_url, list(prefixes)):
             raise SignatureInvalid(f"PAYPAL-CERT-URL {cert_url!r} is not an allowed certificate location")
-        with _certs_guard:
-            bundle = _certs.get(cert_url)
-        if bundle is None:
-            bundle = self._download_cert(cert_url)
-            with _certs_guard:
-                _certs[cert_url] = bundle
-        trusted = [self._load_ca(pem) for pem in (self.config.options.get("trusted_ca_certificates") or ())]
-        return check_signing_certificate(bundle, trusted)
+        bundle = _webhook.CERTIFICATES.get(cert_url, "", lambda: self._download_cert(cert_url))
+        pems = list(self.config.options.get("trusted_ca_certificates") or ())
+        trusted = _TRUSTED.get(
+            ("trusted", self.config.account_id), fingerprint(pems), lambda: [self._load_ca(pem) for pem in pems]
+        )
+        return _webhook.check_signing_certificate(bundle, trusted)
 
     def _download_cert(self, cert_url: str) -> list[x509.Certificate]:
         try:
-            with self.http.get(cert_url, timeout=DEFAULT_TIMEOUT, allow_redirects=False, stream=True) as resp:
+            with self.http.get(cert_url, timeout=self.timeout, allow_redirects=False, stream=True) as resp:
                 if resp.status_code != 200:
                     raise ChannelUnavailable(f"certificate fetch answered HTTP {resp.status_code}")
                 data = b""
                 for chunk in resp.iter_content(8192):
                     data += chunk
-                    if len(data) > _CERT_MAX_BYTES:
+                    if len(data) > _webhook.CERT_MAX_BYTES:
                         break
         except requests.RequestException as exc:
             raise ChannelUnavailable(f"certificate fetch failed: {type(exc).__name__}") from None
-        if len(data) > _CERT_MAX_BYTES:
+        if len(data) > _webhook.CERT_MAX_BYTES:
             raise SignatureInvalid("certificate at PAYPAL-CERT-URL is too large")
-        return _load_pem_bundle(data)
+        return _webhook.load_pem_bundle(data)
 
     @staticmethod
     def _load_ca(pem: str) -> x509.Certificate:
@@ -967,150 +667,3 @@ class PaypalAdapter(ChannelAdapter):
         if result == "FAILURE":
             raise SignatureInvalid("PayPal reports the webhook signature as invalid")
         raise ChannelUnavailable(f"unreadable verification_status {result!r}")
-
-    def _notification(self, event: dict[str, Any]) -> Notification:
-        event_id, event_type = str(event["id"]), str(event["event_type"])
-        resource = event.get("resource")
-        if not isinstance(resource, dict):
-            resource = {}
-        if event_type in _CAPTURE_EVENTS:
-            return self._capture_notification(event, resource, event_id, event_type)
-        if event_type == "PAYMENT.CAPTURE.REFUNDED":
-            refund = self._refund_state(resource, str(resource.get("invoice_id") or ""))
-            payment_no = str(resource.get("custom_id") or "") or None
-            return Notification(
-                kind=NotificationKind.REFUND,
-                dedupe_key=event_id,
-                event_type=event_type,
-                payment_no=payment_no,
-                channel_trade_no=self._related_order(resource),
-                refund=refund,
-                raw=event,
-            )
-        if event_type in ("CHECKOUT.ORDER.APPROVED", "CHECKOUT.PAYMENT-APPROVAL.REVERSED"):
-            # approved: the service queries, and the query captures; reversed: closed unpaid
-            order_id = str(resource.get("order_id") or resource.get("id") or "") or None
-            units = resource.get("purchase_units") or [{}]
-            unit = units[0] if isinstance(units[0], Mapping) else {}
-            payment_no = str(unit.get("invoice_id") or unit.get("custom_id") or "")
-            status = TradeStatus.NOT_PAID if event_type == "CHECKOUT.ORDER.APPROVED" else TradeStatus.CLOSED
-            trade = TradeState(
-                payment_no=payment_no,
-                status=status,
-                channel_trade_no=order_id,
-                paid_amount=None,
-                raw={"event_id": event_id, "order_id": order_id},
-            )
-            return Notification(
-                kind=NotificationKind.PAYMENT,
-                dedupe_key=event_id,
-                event_type=event_type,
-                payment_no=payment_no or None,
-                channel_trade_no=order_id,
-                trade=trade,
-                raw=event,
-            )
-        return Notification(kind=NotificationKind.OTHER, dedupe_key=event_id, event_type=event_type, raw=event)
-
-    def _capture_notification(
-        self, event: dict[str, Any], resource: dict[str, Any], event_id: str, event_type: str
-    ) -> Notification:
-        payment_no = str(resource.get("custom_id") or resource.get("invoice_id") or "")
-        order_id = self._related_order(resource)
-        status = _CAPTURE_EVENTS[event_type]
-        trade = None
-        if status is not None:
-            paid_amount = currency = paid_at = None
-            if status == TradeStatus.PAID:
-                paid_amount, currency = _money(resource.get("amount"))
-                paid_at = _time(resource.get("create_time") or resource.get("update_time"))
-            trade = TradeState(
-                payment_no=payment_no,
-                status=status,
-                channel_trade_no=order_id,
-                paid_amount=paid_amount,
-                currency=currency,
-                paid_at=paid_at,
-                raw={
-                    "event_id": event_id,
-                    "capture_id": resource.get("id"),
-                    "capture_status": resource.get("status"),
-                    "order_id": order_id,
-                },
-            )
-        return Notification(
-            kind=NotificationKind.PAYMENT,
-            dedupe_key=event_id,
-            event_type=event_type,
-            payment_no=payment_no or None,
-            channel_trade_no=order_id,
-            trade=trade,
-            raw=event,
-        )
-
-    @staticmethod
-    def _related_order(resource: Mapping[str, Any]) -> str | None:
-        related = (resource.get("supplementary_data") or {}).get("related_ids") or {}
-        order_id = related.get("order_id") if isinstance(related, Mapping) else None
-        return str(order_id) if order_id else None
-
-    # --- private: bills -------------------------------------------------------------------
-    def _bill_rows(self, infos: list[dict[str, Any]]) -> Iterator[BillRow]:
-        # captures seen in this report: capture id -> (order id, payment_no), for refund rows
-        captures: dict[str, tuple[str, str]] = {}
-        for info in infos:
-            if info.get("transaction_event_code") in _BILL_PAYMENT_CODES:
-                payment_no = str(info.get("invoice_id") or info.get("custom_field") or "")
-                captures[str(info.get("transaction_id"))] = (self._bill_order_id(info), payment_no)
-        for info in infos:
-            code = info.get("transaction_event_code")
-            status = str(info.get("transaction_status") or "")
-            if code not in _BILL_PAYMENT_CODES and code not in _BILL_REFUND_CODES:
-                continue
-            if status == "D":  # denied: no money moved
-                continue
-            amount, currency = _money(info.get("transaction_amount"))
-            fee = None
-            if isinstance(info.get("fee_amount"), Mapping):
-                fee = -_money(info["fee_amount"])[0]
-            transaction_id = str(info.get("transaction_id") or "")
-            occurred_at = _time(info.get("transaction_initiation_date"))
-            raw = {
-                k: (v if isinstance(v, str) else json.dumps(v, separators=(",", ":"), sort_keys=True))
-                for k, v in info.items()
-            }
-            if code in _BILL_PAYMENT_CODES:
-                yield BillRow(
-                    kind=BillRowKind.PAYMENT,
-                    payment_no=captures[transaction_id][1],
-                    channel_trade_no=captures[transaction_id][0],
-                    amount=abs(amount),
-                    currency=currency,
-                    occurred_at=occurred_at,
-                    fee=fee,
-                    status=status,
-                    raw=raw,
-                )
-            else:
-                capture_id = str(info.get("paypal_reference_id") or "")
-                order_id, capture_payment_no = captures.get(capture_id, (capture_id, ""))
-                yield BillRow(
-                    kind=BillRowKind.REFUND,
-                    payment_no=str(info.get("custom_field") or capture_payment_no),
-                    channel_trade_no=order_id,
-                    amount=abs(amount),
-                    currency=currency,
-                    occurred_at=occurred_at,
-                    refund_no=str(info.get("invoice_id") or "") or None,
-                    channel_refund_no=transaction_id or None,
-                    fee=fee,
-                    status=status,
-                    raw=raw,
-                )
-
-    @staticmethod
-    def _bill_order_id(info: Mapping[str, Any]) -> str:
-        """A capture row names its order through ``paypal_reference_id`` of type ``ODR``."""
-        if info.get("paypal_reference_id_type") == "ODR" and info.get("paypal_reference_id"):
-            return str(info["paypal_reference_id"])
-        return str(info.get("transaction_id") or "")
