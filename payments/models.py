@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from paycore.fields import EncryptedTextField
 from paycore.models import StateEvent, SweptModel, TimeStampedModel
 
 
@@ -44,7 +45,7 @@ class Payment(TimeStampedModel, SweptModel):
     expires_at = models.DateTimeField()
     paid_at = models.DateTimeField(null=True, blank=True)
     prepay_data = models.JSONField(default=dict, blank=True)  # what the app's SDK needs
-    payer_id = models.CharField(max_length=128, blank=True, default="")  # openid / points binding
+    payer_id = EncryptedTextField(blank=True, default="")  # the payer's openid / points binding: PII
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     return_url = models.URLField(max_length=500, blank=True, default="")
     # Closed here without the channel's confirmation (e.g. an Alipay order string never opened
