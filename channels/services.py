@@ -19,6 +19,7 @@ from channels.base import (
 )
 from channels.models import ChannelAccount
 from channels.registry import CHANNEL_CODES, adapter_class, adapter_for_config
+from paycore.checks import is_https_or_loopback
 from paycore.errors import ChannelMisconfigured, ChannelRejectedError, ChannelUnavailableError, MethodNotOffered
 
 
@@ -85,6 +86,9 @@ def channel_account_configure(spec: dict, *, enabled: bool = True) -> tuple[Chan
     for part in ("ids", "credentials", "options"):
         if not isinstance(spec.get(part, {}), dict):
             raise ValueError(f"{part} must be a JSON object")
+    for url in (base_url, spec.get("options", {}).get("secapi_base_url") or ""):
+        if url and not settings.DEBUG and not is_https_or_loopback(url):
+            raise ValueError(f"{url} is not HTTPS (only a gateway on this machine may use plain HTTP)")
     allowlist = spec.get("callback_ip_allowlist", [])
     if not isinstance(allowlist, list):
         raise ValueError("callback_ip_allowlist must be a list")

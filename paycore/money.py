@@ -70,3 +70,12 @@ def decimal_to_minor(text: str, currency: str) -> int:
         raise ValueError(f"{text!r} is not a whole number of {currency} minor units")
     minor = int(whole) * 10**places + int(fraction.ljust(places, "0") or "0")
     return -minor if text.startswith("-") else minor
+
+
+def format_money(amount: int | None, currency: str | None) -> str:
+    """For people (the admin, logs): ``1500`` CNY -> ``"15.00 CNY"``."""
+    if amount is None:
+        return "-"
+    if not currency or currency not in CURRENCY_EXPONENTS:
+        return f"{amount} (minor units)"
+    return f"{minor_to_decimal(int(amount), currency)} {currency}"

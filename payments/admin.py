@@ -2,7 +2,14 @@ from django.contrib import admin
 
 from orders.admin import OrderAdmin
 from orders.models import Order
-from paycore.admin_tools import NoteActionForm, ReadOnlyAdmin, ReadOnlyInline, action_note, run_service_action
+from paycore.admin_tools import (
+    NoteActionForm,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    action_note,
+    money_display,
+    run_service_action,
+)
 from paycore.models import EventSource
 from payments.models import Payment, PaymentEvent, PaymentOrderMap
 from payments.services import payment_close, payment_return_to_sweeps, payment_sync_from_channel
@@ -10,7 +17,8 @@ from payments.services import payment_close, payment_return_to_sweeps, payment_s
 
 class PaymentMapInline(ReadOnlyInline):
     model = PaymentOrderMap
-    fields = ["order", "amount", "is_current", "outcome", "created_at"]
+    fields = ["order", "share", "is_current", "outcome", "created_at"]
+    share = money_display("amount", "payment__currency", "share")
     raw_id_fields = ["order"]
 
 
@@ -21,13 +29,15 @@ class PaymentEventInline(ReadOnlyInline):
 
 @admin.register(Payment)
 class PaymentAdmin(ReadOnlyAdmin):
-    list_display = ["payment_no", "channel", "method", "amount", "currency", "status", "channel_trade_no", "created_at"]
+    list_display = ["payment_no", "channel", "method", "shown_amount", "status", "channel_trade_no", "created_at"]
+    shown_amount = money_display()
+    exclude = ["amount"]
     list_filter = ["status", "channel", "method", "currency"]
     list_select_related = ["channel_account"]
     search_fields = ["payment_no", "channel_trade_no", "maps__order__merchant_order_no", "maps__order__order_no"]
     raw_id_fields = ["channel_account"]
     inlines = [PaymentMapInline, PaymentEventInline]
-    readonly_fields = ["next_check_at", "check_failures", "last_check_error", "watch_until"]
+    readonly_fields = ["shown_amount", "next_check_at", "check_failures", "last_check_error", "watch_until"]
     action_form = NoteActionForm
     actions = ["sync_from_channel", "close", "return_to_sweeps"]
 
@@ -75,7 +85,10 @@ class PaymentEventAdmin(ReadOnlyAdmin):
 
 @admin.register(PaymentOrderMap)
 class PaymentOrderMapAdmin(ReadOnlyAdmin):
-    list_display = ["payment", "order", "amount", "is_current", "outcome", "created_at"]
+    list_display = ["payment", "order", "share", "is_current", "outcome", "created_at"]
+    share = money_display("amount", "payment__currency", "share")
+    exclude = ["amount"]
+    readonly_fields = ["share"]
     list_filter = ["is_current", "outcome"]
     list_select_related = ["payment", "order"]
     search_fields = ["payment__payment_no", "order__order_no", "order__merchant_order_no"]
@@ -83,7 +96,8 @@ class PaymentOrderMapAdmin(ReadOnlyAdmin):
 
 class OrderMapInline(ReadOnlyInline):
     model = PaymentOrderMap
-    fields = ["payment", "amount", "is_current", "created_at"]
+    fields = ["payment", "share", "is_current", "outcome", "created_at"]
+    share = money_display("amount", "payment__currency", "share")
     raw_id_fields = ["payment"]
 
 
