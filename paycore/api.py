@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from paycore.errors import IdempotencyKeyRequired, PaycoreError, error_body
+from paycore.errors import IdempotencyKeyRequired, InvalidRequest, PaycoreError, error_body
 from paycore.idempotency import Replay, idempotency_begin, idempotency_finish
 from paycore.models import ApiClient
 
@@ -74,6 +74,17 @@ class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
 
+    def get_page_size(self, request: Request) -> int | None:
+        """A page size that is not a whole number from 1 to the maximum is refused, not ignored."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise InvalidRequest.field(
+                self.page_size_query_param, f"must be a whole number from 1 to {self.max_page_size}"
+            )
+        return int(raw)
+
 
 class ApiView(APIView):
     """Base of every v1 view: honours ``Idempotency-Key`` on POST."""
@@ -110,6 +121,20 @@ class ApiView(APIView):
             record, self._idempotency = self._idempotency, None
             idempotency_finish(record, status=response.status_code, body=getattr(response, "data", None))
         return response
+
+
+def validated_query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    """The query string, checked like a body: an unknown status, an over-long filter or a
+    parameter the endpoint does not know (a typo would otherwise silently widen a list) is a 400."""
+    known = set(serializer_class().fields) | {Pagination.page_query_param, Pagination.page_size_query_param}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidRequest(
+            "unknown query parameters",
+            extra={"fields": {k: [{"message": "unknown", "code": "unknown"}] for k in unknown}},
+        )
+    params = {k: v for k, v in request.query_params.items() if k in serializer_class().fields}
+    return validated(serializer_class, params)
 
 
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:

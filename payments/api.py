@@ -10,16 +10,18 @@ from rest_framework.response import Response
 
 from orders.selectors import order_get_for_client, orders_get_for_client
 from orders.serializers import OrderOutput
-from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, Pagination, validated
+from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, Pagination, validated, validated_query
 from paycore.errors import PaymentShared
 from paycore.models import EventSource, Scope
 from payments.selectors import payment_get_for_client, payment_is_shared_beyond, payments_visible_to
 from payments.serializers import (
     CashierInput,
+    CashierOutput,
     MethodOfferOutput,
     PaymentClientReportInput,
     PaymentCloseInput,
     PaymentCreateInput,
+    PaymentListQuery,
     PaymentOutput,
 )
 from payments.services import cashier_methods, order_cancel, payment_client_report, payment_close, payment_place
@@ -28,6 +30,8 @@ from payments.services import cashier_methods, order_cancel, payment_client_repo
 class PaymentCollectionApi(ApiView):
     scopes = {"GET": Scope.PAYMENTS_READ, "POST": Scope.PAYMENTS_WRITE}
     creates = True
+    talks_to_channel = True
+    pagination_class = Pagination
 
     @extend_schema(
         request=PaymentCreateInput,
@@ -50,13 +54,14 @@ class PaymentCollectionApi(ApiView):
         payment = payment_get_for_client(client=self.client, payment_no=payment.payment_no)
         return Response(PaymentOutput(payment).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
-    @extend_schema(responses=PaymentOutput(many=True))
+    @extend_schema(responses=PaymentOutput(many=True), parameters=[PaymentListQuery])
     def get(self, request: Request) -> Response:
+        query = validated_query(PaymentListQuery, request)
         qs = payments_visible_to(self.client).order_by("-pk")
-        if order_no := request.query_params.get("order_no"):
-            qs = qs.filter(maps__order__order_no=order_no)
-        if customer_ref := request.query_params.get("customer_ref"):
-            qs = qs.filter(customer_ref=customer_ref)
+        if "order_no" in query:
+            qs = qs.filter(maps__order__order_no=query["order_no"])
+        if "customer_ref" in query:
+            qs = qs.filter(customer_ref=query["customer_ref"])
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(PaymentOutput(page, many=True).data)
@@ -92,6 +97,7 @@ class PaymentClientReportApi(ApiView):
 
 class PaymentCloseApi(ApiView):
     scopes = {"POST": Scope.PAYMENTS_WRITE}
+    talks_to_channel = True
 
     @extend_schema(request=PaymentCloseInput, responses=PaymentOutput)
     def post(self, request: Request, payment_no: str) -> Response:
@@ -113,7 +119,7 @@ class CashierApi(ApiView):
 
     scopes = {"POST": Scope.ORDERS_READ}
 
-    @extend_schema(request=CashierInput, responses=MethodOfferOutput(many=True))
+    @extend_schema(request=CashierInput, responses=CashierOutput)
     def post(self, request: Request) -> Response:
         data = validated(CashierInput, request.data)
         orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"])
@@ -126,6 +132,7 @@ class OrderCancelApi(ApiView):
     then the order. Lives with payments because cancelling is closing payments first."""
 
     scopes = {"POST": Scope.ORDERS_WRITE}
+    talks_to_channel = True
 
     @extend_schema(request=None, responses=OrderOutput)
     def post(self, request: Request, order_no: str) -> Response:

@@ -25,6 +25,11 @@ class PaymentCreateInput(serializers.Serializer):
         return attrs
 
 
+class PaymentListQuery(serializers.Serializer):
+    order_no = serializers.CharField(max_length=32, required=False, help_text="Only payments of this order.")
+    customer_ref = serializers.CharField(max_length=64, required=False, help_text="Only payments of this customer.")
+
+
 class PaymentClientReportInput(serializers.Serializer):
     result = serializers.ChoiceField(choices=["success", "cancel", "fail", "unknown"])
     detail = serializers.DictField(required=False, default=dict)
@@ -78,3 +83,7 @@ class MethodOfferOutput(serializers.Serializer):
     method = serializers.CharField()
     currency = serializers.CharField()
     amount = serializers.IntegerField()
+
+
+class CashierOutput(serializers.Serializer):
+    methods = MethodOfferOutput(many=True)

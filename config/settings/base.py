@@ -173,7 +173,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "paycore.api.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "paycore.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "paycore.schema.PaycoreAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 
