@@ -1,0 +1,117 @@
+"""Alipay OpenAPI gateway simulator (the platform side of docs/channel-protocols.md §3).
+
+Written from the protocol reference only; it shares no code with ``channels/alipay.py``.
+
+Endpoints under the ``/alipay`` prefix:
+
+- ``POST /gateway.do`` (form body and/or query string): every API call. The RSA2 request
+  signature is checked against the app's public key; answers are ``{"<method>_response": {...},
+  "sign": "..."}`` signed over the node's raw text (which escapes ``/`` as ``\\/``, as some
+  gateways do, so that clients must verify the text as sent). Gateway-level failures (bad
+  signature, unknown app, missing parameters) come as an unsigned ``error_response``.
+- ``GET /gateway.do?<signed page/wap parameters>``: the payer's browser opening the cashier;
+  ``POST /gateway.do`` with ``method=alipay.trade.app.pay`` (the APP order string as body): the
+  app SDK opening the cashier. Either creates the trade in ``WAIT_BUYER_PAY``; before that the
+  trade does not exist and queries answer ``40004 ACQ.TRADE_NOT_EXIST`` (§3.4).
+- ``GET /bills/<token>``: bill zip downloads (links live 30 *real* seconds).
+
+Payer actions (``POST /_sandbox/alipay/trades/{out_trade_no}/{action}``, JSON body):
+
+- ``open`` ``{"order_string"|"url"}``: open the cashier for a prepaid order (the APP order
+  string, or the page/WAP URL from ``client_params``).
+- ``pay`` ``{"order_string"|"url"?, "after_seconds"?, "amount"?, "buyer_id"?}``: pay it (opening
+  it first when given the order); ``amount`` (fen) makes Alipay report a different amount.
+  On a payment-code trade waiting for the password, ``pay`` is the same as ``password``.
+- ``password``: the payer confirms a payment-code trade that answered ``10003``.
+- ``fail``: the payment fails for good: an unpaid trade becomes ``TRADE_CLOSED``.
+- ``cancel``: the payer walks away: the trade stays ``WAIT_BUYER_PAY`` (the merchant has to
+  close or cancel it).
+- ``expire``: ``time_expire`` passes now: an unpaid trade becomes ``TRADE_CLOSED``.
+
+Payment-code conventions (``alipay.trade.pay``, ``scene=bar_code``): an ``auth_code`` must have
+the 25–30 prefix and 16–24 digits (else ``ACQ.PAYMENT_AUTH_CODE_INVALID``). By its last four
+digits: ``0000`` -> ``10003`` waiting for the password; ``1111`` -> ``40004
+ACQ.BUYER_BALANCE_NOT_ENOUGH``; ``2222`` -> the payment happens but the answer is ``20000``
+(outcome unknown to the merchant); ``3333`` -> ``10003`` and the first ``alipay.trade.cancel``
+answers ``retry_flag=Y`` without acting; anything else -> ``10000`` paid at once.
+
+Sandbox relaxations: a bill is served for any date (today included); it lists the day's
+payments and refunds (UTC+8) and ``isp.bill_not_exist`` means the day had none.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from sandbox.alipay.bills import BillsMixin
+from sandbox.alipay.common import PAGE_METHODS, _ApiError, _invalid
+from sandbox.alipay.gateway import GatewayMixin
+from sandbox.alipay.notifications import NotificationsMixin
+from sandbox.alipay.paycode import PaycodeMixin
+from sandbox.alipay.refunds import RefundsMixin
+from sandbox.alipay.trades import TradesMixin
+from sandbox.core import ChannelSimulator, SandboxRequest, SandboxResponse
+
+__all__ = ["AlipaySimulator"]
+
+
+class AlipaySimulator(
+    GatewayMixin, TradesMixin, PaycodeMixin, RefundsMixin, BillsMixin, NotificationsMixin, ChannelSimulator
+):
+    """The Alipay gateway, composed of one mixin per thing the platform does."""
+
+    channel: ClassVar[str] = "alipay"
+
+    def __init__(self, sandbox: Any) -> None:
+        super().__init__(sandbox)
+        # app_id -> (app public key, Alipay private key); bill token -> (expiry, file name, zip)
+        self._keys: dict[str, tuple[rsa.RSAPublicKey, rsa.RSAPrivateKey]] = {}
+        self._bill_links: dict[str, tuple[float, str, bytes]] = {}
+        self._seq_lock = threading.Lock()
+        self._seq = 0
+
+    def reset(self) -> None:
+        self._keys.clear()
+        self._bill_links.clear()
+
+    # --- HTTP ----------------------------------------------------------------------------
+    def handle(self, req: SandboxRequest) -> SandboxResponse:
+        if req.path.startswith("/bills/") and req.method == "GET":
+            return self._download_bill(req.path[len("/bills/") :])
+        if req.path != "/gateway.do":
+            return SandboxResponse.text(404, "not found")
+        try:
+            params = self._read_params(req)
+        except _ApiError as exc:
+            return self._answer("", None, exc, req)
+        method = params.get("method", "")
+        try:
+            account = self._authenticate(params)
+            if method in PAGE_METHODS:
+                trade = self._open_cashier(account, params)
+                if req.method == "GET":
+                    return SandboxResponse.text(200, self._cashier_html(trade), "text/html; charset=utf-8")
+                return self._answer(method, account, self._trade_node(trade), req)
+            biz = self._biz(params)
+            handler = self._API.get(method)
+            if handler is None:
+                raise _invalid("isv.invalid-method", f"不存在的方法名 {method}", gateway=True)
+            node = handler(self, account, params, biz)
+        except _ApiError as exc:
+            account = self._accounts.get(params.get("app_id", ""))
+            return self._answer(method, account, exc, req)
+        return self._answer(method, account, node, req)
+
+    # API method name -> handler(self, account, params, biz) returning the response node.
+    _API: ClassVar[dict[str, Any]] = {
+        "alipay.trade.query": TradesMixin._api_query,
+        "alipay.trade.close": TradesMixin._api_close,
+        "alipay.trade.pay": PaycodeMixin._api_pay,
+        "alipay.trade.refund": RefundsMixin._api_refund,
+        "alipay.trade.fastpay.refund.query": RefundsMixin._api_refund_query,
+        "alipay.trade.cancel": PaycodeMixin._api_cancel,
+        "alipay.data.dataservice.bill.downloadurl.query": BillsMixin._api_bill_url,
+    }

@@ -1,0 +1,113 @@
+"""Fault rules (``POST /_sandbox/faults``) and how the sandbox picks them for a request."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sandbox.core.wire import Disconnect, SandboxError, SandboxResponse
+
+NOTIFICATION_FAULTS = frozenset({"drop", "duplicate", "delay", "reorder"})
+API_FAULTS = frozenset({"http_500", "http_503", "timeout", "disconnect", "bad_signature", "tamper_amount"})
+FAULT_KINDS = NOTIFICATION_FAULTS | API_FAULTS
+
+
+# Real seconds a ``timeout`` fault sleeps by default: past channels.base.DEFAULT_TIMEOUT's read timeout.
+DEFAULT_TIMEOUT_FAULT_SECONDS = 20.0
+# Sandbox seconds a ``delay`` fault holds a notification back by default (divided by time_factor).
+DEFAULT_DELAY_FAULT_SECONDS = 60.0
+
+
+@dataclass
+class FaultRule:
+    """One injected fault.
+
+    Matching: ``channel`` (None = any), ``path`` (substring of the request target, prefix and
+    query included; for notifications, of the notification URL), ``body_contains`` (substring of
+    the raw request body, e.g. an Alipay ``method`` name; for notifications, of the
+    notification ``key``). ``count`` None = until cleared, else the next N matching events.
+    ``seconds``: ``timeout`` sleeps this many *real* seconds; ``delay`` holds a notification
+    back this many *sandbox* seconds (divided by time_factor). ``amount``: ``tamper_amount``.
+    ``process``: for ``http_500``/``http_503``/``disconnect``, whether the request is processed
+    first (the effect happens, the answer is lost); ``timeout`` processes unless ``process`` is
+    False (then it sleeps and hangs up without processing).
+    """
+
+    id: int
+    kind: str
+    channel: str | None = None
+    path: str | None = None
+    body_contains: str | None = None
+    count: int | None = None
+    seconds: float | None = None
+    amount: int | None = None
+    process: bool | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    hits: int = 0
+
+    def matches(self, channel: str, where: str, body: str) -> bool:
+        if self.channel is not None and self.channel != channel:
+            return False
+        if self.path is not None and self.path not in where:
+            return False
+        return not (self.body_contains is not None and self.body_contains not in body)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class FaultsMixin:
+    """``Sandbox``'s fault registry: add, clear, and pick the rule that applies to an event."""
+
+    def add_fault(self, rule: Mapping[str, Any]) -> FaultRule:
+        data = dict(rule)
+        kind = data.pop("kind", None)
+        if kind not in FAULT_KINDS:
+            raise SandboxError(400, "BAD_FAULT", f"kind must be one of {sorted(FAULT_KINDS)}, got {kind!r}")
+        known = {f.name for f in dataclasses.fields(FaultRule)} - {"id", "kind", "params", "hits"}
+        kwargs = {k: data.pop(k) for k in list(data) if k in known}
+        count = kwargs.get("count")
+        if count is not None and (not isinstance(count, int) or count < 1):
+            raise SandboxError(400, "BAD_FAULT", "count must be a positive integer or null")
+        with self.lock:
+            fault = FaultRule(id=next(self._fault_ids), kind=kind, params=data, **kwargs)
+            self.faults.append(fault)
+            return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+
+    def _take_fault(self, kinds: frozenset[str], channel: str, where: str, body: str) -> FaultRule | None:
+        with self.lock:
+            for rule in self.faults:
+                if rule.kind in kinds and rule.matches(channel, where, body):
+                    rule.hits += 1
+                    if rule.count is not None:
+                        rule.count -= 1
+                        if rule.count <= 0:
+                            self.faults.remove(rule)
+                    return rule
+        return None
+
+    def api_fault(self, channel: str, path: str, body: bytes | str = b"") -> FaultRule | None:
+        """The API fault that applies to this request, consuming one ``count`` of it.
+
+        While a channel request is being handled the core has already chosen the fault (it is
+        ``req.fault``); calling this from the handler returns that same rule without consuming
+        another. Outside a request it matches ``channel``/``path``/``body`` and consumes.
+        """
+        if getattr(self._local, "in_request", False):
+            return getattr(self._local, "fault", None)
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        return self._take_fault(API_FAULTS, channel, path, text)
+
+
+def fault_response(fault: FaultRule) -> SandboxResponse:
+    if fault.kind == "disconnect":
+        raise Disconnect()
+    if fault.kind == "http_503":
+        return SandboxResponse.json(503, {"code": "SERVICE_UNAVAILABLE", "message": "sandbox fault: 503"})
+    return SandboxResponse.json(500, {"code": "SYSTEM_ERROR", "message": "sandbox fault: 500"})
