@@ -1,4 +1,4 @@
-"""Alipay OpenAPI gateway simulator (the platform side of docs/channel-protocols.md §3).
+"""Alipay OpenAPI gateway simulator (the platform side of the RSA2 OpenAPI gateway).
 
 Written from the protocol reference only; it shares no code with ``channels/alipay.py``.
 
@@ -12,7 +12,7 @@ Endpoints under the ``/alipay`` prefix:
 - ``GET /gateway.do?<signed page/wap parameters>``: the payer's browser opening the cashier;
   ``POST /gateway.do`` with ``method=alipay.trade.app.pay`` (the APP order string as body): the
   app SDK opening the cashier. Either creates the trade in ``WAIT_BUYER_PAY``; before that the
-  trade does not exist and queries answer ``40004 ACQ.TRADE_NOT_EXIST`` (§3.4).
+  trade does not exist and queries answer ``40004 ACQ.TRADE_NOT_EXIST``.
 - ``GET /bills/<token>``: bill zip downloads (links live 30 *real* seconds).
 
 Payer actions (``POST /_sandbox/alipay/trades/{out_trade_no}/{action}``, JSON body):

@@ -1,4 +1,4 @@
-"""Bills (§3.10): the download URL API, the download, and the zip of GBK CSVs."""
+"""Bills: the download URL API, the download, and the zip of GBK CSVs."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ class BillsMixin:
         )
 
     def _build_bill(self, account: Mapping[str, Any], bill_date: str) -> bytes | None:
-        """Zip of GBK CSVs (detail and summary) in the §3.10 layout, from what happened that day."""
+        """Zip of GBK CSVs (detail and summary) in Alipay's layout, from what happened that day."""
         app_id = account["app_id"]
         rows: list[list[str]] = []
         n_trades = n_refunds = 0

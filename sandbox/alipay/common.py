@@ -23,7 +23,7 @@ TIMESTAMP_TOLERANCE = timedelta(minutes=15)
 BILL_LINK_SECONDS = 30.0  # real seconds, not divided by time_factor
 FEE_RATE = Decimal("0.006")
 
-# Products: which trade_status values notify by default (§3.5), and the pay API they belong to.
+# Products: which trade_status values notify by default, and the pay API they belong to.
 PAGE_METHODS = {
     "alipay.trade.app.pay": ("QUICK_MSECURITY_PAY",),
     "alipay.trade.page.pay": ("FAST_INSTANT_TRADE_PAY",),
@@ -103,13 +103,13 @@ def _rsa2_ok(key: rsa.RSAPublicKey, text: str, sign: str) -> bool:
 
 
 def _request_sign_content(params: Mapping[str, str]) -> str:
-    """§3.2: everything but ``sign``, empty values dropped, ``sign_type`` kept, sorted, raw."""
+    """Request signing: everything but ``sign``, empty values dropped, ``sign_type`` kept, sorted, raw."""
     pairs = sorted((k, v) for k, v in params.items() if k != "sign" and v != "")
     return "&".join(f"{k}={v}" for k, v in pairs)
 
 
 def _notify_sign_content(fields: Mapping[str, str]) -> str:
-    """§3.5: everything but ``sign`` and ``sign_type``, empty values KEPT, sorted, raw."""
+    """Notification signing: everything but ``sign`` and ``sign_type``, empty values KEPT, sorted, raw."""
     pairs = sorted((k, v) for k, v in fields.items() if k not in ("sign", "sign_type"))
     return "&".join(f"{k}={v}" for k, v in pairs)
 

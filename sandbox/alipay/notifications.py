@@ -1,4 +1,4 @@
-"""Asynchronous notifications (§3.5): signed forms, re-sent on Alipay's schedule until ``success``."""
+"""Asynchronous notifications: signed forms, re-sent on Alipay's schedule until ``success``."""
 
 from __future__ import annotations
 

@@ -1,12 +1,13 @@
 """PayPal REST as the platform plays it: OAuth2 tokens, Orders v2, captures, refunds, webhooks,
-webhook signature verification and Transaction Search (docs/channel-protocols.md §4).
+webhook signature verification and Transaction Search, as PayPal's REST APIs define them.
 
 An independent implementation: it does not import ``channels.paypal``. Paths are relative to
 the ``/paypal`` prefix, exactly as PayPal's (``/v1/oauth2/token``, ``/v2/checkout/orders``...).
 
 Per account the simulator generates a client id and secret, a webhook id, a private CA and a
 leaf signing certificate (CN ``messageverificationcerts.sandbox.paypal.com``) served at
-``{gw}/paypal/certs/<name>.pem``; webhooks are signed with the leaf key per §4.5 method B.
+``{gw}/paypal/certs/<name>.pem``; webhooks are signed with the leaf key as PayPal signs them
+(SHA256withRSA over the transmission id, time, webhook id and the body's CRC32).
 
 Payer actions (``POST /_sandbox/paypal/trades/{payment_no}/{action}``):
 

@@ -48,7 +48,7 @@ _EXP: dict[str, int] = {
     ),
 }
 
-# Webhook retries: 25 sends over 3 days (§4.5, ⚠ single source); sandbox seconds between sends.
+# Webhook retries: 25 sends over 3 days (PayPal's webhook docs; one source only); sandbox seconds between sends.
 WEBHOOK_SCHEDULE: list[float] = [60, 120, 300, 600, 1200, 1800] + [3600] * 6 + [7200] * 6 + [31720] * 6
 
 SIGNING_CN = "messageverificationcerts.sandbox.paypal.com"

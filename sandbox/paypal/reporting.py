@@ -1,4 +1,4 @@
-"""Transaction Search (§4.6), built from the sandbox's own captures and refunds."""
+"""Transaction Search (``GET /v1/reporting/transactions``), built from the sandbox's own captures and refunds."""
 
 from __future__ import annotations
 

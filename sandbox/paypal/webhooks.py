@@ -1,4 +1,4 @@
-"""Webhooks (§4.5): signed deliveries and the verify-webhook-signature API."""
+"""Webhooks: signed deliveries and the verify-webhook-signature API."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class WebhooksMixin:
     """Webhooks of ``PaypalSimulator``."""
 
     def _webhook(self, account: dict[str, Any], event_type: str, resource_type: str, resource: Any) -> None:
-        """Queue one event to the account's notify_url, signed per §4.5 method B, retried until 2xx."""
+        """Queue one event to the account's notify_url, signed as PayPal signs them, retried until 2xx."""
         url = account.get("notify_url")
         if not url:
             return
@@ -113,7 +113,7 @@ class WebhooksMixin:
 
 def _split_verify_body(body: bytes) -> tuple[dict[str, Any], bytes | None]:
     """Parse the top-level object of a verify-webhook-signature body, keeping ``webhook_event``'s
-    exact bytes (PayPal checks the CRC32 of the event as embedded, §4.5)."""
+    exact bytes (PayPal checks the CRC32 of the event as embedded)."""
     text = body.decode("utf-8")
     decoder = json.JSONDecoder()
     fields: dict[str, Any] = {}

@@ -1,6 +1,6 @@
 """WeChat Pay simulator: API v3 (direct merchant) and API v2 payment code, platform side.
 
-Written from the protocol reference (§1 and §2 of channel-protocols.md), independently of
+Written from WeChat Pay's published API v3 and v2 protocols, independently of
 paycore's adapter. What it checks and answers:
 
 - Every v3 call must carry a valid ``Authorization: WECHATPAY2-SHA256-RSA2048 ...`` signed with

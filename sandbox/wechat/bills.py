@@ -1,4 +1,4 @@
-"""The trade bill (§1.9): apply for a download URL, download, and the bill's CSV layout."""
+"""The trade bill: apply for a download URL, download, and the bill's CSV layout."""
 
 from __future__ import annotations
 
@@ -108,7 +108,7 @@ class BillsMixin:
         return SandboxResponse(200, entry[0], {"Content-Type": "application/octet-stream", "Request-ID": _nonce()})
 
     def bill_csv(self, mchid: str, bill_date: date, bill_type: str) -> str | None:
-        """The §1.9 trade bill text for one merchant and day, or None when nothing happened."""
+        """The trade bill text for one merchant and day, or None when nothing happened."""
         rows: list[dict[str, str]] = []
         with self.sandbox.lock:
             trades = [t for t in self.sandbox.trades[self.channel].values() if t["mchid"] == mchid]

@@ -14,7 +14,7 @@ from sandbox.wechat.common import _ALNUM, _AUTH_CODE, _STATE_DESC, CN_TZ, _rando
 
 
 def v2_sign(params: dict[str, str], key: str, sign_type: str) -> str:
-    """§2.2: sorted non-empty params except ``sign``, ``&key=``; MD5 or HMAC-SHA256, upper hex."""
+    """v2 signing: sorted non-empty params except ``sign``, ``&key=``; MD5 or HMAC-SHA256, upper hex."""
     text = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "sign" and v not in ("", None))
     text += f"&key={key}"
     if sign_type == "HMAC-SHA256":
