@@ -26,6 +26,7 @@ from sandbox.core import (
     SandboxRequest,
     SandboxResponse,
 )
+from sandbox.keys import KeyPool
 
 _MAX_BODY = 10 * 1024 * 1024
 
@@ -34,9 +35,15 @@ class SandboxGateway:
     """The sandbox as a server. ``port=0`` picks a free port; see ``base_url`` after ``start()``."""
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, time_factor: float = 1.0, *, verbose: bool = False
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        time_factor: float = 1.0,
+        *,
+        verbose: bool = False,
+        key_pool: KeyPool | None = None,
     ) -> None:
-        self.sandbox = Sandbox(time_factor=time_factor)
+        self.sandbox = Sandbox(time_factor=time_factor, key_pool=key_pool)
         self._host, self._port, self._verbose = host, port, verbose
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -8,8 +8,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-from cryptography.hazmat.primitives.asymmetric import rsa
-
 from sandbox.alipay.common import (
     BEIJING,
     TIME_FMT,
@@ -33,8 +31,7 @@ class GatewayMixin:
     """Accounts, authentication and answers of ``AlipaySimulator``."""
 
     def create_account(self, *, notify_url: str | None, **options: Any) -> dict[str, Any]:
-        app_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        platform_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        app_key, platform_key = self.sandbox.rsa_keys(2)
         app_id, seller_id = "2021" + _digits(12), "2088" + _digits(12)
         with self.sandbox.lock:
             self._accounts[app_id] = {

@@ -11,6 +11,8 @@ from datetime import UTC, datetime
 from importlib import import_module
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+
 from sandbox.core.faults import API_FAULTS, DEFAULT_TIMEOUT_FAULT_SECONDS, FaultRule, FaultsMixin, fault_response
 from sandbox.core.notifications import NotificationsMixin, Outbound
 from sandbox.core.scheduler import Scheduler
@@ -24,15 +26,17 @@ from sandbox.core.wire import (
     json_default,
     jsonable,
 )
+from sandbox.keys import FreshKeys, KeyPool
 
 
 class Sandbox(FaultsMixin, NotificationsMixin):
     """All sandbox state, shared by the HTTP handler threads and the scheduler's workers."""
 
-    def __init__(self, time_factor: float = 1.0) -> None:
+    def __init__(self, time_factor: float = 1.0, *, key_pool: KeyPool | None = None) -> None:
         if time_factor <= 0:
             raise ValueError("time_factor must be positive")
         self.time_factor = float(time_factor)
+        self.keys: KeyPool | FreshKeys = key_pool if key_pool is not None else FreshKeys()
         self.lock = threading.RLock()
         self.base_url = ""  # set by the server once it listens
         self.generation = 0  # bumped by reset(): stale delayed work checks it
@@ -68,6 +72,11 @@ class Sandbox(FaultsMixin, NotificationsMixin):
                 fn()
 
         self._scheduler.call_later(self.scaled(seconds), run)
+
+    # --- keys ---------------------------------------------------------------------------
+    def rsa_keys(self, n: int) -> list[rsa.RSAPrivateKey]:
+        """``n`` distinct RSA-2048 keys for a new account: fresh, or from the gateway's ``KeyPool``."""
+        return self.keys.rsa_keys(n)
 
     # --- simulators ---------------------------------------------------------------------
     def simulator(self, channel: str) -> ChannelSimulator:

@@ -10,7 +10,6 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from sandbox.core import SandboxRequest, SandboxResponse
@@ -34,8 +33,7 @@ class AccountsMixin:
         secret = "E" + secrets.token_urlsafe(40).replace("-", "x").replace("_", "y")
         webhook_id = _pp_id(17)
         now = self.sandbox.now()
-        ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        ca_key, leaf_key = self.sandbox.rsa_keys(2)
         ca_cn = f"paycore sandbox PayPal CA {webhook_id}"
         ca_name = x509.Name(
             [

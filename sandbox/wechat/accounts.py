@@ -74,9 +74,7 @@ class AccountsMixin:
             raise SandboxError(400, "BAD_REQUEST", "mode must be certificate, public_key or both")
         if v2_sign_type not in ("MD5", "HMAC-SHA256"):
             raise SandboxError(400, "BAD_REQUEST", "v2_sign_type must be MD5 or HMAC-SHA256")
-        merchant_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        platform_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pubkey_private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        merchant_key, platform_key, pubkey_private = self.sandbox.rsa_keys(3)
         merchant_cert = _self_signed(merchant_key, "sandbox merchant", "paycore sandbox merchant")
         platform_cert = _self_signed(platform_key, "Tenpay.com Root CA (sandbox)", "Tenpay.com")
         with self.sandbox.lock:
