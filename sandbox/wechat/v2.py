@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import xml.etree.ElementTree as ET  # DOCTYPE/ENTITY are refused before parsing (parse_v2_xml)
+import re
 from datetime import datetime
 from typing import Any
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError
+from defusedxml.ElementTree import fromstring as defused_fromstring
 
 from sandbox.core import SandboxRequest, SandboxResponse
 from sandbox.wechat.accounts import WechatAccount
@@ -22,14 +26,33 @@ def v2_sign(params: dict[str, str], key: str, sign_type: str) -> str:
     return hashlib.md5(text.encode()).hexdigest().upper()  # noqa: S324 - the protocol's MD5
 
 
+class V2XmlError(ValueError):
+    """A v2 request body the simulator refuses to read (the answer is ``return_code=FAIL``)."""
+
+
+_XML_DECL_ENCODING = re.compile(rb"""^<\?xml[^>]*\sencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
 def parse_v2_xml(body: bytes) -> dict[str, str]:
-    """A flat ``<xml>`` document -> dict. DOCTYPE and entity declarations are refused outright."""
-    lowered = body.lower()
-    if b"<!doctype" in lowered or b"<!entity" in lowered:
-        raise ValueError("DOCTYPE/ENTITY not allowed")
-    root = ET.fromstring(body)  # noqa: S314 - no DTD can reach the parser (checked above)
+    """A flat UTF-8 ``<xml>`` document -> dict.
+
+    Parsed by defusedxml only: a DOCTYPE, an entity declaration or an external reference is
+    refused whatever the document's encoding (a UTF-16 or UTF-32 DOCTYPE included), before any
+    entity could be expanded. Documents that are not UTF-8 are refused too, as WeChat does.
+    """
+    try:
+        root = defused_fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except (DefusedXmlException, ParseError) as exc:
+        raise V2XmlError(f"unreadable XML: {type(exc).__name__}") from None
+    declared = _XML_DECL_ENCODING.match(body)
+    if b"\x00" in body or (declared is not None and declared.group(1).lower() not in (b"utf-8", b"utf8")):
+        raise V2XmlError("XML must be UTF-8")
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise V2XmlError("XML must be UTF-8") from None
     if root.tag != "xml":
-        raise ValueError("root element must be <xml>")
+        raise V2XmlError("root element must be <xml>")
     return {child.tag: (child.text or "") for child in root}
 
 
@@ -53,8 +76,8 @@ class V2Mixin:
             return self._v2_fail("请使用 POST")
         try:
             params = parse_v2_xml(req.body)
-        except (ValueError, ET.ParseError):
-            return self._v2_fail("XML 格式错误")
+        except V2XmlError:
+            return self._v2_fail("XML 格式错误")  # nothing was processed
         acct = self._account(params.get("mch_id", ""))
         if acct is None:
             return self._v2_fail("mch_id 参数错误")
