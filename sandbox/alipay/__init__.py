@@ -29,11 +29,13 @@ Payer actions (``POST /_sandbox/alipay/trades/{out_trade_no}/{action}``, JSON bo
 - ``expire``: ``time_expire`` passes now: an unpaid trade becomes ``TRADE_CLOSED``.
 
 Payment-code conventions (``alipay.trade.pay``, ``scene=bar_code``): an ``auth_code`` must have
-the 25–30 prefix and 16–24 digits (else ``ACQ.PAYMENT_AUTH_CODE_INVALID``). By its last four
-digits: ``0000`` -> ``10003`` waiting for the password; ``1111`` -> ``40004
-ACQ.BUYER_BALANCE_NOT_ENOUGH``; ``2222`` -> the payment happens but the answer is ``20000``
-(outcome unknown to the merchant); ``3333`` -> ``10003`` and the first ``alipay.trade.cancel``
-answers ``retry_flag=Y`` without acting; anything else -> ``10000`` paid at once.
+the 25–30 prefix and 16–24 digits (else ``ACQ.PAYMENT_AUTH_CODE_INVALID``); its last four digits
+choose the scenario (see ``sandbox/paycode.py``: paid at once, password, password forever,
+definite failures, ``20000`` with the money taken or never finishing). ``alipay.trade.cancel``
+of an unpaid trade answers ``action=close``, of a paid one ``action=refund`` (a full refund whose
+退款批次号/请求号 is the order number); revocation faults (``revoke_retry``: ``10000
+retry_flag=Y`` without acting; ``revoke_error``: ``20000 ACQ.SYSTEM_ERROR``) apply per account
+(``app_id``) or trade (``out_trade_no``).
 
 Sandbox relaxations: a bill is served for any date (today included); it lists the day's
 payments and refunds (UTC+8) and ``isp.bill_not_exist`` means the day had none.

@@ -46,15 +46,21 @@ class TradesMixin:
             else:
                 found = self._trades.get(f"{app_id}:{out_trade_no}")
             if found is not None:
-                self._expire_if_due(found)
+                self._settle(found)
             return found
 
-    def _expire_if_due(self, trade: dict[str, Any]) -> None:
-        expire = trade.get("time_expire")
-        if trade["trade_status"] != "WAIT_BUYER_PAY" or not expire:
-            return
-        if _beijing(self.sandbox.now()) >= expire:
-            self._close(trade, "expired")
+    def _settle(self, trade: dict[str, Any]) -> None:
+        """Apply what the sandbox clock says happened since: the payer typed a payment code's
+        password (scenario 71NN), or the trade's time_expire passed while unpaid (closed)."""
+        with self.sandbox.lock:
+            if trade.get("stub") or trade["trade_status"] != "WAIT_BUYER_PAY":
+                return
+            now, expire, auto = _beijing(self.sandbox.now()), trade.get("time_expire"), trade.get("auto_pay_at")
+            if auto and auto <= now and (not expire or auto < expire):
+                trade["auto_pay_at"] = None
+                self._pay(trade, at=auto)
+            elif expire and now >= expire:
+                self._close(trade, "expired")
 
     def _close(self, trade: dict[str, Any], why: str) -> None:
         with self.sandbox.lock:
@@ -126,7 +132,7 @@ class TradesMixin:
                 self.sandbox.record(trade, "cashier_opened", method=api)
             elif trade["order_amount"] != fresh["order_amount"] or trade["api"] != api:
                 raise _biz_error("ACQ.CONTEXT_INCONSISTENT", "交易信息被篡改")
-            self._expire_if_due(trade)
+            self._settle(trade)
             return trade
 
     def _cashier_html(self, trade: Mapping[str, Any]) -> str:
@@ -147,15 +153,18 @@ class TradesMixin:
         }
         return node
 
-    def _pay(self, trade: dict[str, Any], *, amount: int | None = None, buyer_id: str | None = None) -> bool:
+    def _pay(
+        self, trade: dict[str, Any], *, amount: int | None = None, buyer_id: str | None = None, at: str | None = None
+    ) -> bool:
+        """The payer pays (``at``: when, Beijing time text; default now). False when not payable."""
         with self.sandbox.lock:
-            self._expire_if_due(trade)
+            self._settle(trade)
             if trade["trade_status"] != "WAIT_BUYER_PAY":
                 return False
             trade["trade_status"] = "TRADE_SUCCESS"
             if amount is not None:
                 trade["total_amount"] = int(amount)
-            trade["gmt_payment"] = _beijing(self.sandbox.now())
+            trade["gmt_payment"] = at or _beijing(self.sandbox.now())
             trade["buyer_id"] = buyer_id or "2088" + _digits(12)
             trade["buyer_logon_id"] = "sb***@example.com"
             self.sandbox.record(trade, "paid", amount=trade["total_amount"])
@@ -208,10 +217,12 @@ class TradesMixin:
 
         def act() -> None:
             with self.sandbox.lock:
-                self._expire_if_due(trade)
+                self._settle(trade)
             if action in ("pay", "password"):
                 if action == "password" and trade["api"] != "alipay.trade.pay":
                     raise SandboxError(409, "NOT_PAYCODE", "password is for payment-code trades")
+                if trade["api"] == "alipay.trade.pay" and not trade.get("password_accepted", True):
+                    raise SandboxError(409, "NO_PASSWORD", f"scenario {trade['scenario']}: the payer never types it")
                 amount = params.get("amount")
                 self._pay(trade, amount=int(amount) if amount is not None else None, buyer_id=params.get("buyer_id"))
             elif action in ("fail", "expire"):

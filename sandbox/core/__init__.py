@@ -23,6 +23,7 @@ from sandbox.core.faults import (
     DEFAULT_TIMEOUT_FAULT_SECONDS,
     FAULT_KINDS,
     NOTIFICATION_FAULTS,
+    REVOCATION_FAULTS,
     FaultRule,
 )
 from sandbox.core.notifications import NOTIFY_TIMEOUT, RESERVED_HOST_SUFFIXES
@@ -45,6 +46,7 @@ __all__ = [
     "NOTIFICATION_FAULTS",
     "NOTIFY_TIMEOUT",
     "RESERVED_HOST_SUFFIXES",
+    "REVOCATION_FAULTS",
     "SIMULATORS",
     "ChannelSimulator",
     "Disconnect",

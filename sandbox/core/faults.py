@@ -11,7 +11,11 @@ from sandbox.core.wire import Disconnect, SandboxError, SandboxResponse
 
 NOTIFICATION_FAULTS = frozenset({"drop", "duplicate", "delay", "reorder"})
 API_FAULTS = frozenset({"http_500", "http_503", "timeout", "disconnect", "bad_signature", "tamper_amount"})
-FAULT_KINDS = NOTIFICATION_FAULTS | API_FAULTS
+# Chosen by the simulator for one trade or account (``account`` / ``trade`` match), not by path:
+# a payment-code revocation (WeChat reverse, Alipay cancel) asking to be called again without
+# acting (``recall=Y`` / ``retry_flag=Y``), or failing with SYSTEMERROR / 20000.
+REVOCATION_FAULTS = frozenset({"revoke_retry", "revoke_error"})
+FAULT_KINDS = NOTIFICATION_FAULTS | API_FAULTS | REVOCATION_FAULTS
 
 
 # Real seconds a ``timeout`` fault sleeps by default: past channels.base.DEFAULT_TIMEOUT's read timeout.
@@ -33,6 +37,9 @@ class FaultRule:
     ``process``: for ``http_500``/``http_503``/``disconnect``, whether the request is processed
     first (the effect happens, the answer is lost); ``timeout`` processes unless ``process`` is
     False (then it sleeps and hangs up without processing).
+    ``account`` / ``trade``: for faults a simulator picks for a business object (revocation
+    faults): the account (WeChat ``mchid``, Alipay ``app_id``) and the trade (``out_trade_no``);
+    None = any.
     """
 
     id: int
@@ -44,11 +51,19 @@ class FaultRule:
     seconds: float | None = None
     amount: int | None = None
     process: bool | None = None
+    account: str | None = None
+    trade: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     hits: int = 0
 
-    def matches(self, channel: str, where: str, body: str) -> bool:
+    def matches(
+        self, channel: str, where: str, body: str, *, account: str | None = None, trade: str | None = None
+    ) -> bool:
         if self.channel is not None and self.channel != channel:
+            return False
+        if self.account is not None and self.account != account:
+            return False
+        if self.trade is not None and self.trade != trade:
             return False
         if self.path is not None and self.path not in where:
             return False
@@ -71,6 +86,10 @@ class FaultsMixin:
         count = kwargs.get("count")
         if count is not None and (not isinstance(count, int) or count < 1):
             raise SandboxError(400, "BAD_FAULT", "count must be a positive integer or null")
+        if kind in API_FAULTS | NOTIFICATION_FAULTS and (kwargs.get("account") or kwargs.get("trade")):
+            raise SandboxError(400, "BAD_FAULT", f"{kind} matches by path/body_contains, not account/trade")
+        if kind in REVOCATION_FAULTS and kwargs.get("channel") not in ("wechat", "alipay"):
+            raise SandboxError(400, "BAD_FAULT", f"{kind} needs channel wechat or alipay (payment-code revocation)")
         with self.lock:
             fault = FaultRule(id=next(self._fault_ids), kind=kind, params=data, **kwargs)
             self.faults.append(fault)
@@ -80,10 +99,19 @@ class FaultsMixin:
         with self.lock:
             self.faults.clear()
 
-    def _take_fault(self, kinds: frozenset[str], channel: str, where: str, body: str) -> FaultRule | None:
+    def _take_fault(
+        self,
+        kinds: frozenset[str],
+        channel: str,
+        where: str,
+        body: str,
+        *,
+        account: str | None = None,
+        trade: str | None = None,
+    ) -> FaultRule | None:
         with self.lock:
             for rule in self.faults:
-                if rule.kind in kinds and rule.matches(channel, where, body):
+                if rule.kind in kinds and rule.matches(channel, where, body, account=account, trade=trade):
                     rule.hits += 1
                     if rule.count is not None:
                         rule.count -= 1
@@ -103,6 +131,10 @@ class FaultsMixin:
             return getattr(self._local, "fault", None)
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
         return self._take_fault(API_FAULTS, channel, path, text)
+
+    def revocation_fault(self, channel: str, *, account: str, trade: str) -> FaultRule | None:
+        """The revocation fault for this account's trade, if any, consuming one ``count`` of it."""
+        return self._take_fault(REVOCATION_FAULTS, channel, "", "", account=account, trade=trade)
 
 
 def fault_response(fault: FaultRule) -> SandboxResponse:

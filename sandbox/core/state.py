@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from importlib import import_module
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -27,6 +28,7 @@ from sandbox.core.wire import (
     jsonable,
 )
 from sandbox.keys import FreshKeys, KeyPool
+from sandbox.tls import SandboxCA
 
 
 class Sandbox(FaultsMixin, NotificationsMixin):
@@ -37,6 +39,9 @@ class Sandbox(FaultsMixin, NotificationsMixin):
             raise ValueError("time_factor must be positive")
         self.time_factor = float(time_factor)
         self.keys: KeyPool | FreshKeys = key_pool if key_pool is not None else FreshKeys()
+        self.tls_port: int | None = None  # the gateway's mutual-TLS listener, once it listens
+        self.tls_hosts: tuple[str, ...] = ()
+        self._ca: SandboxCA | None = None
         self.lock = threading.RLock()
         self.base_url = ""  # set by the server once it listens
         self.generation = 0  # bumped by reset(): stale delayed work checks it
@@ -77,6 +82,24 @@ class Sandbox(FaultsMixin, NotificationsMixin):
     def rsa_keys(self, n: int) -> list[rsa.RSAPrivateKey]:
         """``n`` distinct RSA-2048 keys for a new account: fresh, or from the gateway's ``KeyPool``."""
         return self.keys.rsa_keys(n)
+
+    @property
+    def ca(self) -> SandboxCA:
+        """The sandbox's certificate authority (created on first use: it costs an RSA key)."""
+        with self.lock:
+            if self._ca is None:
+                self._ca = SandboxCA()
+            return self._ca
+
+    def tls_url(self) -> str | None:
+        """``https://<host>:<tls port>`` with the host the current client used when the TLS server
+        certificate covers it (else 127.0.0.1); None when there is no TLS listener."""
+        if self.tls_port is None:
+            return None
+        host = urlsplit(self.current_base_url()).hostname or "127.0.0.1"
+        if host not in self.tls_hosts:
+            host = "127.0.0.1"
+        return f"https://{f'[{host}]' if ':' in host else host}:{self.tls_port}"
 
     # --- simulators ---------------------------------------------------------------------
     def simulator(self, channel: str) -> ChannelSimulator:

@@ -40,6 +40,8 @@ class SandboxRequest:
     the raw query string without ``?``. ``base_url`` is the channel's base URL as the client
     reached it (``http://127.0.0.1:8100/wechat``), for links such as bill download URLs.
     ``fault`` is the API fault the core selected for this request (see ``Sandbox.api_fault``).
+    ``tls``/``client_certificate``: the request came through the mutual-TLS listener with that
+    certificate (DER, already verified against the sandbox CA).
     """
 
     method: str
@@ -52,6 +54,8 @@ class SandboxRequest:
     raw_path: str = ""
     base_url: str = ""
     fault: FaultRule | None = None
+    tls: bool = False  # reached through the mutual-TLS listener
+    client_certificate: bytes | None = None  # the verified client certificate (DER), TLS only
 
     @property
     def target(self) -> str:

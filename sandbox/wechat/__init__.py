@@ -28,26 +28,36 @@ Sandbox conventions and relaxations (documented so tests can rely on them):
   ``refund_success`` / ``refund_abnormal`` / ``refund_closed`` are applied to its ``out_refund_no``.
 - Bills are served for any date including today, built from what happened in the sandbox.
   ``hash_value`` is the SHA-1 of the bytes served (the gzip stream when ``tar_type=GZIP``).
-  A payment-code order reversed after payment is listed with 交易状态 ``REVOKED`` on its payment
-  date instead of ``SUCCESS``. Refund rows carry a negative (returned) fee.
+  A payment-code order reversed after payment is listed twice: its ``SUCCESS`` row on the day it
+  was paid, and a ``REVOKED`` row on the day it was reversed (same order numbers; 商户退款单号 =
+  the order number, 退款金额/申请退款金额/订单金额 = the order's amount, 应结订单金额 0.00,
+  退款状态 ``SUCCESS``; only in ``ALL`` and ``REFUND`` bills). Refund and revocation rows carry a
+  negative (returned) fee.
 - Payer actions (``POST /_sandbox/wechat/trades/{out_trade_no}/{action}``): ``pay`` (params
   ``after_seconds``, ``amount`` = tampered notification amount, ``openid``, ``notify`` false to
   skip the notification, ``signtest`` true to send a ``WECHATPAY/SIGNTEST/`` probe instead,
   ``bad_signature`` true to sign the notification wrongly), ``fail`` / ``cancel`` (v3: the trade
   stays ``NOTPAY``, as a payer's failed attempt changes nothing; payment code: ``PAYERROR``),
-  ``password`` (payment code ``USERPAYING`` -> ``SUCCESS``). ``mchid`` picks the account when two
-  accounts used the same ``out_trade_no``.
-- v2 ``auth_code`` convention (the code must match ``^1[0-5]\\d{16}$``, else ``AUTH_CODE_INVALID``),
-  by its last four digits: ``0000`` -> ``USERPAYING`` (the payer must enter a password: payer
-  action ``password``), ``0001`` -> ``NOTENOUGH``, ``0002`` -> ``AUTHCODEEXPIRE`` (both definite,
-  the trade becomes ``PAYERROR``), ``0003`` -> ``SYSTEMERROR`` (unknown; the trade is in fact
-  paid), ``0004`` -> ``BANKERROR`` (unknown; the trade in fact failed, ``PAYERROR``); anything
-  else pays at once.
+  ``password`` (payment code ``USERPAYING`` -> ``SUCCESS``; refused with ``409 NO_PASSWORD`` in
+  the scenarios where the payer never types it, ``409 EXPIRED`` after the code's ``time_expire``).
+  ``mchid`` picks the account when two accounts used the same ``out_trade_no``.
+- v2 ``auth_code``: must match ``^1[0-5]\\d{16}$`` (else ``AUTH_CODE_INVALID``); its last four
+  digits choose the scenario, see ``sandbox/paycode.py``. ``/pay/orderquery`` reports
+  ``USERPAYING``, ``SUCCESS``, ``NOTPAY``, ``REVOKED``, ``CLOSED`` (``time_expire`` passed while
+  unpaid), ``PAYERROR`` and ``REFUND`` as they happen.
+- ``/secapi/`` (reverse) is served only on the gateway's mutual-TLS listener
+  (``options.secapi_base_url``), to a client presenting this merchant's certificate
+  (``credentials.merchant_certificate``, issued by the sandbox CA ``options.secapi_ca_certificate``,
+  key ``credentials.merchant_private_key``). No certificate, or one the CA did not issue: the TLS
+  handshake fails. Another merchant's certificate: ``return_code=FAIL`` (证书与商户号不匹配).
+  Over the plain listener: ``return_code=FAIL`` naming the TLS requirement. Nothing is processed.
 - v2 reverse of a ``USERPAYING`` order first answers ``FAIL USERPAYING`` with ``recall=Y``; the
   next reverse of it succeeds (the payer's password prompt is withdrawn). Reverse of an unknown
-  order answers ``SUCCESS``; of a v3 (non payment-code) order ``INVALID_REQUEST``.
-- Not simulated: mutual TLS on ``/secapi/*`` (a plain HTTP request is accepted), the 7-day and
-  15-second reverse windows, rate limits, the 5-minute close advice, bill date limits.
+  order answers ``SUCCESS``; of a v3 (non payment-code) order ``INVALID_REQUEST``; of an order
+  created more than 7 days before (sandbox clock) ``REVERSE_EXPIRE``. Revocation faults
+  (``revoke_retry``: ``FAIL SYSTEMERROR recall=Y`` without acting; ``revoke_error``: ``FAIL
+  SYSTEMERROR`` without ``recall``) apply per account (``mchid``) or trade (``out_trade_no``).
+- Not simulated: the 15-second wait before reversing, rate limits, the 5-minute close advice.
 """
 
 from __future__ import annotations

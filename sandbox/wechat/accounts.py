@@ -48,6 +48,7 @@ class WechatAccount:
     pubkey_private: rsa.RSAPrivateKey
     pubkey_id: str
     mode: str
+    merchant_cert_der: bytes = b""  # the merchant API certificate: the mTLS client certificate on /secapi/
     notify_url: str | None = None
     notifications_sent: int = 0
     bill_tokens: dict[str, tuple[bytes, float]] = field(default_factory=dict)
@@ -75,14 +76,17 @@ class AccountsMixin:
         if v2_sign_type not in ("MD5", "HMAC-SHA256"):
             raise SandboxError(400, "BAD_REQUEST", "v2_sign_type must be MD5 or HMAC-SHA256")
         merchant_key, platform_key, pubkey_private = self.sandbox.rsa_keys(3)
-        merchant_cert = _self_signed(merchant_key, "sandbox merchant", "paycore sandbox merchant")
         platform_cert = _self_signed(platform_key, "Tenpay.com Root CA (sandbox)", "Tenpay.com")
+        ca = self.sandbox.ca
         with self.sandbox.lock:
             accounts = self.sandbox.accounts[self.channel]
             while True:
                 mchid = "19" + _random(string.digits, 8)
                 if mchid not in accounts:
                     break
+            # The merchant API certificate, issued by the sandbox CA: its serial is the
+            # merchant_serial_no of v3 signatures, and it is the client certificate of /secapi/.
+            merchant_cert = ca.issue_client(merchant_key, mchid, "paycore sandbox merchant")
             acct = WechatAccount(
                 appid="wx" + secrets.token_hex(8),
                 mchid=mchid,
@@ -96,10 +100,15 @@ class AccountsMixin:
                 pubkey_private=pubkey_private,
                 pubkey_id="PUB_KEY_ID_01" + mchid + _random(string.digits, 14),
                 mode=mode,
+                merchant_cert_der=merchant_cert.public_bytes(serialization.Encoding.DER),
                 notify_url=notify_url,
             )
             accounts[mchid] = acct
         options: dict[str, Any] = {"v2_sign_type": v2_sign_type, "mode": mode}
+        secapi = self.sandbox.tls_url()
+        if secapi is not None:
+            options["secapi_base_url"] = f"{secapi}/{self.channel}"
+        options["secapi_ca_certificate"] = ca.pem
         if mode in ("certificate", "both"):
             options["platform_certificates"] = {
                 acct.platform_serial: platform_cert.public_bytes(serialization.Encoding.PEM).decode()
@@ -113,6 +122,7 @@ class AccountsMixin:
             "ids": {"appid": acct.appid, "mchid": mchid, "merchant_serial_no": acct.merchant_serial},
             "credentials": {
                 "merchant_private_key": _pem_private(merchant_key),
+                "merchant_certificate": merchant_cert.public_bytes(serialization.Encoding.PEM).decode(),
                 "apiv3_key": acct.apiv3_key,
                 "api_v2_key": acct.api_v2_key,
             },

@@ -127,6 +127,11 @@ class BillsMixin:
                     created = datetime.fromisoformat(r["created_at"]).astimezone(CN_TZ)
                     if created.date() == bill_date and r["out_trade_no"] in by_no:
                         rows.append(self._refund_row(by_no[r["out_trade_no"]], r, created))
+                for t in trades:  # a paid payment-code order reversed: the money went back
+                    if t.get("revoke_refund_id"):
+                        revoked_at = datetime.fromisoformat(t["revoked_at"]).astimezone(CN_TZ)
+                        if revoked_at.date() == bill_date:
+                            rows.append(self._revoked_row(t, revoked_at))
         if not rows:
             return None
         columns = {"ALL": BILL_ALL, "SUCCESS": BILL_SUCCESS, "REFUND": BILL_REFUND}[bill_type]
@@ -176,7 +181,7 @@ class BillsMixin:
         row = self._base_row(t, paid_at)
         row.update(
             {
-                "交易状态": "REVOKED" if t.get("revoked_after_payment") else "SUCCESS",
+                "交易状态": "SUCCESS",
                 "应结订单金额": _yuan(t["total"]),
                 "微信退款单号": "0",
                 "商户退款单号": "0",
@@ -211,6 +216,29 @@ class BillsMixin:
                 "申请退款金额": _yuan(r["refund"]),
                 "退款申请时间": created.strftime("%Y-%m-%d %H:%M:%S"),
                 "退款成功时间": success,
+            }
+        )
+        return row
+
+    def _revoked_row(self, t: dict[str, Any], revoked_at: datetime) -> dict[str, str]:
+        """A paid order reversed: 交易状态 REVOKED with the order's own numbers, refund-like
+        columns for the money returned (商户退款单号 = the order number), 订单金额 = the order."""
+        row = self._base_row(t, revoked_at)
+        when = revoked_at.strftime("%Y-%m-%d %H:%M:%S")
+        row.update(
+            {
+                "交易状态": "REVOKED",
+                "应结订单金额": "0.00",
+                "微信退款单号": t["revoke_refund_id"],
+                "商户退款单号": t["out_trade_no"],
+                "退款金额": _yuan(t["total"]),
+                "退款类型": "ORIGINAL",
+                "退款状态": "SUCCESS",
+                "手续费": str((-Decimal(t["total"]) * FEE_RATE / 100).quantize(Decimal("0.00001"))),
+                "订单金额": _yuan(t["total"]),
+                "申请退款金额": _yuan(t["total"]),
+                "退款申请时间": when,
+                "退款成功时间": when,
             }
         )
         return row

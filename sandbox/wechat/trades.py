@@ -164,12 +164,17 @@ class TradesMixin:
     ) -> dict[str, Any]:
         with self.sandbox.lock:
             trades = self.sandbox.trades[self.channel]
+            found = None
             if transaction_id is not None:
-                for trade in trades.values():
-                    if trade["mchid"] == acct.mchid and trade["transaction_id"] == transaction_id:
-                        return trade
-            elif out_trade_no is not None and (trade := trades.get(f"{acct.mchid}/{out_trade_no}")):
-                return trade
+                found = next(
+                    (t for t in trades.values() if t["mchid"] == acct.mchid and t["transaction_id"] == transaction_id),
+                    None,
+                )
+            elif out_trade_no is not None:
+                found = trades.get(f"{acct.mchid}/{out_trade_no}")
+            if found is not None:
+                self._settle(found)
+                return found
         raise _Reject(_error(404, "ORDER_NOT_EXIST", "订单不存在"))
 
     def _transaction_json(self, trade: dict[str, Any]) -> dict[str, Any]:
@@ -261,6 +266,7 @@ class TradesMixin:
 
     def _apply_action(self, trade: dict[str, Any], action: str, params: dict[str, Any]) -> None:
         with self.sandbox.lock:
+            self._settle(trade)
             state = trade["trade_state"]
             if action == "pay":
                 if trade["api"] == "v2":
@@ -273,8 +279,12 @@ class TradesMixin:
                     trade["openid"] = params["openid"]
                 self._mark_paid(trade)
             elif action == "password":
+                if state == "CLOSED" and trade["api"] == "v2" and trade["expires_at"]:
+                    raise SandboxError(409, "EXPIRED", "the payment code's time_expire has passed")
                 if state != "USERPAYING":
                     raise SandboxError(409, "BAD_STATE", f"trade is {state}, no password expected")
+                if not trade.get("password_accepted", True):
+                    raise SandboxError(409, "NO_PASSWORD", f"scenario {trade['scenario']}: the payer never types it")
                 self._mark_paid(trade)
                 return
             else:  # fail / cancel
@@ -291,8 +301,8 @@ class TradesMixin:
         if params.get("notify", True) is not False:
             self._notify_transaction(trade, params)
 
-    def _mark_paid(self, trade: dict[str, Any]) -> None:
-        now = self.sandbox.now()
+    def _mark_paid(self, trade: dict[str, Any], at: datetime | None = None) -> None:
+        now = at or self.sandbox.now()
         trade["transaction_id"] = "42000" + now.astimezone(CN_TZ).strftime("%Y%m%d") + _random(string.digits, 15)
         trade["success_time"] = _rfc3339(now)
         trade["paid_at"] = now.isoformat()

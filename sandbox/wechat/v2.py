@@ -5,14 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from datetime import datetime
+import string
+from datetime import datetime, timedelta
 from typing import Any
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError
 from defusedxml.ElementTree import fromstring as defused_fromstring
 
+from sandbox import paycode
 from sandbox.core import SandboxRequest, SandboxResponse
+from sandbox.paycode import scenario_for
 from sandbox.wechat.accounts import WechatAccount
 from sandbox.wechat.common import _ALNUM, _AUTH_CODE, _STATE_DESC, CN_TZ, _random
 
@@ -68,10 +71,17 @@ def build_v2_xml(params: dict[str, str]) -> bytes:
     return "".join(parts).encode()
 
 
+# WeChat reverses payment-code orders within 7 days only (later: the refund API).
+REVERSE_WINDOW = timedelta(days=7)
+
+
 class V2Mixin:
     """The v2 payment-code endpoints of ``WechatSimulator``."""
 
     def _v2(self, req: SandboxRequest) -> SandboxResponse:
+        secapi = req.path.startswith("/secapi/")
+        if secapi and not req.tls:  # the real platform serves /secapi/ over mutual TLS only
+            return self._v2_fail("secapi 接口须使用双向 TLS（商户证书），请改用 options.secapi_base_url")
         if req.method != "POST":
             return self._v2_fail("请使用 POST")
         try:
@@ -81,6 +91,8 @@ class V2Mixin:
         acct = self._account(params.get("mch_id", ""))
         if acct is None:
             return self._v2_fail("mch_id 参数错误")
+        if secapi and req.client_certificate != acct.merchant_cert_der:
+            return self._v2_fail("证书与商户号不匹配")  # a valid certificate, but another merchant's
         sign_type = params.get("sign_type") or "MD5"
         if sign_type not in ("MD5", "HMAC-SHA256"):
             return self._v2_fail("sign_type 参数错误")
@@ -162,6 +174,12 @@ class V2Mixin:
             return fail("PARAM_ERROR", "total_fee 须为大于0的整数")
         if params.get("fee_type", "CNY") != "CNY":
             return fail("PARAM_ERROR", "fee_type 仅支持 CNY")
+        expires_at = None
+        if params.get("time_expire"):
+            try:
+                expires_at = datetime.strptime(params["time_expire"], "%Y%m%d%H%M%S").replace(tzinfo=CN_TZ)
+            except ValueError:
+                return fail("PARAM_ERROR", "time_expire 格式须为 yyyyMMddHHmmss")
         auth_code = params["auth_code"]
         if not _AUTH_CODE.match(auth_code):
             return fail("AUTH_CODE_INVALID", "付款码无效，请重新扫码")
@@ -172,6 +190,7 @@ class V2Mixin:
             if trade is not None:
                 if trade["api"] != "v2" or trade["auth_code"] != auth_code or trade["total"] != total:
                     return fail("OUT_TRADE_NO_USED", "商户订单号重复")
+                self._settle(trade)
                 state = trade["trade_state"]
                 if state == "SUCCESS" or state == "REFUND":
                     return fail("ORDERPAID", "订单已支付")
@@ -180,6 +199,8 @@ class V2Mixin:
                 if state == "REVOKED":
                     return fail("ORDERREVERSED", "订单已撤销")
                 return fail("ORDERCLOSED", "订单已关闭")
+            now = self.sandbox.now()
+            scenario = scenario_for(self.channel, auth_code)
             trade = {
                 "api": "v2",
                 "scene": "micropay",
@@ -198,38 +219,66 @@ class V2Mixin:
                 "openid": None,
                 "transaction_id": None,
                 "success_time": None,
-                "created_at": self.sandbox.now().isoformat(),
-                "expires_at": None,
+                "created_at": now.isoformat(),
+                "expires_at": expires_at.isoformat() if expires_at else None,
                 "prepay_ids": [],
                 "refunded": 0,
                 "auth_code": auth_code,
+                "scenario": scenario.kind,
+                "password_accepted": scenario.password_accepted,
+                "auto_pay_at": (now + timedelta(seconds=scenario.auto_after)).isoformat()
+                if scenario.auto_after
+                else None,
                 "revoked_after_payment": False,
                 "reverse_requested": False,
                 "history": [],
             }
             self.sandbox.trades[self.channel][key] = trade
-            self.sandbox.record(trade, "micropay", auth_code=auth_code)
-            suffix = auth_code[-4:]
-            if suffix == "0000":
+            self.sandbox.record(trade, "micropay", auth_code=auth_code, scenario=scenario.kind)
+            kind = scenario.kind
+            if scenario.waits_for_password:
+                if kind == paycode.UNKNOWN_PAYING:
+                    return fail("SYSTEMERROR", "系统超时")
                 return fail("USERPAYING", "需要用户输入支付密码")
-            if suffix in ("0001", "0002", "0004"):
+            if kind == paycode.UNKNOWN_UNPAID:
+                self._set_state(trade, "NOTPAY")
+                return fail("SYSTEMERROR", "系统超时")
+            if kind in (paycode.NO_BALANCE, paycode.EXPIRED_CODE, paycode.BANK_ERROR):
                 self._set_state(trade, "PAYERROR")
-                self.sandbox.record(trade, "payerror", suffix=suffix)
-                if suffix == "0001":
+                self.sandbox.record(trade, "payerror", scenario=kind)
+                if kind == paycode.NO_BALANCE:
                     return fail("NOTENOUGH", "余额不足")
-                if suffix == "0002":
+                if kind == paycode.EXPIRED_CODE:
                     return fail("AUTHCODEEXPIRE", "二维码已过期，请用户在微信上刷新后再试")
                 return fail("BANKERROR", "银行系统异常")
             self._mark_paid(trade)
-            if suffix == "0003":
+            if kind == paycode.UNKNOWN_PAID:
                 return fail("SYSTEMERROR", "系统超时")
             return self._v2_result(req, acct, sign_type, self._v2_trade_fields(trade))
+
+    def _settle(self, trade: dict[str, Any]) -> None:
+        """Apply what the sandbox clock says happened since: the payer typed the password (71NN),
+        or the payment code's ``time_expire`` passed while unpaid (the order is closed)."""
+        if trade["api"] != "v2":
+            return
+        with self.sandbox.lock:
+            if trade["trade_state"] not in ("USERPAYING", "NOTPAY"):
+                return
+            now = self.sandbox.now()
+            expires = datetime.fromisoformat(trade["expires_at"]) if trade["expires_at"] else None
+            auto = datetime.fromisoformat(trade["auto_pay_at"]) if trade.get("auto_pay_at") else None
+            if trade["trade_state"] == "USERPAYING" and auto and auto <= now and (expires is None or auto < expires):
+                self._mark_paid(trade, at=auto)
+            elif expires is not None and expires <= now:
+                self._set_state(trade, "CLOSED")
+                self.sandbox.record(trade, "expired", time_expire=trade["expires_at"])
 
     def _v2_find(self, acct: WechatAccount, params: dict[str, str]) -> dict[str, Any] | None:
         with self.sandbox.lock:
             trades = self.sandbox.trades[self.channel]
+            found = None
             if params.get("transaction_id"):
-                return next(
+                found = next(
                     (
                         t
                         for t in trades.values()
@@ -237,9 +286,11 @@ class V2Mixin:
                     ),
                     None,
                 )
-            if params.get("out_trade_no"):
-                return trades.get(f"{acct.mchid}/{params['out_trade_no']}")
-        return None
+            elif params.get("out_trade_no"):
+                found = trades.get(f"{acct.mchid}/{params['out_trade_no']}")
+            if found is not None:
+                self._settle(found)
+            return found
 
     def _orderquery(
         self, req: SandboxRequest, acct: WechatAccount, sign_type: str, params: dict[str, str]
@@ -266,36 +317,46 @@ class V2Mixin:
     def _reverse(
         self, req: SandboxRequest, acct: WechatAccount, sign_type: str, params: dict[str, str]
     ) -> SandboxResponse:
+        def answer(fields: dict[str, str]) -> SandboxResponse:
+            return self._v2_result(req, acct, sign_type, fields)
+
         if not params.get("transaction_id") and not params.get("out_trade_no"):
-            return self._v2_result(
-                req,
-                acct,
-                sign_type,
-                {"err_code": "PARAM_ERROR", "err_code_des": "transaction_id 与 out_trade_no 须二选一", "recall": "N"},
+            return answer(
+                {"err_code": "PARAM_ERROR", "err_code_des": "transaction_id 与 out_trade_no 须二选一", "recall": "N"}
             )
         trade = self._v2_find(acct, params)
+        out_trade_no = trade["out_trade_no"] if trade is not None else params.get("out_trade_no", "")
+        fault = self.sandbox.revocation_fault(self.channel, account=acct.mchid, trade=out_trade_no)
+        if fault is not None and fault.kind == "revoke_retry":
+            if trade is not None:
+                self.sandbox.record(trade, "reverse_asked_recall", fault=fault.id)
+            return answer({"err_code": "SYSTEMERROR", "err_code_des": "撤销处理中，请再次调用撤销", "recall": "Y"})
+        if fault is not None:
+            if trade is not None:
+                self.sandbox.record(trade, "reverse_failed", fault=fault.id)
+            return answer({"err_code": "SYSTEMERROR", "err_code_des": "系统超时"})
         if trade is None:
-            return self._v2_result(req, acct, sign_type, {"recall": "N"})
+            return answer({"recall": "N"})  # reverse is re-entrant: an unknown order answers SUCCESS
         with self.sandbox.lock:
             if trade["api"] != "v2":
-                return self._v2_result(
-                    req,
-                    acct,
-                    sign_type,
-                    {"err_code": "INVALID_REQUEST", "err_code_des": "订单的支付场景不支持该请求", "recall": "N"},
+                return answer(
+                    {"err_code": "INVALID_REQUEST", "err_code_des": "订单的支付场景不支持该请求", "recall": "N"}
                 )
             state = trade["trade_state"]
+            created = datetime.fromisoformat(trade["created_at"])
+            if state != "REVOKED" and self.sandbox.now() - created > REVERSE_WINDOW:
+                return answer({"err_code": "REVERSE_EXPIRE", "err_code_des": "订单已超过撤销期限", "recall": "N"})
             if state == "USERPAYING" and not trade["reverse_requested"]:
                 trade["reverse_requested"] = True
                 self.sandbox.record(trade, "reverse_refused_userpaying")
-                return self._v2_result(
-                    req,
-                    acct,
-                    sign_type,
-                    {"err_code": "USERPAYING", "err_code_des": "用户支付中，请稍后再试", "recall": "Y"},
-                )
+                return answer({"err_code": "USERPAYING", "err_code_des": "用户支付中，请稍后再试", "recall": "Y"})
             if state != "REVOKED":
-                trade["revoked_after_payment"] = trade["transaction_id"] is not None
+                now = self.sandbox.now()
+                paid = trade["transaction_id"] is not None
+                trade["revoked_after_payment"] = paid
+                trade["revoked_at"] = now.isoformat()
+                if paid:  # the money goes back to the payer: a revocation refund
+                    trade["revoke_refund_id"] = "50" + _random(string.digits, 27)
                 self._set_state(trade, "REVOKED")
-                self.sandbox.record(trade, "revoked", money_returned=trade["revoked_after_payment"])
-        return self._v2_result(req, acct, sign_type, {"recall": "N"})
+                self.sandbox.record(trade, "revoked", money_returned=paid)
+        return answer({"recall": "N"})
