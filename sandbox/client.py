@@ -6,6 +6,7 @@ inject faults. It talks HTTP only, so it works against a gateway in another proc
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
@@ -92,6 +93,27 @@ class SandboxClient:
     def wait_idle(self, timeout: float = 5.0) -> bool:
         """Wait until no notification delivery is pending; False if still busy after ``timeout``."""
         return self._call("POST", "/wait_idle", {"timeout": timeout})["idle"]
+
+    # --- clock --------------------------------------------------------------------------
+    def clock(self) -> dict[str, Any]:
+        """``{"now", "real_now", "offset_seconds"}``: the sandbox clock (real time plus advances)."""
+        return self._call("GET", "/clock")
+
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        """Move the sandbox clock forward (a day ends, an expiry passes) without sleeping."""
+        return self._call("POST", "/clock", {"advance_seconds": seconds})
+
+    def reset_clock(self) -> dict[str, Any]:
+        """Back to real time (tests do this after themselves; ``reset()`` does it too)."""
+        return self._call("POST", "/clock", {"reset": True})
+
+    def end_day(self, utc_offset_hours: float = 8) -> dict[str, Any]:
+        """Advance the clock to just past the next midnight at that UTC offset (8: Beijing, the
+        WeChat/Alipay/points bill day; 0: UTC, PayPal's), so that today's bill is ready."""
+        zone = timezone(timedelta(hours=utc_offset_hours))
+        now = datetime.fromisoformat(self.clock()["now"]).astimezone(zone)
+        midnight = datetime(now.year, now.month, now.day, tzinfo=zone) + timedelta(days=1, seconds=1)
+        return self.advance_clock((midnight - now).total_seconds())
 
     # --- faults -------------------------------------------------------------------------
     def add_fault(self, **rule: Any) -> dict[str, Any]:

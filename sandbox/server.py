@@ -313,6 +313,20 @@ def _control(sandbox: Sandbox, method: str, path: str, query: str, body: bytes) 
         case ("DELETE", ["faults"]):
             sandbox.clear_faults()
             return SandboxResponse.empty(204)
+        case ("GET", ["clock"]):
+            return ok(200, sandbox.clock())
+        case ("POST", ["clock"]):
+            data = _json_body(body)
+            if data.get("reset"):
+                sandbox.reset_clock()
+            elif "advance_seconds" in data:
+                seconds = data["advance_seconds"]
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+                    raise SandboxError(400, "BAD_REQUEST", "advance_seconds must be a non-negative number")
+                sandbox.advance_clock(float(seconds))
+            else:
+                raise SandboxError(400, "BAD_REQUEST", 'send {"advance_seconds": N} or {"reset": true}')
+            return ok(200, sandbox.clock())
         case ("POST", ["reset"]):
             sandbox.reset()
             return ok(200, {"reset": True})

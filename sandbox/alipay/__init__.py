@@ -91,7 +91,7 @@ class AlipaySimulator(
             return self._answer("", None, exc, req)
         method = params.get("method", "")
         try:
-            account = self._authenticate(params)
+            account = self._authenticate(params, check_time=method not in PAGE_METHODS)
             if method in PAGE_METHODS:
                 trade = self._open_cashier(account, params)
                 if req.method == "GET":

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from sandbox.alipay.common import (
+    BEIJING,
     PAGE_METHODS,
     PAYER_ACTIONS,
     TIME_FMT,
@@ -83,11 +84,14 @@ class TradesMixin:
         amount = _from_yuan(biz["total_amount"], "total_amount")
         if not 1 <= amount <= 100_000_000_00:
             raise _invalid("isv.invalid-parameter", "total_amount 超出范围")
-        if biz.get("time_expire") is not None:
+        time_expire = biz.get("time_expire")
+        if time_expire is not None:
             try:
-                datetime.strptime(biz["time_expire"], TIME_FMT)
+                datetime.strptime(time_expire, TIME_FMT)
             except (TypeError, ValueError):
                 raise _invalid("isv.invalid-parameter", "time_expire 格式错误") from None
+        elif biz.get("timeout_express") is not None:  # relative to the trade's creation
+            time_expire = _beijing(_timeout_express_deadline(str(biz["timeout_express"]), self.sandbox.now()))
         now = _beijing(self.sandbox.now())
         return {
             "app_id": account["app_id"],
@@ -101,7 +105,7 @@ class TradesMixin:
             "total_amount": amount,
             "subject": str(biz["subject"]),
             "body": str(biz.get("body") or ""),
-            "time_expire": biz.get("time_expire"),
+            "time_expire": time_expire,
             "notify_url": params.get("notify_url") or account.get("notify_url"),
             "return_url": params.get("return_url"),
             "auth_code": biz.get("auth_code"),
@@ -127,6 +131,9 @@ class TradesMixin:
         key = f"{account['app_id']}:{fresh['out_trade_no']}"
         with self.sandbox.lock:
             trade = self._trades.get(key)
+            if trade is None and fresh["time_expire"] and _beijing(self.sandbox.now()) >= fresh["time_expire"]:
+                # The order string was payable until its time_expire: too late now, no trade is made.
+                raise _biz_error("ACQ.TRADE_HAS_CLOSE", "交易已经关闭")
             if trade is None:
                 self._trades[key] = trade = fresh
                 self.sandbox.record(trade, "cashier_opened", method=api)
@@ -253,7 +260,7 @@ class TradesMixin:
             for key, value in parse_qsl(text, keep_blank_values=True, encoding="utf-8"):
                 order_params[key] = value
             try:
-                account = self._authenticate(order_params)
+                account = self._authenticate(order_params, check_time=False)
                 if order_params.get("method") not in PAGE_METHODS:
                     raise _invalid("isv.invalid-method", "not a cashier order (app/page/wap pay)")
                 trade = self._open_cashier(account, order_params)
@@ -274,3 +281,19 @@ class TradesMixin:
         if len(found) > 1 and params.get("app_id"):
             found = [t for t in found if t["app_id"] == params["app_id"]]
         return found[-1]
+
+
+_EXPRESS = re.compile(r"(\d{1,4})([mhdc])")
+
+
+def _timeout_express_deadline(express: str, created: datetime) -> datetime:
+    """``90m`` / ``2h`` / ``15d`` after creation; ``1c``: the end of the (Beijing) day of creation."""
+    match = _EXPRESS.fullmatch(express)
+    if match is None or int(match.group(1)) < 1:
+        raise _invalid("isv.invalid-parameter", "timeout_express 格式错误（如 90m、2h、1d、1c）")
+    n, unit = int(match.group(1)), match.group(2)
+    if unit == "c":
+        local = created.astimezone(BEIJING)
+        return datetime(local.year, local.month, local.day, 23, 59, 59, tzinfo=BEIJING) + timedelta(days=n - 1)
+    units = {"m": "minutes", "h": "hours", "d": "days"}
+    return created + timedelta(**{units[unit]: n})

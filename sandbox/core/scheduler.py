@@ -33,6 +33,13 @@ class Scheduler:
             heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay), next(self._seq), fn))
             self._cond.notify()
 
+    def advance(self, seconds: float) -> None:
+        """Bring everything scheduled within the next ``seconds`` (real) forward to now."""
+        with self._cond:
+            self._heap = [(due - seconds, seq, fn) for due, seq, fn in self._heap]
+            heapq.heapify(self._heap)
+            self._cond.notify()
+
     def cancel_all(self) -> None:
         with self._cond:
             self._heap.clear()

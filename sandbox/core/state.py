@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import import_module
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +39,7 @@ class Sandbox(FaultsMixin, NotificationsMixin):
             raise ValueError("time_factor must be positive")
         self.time_factor = float(time_factor)
         self.keys: KeyPool | FreshKeys = key_pool if key_pool is not None else FreshKeys()
+        self._clock_offset = 0.0  # seconds the sandbox clock is ahead of real time
         self.tls_port: int | None = None  # the gateway's mutual-TLS listener, once it listens
         self.tls_hosts: tuple[str, ...] = ()
         self._ca: SandboxCA | None = None
@@ -61,8 +62,36 @@ class Sandbox(FaultsMixin, NotificationsMixin):
 
     # --- time ---------------------------------------------------------------------------
     def now(self) -> datetime:
-        """Aware UTC now; simulators convert to the channel's zone themselves."""
+        """The sandbox clock, aware UTC: real time plus every ``advance_clock``. Business times
+        (payments, refunds, expiry, bill days) use it; simulators convert to their zone."""
+        return datetime.now(UTC) + timedelta(seconds=self._clock_offset)
+
+    def wall_now(self) -> datetime:
+        """Real time, for what the other side checks against its own clock: signature
+        timestamps and their replay windows, download-link lifetimes."""
         return datetime.now(UTC)
+
+    def advance_clock(self, seconds: float) -> datetime:
+        """Move the sandbox clock forward; delayed work due within that span runs at once."""
+        if seconds < 0:
+            raise ValueError("the sandbox clock only moves forward (reset it to go back)")
+        with self.lock:
+            self._clock_offset += seconds
+        self._scheduler.advance(self.scaled(seconds))
+        return self.now()
+
+    def reset_clock(self) -> datetime:
+        with self.lock:
+            self._clock_offset = 0.0
+        return self.now()
+
+    def clock(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "now": self.now().isoformat(),
+                "real_now": self.wall_now().isoformat(),
+                "offset_seconds": self._clock_offset,
+            }
 
     def scaled(self, seconds: float) -> float:
         """Sandbox seconds -> real seconds."""
@@ -168,6 +197,7 @@ class Sandbox(FaultsMixin, NotificationsMixin):
         """Forget everything: accounts, trades, refunds, faults, notifications, delayed work."""
         with self.lock:
             self.generation += 1
+            self._clock_offset = 0.0
             self._scheduler.cancel_all()
             for store in (self.accounts, self.trades, self.refunds):
                 for items in store.values():

@@ -49,7 +49,7 @@ class WebhooksMixin:
 
         def build() -> tuple[dict[str, str], bytes]:
             transmission_id = str(uuid.uuid1())
-            transmission_time = _ts(self.sandbox.now())
+            transmission_time = _ts(self.sandbox.wall_now())
             crc = zlib.crc32(body) & 0xFFFFFFFF
             message = f"{transmission_id}|{transmission_time}|{account['webhook_id']}|{crc}"
             key = self._keys[client_id]

@@ -151,7 +151,7 @@ class AccountsMixin:
             ts = int(fields["timestamp"])
         except ValueError:
             raise _Reject(_error(401, "SIGN_ERROR", "timestamp 格式错误")) from None
-        if abs(int(self.sandbox.now().timestamp()) - ts) >= TIMESTAMP_WINDOW:
+        if abs(int(self.sandbox.wall_now().timestamp()) - ts) >= TIMESTAMP_WINDOW:
             raise _Reject(_error(401, "SIGN_ERROR", "请求时间戳已过期"))
         message = (
             f"{req.method}\n{req.target}\n{fields['timestamp']}\n{fields['nonce_str']}\n"
@@ -171,7 +171,7 @@ class AccountsMixin:
     def _signed(self, req: SandboxRequest, acct: WechatAccount, status: int, obj: Any | None) -> SandboxResponse:
         body = b"" if obj is None else _dumps(obj)
         serial, key = acct.response_key(req.headers.get("Wechatpay-Serial"))
-        ts, nonce = str(int(self.sandbox.now().timestamp())), _nonce()
+        ts, nonce = str(int(self.sandbox.wall_now().timestamp())), _nonce()
         message = f"{ts}\n{nonce}\n{body.decode()}\n"
         fault = req.fault
         if fault is not None and fault.kind == "bad_signature":

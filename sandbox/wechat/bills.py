@@ -87,7 +87,7 @@ class BillsMixin:
         served = gzip.compress(raw, mtime=0) if tar_type == "GZIP" else raw
         token = secrets.token_urlsafe(24)
         with self.sandbox.lock:
-            acct.bill_tokens[token] = (served, self.sandbox.now().timestamp() + BILL_URL_LIFETIME)
+            acct.bill_tokens[token] = (served, self.sandbox.wall_now().timestamp() + BILL_URL_LIFETIME)
         return self._signed(
             req,
             acct,
@@ -103,7 +103,7 @@ class BillsMixin:
         token = req.params.get("token", "")
         with self.sandbox.lock:
             entry = acct.bill_tokens.get(token)
-        if entry is None or entry[1] < self.sandbox.now().timestamp():
+        if entry is None or entry[1] < self.sandbox.wall_now().timestamp():
             return _error(400, "INVALID_REQUEST", "下载链接无效或已过期")
         return SandboxResponse(200, entry[0], {"Content-Type": "application/octet-stream", "Request-ID": _nonce()})
 

@@ -81,7 +81,7 @@ class NotificationsMixin:
             serial, private_key = acct.notification_key()
 
         def build() -> tuple[dict[str, str], bytes]:
-            ts, nonce = str(int(self.sandbox.now().timestamp())), _nonce()
+            ts, nonce = str(int(self.sandbox.wall_now().timestamp())), _nonce()
             if signtest:
                 signature = "WECHATPAY/SIGNTEST/" + base64.b64encode(secrets.token_bytes(192)).decode()
             else:

@@ -23,6 +23,9 @@ from sandbox.wechat.common import (
     _rfc3339,
 )
 
+# time_expire is the payment deadline (not a close); without one it is 7 days after placement.
+DEFAULT_PAY_WINDOW = timedelta(days=7)
+
 
 class TradesMixin:
     """The v3 transaction endpoints and payer actions of ``WechatSimulator``."""
@@ -81,6 +84,8 @@ class TradesMixin:
                 raise _param_error("time_expire", "须带时区", data["time_expire"])
             now = self.sandbox.now()
             expires_at = min(max(expires_at, now + timedelta(minutes=1)), now + timedelta(days=90))
+        else:  # without time_expire an unpaid order can no longer be paid after 7 days
+            expires_at = self.sandbox.now() + DEFAULT_PAY_WINDOW
         key = f"{acct.mchid}/{data['out_trade_no']}"
         prepay_id = "wx" + self.sandbox.now().astimezone(CN_TZ).strftime("%d%H%M%S") + secrets.token_hex(13)
         with self.sandbox.lock:
@@ -92,6 +97,8 @@ class TradesMixin:
                     raise _Reject(_error(400, "ORDERPAID", "该订单已支付"))
                 if trade["trade_state"] != "NOTPAY":
                     raise _Reject(_error(400, "ORDER_CLOSED", "订单已关闭"))
+                if datetime.fromisoformat(trade["expires_at"]) <= self.sandbox.now():
+                    raise _Reject(_error(400, "ORDER_CLOSED", "订单已过支付期限，请使用新的商户订单号"))
                 trade["prepay_ids"].append(prepay_id)
                 self.sandbox.record(trade, "prepay_repeated", prepay_id=prepay_id)
             else:
