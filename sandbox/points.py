@@ -39,6 +39,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from sandbox.bills import BillHooks, apply_bill_faults
 from sandbox.core import ChannelSimulator, SandboxError, SandboxRequest, SandboxResponse
 
 CHANNEL = "points"
@@ -509,6 +510,8 @@ class PointsSimulator(ChannelSimulator):
             wanted = date.fromisoformat(day)
         except ValueError:
             raise _Refused(400, "INVALID_REQUEST", "date must be YYYY-MM-DD") from None
+        if wanted >= self.sandbox.now().astimezone(PARTNER_TZ).date():
+            raise _Refused(409, "STATEMENT_NOT_READY", "a day's statement is ready once the day has ended")
 
         def on_day(obj: dict[str, Any]) -> bool:
             stamp = obj["completed_at"] or obj["created_at"]
@@ -551,6 +554,9 @@ class PointsSimulator(ChannelSimulator):
                         ],
                     )
                 )
+        faults = self.sandbox.bill_faults(CHANNEL, account["app_id"], wanted.isoformat())
+        if faults:
+            rows = apply_bill_faults(rows, faults, _statement_hooks(wanted))
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(STATEMENT_HEADER)
@@ -580,3 +586,29 @@ class PointsSimulator(ChannelSimulator):
                 else:
                     self._finish(deduction, outcome, fail_code=fail_code)
             return self._public(deduction, _DEDUCTION_FIELDS)
+
+
+StatementRow = tuple[str, list[str]]  # (sort stamp, CSV cells in STATEMENT_HEADER order)
+
+
+def _statement_hooks(day: date) -> BillHooks[StatementRow]:
+    def extra(request_no: str, points: int) -> StatementRow:
+        at = datetime(day.year, day.month, day.day, 12, tzinfo=PARTNER_TZ).isoformat(timespec="seconds")
+        cells = ["DEDUCTION", request_no, f"D{secrets.token_hex(10)}", "", "", str(points), "SUCCESS", at, at]
+        return at, cells
+
+    def with_points(row: StatementRow, points: int) -> StatementRow:
+        cells = list(row[1])
+        cells[STATEMENT_HEADER.index("points")] = str(points)
+        return row[0], cells
+
+    def no_fee(row: StatementRow, _: int) -> StatementRow:  # statements carry no fee (refused earlier)
+        return row
+
+    return BillHooks(
+        trade_of=lambda row: row[1][1],
+        is_payment=lambda row: row[1][0] == "DEDUCTION",
+        with_amount=with_points,
+        with_fee=no_fee,
+        extra_line=extra,
+    )

@@ -37,8 +37,12 @@ of an unpaid trade answers ``action=close``, of a paid one ``action=refund`` (a 
 retry_flag=Y`` without acting; ``revoke_error``: ``20000 ACQ.SYSTEM_ERROR``) apply per account
 (``app_id``) or trade (``out_trade_no``).
 
-Sandbox relaxations: a bill is served for any date (today included); it lists the day's
-payments and refunds (UTC+8) and ``isp.bill_not_exist`` means the day had none.
+Bills (``alipay.data.dataservice.bill.downloadurl.query``, ``bill_type=trade``): only for days
+(months) that have ended by the sandbox clock, Beijing time; today, this month or later answer
+``40004 isp.bill_not_exist``, as does a day without activity. The day's payments and refunds,
+服务费 0.6 % (half-up to the fen) negative on payments and returned on refunds; a refund made by
+cancelling a paid trade has 退款批次号/请求号 = the order number and 备注 ``交易撤销``. No 10:00
+publication delay is simulated.
 """
 
 from __future__ import annotations

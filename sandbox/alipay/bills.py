@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sandbox.alipay.common import BEIJING, BILL_LINK_SECONDS, _biz_error, _fee, _invalid, _to_yuan
+from sandbox.alipay.common import BEIJING, BILL_LINK_SECONDS, REVOCATION_REASON, _biz_error, _fee, _invalid, _to_yuan
+from sandbox.bills import BillHooks, apply_bill_faults
 from sandbox.core import SandboxResponse
 
 DETAIL_HEADER = [
@@ -69,6 +70,9 @@ class BillsMixin:
             raise _invalid("isv.invalid-parameter", "bill_date 格式错误")
         if bill_type != "trade":
             raise _biz_error("isp.bill_not_exist", "账单不存在")
+        today = self.sandbox.now().astimezone(BEIJING).strftime("%Y-%m-%d")
+        if bill_date >= today[: len(bill_date)]:  # no bill for today (or this month) or later
+            raise _biz_error("isp.bill_not_exist", "账单不存在：不支持下载当日（当月）及以后的账单")
         payload = self._build_bill(account, bill_date)
         if payload is None:
             raise _biz_error("isp.bill_not_exist", "账单不存在")
@@ -89,47 +93,31 @@ class BillsMixin:
         )
 
     def _build_bill(self, account: Mapping[str, Any], bill_date: str) -> bytes | None:
-        """Zip of GBK CSVs (detail and summary) in Alipay's layout, from what happened that day."""
+        """Zip of GBK CSVs (detail and summary) in Alipay's layout, from what happened that day
+        (or month), bill faults applied; None when nothing happened."""
         app_id = account["app_id"]
-        rows: list[list[str]] = []
-        n_trades = n_refunds = 0
-        paid_total = refund_total = fee_total = 0
+        lines: list[dict[str, Any]] = []
         with self.sandbox.lock:
             trades = [t for t in self._trades.values() if t["app_id"] == app_id and not t.get("stub")]
             by_no = {t["out_trade_no"]: t for t in trades}
             for trade in trades:
                 if trade["gmt_payment"] and trade["gmt_payment"].startswith(bill_date):
-                    fee = _fee(trade["total_amount"])
-                    amount = _to_yuan(trade["total_amount"])
-                    rows.append(
-                        self._bill_line(
-                            trade, "交易", trade["gmt_create"], trade["gmt_payment"], amount, "", _to_yuan(-fee)
-                        )
-                    )
-                    n_trades, paid_total = n_trades + 1, paid_total + trade["total_amount"]
-                    fee_total += fee
+                    lines.append(_payment_line(trade))
             for refund in self._refunds.values():
                 trade = by_no.get(refund["out_trade_no"])
-                if refund["app_id"] != app_id or trade is None:
-                    continue
-                if refund["gmt_refund_pay"].startswith(bill_date):
-                    fee, when = _fee(refund["refund_amount"]), refund["gmt_refund_pay"]
-                    rows.append(
-                        self._bill_line(
-                            trade,
-                            "退款",
-                            when,
-                            when,
-                            _to_yuan(-refund["refund_amount"]),
-                            refund["out_request_no"],
-                            _to_yuan(fee),
-                        )
-                    )
-                    n_refunds, refund_total = n_refunds + 1, refund_total + refund["refund_amount"]
-                    fee_total -= fee
-        if not rows:
+                if refund["app_id"] == app_id and trade is not None and refund["gmt_refund_pay"].startswith(bill_date):
+                    lines.append(_refund_line(trade, refund))
+        faults = self.sandbox.bill_faults(self.channel, app_id, bill_date)
+        if faults:
+            lines = apply_bill_faults(lines, faults, _bill_hooks(bill_date))
+        if not lines:
             return None
-        rows.sort(key=lambda r: r[5])
+        lines.sort(key=lambda line: line["finished"])
+        payments = [line for line in lines if line["_kind"] == "payment"]
+        refunds = [line for line in lines if line["_kind"] == "refund"]
+        paid_total = sum(line["amount"] for line in payments)
+        refund_total = -sum(line["amount"] for line in refunds)
+        fees_shown = sum(line["fee"] for line in lines)  # negative: what the merchant paid
         day = bill_date.replace("-", "")
         start = datetime.strptime(bill_date if len(bill_date) == 10 else bill_date + "-01", "%Y-%m-%d")
         if len(bill_date) == 10:
@@ -142,30 +130,29 @@ class BillsMixin:
         detail = io.StringIO()
         detail.write("#支付宝业务明细查询\n" + account_line + "\n" + period + "\n")
         detail.write("#-----------------------------------------业务明细列表----------------------------------------\n")
-        csv.writer(detail, lineterminator="\n").writerows([DETAIL_HEADER, *rows])
+        csv.writer(detail, lineterminator="\n").writerows([DETAIL_HEADER, *(_detail_row(line) for line in lines)])
         detail.write("#-----------------------------------------业务明细列表结束------------------------------------\n")
-        detail.write(f"#交易合计：{n_trades}笔，商家实收共{_to_yuan(paid_total)}元，商家优惠共0.00元\n")
-        detail.write(f"#退款合计：{n_refunds}笔，商家实收退款共{_to_yuan(-refund_total)}元，商家优惠退款共0.00元\n")
+        detail.write(f"#交易合计：{len(payments)}笔，商家实收共{_to_yuan(paid_total)}元，商家优惠共0.00元\n")
+        detail.write(f"#退款合计：{len(refunds)}笔，商家实收退款共{_to_yuan(-refund_total)}元，商家优惠退款共0.00元\n")
         detail.write(exported + "\n")
         summary = io.StringIO()
         summary.write("#支付宝业务汇总查询\n" + account_line + "\n" + period + "\n")
         summary.write(
             "#-----------------------------------------业务汇总列表----------------------------------------\n"
         )
-        net = paid_total - refund_total - fee_total
         total_line = [
             "合计",
             "",
-            str(n_trades),
-            str(n_refunds),
+            str(len(payments)),
+            str(len(refunds)),
             _to_yuan(paid_total - refund_total),
             _to_yuan(paid_total - refund_total),
             "0.00",
             "0.00",
             "0.00",
-            _to_yuan(-fee_total),
+            _to_yuan(fees_shown),
             "0.00",
-            _to_yuan(net),
+            _to_yuan(paid_total - refund_total + fees_shown),
         ]
         csv.writer(summary, lineterminator="\n").writerows([SUMMARY_HEADER, total_line])
         summary.write(
@@ -180,34 +167,109 @@ class BillsMixin:
             archive.writestr(f"{pid}_{day}_业务明细.csv", detail.getvalue().encode("gbk", "replace"))
         return buffer.getvalue()
 
-    @staticmethod
-    def _bill_line(
-        trade: Mapping[str, Any], kind: str, created: str, finished: str, amount: str, request_no: str, fee: str
-    ) -> list[str]:
-        return [
-            trade["trade_no"] + "\t",
-            trade["out_trade_no"] + "\t",
-            kind,
-            trade["subject"],
-            created,
-            finished,
-            "",
-            "",
-            "",
-            "",
-            trade["buyer_logon_id"] or "",
-            amount,
-            amount,
-            "0.00",
-            "0.00",
-            "0.00",
-            "0.00",
-            "0.00",
-            "",
-            "0.00",
-            "0.00",
-            request_no + ("\t" if request_no else ""),
-            fee,
-            "0.00",
-            "",
-        ]
+
+# A bill line before it is written: amounts and fees in signed fen as the bill shows them
+# (payments +amount -fee, refunds -amount +fee returned).
+def _payment_line(trade: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "_kind": "payment",
+        "trade_no": trade["trade_no"],
+        "out_trade_no": trade["out_trade_no"],
+        "type": "交易",
+        "subject": trade["subject"],
+        "created": trade["gmt_create"],
+        "finished": trade["gmt_payment"],
+        "buyer": trade["buyer_logon_id"] or "",
+        "amount": trade["total_amount"],
+        "request_no": "",
+        "fee": -_fee(trade["total_amount"]),
+        "note": "",
+    }
+
+
+def _refund_line(trade: Mapping[str, Any], refund: Mapping[str, Any]) -> dict[str, Any]:
+    revocation = refund["refund_reason"] == REVOCATION_REASON
+    return {
+        **_payment_line(trade),
+        "_kind": "refund",
+        "type": "退款",
+        "created": refund["gmt_refund_pay"],
+        "finished": refund["gmt_refund_pay"],
+        "amount": -refund["refund_amount"],
+        "request_no": refund["out_request_no"],
+        "fee": _fee(refund["refund_amount"]),
+        "note": "交易撤销" if revocation else "",
+    }
+
+
+def _revocation_line(payment: Mapping[str, Any]) -> dict[str, Any]:
+    """A payment cancelled after it was paid: the full refund Alipay makes, numbered as the order."""
+    return {
+        **payment,
+        "_kind": "refund",
+        "type": "退款",
+        "created": payment["finished"],
+        "amount": -payment["amount"],
+        "request_no": payment["out_trade_no"],
+        "fee": -payment["fee"],
+        "note": "交易撤销",
+    }
+
+
+def _bill_hooks(bill_date: str) -> BillHooks[dict[str, Any]]:
+    def extra(out_trade_no: str, fen: int) -> dict[str, Any]:
+        at = (bill_date if len(bill_date) == 10 else bill_date + "-01") + " 12:00:00"
+        return {
+            "_kind": "payment",
+            "trade_no": at[:10].replace("-", "") + "22001" + "".join(secrets.choice("0123456789") for _ in range(15)),
+            "out_trade_no": out_trade_no,
+            "type": "交易",
+            "subject": "sandbox bill_extra",
+            "created": at,
+            "finished": at,
+            "buyer": "sb***@example.com",
+            "amount": fen,
+            "request_no": "",
+            "fee": -_fee(fen),
+            "note": "",
+        }
+
+    return BillHooks(
+        trade_of=lambda line: line["out_trade_no"],
+        is_payment=lambda line: line["_kind"] == "payment",
+        with_amount=lambda line, fen: {**line, "amount": fen},
+        with_fee=lambda line, fen: {**line, "fee": -fen},
+        extra_line=extra,
+        revoked=_revocation_line,
+    )
+
+
+def _detail_row(line: Mapping[str, Any]) -> list[str]:
+    amount = _to_yuan(line["amount"])
+    return [
+        line["trade_no"] + "\t",
+        line["out_trade_no"] + "\t",
+        line["type"],
+        line["subject"],
+        line["created"],
+        line["finished"],
+        "",
+        "",
+        "",
+        "",
+        line["buyer"],
+        amount,
+        amount,
+        "0.00",
+        "0.00",
+        "0.00",
+        "0.00",
+        "0.00",
+        "",
+        "0.00",
+        "0.00",
+        line["request_no"] + ("\t" if line["request_no"] else ""),
+        _to_yuan(line["fee"]),
+        "0.00",
+        line["note"],
+    ]

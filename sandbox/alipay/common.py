@@ -21,7 +21,10 @@ RETRY_SCHEDULE = [240.0, 600.0, 600.0, 3600.0, 7200.0, 21600.0, 54000.0]  # 8 se
 PAYER_ACTIONS = ("open", "pay", "password", "fail", "cancel", "expire")
 TIMESTAMP_TOLERANCE = timedelta(minutes=15)
 BILL_LINK_SECONDS = 30.0  # real seconds, not divided by time_factor
-FEE_RATE = Decimal("0.006")
+FEE_RATE = Decimal("0.006")  # 服务费 on every payment (returned on refunds), half-up to the fen
+# refund_reason of the full refund a cancel of a paid payment-code trade makes (its request number
+# is the order number; the bill marks it 备注 交易撤销).
+REVOCATION_REASON = "revoked"
 
 # Products: which trade_status values notify by default, and the pay API they belong to.
 PAGE_METHODS = {

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from sandbox import paycode
-from sandbox.alipay.common import AUTH_CODE_RE, _ApiError, _beijing, _biz_error, _invalid, _to_yuan
+from sandbox.alipay.common import AUTH_CODE_RE, REVOCATION_REASON, _ApiError, _beijing, _biz_error, _invalid, _to_yuan
 from sandbox.paycode import scenario_for
 
 
@@ -146,7 +146,7 @@ class PaycodeMixin:
                 trade["cancel_action"] = "refund"
                 remaining = trade["total_amount"] - trade["refund_fee"]
                 if remaining > 0:  # a revocation refunds with the order number as request number
-                    self._add_refund(trade, trade["out_trade_no"], remaining, "revoked")
+                    self._add_refund(trade, trade["out_trade_no"], remaining, REVOCATION_REASON)
                 trade["trade_status"] = "TRADE_CLOSED"
                 trade["gmt_close"] = trade["gmt_close"] or _beijing(self.sandbox.now())
             elif status == "TRADE_CLOSED" and not trade["gmt_payment"]:

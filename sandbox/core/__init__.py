@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from sandbox.core.faults import (
     API_FAULTS,
+    BILL_FAULTS,
     DEFAULT_DELAY_FAULT_SECONDS,
     DEFAULT_TIMEOUT_FAULT_SECONDS,
     FAULT_KINDS,
@@ -40,6 +41,7 @@ from sandbox.core.wire import (
 
 __all__ = [
     "API_FAULTS",
+    "BILL_FAULTS",
     "DEFAULT_DELAY_FAULT_SECONDS",
     "DEFAULT_TIMEOUT_FAULT_SECONDS",
     "FAULT_KINDS",

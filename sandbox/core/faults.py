@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from sandbox.core.wire import Disconnect, SandboxError, SandboxResponse
@@ -15,7 +16,17 @@ API_FAULTS = frozenset({"http_500", "http_503", "timeout", "disconnect", "bad_si
 # a payment-code revocation (WeChat reverse, Alipay cancel) asking to be called again without
 # acting (``recall=Y`` / ``retry_flag=Y``), or failing with SYSTEMERROR / 20000.
 REVOCATION_FAULTS = frozenset({"revoke_retry", "revoke_error"})
-FAULT_KINDS = NOTIFICATION_FAULTS | API_FAULTS | REVOCATION_FAULTS
+# Applied by a simulator when it builds a bill (``account`` / ``date`` / ``trade`` match): the
+# trade left out, a trade nobody placed, a wrong amount or fee, a line twice, a revocation that
+# never happened.
+BILL_FAULTS = frozenset({"bill_missing", "bill_extra", "bill_amount", "bill_fee", "bill_duplicate", "bill_revoked"})
+BILL_CHANNELS = {
+    "wechat": BILL_FAULTS,
+    "alipay": BILL_FAULTS,
+    "paypal": BILL_FAULTS - {"bill_revoked"},  # PayPal has no revocation
+    "points": BILL_FAULTS - {"bill_revoked", "bill_fee"},  # statements carry no fee
+}
+FAULT_KINDS = NOTIFICATION_FAULTS | API_FAULTS | REVOCATION_FAULTS | BILL_FAULTS
 
 
 # Real seconds a ``timeout`` fault sleeps by default: past channels.base.DEFAULT_TIMEOUT's read timeout.
@@ -37,9 +48,10 @@ class FaultRule:
     ``process``: for ``http_500``/``http_503``/``disconnect``, whether the request is processed
     first (the effect happens, the answer is lost); ``timeout`` processes unless ``process`` is
     False (then it sleeps and hangs up without processing).
-    ``account`` / ``trade``: for faults a simulator picks for a business object (revocation
-    faults): the account (WeChat ``mchid``, Alipay ``app_id``) and the trade (``out_trade_no``);
-    None = any.
+    ``account`` / ``trade``: for faults a simulator picks for a business object (revocation and
+    bill faults): the account (WeChat ``mchid``, Alipay ``app_id``, PayPal ``client_id``, points
+    ``app_id``) and the trade (the merchant's number: ``out_trade_no`` / ``invoice_id`` /
+    ``request_no``); None = any. ``date``: bill faults, the bill day ``YYYY-MM-DD``; None = any.
     """
 
     id: int
@@ -53,6 +65,7 @@ class FaultRule:
     process: bool | None = None
     account: str | None = None
     trade: str | None = None
+    date: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     hits: int = 0
 
@@ -88,6 +101,10 @@ class FaultsMixin:
             raise SandboxError(400, "BAD_FAULT", "count must be a positive integer or null")
         if kind in API_FAULTS | NOTIFICATION_FAULTS and (kwargs.get("account") or kwargs.get("trade")):
             raise SandboxError(400, "BAD_FAULT", f"{kind} matches by path/body_contains, not account/trade")
+        if kind in API_FAULTS | NOTIFICATION_FAULTS | REVOCATION_FAULTS and kwargs.get("date"):
+            raise SandboxError(400, "BAD_FAULT", f"{kind} has no date; only bill faults do")
+        if kind in BILL_FAULTS:
+            _check_bill_fault(kind, kwargs)
         if kind in REVOCATION_FAULTS and kwargs.get("channel") not in ("wechat", "alipay"):
             raise SandboxError(400, "BAD_FAULT", f"{kind} needs channel wechat or alipay (payment-code revocation)")
         with self.lock:
@@ -135,6 +152,38 @@ class FaultsMixin:
     def revocation_fault(self, channel: str, *, account: str, trade: str) -> FaultRule | None:
         """The revocation fault for this account's trade, if any, consuming one ``count`` of it."""
         return self._take_fault(REVOCATION_FAULTS, channel, "", "", account=account, trade=trade)
+
+    def bill_faults(self, channel: str, account: str, day: str) -> list[FaultRule]:
+        """Every bill fault for this account's bill of ``day``, each consuming one ``count``."""
+        taken = []
+        with self.lock:
+            for rule in list(self.faults):
+                if rule.kind in BILL_FAULTS and rule.matches(channel, "", "", account=account, trade=rule.trade):
+                    if rule.date is not None and rule.date != day:
+                        continue
+                    rule.hits += 1
+                    if rule.count is not None:
+                        rule.count -= 1
+                        if rule.count <= 0:
+                            self.faults.remove(rule)
+                    taken.append(rule)
+        return taken
+
+
+def _check_bill_fault(kind: str, rule: Mapping[str, Any]) -> None:
+    channel = rule.get("channel")
+    if kind not in BILL_CHANNELS.get(channel or "", ()):
+        raise SandboxError(400, "BAD_FAULT", f"{kind} needs channel in {sorted(BILL_CHANNELS)} that has it")
+    if kind in ("bill_missing", "bill_amount", "bill_fee", "bill_duplicate", "bill_revoked") and not rule.get("trade"):
+        raise SandboxError(400, "BAD_FAULT", f"{kind} needs the trade (merchant number) it applies to")
+    if kind in ("bill_amount", "bill_fee") and not isinstance(rule.get("amount"), int):
+        raise SandboxError(400, "BAD_FAULT", f"{kind} needs amount (minor units / points)")
+    day = rule.get("date")
+    if day is not None:
+        try:
+            date.fromisoformat(day)
+        except (TypeError, ValueError):
+            raise SandboxError(400, "BAD_FAULT", "date is the bill day, YYYY-MM-DD") from None
 
 
 def fault_response(fault: FaultRule) -> SandboxResponse:

@@ -56,6 +56,12 @@ IDEMPOTENCY_SECONDS = {"create": 6 * 3600, "capture": 6 * 3600, "refund": 45 * 8
 DEFAULT_TOKEN_SECONDS = 32400
 DEFAULT_REFUND_DELAY = 5.0
 MAX_REPORT_DAYS = 31
+FEE_PERMILLE = 29  # PayPal's fee on a completed capture: 2.9 %, rounded down to the minor unit
+
+
+def capture_fee(minor: int) -> int:
+    return minor * FEE_PERMILLE // 1000
+
 
 _ID_ALPHABET = string.ascii_uppercase + string.digits
 

@@ -6,7 +6,17 @@ import json
 from typing import Any
 
 from sandbox.core import SandboxError, SandboxRequest, SandboxResponse
-from sandbox.paypal.common import _EXP, _bad_request, _fmt, _not_found, _parse_value, _pp_id, _ts, _unprocessable
+from sandbox.paypal.common import (
+    _EXP,
+    _bad_request,
+    _fmt,
+    _not_found,
+    _parse_value,
+    _pp_id,
+    _ts,
+    _unprocessable,
+    capture_fee,
+)
 
 
 class OrdersMixin:
@@ -103,7 +113,7 @@ class OrdersMixin:
             now = self.sandbox.now()
             amount = trade["capture_amount"] if trade["capture_amount"] is not None else trade["amount"]
             capture_status = "DECLINED" if trade["decline"] else "PENDING" if trade["pending"] else "COMPLETED"
-            fee = (amount * 29) // 1000 if capture_status == "COMPLETED" else 0
+            fee = capture_fee(amount) if capture_status == "COMPLETED" else 0
             capture = {
                 "id": _pp_id(17),
                 "status": capture_status,
@@ -275,7 +285,7 @@ class OrdersMixin:
             if capture is None:
                 raise SandboxError(409, "NO_PENDING_CAPTURE", "no pending capture")
             capture["status"] = "COMPLETED"
-            capture["fee"] = (capture["amount"] * 29) // 1000
+            capture["fee"] = capture_fee(capture["amount"])
             capture["update_time"] = self.sandbox.now()
             self.sandbox.record(trade, "capture_completed", capture_id=capture["id"])
             account = self._accounts[trade["client_id"]]

@@ -26,7 +26,10 @@ Sandbox conventions and relaxations (documented so tests can rely on them):
   ``REFUND.SUCCESS`` notification to the refund's ``notify_url`` when given). A refund whose
   ``reason`` is ``SANDBOX_PROCESSING`` stays ``PROCESSING`` until the payer actions
   ``refund_success`` / ``refund_abnormal`` / ``refund_closed`` are applied to its ``out_refund_no``.
-- Bills are served for any date including today, built from what happened in the sandbox.
+- Bills are built from what happened in the sandbox, only for days that have ended by the
+  sandbox clock (Beijing time): today answers ``400 STATEMENT_CREATING``, a later day ``400
+  INVALID_REQUEST``, a day without activity ``400 NO_STATEMENT_EXIST`` (no 10:00 publication
+  delay, no 3-month limit). 手续费 is 0.6 % of each payment (5 decimals), returned on refunds.
   ``hash_value`` is the SHA-1 of the bytes served (the gzip stream when ``tar_type=GZIP``).
   A payment-code order reversed after payment is listed twice: its ``SUCCESS`` row on the day it
   was paid, and a ``REVOKED`` row on the day it was reversed (same order numbers; 商户退款单号 =

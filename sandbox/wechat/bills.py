@@ -5,13 +5,15 @@ from __future__ import annotations
 import gzip
 import hashlib
 import secrets
+import string
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from sandbox.bills import BillHooks, apply_bill_faults
 from sandbox.core import SandboxRequest, SandboxResponse
 from sandbox.wechat.accounts import WechatAccount
-from sandbox.wechat.common import BILL_URL_LIFETIME, CN_TZ, _error, _nonce, _Reject, _yuan
+from sandbox.wechat.common import _ALNUM, BILL_URL_LIFETIME, CN_TZ, _error, _nonce, _random, _Reject, _yuan
 
 BILL_ALL = [
     "交易时间",
@@ -80,6 +82,11 @@ class BillsMixin:
             raise _Reject(_error(400, "PARAM_ERROR", "bill_type 须为 ALL/SUCCESS/REFUND"))
         if tar_type not in (None, "GZIP"):
             raise _Reject(_error(400, "PARAM_ERROR", "tar_type 仅支持 GZIP"))
+        today = self.sandbox.now().astimezone(CN_TZ).date()  # bills exist only for ended days
+        if bill_date > today:
+            raise _Reject(_error(400, "INVALID_REQUEST", "bill_date 不能晚于今天"))
+        if bill_date == today:
+            raise _Reject(_error(400, "STATEMENT_CREATING", "账单生成中，请在次日 10 点后再申请"))
         content = self.bill_csv(acct.mchid, bill_date, bill_type)
         if content is None:
             raise _Reject(_error(400, "NO_STATEMENT_EXIST", "该日期无交易，账单不存在"))
@@ -108,30 +115,34 @@ class BillsMixin:
         return SandboxResponse(200, entry[0], {"Content-Type": "application/octet-stream", "Request-ID": _nonce()})
 
     def bill_csv(self, mchid: str, bill_date: date, bill_type: str) -> str | None:
-        """The trade bill text for one merchant and day, or None when nothing happened."""
+        """The trade bill text for one merchant and day (bill faults applied), or None when
+        nothing happened. Rows: payments on the day paid, refunds on the day created, reversed
+        paid payment codes (``REVOKED``) on the day reversed."""
         rows: list[dict[str, str]] = []
         with self.sandbox.lock:
             trades = [t for t in self.sandbox.trades[self.channel].values() if t["mchid"] == mchid]
             refunds = [r for r in self.sandbox.refunds[self.channel].values() if r["mchid"] == mchid]
             by_no = {t["out_trade_no"]: t for t in trades}
-            if bill_type in ("ALL", "SUCCESS"):
-                for t in trades:
-                    if not t.get("paid_at"):
-                        continue
+            for t in trades:
+                if t.get("paid_at"):
                     paid_at = datetime.fromisoformat(t["paid_at"]).astimezone(CN_TZ)
-                    if paid_at.date() != bill_date:
-                        continue
-                    rows.append(self._payment_row(t, paid_at))
-            if bill_type in ("ALL", "REFUND"):
-                for r in refunds:
-                    created = datetime.fromisoformat(r["created_at"]).astimezone(CN_TZ)
-                    if created.date() == bill_date and r["out_trade_no"] in by_no:
-                        rows.append(self._refund_row(by_no[r["out_trade_no"]], r, created))
-                for t in trades:  # a paid payment-code order reversed: the money went back
-                    if t.get("revoke_refund_id"):
-                        revoked_at = datetime.fromisoformat(t["revoked_at"]).astimezone(CN_TZ)
-                        if revoked_at.date() == bill_date:
-                            rows.append(self._revoked_row(t, revoked_at))
+                    if paid_at.date() == bill_date:
+                        rows.append(self._payment_row(t, paid_at))
+                if t.get("revoke_refund_id"):  # a paid payment-code order reversed: the money went back
+                    revoked_at = datetime.fromisoformat(t["revoked_at"]).astimezone(CN_TZ)
+                    if revoked_at.date() == bill_date:
+                        paid_row = self._payment_row(t, datetime.fromisoformat(t["paid_at"]).astimezone(CN_TZ))
+                        rows.append(_revoked_row(paid_row, revoked_at, t["revoke_refund_id"]))
+            for r in refunds:
+                created = datetime.fromisoformat(r["created_at"]).astimezone(CN_TZ)
+                if created.date() == bill_date and r["out_trade_no"] in by_no:
+                    rows.append(self._refund_row(by_no[r["out_trade_no"]], r, created))
+            acct = self.sandbox.accounts[self.channel].get(mchid)
+        faults = self.sandbox.bill_faults(self.channel, mchid, bill_date.isoformat())
+        if faults and acct is not None:
+            rows = apply_bill_faults(rows, faults, self._bill_hooks(acct, bill_date))
+        wanted = {"ALL": ("payment", "refund", "revoked"), "SUCCESS": ("payment",), "REFUND": ("refund", "revoked")}
+        rows = [row for row in rows if row["_kind"] in wanted[bill_type]]
         if not rows:
             return None
         columns = {"ALL": BILL_ALL, "SUCCESS": BILL_SUCCESS, "REFUND": BILL_REFUND}[bill_type]
@@ -155,6 +166,32 @@ class BillsMixin:
         lines.append(",".join(summary_cols))
         lines.append(",".join("`" + summary[c] for c in summary_cols))
         return "\r\n".join(lines) + "\r\n"
+
+    def _bill_hooks(self, acct: WechatAccount, bill_date: date) -> BillHooks[dict[str, str]]:
+        def extra(out_trade_no: str, amount: int) -> dict[str, str]:
+            noon = datetime(bill_date.year, bill_date.month, bill_date.day, 12, 0, 0, tzinfo=CN_TZ)
+            ghost = {
+                "appid": acct.appid,
+                "mchid": acct.mchid,
+                "transaction_id": "42000" + noon.strftime("%Y%m%d") + _random(string.digits, 15),
+                "out_trade_no": out_trade_no,
+                "openid": "o" + _random(_ALNUM, 27),
+                "trade_type": "NATIVE",
+                "description": "sandbox bill_extra",
+                "total": amount,
+            }
+            return self._payment_row(ghost, noon)
+
+        return BillHooks(
+            trade_of=lambda row: row["商户订单号"],
+            is_payment=lambda row: row["_kind"] == "payment",
+            with_amount=lambda row, fen: {**row, "应结订单金额": _yuan(fen), "订单金额": _yuan(fen)},
+            with_fee=lambda row, fen: {**row, "手续费": _fee_text(Decimal(fen))},
+            extra_line=extra,
+            revoked=lambda row: _revoked_row(
+                row, datetime.strptime(row["交易时间"], "%Y-%m-%d %H:%M:%S"), "50" + _random(string.digits, 27)
+            ),
+        )
 
     def _base_row(self, t: dict[str, Any], at: datetime) -> dict[str, str]:
         return {
@@ -181,6 +218,7 @@ class BillsMixin:
         row = self._base_row(t, paid_at)
         row.update(
             {
+                "_kind": "payment",
                 "交易状态": "SUCCESS",
                 "应结订单金额": _yuan(t["total"]),
                 "微信退款单号": "0",
@@ -188,7 +226,7 @@ class BillsMixin:
                 "退款金额": "0.00",
                 "退款类型": "",
                 "退款状态": "",
-                "手续费": str((Decimal(t["total"]) * FEE_RATE / 100).quantize(Decimal("0.00001"))),
+                "手续费": _fee_text(Decimal(t["total"]) * FEE_RATE),
                 "订单金额": _yuan(t["total"]),
                 "申请退款金额": "0.00",
                 "退款申请时间": "",
@@ -204,6 +242,7 @@ class BillsMixin:
             success = datetime.fromisoformat(r["success_time"]).strftime("%Y-%m-%d %H:%M:%S")
         row.update(
             {
+                "_kind": "refund",
                 "交易状态": "REFUND",
                 "应结订单金额": "0.00",
                 "微信退款单号": r["refund_id"],
@@ -211,7 +250,7 @@ class BillsMixin:
                 "退款金额": _yuan(r["refund"]),
                 "退款类型": "ORIGINAL",
                 "退款状态": r["status"],
-                "手续费": str((-Decimal(r["refund"]) * FEE_RATE / 100).quantize(Decimal("0.00001"))),
+                "手续费": _fee_text(-Decimal(r["refund"]) * FEE_RATE),
                 "订单金额": "0.00",
                 "申请退款金额": _yuan(r["refund"]),
                 "退款申请时间": created.strftime("%Y-%m-%d %H:%M:%S"),
@@ -220,28 +259,32 @@ class BillsMixin:
         )
         return row
 
-    def _revoked_row(self, t: dict[str, Any], revoked_at: datetime) -> dict[str, str]:
-        """A paid order reversed: 交易状态 REVOKED with the order's own numbers, refund-like
-        columns for the money returned (商户退款单号 = the order number), 订单金额 = the order."""
-        row = self._base_row(t, revoked_at)
-        when = revoked_at.strftime("%Y-%m-%d %H:%M:%S")
-        row.update(
-            {
-                "交易状态": "REVOKED",
-                "应结订单金额": "0.00",
-                "微信退款单号": t["revoke_refund_id"],
-                "商户退款单号": t["out_trade_no"],
-                "退款金额": _yuan(t["total"]),
-                "退款类型": "ORIGINAL",
-                "退款状态": "SUCCESS",
-                "手续费": str((-Decimal(t["total"]) * FEE_RATE / 100).quantize(Decimal("0.00001"))),
-                "订单金额": _yuan(t["total"]),
-                "申请退款金额": _yuan(t["total"]),
-                "退款申请时间": when,
-                "退款成功时间": when,
-            }
-        )
-        return row
+
+def _fee_text(fen: Decimal) -> str:
+    """A fee in fen as the bill writes it: yuan with 5 decimals."""
+    return str((fen / 100).quantize(Decimal("0.00001")) + 0)  # + 0: no "-0.00000"
+
+
+def _revoked_row(paid: dict[str, str], at: datetime, refund_id: str) -> dict[str, str]:
+    """A paid order reversed: 交易状态 REVOKED with the order's own numbers, refund-like columns
+    for the money returned (商户退款单号 = the order number), 订单金额 = the order's amount."""
+    when = at.strftime("%Y-%m-%d %H:%M:%S")
+    return {
+        **paid,
+        "_kind": "revoked",
+        "交易时间": when,
+        "交易状态": "REVOKED",
+        "应结订单金额": "0.00",
+        "微信退款单号": refund_id,
+        "商户退款单号": paid["商户订单号"],
+        "退款金额": paid["订单金额"],
+        "退款类型": "ORIGINAL",
+        "退款状态": "SUCCESS",
+        "手续费": _fee_text(-Decimal(paid["手续费"]) * 100),
+        "申请退款金额": paid["订单金额"],
+        "退款申请时间": when,
+        "退款成功时间": when,
+    }
 
 
 def _bill_text(text: str) -> str:

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from channels.base import AccountConfig
+from sandbox.client import SandboxClient
 from sandbox.wechat import v2_sign
 
 APP = "/v3/pay/transactions/app"
@@ -439,8 +440,18 @@ def test_tamper_amount_fault_changes_the_amount_after_signing(sandbox, wx):
 
 
 # --- bills ---------------------------------------------------------------------------------
-def _bill(wx, bill_type: str, gz: bool) -> tuple[list[list[str]], bytes, dict[str, Any]]:
+def end_today(acct: AccountConfig) -> str:
+    """End the real (Beijing) day on the sandbox clock, once: bills exist only for ended days.
+    Returns that day, YYYY-MM-DD."""
     today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
+    client = SandboxClient(acct.base_url.rsplit("/", 1)[0])
+    if client.clock()["now"] < f"{today}T16:00:00+00:00":  # the sandbox is still on that Beijing day
+        client.end_day(8)
+    return today
+
+
+def _bill(wx, bill_type: str, gz: bool) -> tuple[list[list[str]], bytes, dict[str, Any]]:
+    today = end_today(wx)
     query = f"bill_date={today}&bill_type={bill_type}" + ("&tar_type=GZIP" if gz else "")
     apply = v3(wx, "GET", f"/v3/bill/tradebill?{query}")
     assert apply.status_code == 200, apply.text
@@ -489,7 +500,7 @@ def test_bill_without_activity_is_no_statement_exist(wx):
 
 def test_bill_download_needs_authorization(sandbox, wx):
     _paid(sandbox, wx)
-    today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
+    today = end_today(wx)
     info = v3(wx, "GET", f"/v3/bill/tradebill?bill_date={today}").json()
     assert v3(wx, "GET", "", url=info["download_url"], auth=False).status_code == 401
 
