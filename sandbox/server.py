@@ -204,7 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
             if self._tls and not path.startswith(TLS_PATHS):
                 raise SandboxError(404, "NOT_FOUND", f"the TLS listener serves only {', '.join(TLS_PATHS)}")
             if path == "/_sandbox" or path.startswith("/_sandbox/"):
-                resp = _control(sandbox, self.command, path[len("/_sandbox") :], query, body)
+                headers = dict(self.headers.items())
+                resp = _control(sandbox, self.command, path[len("/_sandbox") :], query, body, headers)
             else:
                 resp = self._channel(sandbox, path, query, body)
         except Disconnect:
@@ -271,9 +272,13 @@ def _json_body(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _control(sandbox: Sandbox, method: str, path: str, query: str, body: bytes) -> SandboxResponse:
+def _control(
+    sandbox: Sandbox, method: str, path: str, query: str, body: bytes, headers: dict[str, str]
+) -> SandboxResponse:
     parts = [unquote(p) for p in path.strip("/").split("/") if p]
     ok = SandboxResponse.json
+    if parts[:1] == ["merchants"]:
+        return _merchants(sandbox, method, parts[1:], path, query, body, headers)
     match (method, parts):
         case ("GET", []):
             from sandbox.page import render_page
@@ -331,3 +336,33 @@ def _control(sandbox: Sandbox, method: str, path: str, query: str, body: bytes) 
             sandbox.reset()
             return ok(200, {"reset": True})
     raise SandboxError(404, "NOT_FOUND", f"no control endpoint {method} /_sandbox{path}")
+
+
+def _merchants(
+    sandbox: Sandbox, method: str, parts: list[str], path: str, query: str, body: bytes, headers: dict[str, str]
+) -> SandboxResponse:
+    """Merchant webhook receivers (see sandbox/merchants.py)."""
+    ok = SandboxResponse.json
+    match (method, parts):
+        case ("POST", []):
+            return ok(201, sandbox.create_merchant().to_json())
+        case (_, [merchant_id, "notify", *_]):  # the merchant's server: any method, any sub-path
+            return sandbox.merchant(merchant_id).receive(sandbox, method, "/_sandbox" + path, query, headers, body)
+        case ("GET", [merchant_id]):
+            return ok(200, sandbox.merchant(merchant_id).to_json())
+        case ("GET", [merchant_id, "requests"]):
+            return ok(200, sandbox.merchant(merchant_id).requests_json())
+        case ("DELETE", [merchant_id, "requests"]):
+            sandbox.merchant(merchant_id).clear_requests()
+            return SandboxResponse.empty(204)
+        case ("POST", [merchant_id, "behaviours"]):
+            return ok(201, sandbox.merchant(merchant_id).add_behaviour(_json_body(body)).to_json())
+        case ("DELETE", [merchant_id, "behaviours"]):
+            sandbox.merchant(merchant_id).clear_behaviours()
+            return SandboxResponse.empty(204)
+        case ("POST", [merchant_id, "wait"]):
+            data = _json_body(body)
+            receiver = sandbox.merchant(merchant_id)
+            count, timeout = int(data.get("count", 1)), min(float(data.get("timeout", 5)), 60.0)
+            return ok(200, {"received": receiver.wait_for(count, timeout), "count": len(receiver.requests)})
+    raise SandboxError(404, "NOT_FOUND", f"no control endpoint {method} /_sandbox/merchants/{'/'.join(parts)}")

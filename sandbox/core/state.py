@@ -28,10 +28,11 @@ from sandbox.core.wire import (
     jsonable,
 )
 from sandbox.keys import FreshKeys, KeyPool
+from sandbox.merchants import MerchantReceiver, MerchantsMixin
 from sandbox.tls import SandboxCA
 
 
-class Sandbox(FaultsMixin, NotificationsMixin):
+class Sandbox(FaultsMixin, NotificationsMixin, MerchantsMixin):
     """All sandbox state, shared by the HTTP handler threads and the scheduler's workers."""
 
     def __init__(self, time_factor: float = 1.0, *, key_pool: KeyPool | None = None) -> None:
@@ -51,6 +52,7 @@ class Sandbox(FaultsMixin, NotificationsMixin):
         self.refunds: dict[str, dict[str, Any]] = {}
         self.faults: list[FaultRule] = []
         self.notification_log: list[dict[str, Any]] = []
+        self.merchants: dict[str, MerchantReceiver] = {}  # merchant webhook receivers
         self._outbound: dict[str, Outbound] = {}
         self._held: list[Outbound] = []
         self._idle = threading.Condition(self.lock)
@@ -204,6 +206,7 @@ class Sandbox(FaultsMixin, NotificationsMixin):
                     items.clear()
             self.faults.clear()
             self.notification_log.clear()
+            self.merchants.clear()
             self._outbound.clear()
             self._held.clear()
             for sim in self._simulators.values():
