@@ -220,3 +220,12 @@ def test_alipay_password_typed_n_clock_seconds_later(sandbox, ali):
     sandbox.advance_clock(46)
     query = ali_query(ali, no)
     assert query["trade_status"] == "TRADE_SUCCESS" and query["send_pay_date"]
+
+
+def test_wechat_reverse_is_refused_after_seven_days(sandbox, wx):
+    no = new_no("P")
+    assert _micropay(wx, no, wx_code("1234"))["result_code"] == "SUCCESS"
+    sandbox.advance_clock(7 * 86400 + 60)
+    out = v2(wx, "/secapi/pay/reverse", out_trade_no=no)
+    assert (out["result_code"], out["err_code"], out["recall"]) == ("FAIL", "REVERSE_EXPIRE", "N")
+    assert wx_query(wx, no)["trade_state"] == "SUCCESS"
