@@ -169,11 +169,17 @@ class NotificationsMixin:
                     request_body=body,
                 )
             return False
+        with self.lock:
+            self._in_flight += 1
         try:
             resp = requests.post(out.url, data=body, headers=headers, timeout=NOTIFY_TIMEOUT, allow_redirects=False)
             status, answer = resp.status_code, resp.content
         except requests.RequestException as exc:
             answer = f"{type(exc).__name__}: {exc}".encode()
+        finally:
+            with self.lock:
+                self._in_flight -= 1
+                self._idle.notify_all()
         acked = False
         if status is not None:
             try:
@@ -240,8 +246,10 @@ class NotificationsMixin:
             ]
 
     def wait_idle(self, timeout: float = 5.0) -> bool:
-        """Wait until no notification is pending (held ones do not count); False on timeout."""
+        """Wait until no notification is pending (held ones do not count) and no delivery request
+        is on the wire, even one of a cancelled notification; False on timeout."""
         with self._idle:
             return self._idle.wait_for(
-                lambda: all(o.state != "pending" for o in self._outbound.values()), timeout=timeout
+                lambda: self._in_flight == 0 and all(o.state != "pending" for o in self._outbound.values()),
+                timeout=timeout,
             )

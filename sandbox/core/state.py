@@ -56,6 +56,7 @@ class Sandbox(FaultsMixin, NotificationsMixin, MerchantsMixin):
         self._outbound: dict[str, Outbound] = {}
         self._held: list[Outbound] = []
         self._idle = threading.Condition(self.lock)
+        self._in_flight = 0  # delivery requests on the wire right now, whatever their notification's state
         self._fault_ids = itertools.count(1)
         self._account_seq = itertools.count(1)
         self._simulators: dict[str, ChannelSimulator] = {}
