@@ -156,6 +156,7 @@ def test_app_payment_full_cycle_over_http(alipay, sink, sandbox):
     )
     assert full.trade.status is TradeStatus.PAID
 
+    sandbox.end_day(8)  # bills exist only for days that have ended (sandbox clock)
     rows = list(alipay.fetch_bill(datetime.now(BEIJING).date()))
     assert [(r.kind, r.amount, r.refund_no) for r in rows] == [
         (BillRowKind.PAYMENT, 990, None),
@@ -252,13 +253,14 @@ def test_revoke_of_a_waiting_payment_code_closes_it(alipay, sandbox):
     assert alipay.query_charge(payment_no=state.payment_no).status is TradeStatus.CLOSED
 
 
-def test_revoke_of_a_paid_payment_code_refunds_it(alipay):
+def test_revoke_of_a_paid_payment_code_refunds_it(alipay, sandbox):
     state = charge(alipay, AUTH_OK, amount=700)
     first = alipay.revoke(payment_no=state.payment_no)
     assert (first.done, first.retry, first.refunded) == (True, False, True)
     again = alipay.revoke(payment_no=state.payment_no)  # idempotent: the same answer
     assert (again.done, again.retry, again.refunded) == (True, False, True)
     assert alipay.query_charge(payment_no=state.payment_no).status is TradeStatus.CLOSED
+    sandbox.end_day(8)  # bills exist only for days that have ended (sandbox clock)
     rows = list(alipay.fetch_bill(datetime.now(BEIJING).date()))
     assert [(r.kind, r.amount) for r in rows] == [(BillRowKind.PAYMENT, 700), (BillRowKind.REVOKED, 700)]
 

@@ -179,6 +179,7 @@ def test_full_cycle_prepay_approve_capture_refund_bill(
     missing = adapter.query_refund(refund_no="R-never-sent", payment_no=payment_no, channel_trade_no=order_id)
     assert missing.status == RefundStatus.NOT_FOUND
 
+    sandbox.end_day(0)  # Transaction Search has data only for days that have ended (sandbox clock)
     rows = list(adapter.fetch_bill(datetime.now(UTC).date()))
     payments = [r for r in rows if r.kind == BillRowKind.PAYMENT]
     refunds = sorted((r for r in rows if r.kind == BillRowKind.REFUND), key=lambda r: r.amount)
@@ -201,6 +202,7 @@ def test_bill_pages_through_every_page(sandbox_account: Callable[..., AccountCon
         order_id = _prepay(adapter, number).channel_trade_no
         sandbox.pay("paypal", number)
         assert adapter.settle(channel_trade_no=order_id).status == TradeStatus.PAID
+    sandbox.end_day(0)  # Transaction Search has data only for days that have ended (sandbox clock)
     rows = list(adapter.fetch_bill(datetime.now(UTC).date()))
     assert sorted(r.payment_no for r in rows) == sorted(numbers)
     assert http.searches == 3

@@ -158,6 +158,7 @@ def test_payment_refund_notifications_and_bill_round_trip(wechat, sandbox, notif
     assert queried.status is RefundStatus.SUCCEEDED and queried.succeeded_at is not None
     assert adapter.query(payment_no=req.payment_no).status is TradeStatus.PAID  # trade_state REFUND
 
+    sandbox.end_day(8)  # bills exist only for days that have ended (sandbox clock)
     rows = list(adapter.fetch_bill(datetime.now(BEIJING).date()))
     payments = [r for r in rows if r.kind is BillRowKind.PAYMENT and r.payment_no == req.payment_no]
     refunds = [r for r in rows if r.kind is BillRowKind.REFUND and r.refund_no == refund_req.refund_no]
@@ -314,8 +315,10 @@ def test_read_timeout_is_unavailable(wechat, sandbox, notification_sink) -> None
         adapter.prepay(_prepay(adapter, notification_sink, "app"))
 
 
-def test_bill_of_a_day_without_activity_is_empty(wechat) -> None:
-    assert list(wechat().fetch_bill(datetime.now(BEIJING).date())) == []
+def test_bill_of_a_day_without_activity_is_empty(wechat, sandbox) -> None:
+    adapter = wechat()
+    sandbox.end_day(8)  # bills exist only for days that have ended (sandbox clock)
+    assert list(adapter.fetch_bill(datetime.now(BEIJING).date())) == []
 
 
 def test_tampered_notification_body_is_signature_invalid(wechat, sandbox, notification_sink) -> None:
@@ -415,7 +418,7 @@ def test_paycode_revoke_while_user_paying_asks_to_be_called_again(wechat) -> Non
     assert adapter.query_charge(payment_no=req.payment_no).status is TradeStatus.REVOKED
 
 
-def test_paycode_revoke_after_payment_refunds_and_shows_a_revoked_bill_row(wechat) -> None:
+def test_paycode_revoke_after_payment_refunds_and_shows_a_revoked_bill_row(wechat, sandbox) -> None:
     adapter = wechat()
     req = _charge(PAID_CODE)
     paid = adapter.charge(req)
@@ -424,8 +427,9 @@ def test_paycode_revoke_after_payment_refunds_and_shows_a_revoked_bill_row(wecha
     again = adapter.revoke(payment_no=req.payment_no)  # re-entrant
     assert (again.done, again.refunded) == (True, True)
     assert adapter.query_charge(payment_no=req.payment_no).status is TradeStatus.REVOKED
+    sandbox.end_day(8)  # bills exist only for days that have ended (sandbox clock)
     rows = [r for r in adapter.fetch_bill(datetime.now(BEIJING).date()) if r.payment_no == req.payment_no]
-    assert [(r.kind, r.amount) for r in rows] == [(BillRowKind.REVOKED, 1200)]
+    assert [(r.kind, r.amount) for r in rows] == [(BillRowKind.PAYMENT, 1200), (BillRowKind.REVOKED, 1200)]
 
 
 def test_paycode_definite_failure_is_rejected(wechat) -> None:
