@@ -19,7 +19,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any, ClassVar, TypeVar
 
 import requests
@@ -538,6 +538,9 @@ class ChannelAdapter(ABC):
         return Ack(status=200 if ok else 400)
 
     # --- bills ------------------------------------------------------------------------
+    # The zone of the channel's bill day: a trade belongs to the bill of its date there.
+    bill_timezone: ClassVar[tzinfo] = UTC
+
     @abstractmethod
     def fetch_bill(self, bill_date: date) -> Bill:
         """The bill of ``bill_date`` (the channel's own bill day and zone), to be read once.

@@ -8,6 +8,7 @@ from datetime import timedelta
 from inbox.sweeps import INBOX
 from paycore.sweeps import Sweep
 from payments.sweeps import CLOSE_ORDERS, CLOSE_PAYMENTS, SUCCESS
+from reconciliation.sweeps import RECONCILE
 from refunds.sweeps import REFUND, REPEAT
 
 SWEEPS: dict[str, tuple[Sweep, ...]] = {
@@ -16,6 +17,7 @@ SWEEPS: dict[str, tuple[Sweep, ...]] = {
     "repeat": (REPEAT,),
     "refund": (REFUND,),
     "inbox": (INBOX,),
+    "reconcile": (RECONCILE,),
 }
 
 # How often the beat runs each sweep unless ops change it in the admin (django-celery-beat).
@@ -25,4 +27,7 @@ DEFAULT_INTERVALS: dict[str, timedelta] = {
     "repeat": timedelta(minutes=1),
     "refund": timedelta(seconds=30),
     "inbox": timedelta(minutes=1),
+    # Bills are due once a day per account (and while a channel says "not ready"): a look every
+    # 10 minutes starts each soon after it is published.
+    "reconcile": timedelta(minutes=10),
 }

@@ -31,8 +31,8 @@ import dataclasses
 import json
 import re
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, tzinfo
+from typing import Any, ClassVar
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -334,6 +334,8 @@ class AlipayAdapter(ChannelAdapter):
         return Ack(status=200, body=b"success" if ok else b"fail")
 
     # --- bills ------------------------------------------------------------------------
+    bill_timezone: ClassVar[tzinfo] = _wire.CST  # the bill day is a Beijing (UTC+8) day
+
     def fetch_bill(self, bill_date: date) -> Bill:
         """Daily ``trade`` bill (Beijing day): ask for the download URL at once (so "not ready"
         raises here), then stream the zip and parse the detail CSV row by row as it is read.

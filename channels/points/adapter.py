@@ -61,7 +61,7 @@ import secrets
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -148,6 +148,7 @@ def _account_currency(config: AccountConfig) -> str:
 
 
 _DOWNLOAD_CHUNK = 256 * 1024
+_BILL_ZONE = timezone(timedelta(hours=8))  # the partner's statement day
 
 
 class PointsAdapter(ChannelAdapter):
@@ -513,6 +514,8 @@ class PointsAdapter(ChannelAdapter):
         )
 
     # --- bills --------------------------------------------------------------------------------
+    bill_timezone: ClassVar[tzinfo] = _BILL_ZONE  # the bill day is a Beijing (UTC+8) day
+
     def fetch_bill(self, bill_date: date) -> Bill:
         """The day's statement (UTC+8 day); only SUCCESS rows (points actually moved) become bill
         rows. The request is sent at once (``409 STATEMENT_NOT_READY`` raises ``BillNotReady``

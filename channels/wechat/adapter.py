@@ -44,7 +44,7 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from datetime import date
+from datetime import date, tzinfo
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -378,6 +378,8 @@ class WechatAdapter(WechatPaycode):
         return Ack(status=400, body=body, content_type="application/json")
 
     # --- bills --------------------------------------------------------------------------------
+    bill_timezone: ClassVar[tzinfo] = _bill.BEIJING  # the bill day is a Beijing (UTC+8) day
+
     def fetch_bill(self, bill_date: date) -> Bill:
         """The day's ALL bill (Beijing day). The download URL is asked for at once (so "not ready"
         raises here); the gzip file is then streamed, hashed and parsed row by row as it is read."""
