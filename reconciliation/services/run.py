@@ -91,9 +91,9 @@ def bills_plan(*, now: datetime | None = None, days_back: int = 3) -> int:
 def _bill_lock(bill_id: int) -> Iterator[None]:
     """One reconciliation of a bill at a time (sweep, command and admin alike). An advisory
     lock: it guards no row, so holding it while the channel streams the file blocks nobody."""
-    key = zlib.crc32(f"reconciliation:{bill_id}".encode())
+    key = (7001 << 32) | zlib.crc32(f"reconciliation:{bill_id}".encode())  # one bigint key
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [7001, key])
+        cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
         (got,) = cursor.fetchone()
     if not got:
         raise Conflict("this bill is being reconciled right now", extra={"bill_id": bill_id})
@@ -101,7 +101,7 @@ def _bill_lock(bill_id: int) -> Iterator[None]:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [7001, key])
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 
 
 def _fee_rule(account: ChannelAccount) -> tuple[Decimal | None, str, str]:
