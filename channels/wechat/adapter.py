@@ -386,10 +386,10 @@ class WechatAdapter(WechatPaycode):
         query = f"bill_date={bill_date.isoformat()}&bill_type=ALL&tar_type=GZIP"
         try:
             _, info = self._call("GET", "/v3/bill/tradebill", query=query)
-        except ChannelRejected as exc:
+        except (ChannelRejected, ChannelUnavailable) as exc:
             if exc.code == "NO_STATEMENT_EXIST":  # no activity that day: normal
                 return Bill.empty(channel=self.code, bill_date=bill_date, bill_type="ALL")
-            if exc.code == "STATEMENT_CREATING":
+            if exc.code == "STATEMENT_CREATING":  # generating (or the day has not ended): later
                 raise BillNotReady(exc.message, code=exc.code, raw=exc.raw) from None
             raise
         url = info.get("download_url")

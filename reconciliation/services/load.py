@@ -108,6 +108,7 @@ class _CopySource:
         self.rows, self.next_no, self.limit, self.totals = rows, start, limit, totals
         self.written = 0
         self.exhausted = False
+        self.error: BaseException | None = None
         self._buffer = b""
 
     def _line(self, row: BillRow) -> str:
@@ -123,6 +124,13 @@ class _CopySource:
         )
 
     def read(self, size: int = -1) -> bytes:
+        try:
+            return self._read(size)
+        except BaseException as exc:  # psycopg2 reports it as a cancelled COPY: keep the cause
+            self.error = exc
+            raise
+
+    def _read(self, size: int) -> bytes:
         want = 65536 if size is None or size < 0 else size
         parts = [self._buffer]
         have = len(self._buffer)
@@ -152,8 +160,13 @@ def _copy_lines(
     written = 0
     while True:
         source = _CopySource(bill_id, rows, written, BATCH_LINES, totals)
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.cursor.copy_expert(sql, source, size=65536)
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.cursor.copy_expert(sql, source, size=65536)
+        except Exception:
+            if source.error is not None:
+                raise source.error from None  # the bill's own error, not the COPY it cancelled
+            raise
         written += source.written
         if progress is not None and source.written:
             progress(written)
