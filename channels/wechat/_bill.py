@@ -19,7 +19,7 @@ import codecs
 import hashlib
 import hmac
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
@@ -95,17 +95,50 @@ def fee_to_fen(text: str) -> int:
 
 def _exact(text: str) -> int:
     """Yuan text with up to five decimals -> an integer of 1/100000 yuan, exactly."""
-    text = text.strip()
-    negative = text.startswith("-")
-    whole, _, fraction = text.removeprefix("-").partition(".")
-    if not whole.isdigit() or (fraction and not fraction.isdigit()) or len(fraction) > _EXACT_PLACES:
+    negative = text[:1] == "-"
+    whole, _, fraction = (text[1:] if negative else text).partition(".")
+    if not whole.isdigit() or not (fraction.isdigit() or not fraction) or len(fraction) > _EXACT_PLACES:
         raise BillError(f"bad amount {text!r}")
-    value = int(whole) * 10**_EXACT_PLACES + int(fraction.ljust(_EXACT_PLACES, "0") or "0")
+    value = int(whole + fraction + "0" * (_EXACT_PLACES - len(fraction)))
     return -value if negative else value
 
 
 def _cells(line: str) -> list[str]:
-    return [cell[1:].strip() if cell.startswith("`") else cell.strip() for cell in line.split(",")]
+    return [cell[1:].strip() if cell[:1] == "`" else cell.strip() for cell in line.split(",")]
+
+
+def _fen(text: str) -> int:
+    """Yuan with at most two decimals -> fen, exactly (a fraction of a fen is an error)."""
+    units = _exact(text)
+    if units % 1000:
+        raise BillError(f"bad amount {text!r}: not a whole number of fen")
+    return units // 1000
+
+
+def _fee_fen(text: str) -> int:
+    """The fee column's five decimals -> whole fen, rounded half-up (away from zero)."""
+    units = _exact(text)
+    whole, rest = divmod(abs(units), 1000)
+    fen = whole + (1 if rest >= 500 else 0)
+    return -fen if units < 0 else fen
+
+
+class _RawRow(Mapping[str, str]):
+    """A row's cells by header name, without building a dict per row."""
+
+    __slots__ = ("_at", "_cells")
+
+    def __init__(self, at: dict[str, int], cells: list[str]) -> None:
+        self._at, self._cells = at, cells
+
+    def __getitem__(self, name: str) -> str:
+        return self._cells[self._at[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._at)
+
+    def __len__(self) -> int:
+        return len(self._at)
 
 
 class _Reader:
@@ -230,6 +263,7 @@ class _RowParser:
     def __init__(self, header: list[str]) -> None:
         self.header = header
         at = {name: i for i, name in enumerate(header)}
+        self.at = at
         self.i_state, self.i_no = at["交易状态"], at["商户订单号"]
         self.i_time, self.i_trade = at.get("交易时间"), at.get("微信订单号")
         self.i_currency, self.i_fee = at.get("货币种类"), at.get("手续费")
@@ -248,8 +282,9 @@ class _RowParser:
     def row(self, cells: list[str]) -> BillRow:
         self.count += 1
         for name, index in self.summed.items():
-            if cells[index]:
-                self.totals[name] += _exact(cells[index])
+            text = cells[index]
+            if text and text != "0.00":
+                self.totals[name] += _exact(text)
         state = cells[self.i_state]
         try:
             kind = _ROW_KINDS[state]
@@ -258,8 +293,10 @@ class _RowParser:
         occurred = self._cell(cells, self.i_time)
         occurred_at = None
         if occurred:
+            if len(occurred) != 19 or occurred[10] != " ":
+                raise BillError(f"bad 交易时间 {occurred!r}")
             try:
-                occurred_at = datetime.strptime(occurred, "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING)
+                occurred_at = datetime.fromisoformat(occurred).replace(tzinfo=BEIJING)
             except ValueError as exc:
                 raise BillError(f"bad 交易时间 {occurred!r}") from exc
         fee = self._cell(cells, self.i_fee)
@@ -281,14 +318,14 @@ class _RowParser:
             kind=kind,
             payment_no=cells[self.i_no],
             channel_trade_no=self._cell(cells, self.i_trade),
-            amount=yuan_to_fen(amount_text),
+            amount=_fen(amount_text),
             currency=self._cell(cells, self.i_currency) or CURRENCY,
             occurred_at=occurred_at,
             refund_no=refund_no,
             channel_refund_no=channel_refund_no,
-            fee=fee_to_fen(fee) if fee else None,
+            fee=_fee_fen(fee) if fee else None,
             status=status,
-            raw=dict(zip(self.header, cells, strict=True)),
+            raw=_RawRow(self.at, cells),
         )
 
     def check_summary(self, names: list[str], values: list[str]) -> BillSummary:
