@@ -23,6 +23,7 @@ from paycore.ids import new_payment_no
 from paycore.sweeps import backoff
 from payments.locks import orders_lock
 from payments.models import Payment, PaymentOrderMap
+from payments.services.start import payment_start
 
 # What the channel needs from the payer for a method, checked before any row is written.
 _METHOD_NEEDS: dict[str, tuple[str, str]] = {
@@ -159,8 +160,6 @@ def payment_place(
 ) -> tuple[Payment, bool]:
     """What the API's "create payment" means: create (or reuse) the payment, then place it at
     the channel. A channel outage leaves it CREATED; asking again retries the placement."""
-    from payments.services.start import payment_start
-
     payment, created = payment_create(
         order_ids=order_ids,
         customer_ref=customer_ref,

@@ -14,7 +14,7 @@ from payments.locks import orders_lock, payment_lock
 from payments.models import Payment
 from refunds.locks import refund_lock
 from refunds.models import Refund, RefundAllocation, RefundAttempt, RefundEvent
-from refunds.services.apply import _orders_refunded, _paid_order_ids
+from refunds.services.apply import orders_follow_refund, paid_order_ids
 from refunds.services.request import OWN_NUMBER_PREFIX
 from refunds.states import refund_move
 
@@ -60,12 +60,12 @@ def payment_record_revocation(*, payment_id: int) -> Refund | None:
             source=EventSource.CHANNEL_QUERY,
             evidence={"revoked_payment": payment.payment_no},
         )
-        orders = orders_lock(_paid_order_ids(refund.pk))
+        orders = orders_lock(paid_order_ids(refund.pk))
         refund = refund_lock(refund.pk)
         refund_move(refund, Refund.Status.SUCCEEDED, source=EventSource.CHANNEL_QUERY, evidence={"revocation": True})
         refund.succeeded_at = timezone.now()
         refund.save(update_fields=["status", "succeeded_at", "updated_at"])
-        _orders_refunded(refund, orders, source=EventSource.CHANNEL_QUERY)
+        orders_follow_refund(refund, orders, source=EventSource.CHANNEL_QUERY)
         outbox_add(
             topic="refund.succeeded",
             key=refund.refund_no,
