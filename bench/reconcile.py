@@ -239,14 +239,46 @@ def generate(*, lines: int, per_kind: int, account_id: int, workdir: Path, curso
             "refund_id, number, request_no, channel_refund_no, status, fail_code, created_at, finished_at",
         ),
     ):
+        filled = _fill_defaults(cursor, table, columns)
         with source.open("rb") as handle:
             cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", handle, size=1 << 20)
+        for column in filled:
+            cursor.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" DROP DEFAULT')
         source.unlink()
     for table in ("payments_payment", "refunds_refund", "refunds_refundattempt"):
         cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")  # noqa: S608
         cursor.execute(f"ANALYZE {table}")
     injected = {kind: len(found) for kind, found in refs.items()}
     return Generated(path, lines, sha1.hexdigest(), summary_offset, injected, payment_id - payment_base, refunded, refs)
+
+
+_ZERO = {
+    "character varying": "''",
+    "text": "''",
+    "integer": "0",
+    "bigint": "0",
+    "smallint": "0",
+    "boolean": "false",
+    "jsonb": "'{}'",
+    "timestamp with time zone": "now()",
+}
+
+
+def _fill_defaults(cursor: Any, table: str, columns: str) -> list[str]:
+    """Columns added since this bench was written (NOT NULL, no default, not in ``columns``)
+    get a zero default for the COPY; returns them so the caller drops the defaults again."""
+    given = {c.strip() for c in columns.split(",")}
+    cursor.execute(
+        "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = %s "
+        "AND is_nullable = 'NO' AND column_default IS NULL AND is_identity = 'NO'",
+        [table],
+    )
+    filled = []
+    for column, data_type in cursor.fetchall():
+        if column not in given and data_type in _ZERO:
+            cursor.execute(f'ALTER TABLE {table} ALTER COLUMN "{column}" SET DEFAULT {_ZERO[data_type]}')
+            filled.append(column)
+    return filled
 
 
 def _chunks(path: Path, size: int = 256 * 1024) -> Iterator[bytes]:

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('channels', '0001_initial'),
-        ('payments', '0008_reconciled_at'),
+        ('payments', '0009_reconciled_at'),
         ('refunds', '0005_reconciled_at'),
     ]
 

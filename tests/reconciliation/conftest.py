@@ -13,7 +13,7 @@ import pytest
 from channels.models import ChannelAccount
 from channels.services import adapter_for
 from payments.models import Payment
-from payments.services import payment_start, payment_sync_from_channel
+from payments.services import paycode_place, payment_sync_from_channel
 from reconciliation.models import Discrepancy, ReconciliationRun
 from reconciliation.services import reconcile_day
 from refunds.models import Refund
@@ -124,7 +124,8 @@ def business_day(channel_account: Callable[..., ChannelAccount], gateway_client:
     return make
 
 
-def start_paycode(day: Day, auth_code: str, amount: int = 700) -> Payment:
+def paycode_scanned(day: Day, auth_code: str, amount: int = 700) -> Payment:
+    """A payment code scanned at the counter (paycore's own paycode service)."""
     order = make_order(amount=amount, expires_at=datetime.now(UTC) + timedelta(days=6))
-    payment = make_payment(account=day.account, orders=[order], method="paycode", start=False, client_ip="10.0.0.8")
-    return payment_start(payment_id=payment.pk, auth_code=auth_code)
+    payment, _ = paycode_place(order_ids=[order.pk], customer_ref="cust-1", auth_code=auth_code, channel=day.channel)
+    return payment

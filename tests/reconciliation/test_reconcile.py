@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from channels.base import TradeState, TradeStatus
-from channels.services import adapter_for
-from paycore.models import EventSource
+from paycore.sweeps import sweep_run
 from payments.models import Payment
-from payments.services import payment_apply_trade, payment_sync_from_channel
+from payments.services import payment_sync_from_channel
+from payments.sweeps import PAYCODE
 from reconciliation.models import ChannelBill, Discrepancy, ReconciliationRun
 from refunds.models import Refund
-from tests.factories import pay_at_sandbox
-from tests.reconciliation.conftest import Day, found, start_paycode
+from refunds.sweeps import REPEAT
+from tests.factories import let_time_pass, pay_at_sandbox
+from tests.reconciliation.conftest import Day, found, paycode_scanned
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -103,25 +103,33 @@ def test_points_faults_are_found_exactly(business_day: Callable[..., Day]) -> No
     assert Payment.objects.get(pk=fine.pk).reconciled_at is not None
 
 
-@pytest.mark.parametrize(("channel", "auth_code"), [("wechat", "134567890123450000"), ("alipay", "286543210987650000")])
+@pytest.mark.parametrize(
+    ("channel", "auth_code"),
+    [("wechat", "134567890123450000"), ("alipay", "286543210987657400")],  # password wait / unknown, in fact paid
+)
 def test_a_payment_code_paid_then_revoked_matches_both_of_its_lines(
     channel: str, auth_code: str, business_day: Callable[..., Day]
 ) -> None:
     day = business_day(channel)
-    payment = start_paycode(day, auth_code)
+    payment = paycode_scanned(day, auth_code)
     assert payment.status == Payment.Status.USER_PAYING
-    day.gateway.password(channel, payment.payment_no)  # the payer confirms: the money moves
-    day.gateway.advance_clock(30)
-    result = adapter_for(day.account).revoke(payment_no=payment.payment_no)  # paycore's deadline passed
-    assert result.done and result.refunded
-    # What paycore's revocation applies: the channel's answer that the trade is reversed.
-    revoked = TradeState(payment.payment_no, TradeStatus.REVOKED, payment.channel_trade_no, None, raw=result.raw)
-    payment = payment_apply_trade(payment_id=payment.pk, trade=revoked, source=EventSource.CHANNEL_QUERY)
-    assert payment.status == Payment.Status.REVOKED
+    if channel == "wechat":
+        day.gateway.password(channel, payment.payment_no)  # the payer confirms: the money moves unseen
+    for _ in range(5):  # past its deadline paycore revokes it (WeChat first asks to be called again)
+        let_time_pass(payment, seconds=60)
+        sweep_run(PAYCODE)
+        payment.refresh_from_db()
+        if payment.status != Payment.Status.USER_PAYING:
+            break
+    assert payment.status == Payment.Status.REVOKED and payment.paid_at is not None  # SUCCEEDED, then REVOKED
+    sweep_run(REPEAT)  # records the money the channel gave back as a REVOCATION refund
+    refund = Refund.objects.get(payment=payment)
+    assert refund.reason == Refund.Reason.REVOCATION
     day.end()
     run = day.reconcile()
-    assert run.lines == 2 and found(run) == set()
-    assert run.matched == 2
+    assert run.lines == 2 and found(run) == set() and run.matched == 2
+    assert Payment.objects.get(pk=payment.pk).reconciled_at is not None
+    assert Refund.objects.get(pk=refund.pk).reconciled_at is not None
 
 
 def test_a_rerun_finds_the_same_and_changes_nothing(business_day: Callable[..., Day]) -> None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0007_encrypt_payer_id'),
+        ('payments', '0008_payment_code_at_the_counter'),
     ]
 
     operations = [
