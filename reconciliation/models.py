@@ -73,7 +73,12 @@ class BillLine(models.Model):
 
     Kind = LineKind
 
-    bill = models.ForeignKey(ChannelBill, on_delete=models.CASCADE, related_name="lines", db_index=False)
+    # No database-level constraint: a bill's lines are written only by its loader (COPY, in
+    # batches of tens of thousands) and deleted with it, and a per-row foreign-key check would
+    # cost about as much as the insert itself on a bill of millions of lines.
+    bill = models.ForeignKey(
+        ChannelBill, on_delete=models.CASCADE, related_name="lines", db_index=False, db_constraint=False
+    )
     line_no = models.PositiveIntegerField()  # 1-based, in the order the channel listed them
     kind = models.CharField(max_length=10, choices=LineKind)
     channel_trade_no = models.CharField(max_length=64, blank=True, default="")
