@@ -9,10 +9,18 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.urls import reverse
 
-from channels.base import ChannelAdapter, ChannelRejected, ChannelUnavailable, NotSupported, SignatureInvalid
+from channels.base import (
+    ChannelAdapter,
+    ChannelError,
+    ChannelRejected,
+    ChannelUnavailable,
+    NotSupported,
+    SignatureInvalid,
+)
 from channels.models import ChannelAccount
 from channels.registry import CHANNEL_CODES, adapter_class, adapter_for_config
-from paycore.errors import ChannelRejectedError, ChannelUnavailableError, MethodNotOffered
+from paycore.checks import is_https_or_loopback
+from paycore.errors import ChannelMisconfigured, ChannelRejectedError, ChannelUnavailableError, MethodNotOffered
 
 
 def adapter_for(account: ChannelAccount) -> ChannelAdapter:
@@ -31,7 +39,7 @@ def account_offers(account: ChannelAccount, *, method: str, currency: str) -> bo
     adapter's offer with options ``methods`` / ``currencies``."""
     cls = adapter_class(account.channel)
     methods = set(account.options.get("methods") or cls.methods) & set(cls.methods)
-    currencies = account.options.get("currencies") or cls.currencies
+    currencies = cls.priced_currencies(account.as_config())
     return method in methods and (currencies is None or currency in currencies)
 
 
@@ -60,6 +68,10 @@ def channel_call(operation: str) -> Iterator[None]:
         raise ChannelRejectedError(
             f"the channel refused {operation}", extra={"operation": operation, "channel_code": exc.code}
         ) from exc
+    except ChannelError as exc:  # e.g. an account whose settings the adapter cannot use
+        raise ChannelMisconfigured(
+            f"the channel account cannot be used for {operation}", extra={"operation": operation, "code": exc.code}
+        ) from exc
 
 
 def channel_account_configure(spec: dict, *, enabled: bool = True) -> tuple[ChannelAccount, bool]:
@@ -74,6 +86,9 @@ def channel_account_configure(spec: dict, *, enabled: bool = True) -> tuple[Chan
     for part in ("ids", "credentials", "options"):
         if not isinstance(spec.get(part, {}), dict):
             raise ValueError(f"{part} must be a JSON object")
+    for url in (base_url, spec.get("options", {}).get("secapi_base_url") or ""):
+        if url and not settings.DEBUG and not is_https_or_loopback(url):
+            raise ValueError(f"{url} is not HTTPS (only a gateway on this machine may use plain HTTP)")
     allowlist = spec.get("callback_ip_allowlist", [])
     if not isinstance(allowlist, list):
         raise ValueError("callback_ip_allowlist must be a list")

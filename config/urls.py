@@ -8,6 +8,7 @@ from orders.api import OrderCollectionApi, OrderDetailApi
 from payments.api import (
     CashierApi,
     OrderCancelApi,
+    PaycodeCreateApi,
     PaymentByChannelTradeNoApi,
     PaymentClientReportApi,
     PaymentCloseApi,
@@ -23,6 +24,7 @@ api_v1 = [
     path("orders/<str:order_no>/cancel", OrderCancelApi.as_view(), name="order-cancel"),
     path("cashier", CashierApi.as_view(), name="cashier"),
     path("payments", PaymentCollectionApi.as_view(), name="payments"),
+    path("payments/paycode", PaycodeCreateApi.as_view(), name="payments-paycode"),
     path(
         "payments/by-channel-trade-no/<str:channel_trade_no>",
         PaymentByChannelTradeNoApi.as_view(),
@@ -46,5 +48,7 @@ urlpatterns = [
     path("callbacks/", include((callbacks, "callbacks"))),
 ]
 
+handler400 = "paycore.api.api_bad_request"
+handler403 = "paycore.api.api_forbidden"
 handler404 = "paycore.api.api_not_found"
 handler500 = "paycore.api.api_server_error"

@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from orders.models import Merchant, Order, OrderEvent, OrderItem
 from orders.services import merchant_set_status
-from paycore.admin_tools import ReadOnlyAdmin, ReadOnlyInline, mask, run_service_action
+from paycore.admin_tools import ReadOnlyAdmin, ReadOnlyInline, mask, money_display, run_service_action
 
 
 @admin.register(Merchant)
@@ -55,17 +55,19 @@ class OrderEventInline(ReadOnlyInline):
 
 class OrderItemInline(ReadOnlyInline):
     model = OrderItem
-    fields = ["name", "unit_price", "quantity"]
+    fields = ["name", "price", "quantity"]
+    price = money_display("unit_price", "order__currency", "unit price")
 
 
 @admin.register(Order)
 class OrderAdmin(ReadOnlyAdmin):
-    list_display = ["order_no", "merchant", "merchant_order_no", "amount", "currency", "status", "expires_at"]
+    list_display = ["order_no", "merchant", "merchant_order_no", "shown_amount", "status", "expires_at"]
     list_filter = ["status", "currency", "merchant"]
     list_select_related = ["merchant"]
     search_fields = ["order_no", "merchant_order_no", "customer_ref"]
-    readonly_fields = ["masked_phone", "masked_address"]
-    exclude = ["phone", "shipping_address"]
+    readonly_fields = ["shown_amount", "masked_phone", "masked_address"]
+    exclude = ["amount", "phone", "shipping_address"]
+    shown_amount = money_display()
     inlines = [OrderItemInline, OrderEventInline]
 
     @admin.display(description="phone")
@@ -79,8 +81,11 @@ class OrderAdmin(ReadOnlyAdmin):
 
 @admin.register(OrderItem)
 class OrderItemAdmin(ReadOnlyAdmin):
-    list_display = ["order", "name", "unit_price", "quantity"]
+    list_display = ["order", "name", "price", "quantity"]
     list_select_related = ["order"]
+    readonly_fields = ["price"]
+    exclude = ["unit_price"]
+    price = money_display("unit_price", "order__currency", "unit price")
     search_fields = ["order__order_no", "order__merchant_order_no", "name"]
 
 

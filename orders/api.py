@@ -8,15 +8,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from orders.selectors import merchant_for_client, order_get_for_client, orders_visible_to
-from orders.serializers import OrderCreateInput, OrderOutput
+from orders.serializers import OrderCreateInput, OrderListQuery, OrderOutput
 from orders.services import ItemInput, order_create
-from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, Pagination, validated
+from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, Pagination, validated, validated_query
 from paycore.models import Scope
 
 
 class OrderCollectionApi(ApiView):
     scopes = {"GET": Scope.ORDERS_READ, "POST": Scope.ORDERS_WRITE}
     creates = True
+    pagination_class = Pagination
 
     @extend_schema(
         request=OrderCreateInput, responses={201: OrderOutput, 200: OrderOutput}, parameters=[IDEMPOTENCY_KEY_HEADER]
@@ -38,13 +39,14 @@ class OrderCollectionApi(ApiView):
         order = order_get_for_client(client=self.client, order_no=order.order_no)
         return Response(OrderOutput(order).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
-    @extend_schema(responses=OrderOutput(many=True))
+    @extend_schema(responses=OrderOutput(many=True), parameters=[OrderListQuery])
     def get(self, request: Request) -> Response:
+        query = validated_query(OrderListQuery, request)
         qs = orders_visible_to(self.client).prefetch_related("items").order_by("-pk")
-        if customer_ref := request.query_params.get("customer_ref"):
-            qs = qs.filter(customer_ref=customer_ref)
-        if status_ := request.query_params.get("status"):
-            qs = qs.filter(status=status_)
+        if "customer_ref" in query:
+            qs = qs.filter(customer_ref=query["customer_ref"])
+        if "status" in query:
+            qs = qs.filter(status=query["status"])
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(OrderOutput(page, many=True).data)

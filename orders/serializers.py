@@ -28,6 +28,13 @@ class OrderCreateInput(serializers.Serializer):
     phone = serializers.RegexField(r"^\+?[0-9 \-]{3,32}$", required=False, allow_blank=True, default="")
 
 
+class OrderListQuery(serializers.Serializer):
+    customer_ref = serializers.CharField(max_length=64, required=False, help_text="Only this customer's orders.")
+    status = serializers.ChoiceField(
+        choices=Order.Status.values, required=False, help_text="Only orders in this status."
+    )
+
+
 class OrderItemOutput(serializers.Serializer):
     name = serializers.CharField()
     unit_price = serializers.IntegerField()

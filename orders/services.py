@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from orders.models import Merchant, Order, OrderItem
 from paycore import money
-from paycore.errors import Conflict, InvalidRequest, MerchantSuspended
+from paycore.errors import InvalidRequest, MerchantOrderNoReused, MerchantSuspended
 from paycore.ids import new_order_no
 from paycore.outbox import outbox_add
 
@@ -85,13 +85,31 @@ def order_create(
         existing = Order.objects.filter(merchant=merchant, merchant_order_no=merchant_order_no).first()
         if existing is None:
             raise
-        if (existing.amount, existing.currency, existing.customer_ref) != (amount, currency, customer_ref):
-            raise Conflict(
-                "this merchant order number is already used by another order",
-                extra={"merchant_order_no": merchant_order_no, "order_no": existing.order_no},
+        differs = _differences(
+            existing, customer_ref=customer_ref, description=description, currency=currency, items=items
+        )
+        if differs:
+            raise MerchantOrderNoReused(
+                "this merchant order number is already used by an order with other content",
+                extra={"merchant_order_no": merchant_order_no, "order_no": existing.order_no, "differs": differs},
             ) from None
         return existing, False
     return order, True
+
+
+def _differences(
+    order: Order, *, customer_ref: str, description: str, currency: str, items: list[ItemInput]
+) -> list[str]:
+    """What a repeated create asks for that the stored order does not have. An exact repeat
+    (a retried request) gets the order back; anything else must not be silently dropped."""
+    stored = [ItemInput(name=i.name, unit_price=i.unit_price, quantity=i.quantity) for i in order.items.order_by("pk")]
+    wanted = {
+        "customer_ref": (order.customer_ref, customer_ref),
+        "description": (order.description, description),
+        "currency": (order.currency, currency),
+        "items": (stored, list(items)),
+    }
+    return [name for name, (have, want) in wanted.items() if have != want]
 
 
 def order_is_payable(order: Order, *, now: datetime | None = None) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django import forms
@@ -10,6 +11,7 @@ from django.contrib.admin.helpers import ActionForm
 from django.http import HttpRequest
 
 from paycore.errors import PaycoreError
+from paycore.money import format_money
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -55,6 +57,22 @@ def action_note(request: HttpRequest) -> str:
     return str(request.POST.get("note", "")).strip()
 
 
+def money_display(
+    amount_field: str = "amount", currency: str = "currency", description: str = "amount"
+) -> Callable[[Any, Any], str]:
+    """An admin column showing an amount in major units with its currency ("15.00 CNY", never
+    "1500"); ``currency`` is a field or a double-underscore path to one (``payment__currency``)."""
+
+    @admin.display(description=description, ordering=amount_field)
+    def show(modeladmin: Any, obj: Any) -> str:
+        value: Any = obj
+        for part in currency.split("__"):
+            value = getattr(value, part, None)
+        return format_money(getattr(obj, amount_field), value)
+
+    return show
+
+
 def run_service_action(modeladmin: admin.ModelAdmin, request: HttpRequest, rows: Any, label: str, call: Any) -> None:
     """Call ``call(row, actor)`` for each row; report successes and errors to the ops user."""
     actor = f"ops:{request.user.get_username()}"
@@ -63,6 +81,7 @@ def run_service_action(modeladmin: admin.ModelAdmin, request: HttpRequest, rows:
         try:
             call(row, actor)
             done += 1
+            modeladmin.log_change(request, row, f"{label} by {actor}")  # Django's admin history
         except PaycoreError as exc:
             modeladmin.message_user(request, f"{row}: {exc.code}: {exc.message}", messages.ERROR)
     if done:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, serializers
@@ -14,7 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from paycore.errors import IdempotencyKeyRequired, PaycoreError
+from paycore.errors import IdempotencyKeyRequired, InvalidRequest, PaycoreError, error_body
 from paycore.idempotency import Replay, idempotency_begin, idempotency_finish
 from paycore.models import ApiClient
 
@@ -34,15 +35,13 @@ _DRF_CODES: dict[type[exceptions.APIException], str] = {
 }
 
 
-def error_body(code: str, message: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"code": code, "message": message, "extra": extra or {}}
-
-
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, Replay):
         return Response(exc.body, status=exc.status, headers={"Idempotent-Replayed": "true"})
     if isinstance(exc, PaycoreError):
         return Response(error_body(exc.code, exc.message, exc.extra), status=exc.http_status)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body("request_too_large", "the body is too large"), status=413)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     if isinstance(exc, exceptions.ValidationError):
@@ -74,6 +73,17 @@ def _field_errors(details: Any) -> Any:
 class Pagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_page_size(self, request: Request) -> int | None:
+        """A page size that is not a whole number from 1 to the maximum is refused, not ignored."""
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise InvalidRequest.field(
+                self.page_size_query_param, f"must be a whole number from 1 to {self.max_page_size}"
+            )
+        return int(raw)
 
 
 class ApiView(APIView):
@@ -113,10 +123,36 @@ class ApiView(APIView):
         return response
 
 
+def validated_query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    """The query string, checked like a body: an unknown status, an over-long filter or a
+    parameter the endpoint does not know (a typo would otherwise silently widen a list) is a 400."""
+    known = set(serializer_class().fields) | {Pagination.page_query_param, Pagination.page_size_query_param}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        raise InvalidRequest(
+            "unknown query parameters",
+            extra={"fields": {k: [{"message": "unknown", "code": "unknown"}] for k in unknown}},
+        )
+    params = {k: v for k, v in request.query_params.items() if k in serializer_class().fields}
+    return validated(serializer_class, params)
+
+
 def validated(serializer_class: type[serializers.Serializer], data: Any) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+def api_bad_request(request: Any, exception: Exception | None = None) -> JsonResponse:
+    """Django's own refusals (a disallowed Host, a body over the limit read outside a view) in
+    the API's error shape instead of an HTML page."""
+    if isinstance(exception, RequestDataTooBig):
+        return JsonResponse(error_body("request_too_large", "the body is too large"), status=413)
+    return JsonResponse(error_body("malformed_request", "the request is malformed"), status=400)
+
+
+def api_forbidden(request: Any, exception: Exception | None = None) -> JsonResponse:
+    return JsonResponse(error_body("forbidden", "forbidden"), status=403)
 
 
 def api_not_found(request: Any, exception: Exception | None = None) -> JsonResponse:

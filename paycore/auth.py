@@ -32,13 +32,28 @@ class ApiKeyAuthentication(BaseAuthentication):
 
 
 class HasScope(BasePermission):
-    """Views declare ``scopes = {"GET": "orders:read", "POST": "orders:write"}``."""
+    """Views declare ``scopes = {"GET": "orders:read", "POST": "orders:write"}``.
+
+    Every method is checked: HEAD and OPTIONS are reads, with the scope of the view's GET (or,
+    on a view that only writes, the read scope of the same resource); a method the view does
+    not declare is refused before DRF even looks for a handler."""
 
     def has_permission(self, request: Request, view: Any) -> bool:
         client = request.auth
         if not isinstance(client, ApiClient):
             raise exceptions.NotAuthenticated("an API key is required", code="unauthenticated")
-        needed = getattr(view, "scopes", {}).get(request.method)
-        if needed and not client.has_scope(needed):
+        needed = required_scope(getattr(view, "scopes", {}), request.method or "")
+        if needed is None:
+            raise exceptions.MethodNotAllowed(request.method or "")
+        if not client.has_scope(needed):
             raise exceptions.PermissionDenied(f"the API key lacks the scope {needed}", code="insufficient_scope")
         return True
+
+
+def required_scope(scopes: dict[str, str], method: str) -> str | None:
+    if method in ("HEAD", "OPTIONS"):
+        if "GET" in scopes:
+            return scopes["GET"]
+        resource = next(iter(scopes.values()), "")
+        return resource.replace(":write", ":read") if resource else None
+    return scopes.get(method)

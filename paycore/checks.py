@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
@@ -47,5 +49,34 @@ def check_persistent_connections(app_configs: Any, **kwargs: Any) -> list[Any]:
             "persistent database connections are off (CONN_MAX_AGE is 0) while DEBUG is off",
             hint="set DATABASE_CONN_MAX_AGE (seconds, e.g. 600) or put a connection pooler in front",
             id="paycore.W002",
+        )
+    ]
+
+
+def is_https_or_loopback(url: str) -> bool:
+    """HTTPS, or plain HTTP to this machine only (the sandbox gateway in development)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
+@register("security")
+def check_public_base_url(app_configs: Any, **kwargs: Any) -> list[Any]:
+    """Channels post payment notifications to this URL: outside DEBUG it must be HTTPS."""
+    if settings.DEBUG or is_https_or_loopback(settings.PAYCORE_PUBLIC_BASE_URL):
+        return []
+    return [
+        Error(
+            f"PAYCORE_PUBLIC_BASE_URL {settings.PAYCORE_PUBLIC_BASE_URL!r} is not HTTPS while DEBUG is off",
+            hint="channels must reach paycore's callbacks over HTTPS",
+            id="paycore.E004",
         )
     ]

@@ -8,6 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 
+def error_body(code: str, message: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The one error shape every API answer and callback refusal uses."""
+    return {"code": code, "message": message, "extra": extra or {}}
+
+
 class PaycoreError(Exception):
     code, http_status = "error", 400
 
@@ -41,6 +46,10 @@ class OrderNotPayable(Conflict):
     code = "order_not_payable"
 
 
+class MerchantOrderNoReused(Conflict):
+    code = "merchant_order_no_reused"
+
+
 class OrderPaid(Conflict):
     code = "order_paid"
 
@@ -59,6 +68,12 @@ class CustomerMismatch(Conflict):
 
 class MethodNotOffered(InvalidRequest):
     code = "method_not_offered"
+
+
+class PaymentShared(PaycoreError):
+    """A merchant key may not act on the whole of a payment that also pays others' orders."""
+
+    code, http_status = "payment_shared", 403
 
 
 class PaymentConfirming(Conflict):
@@ -97,6 +112,12 @@ class ChannelUnavailableError(PaycoreError):
     """The channel did not answer usefully; the outcome is unknown and the client may retry."""
 
     code, http_status = "channel_unavailable", 503
+
+
+class ChannelMisconfigured(PaycoreError):
+    """The channel account's settings do not work (ops must fix them); nothing was sent."""
+
+    code, http_status = "channel_misconfigured", 503
 
 
 class ChannelRejectedError(PaycoreError):

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from paycore.errors import IllegalTransition
+from paycore.pii import masked
 
 if TYPE_CHECKING:
     from django.db import models
@@ -49,6 +50,11 @@ class TransitionTable:
         src = row.status  # type: ignore[attr-defined]
         self.check(src, to, **{f"{self.name}_no": getattr(row, f"{self.name}_no")})
         self.event._default_manager.create(
-            **{self.name: row}, from_status=src, to_status=to, source=source, evidence=evidence or {}, actor=actor
+            **{self.name: row},
+            from_status=src,
+            to_status=to,
+            source=source,
+            evidence=masked(evidence or {}),  # evidence keeps channel payloads: never a payer's identity
+            actor=actor,
         )
         row.status = to  # type: ignore[attr-defined]

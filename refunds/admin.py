@@ -8,7 +8,14 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from paycore.admin_tools import NoteActionForm, ReadOnlyAdmin, ReadOnlyInline, action_note, run_service_action
+from paycore.admin_tools import (
+    NoteActionForm,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    action_note,
+    money_display,
+    run_service_action,
+)
 from paycore.models import EventSource
 from refunds.models import Refund, RefundAllocation, RefundAttempt, RefundEvent
 from refunds.services import refund_resolve, refund_retry, refund_sync_from_channel
@@ -26,12 +33,16 @@ class RefundAttemptInline(ReadOnlyInline):
 
 class RefundAllocationInline(ReadOnlyInline):
     model = RefundAllocation
-    fields = ["payment_map", "amount"]
+    fields = ["payment_map", "share"]
+    share = money_display("amount", "refund__currency", "share")
 
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdmin):
-    list_display = ["refund_no", "payment", "amount", "currency", "reason", "status", "created_at"]
+    list_display = ["refund_no", "payment", "shown_amount", "reason", "status", "created_at"]
+    shown_amount = money_display()
+    exclude = ["amount"]
+    readonly_fields = ["shown_amount"]
     list_filter = ["status", "reason", "currency"]
     list_select_related = ["payment"]
     search_fields = ["refund_no", "channel_refund_no", "attempts__request_no", "payment__payment_no"]
@@ -99,6 +110,9 @@ class RefundAttemptAdmin(ReadOnlyAdmin):
 
 @admin.register(RefundAllocation)
 class RefundAllocationAdmin(ReadOnlyAdmin):
-    list_display = ["refund", "payment_map", "amount"]
+    list_display = ["refund", "payment_map", "share"]
+    share = money_display("amount", "refund__currency", "share")
+    exclude = ["amount"]
+    readonly_fields = ["share"]
     list_select_related = ["refund", "payment_map"]
     search_fields = ["refund__refund_no", "payment_map__order__order_no"]

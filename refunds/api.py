@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from orders.selectors import orders_get_for_client
 from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, validated
-from paycore.errors import NotFound
-from paycore.models import ApiClient, EventSource, Scope
-from payments.models import PaymentOrderMap
+from paycore.models import EventSource, Scope
 from payments.selectors import payment_get_for_client
-from refunds.models import Refund
+from refunds.selectors import refund_get_for_client
 from refunds.serializers import RefundCreateInput, RefundOutput
 from refunds.services import refund_request
-
-
-def refunds_visible_to(client: ApiClient) -> QuerySet[Refund]:
-    qs = Refund.objects.select_related("payment")
-    if client.merchant_id:
-        qs = qs.filter(
-            Exists(
-                PaymentOrderMap.objects.filter(payment=OuterRef("payment_id"), order__merchant_id=client.merchant_id)
-            )
-        )
-    return qs
-
-
-def refund_get_for_client(*, client: ApiClient, refund_no: str) -> Refund:
-    refund = refunds_visible_to(client).filter(refund_no=refund_no).first()
-    if refund is None:
-        raise NotFound("no such refund", extra={"refund_no": refund_no})
-    return refund
 
 
 class RefundCollectionApi(ApiView):
@@ -46,8 +26,11 @@ class RefundCollectionApi(ApiView):
     def post(self, request: Request) -> Response:
         data = validated(RefundCreateInput, request.data)
         payment = payment_get_for_client(client=self.client, payment_no=data["payment_no"])
+        orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"]) if data["order_nos"] else None
         refund, created = refund_request(
             payment_id=payment.pk,
+            order_ids=None if orders is None else [o.pk for o in orders],
+            merchant_id=self.client.merchant_id,
             refund_no=data["refund_no"],
             amount=data["amount"],
             reason=data["reason"],

@@ -11,5 +11,6 @@ from sandbox.core import (
     SandboxRequest,
     SandboxResponse,
 )
+from sandbox.keys import KeyPool
 
-__all__ = ["ChannelSimulator", "FaultRule", "Sandbox", "SandboxError", "SandboxRequest", "SandboxResponse"]
+__all__ = ["ChannelSimulator", "FaultRule", "KeyPool", "Sandbox", "SandboxError", "SandboxRequest", "SandboxResponse"]

@@ -28,7 +28,8 @@ def render_page(sandbox: Sandbox) -> str:
         "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;margin-bottom:2em}"
         "td,th{border:1px solid #ccc;padding:3px 6px;font-size:13px;text-align:left;vertical-align:top}"
         "th{background:#f3f3f3}</style></head><body>",
-        f"<h1>paycore sandbox gateway</h1><p>time factor {sandbox.time_factor:g}</p>",
+        f"<h1>paycore sandbox gateway</h1><p>time factor {sandbox.time_factor:g}; sandbox clock "
+        f"{escape(sandbox.now().isoformat(timespec='seconds'))} ({sandbox.clock()['offset_seconds']:g} s ahead)</p>",
         "<h2>Trades and refunds</h2><table><tr><th>channel</th><th>kind</th><th>key</th>",
         "".join(f"<th>{escape(name)}</th>" for name in _SHOWN),
         "<th>history</th></tr>",

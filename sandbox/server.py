@@ -9,6 +9,7 @@ relative to the prefix.
 from __future__ import annotations
 
 import json
+import ssl
 import sys
 import threading
 import traceback
@@ -26,68 +27,110 @@ from sandbox.core import (
     SandboxRequest,
     SandboxResponse,
 )
+from sandbox.keys import KeyPool
+from sandbox.tls import DEFAULT_TLS_HOSTS, TLSServer
 
 _MAX_BODY = 10 * 1024 * 1024
+# What the mutual-TLS listener serves (everything else is on the plain listener).
+TLS_PATHS = ("/wechat/secapi/",)
 
 
 class SandboxGateway:
-    """The sandbox as a server. ``port=0`` picks a free port; see ``base_url`` after ``start()``."""
+    """The sandbox as a server. ``port=0`` picks a free port; see ``base_url`` after ``start()``.
+
+    Two listeners: plain HTTP on ``port`` (every channel and the control API) and mutual TLS on
+    ``tls_port`` (``0`` = any free port; ``None`` = none), which serves WeChat ``/secapi/`` only,
+    to clients presenting a certificate issued by the sandbox CA (see ``sandbox/tls.py``).
+    """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 0, time_factor: float = 1.0, *, verbose: bool = False
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        time_factor: float = 1.0,
+        *,
+        verbose: bool = False,
+        key_pool: KeyPool | None = None,
+        tls_port: int | None = 0,
+        tls_hosts: tuple[str, ...] = DEFAULT_TLS_HOSTS,
     ) -> None:
-        self.sandbox = Sandbox(time_factor=time_factor)
+        self.sandbox = Sandbox(time_factor=time_factor, key_pool=key_pool)
         self._host, self._port, self._verbose = host, port, verbose
+        self._tls_port, self._tls_hosts = tls_port, tls_hosts
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._tls_server: TLSServer | None = None
+        self._threads: list[threading.Thread] = []
 
     @property
     def base_url(self) -> str:
         if self._server is None:
             raise RuntimeError("the gateway is not started")
-        host, port = self._server.server_address[:2]
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - only a display name
-        return f"http://{shown}:{port}"
+        return _url("http", self._server)
+
+    @property
+    def tls_base_url(self) -> str | None:
+        """``https://127.0.0.1:<tls port>`` (the mutual-TLS listener), or None without one."""
+        return _url("https", self._tls_server) if self._tls_server is not None else None
 
     def bind(self) -> SandboxGateway:
-        """Open the listening socket (``base_url`` is known from here on) without serving yet."""
+        """Open the listening sockets (``base_url`` is known from here on) without serving yet."""
         if self._server is None:
-            self._make_server()
+            self._make_servers()
         return self
 
-    def _make_server(self) -> ThreadingHTTPServer:
+    def _make_servers(self) -> None:
         server = ThreadingHTTPServer((self._host, self._port), _Handler)
         server.daemon_threads = True
         server.sandbox = self.sandbox  # type: ignore[attr-defined]
         server.verbose = self._verbose  # type: ignore[attr-defined]
         self._server = server
         self.sandbox.base_url = self.base_url
-        return server
+        if self._tls_port is not None:
+            context = self.sandbox.ca.server_context(self._tls_hosts)
+            tls = TLSServer((self._host, self._tls_port), _Handler, context)
+            tls.sandbox = self.sandbox  # type: ignore[attr-defined]
+            tls.verbose = self._verbose  # type: ignore[attr-defined]
+            self._tls_server = tls
+            self.sandbox.tls_port, self.sandbox.tls_hosts = tls.server_address[1], self._tls_hosts
+
+    def _serve_in_background(self, server: ThreadingHTTPServer, name: str) -> None:
+        thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def start(self) -> SandboxGateway:
-        """Serve in a background thread and return at once."""
-        server = self.bind()._server
-        assert server is not None
-        self._thread = threading.Thread(target=server.serve_forever, name="sandbox-gateway", daemon=True)
-        self._thread.start()
+        """Serve in background threads and return at once."""
+        self.bind()
+        assert self._server is not None
+        self._serve_in_background(self._server, "sandbox-gateway")
+        if self._tls_server is not None:
+            self._serve_in_background(self._tls_server, "sandbox-gateway-tls")
         return self
 
     def serve_forever(self) -> None:
-        """Serve in the calling thread until interrupted."""
-        server = self.bind()._server
-        assert server is not None
+        """Serve in the calling thread (the TLS listener in a background thread) until interrupted."""
+        self.bind()
+        assert self._server is not None
+        if self._tls_server is not None:
+            self._serve_in_background(self._tls_server, "sandbox-gateway-tls")
         try:
-            server.serve_forever()
+            self._server.serve_forever()
         finally:
-            server.server_close()
+            self._close_servers()
             self.sandbox.close()
 
+    def _close_servers(self) -> None:
+        for server in (self._tls_server, self._server):
+            if server is not None:
+                server.server_close()
+
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        for server in (self._server, self._tls_server):
+            if server is not None:
+                server.shutdown()
+        self._close_servers()
+        for thread in self._threads:
+            thread.join(timeout=5)
         self.sandbox.close()
 
     def __enter__(self) -> SandboxGateway:
@@ -95,6 +138,14 @@ class SandboxGateway:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _url(scheme: str, server: ThreadingHTTPServer) -> str:
+    host, port = server.server_address[:2]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - only a display name
+    if ":" in shown:
+        shown = f"[{shown}]"
+    return f"{scheme}://{shown}:{port}"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -138,16 +189,23 @@ class _Handler(BaseHTTPRequestHandler):
             raise SandboxError(413, "TOO_LARGE", "request body too large")
         return self.rfile.read(length) if length else b""
 
+    @property
+    def _tls(self) -> bool:
+        return isinstance(self.connection, ssl.SSLSocket)
+
     def _handle(self) -> None:
         sandbox: Sandbox = self.server.sandbox  # type: ignore[attr-defined]
         host = self.headers.get("Host")
-        sandbox.bind_base_url(f"http://{host}" if host else None)
+        sandbox.bind_base_url(f"http://{host}" if host and not self._tls else None)
         try:
             body = self._read_body()
             split = urlsplit(self.path)
             path, query = split.path, split.query
+            if self._tls and not path.startswith(TLS_PATHS):
+                raise SandboxError(404, "NOT_FOUND", f"the TLS listener serves only {', '.join(TLS_PATHS)}")
             if path == "/_sandbox" or path.startswith("/_sandbox/"):
-                resp = _control(sandbox, self.command, path[len("/_sandbox") :], query, body)
+                headers = dict(self.headers.items())
+                resp = _control(sandbox, self.command, path[len("/_sandbox") :], query, body, headers)
             else:
                 resp = self._channel(sandbox, path, query, body)
         except Disconnect:
@@ -168,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
         channel, slash, tail = rest.partition("/")
         if channel not in SIMULATORS:
             raise SandboxError(404, "UNKNOWN_CHANNEL", f"no channel prefix {channel!r}; known: {sorted(SIMULATORS)}")
-        host = self.headers.get("Host")
+        host, scheme = self.headers.get("Host"), "https" if self._tls else "http"
         req = SandboxRequest(
             method=self.command.upper(),
             path=slash + tail if slash else "/",
@@ -178,7 +236,9 @@ class _Handler(BaseHTTPRequestHandler):
             remote_addr=self.client_address[0],
             channel=channel,
             raw_path=path,
-            base_url=f"http://{host}/{channel}" if host else f"{sandbox.base_url}/{channel}",
+            base_url=f"{scheme}://{host}/{channel}" if host else f"{sandbox.base_url}/{channel}",
+            tls=self._tls,
+            client_certificate=self.connection.getpeercert(binary_form=True) if self._tls else None,
         )
         return sandbox.dispatch_channel(req)
 
@@ -212,9 +272,13 @@ def _json_body(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _control(sandbox: Sandbox, method: str, path: str, query: str, body: bytes) -> SandboxResponse:
+def _control(
+    sandbox: Sandbox, method: str, path: str, query: str, body: bytes, headers: dict[str, str]
+) -> SandboxResponse:
     parts = [unquote(p) for p in path.strip("/").split("/") if p]
     ok = SandboxResponse.json
+    if parts[:1] == ["merchants"]:
+        return _merchants(sandbox, method, parts[1:], path, query, body, headers)
     match (method, parts):
         case ("GET", []):
             from sandbox.page import render_page
@@ -254,7 +318,51 @@ def _control(sandbox: Sandbox, method: str, path: str, query: str, body: bytes) 
         case ("DELETE", ["faults"]):
             sandbox.clear_faults()
             return SandboxResponse.empty(204)
+        case ("GET", ["clock"]):
+            return ok(200, sandbox.clock())
+        case ("POST", ["clock"]):
+            data = _json_body(body)
+            if data.get("reset"):
+                sandbox.reset_clock()
+            elif "advance_seconds" in data:
+                seconds = data["advance_seconds"]
+                if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+                    raise SandboxError(400, "BAD_REQUEST", "advance_seconds must be a non-negative number")
+                sandbox.advance_clock(float(seconds))
+            else:
+                raise SandboxError(400, "BAD_REQUEST", 'send {"advance_seconds": N} or {"reset": true}')
+            return ok(200, sandbox.clock())
         case ("POST", ["reset"]):
             sandbox.reset()
             return ok(200, {"reset": True})
     raise SandboxError(404, "NOT_FOUND", f"no control endpoint {method} /_sandbox{path}")
+
+
+def _merchants(
+    sandbox: Sandbox, method: str, parts: list[str], path: str, query: str, body: bytes, headers: dict[str, str]
+) -> SandboxResponse:
+    """Merchant webhook receivers (see sandbox/merchants.py)."""
+    ok = SandboxResponse.json
+    match (method, parts):
+        case ("POST", []):
+            return ok(201, sandbox.create_merchant().to_json())
+        case (_, [merchant_id, "notify", *_]):  # the merchant's server: any method, any sub-path
+            return sandbox.merchant(merchant_id).receive(sandbox, method, "/_sandbox" + path, query, headers, body)
+        case ("GET", [merchant_id]):
+            return ok(200, sandbox.merchant(merchant_id).to_json())
+        case ("GET", [merchant_id, "requests"]):
+            return ok(200, sandbox.merchant(merchant_id).requests_json())
+        case ("DELETE", [merchant_id, "requests"]):
+            sandbox.merchant(merchant_id).clear_requests()
+            return SandboxResponse.empty(204)
+        case ("POST", [merchant_id, "behaviours"]):
+            return ok(201, sandbox.merchant(merchant_id).add_behaviour(_json_body(body)).to_json())
+        case ("DELETE", [merchant_id, "behaviours"]):
+            sandbox.merchant(merchant_id).clear_behaviours()
+            return SandboxResponse.empty(204)
+        case ("POST", [merchant_id, "wait"]):
+            data = _json_body(body)
+            receiver = sandbox.merchant(merchant_id)
+            count, timeout = int(data.get("count", 1)), min(float(data.get("timeout", 5)), 60.0)
+            return ok(200, {"received": receiver.wait_for(count, timeout), "count": len(receiver.requests)})
+    raise SandboxError(404, "NOT_FOUND", f"no control endpoint {method} /_sandbox/merchants/{'/'.join(parts)}")

@@ -1,4 +1,5 @@
-"""WeChat Pay signatures and payload encryption (channel-protocols.md §1.2, §1.3, §1.5, §1.7, §2.2).
+"""WeChat Pay signatures and payload encryption (API v3 signing, verification, client invoke
+parameters and AEAD_AES_256_GCM resources; API v2 MD5 / HMAC-SHA256 signatures).
 
 Pure functions over bytes and keys, no I/O, so the protocol tests can pin them with the doc's
 vectors. All RSA and AES work goes through ``cryptography``; shared-secret digests are compared
@@ -30,7 +31,7 @@ def new_nonce() -> str:
     return secrets.token_hex(16).upper()
 
 
-# --- v3 request signing (§1.2) -----------------------------------------------------------------
+# --- v3 request signing -----------------------------------------------------------------------
 
 
 def request_message(method: str, canonical_url: str, timestamp: str, nonce: str, body: bytes) -> bytes:
@@ -52,7 +53,7 @@ def authorization(*, mchid: str, serial_no: str, nonce: str, timestamp: str, sig
     )
 
 
-# --- v3 response / notification verification (§1.3) -------------------------------------------
+# --- v3 response / notification verification -------------------------------------------------
 
 
 def response_message(timestamp: str, nonce: str, body: bytes) -> bytes:
@@ -75,7 +76,7 @@ def rsa_verify(public_key: rsa.RSAPublicKey, message: bytes, signature_b64: str)
     return True
 
 
-# --- client invoke parameters (§1.5) ------------------------------------------------------------
+# --- client invoke parameters ------------------------------------------------------------------
 
 
 def app_pay_message(appid: str, timestamp: str, noncestr: str, prepay_id: str) -> bytes:
@@ -86,7 +87,7 @@ def jsapi_pay_message(appid: str, timestamp: str, nonce: str, prepay_id: str) ->
     return f"{appid}\n{timestamp}\n{nonce}\nprepay_id={prepay_id}\n".encode()
 
 
-# --- AEAD_AES_256_GCM (§1.7) ---------------------------------------------------------------------
+# --- AEAD_AES_256_GCM ---------------------------------------------------------------------------
 
 
 def aes_gcm_decrypt(apiv3_key: str, *, nonce: str, associated_data: str, ciphertext_b64: str) -> bytes:
@@ -105,7 +106,7 @@ def aes_gcm_decrypt(apiv3_key: str, *, nonce: str, associated_data: str, ciphert
         raise ValueError("resource failed AEAD_AES_256_GCM authentication") from exc
 
 
-# --- v2 signatures (§2.2) -------------------------------------------------------------------------
+# --- v2 signatures -------------------------------------------------------------------------------
 
 V2_SIGN_TYPES = frozenset({"MD5", "HMAC-SHA256"})
 

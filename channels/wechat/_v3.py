@@ -1,4 +1,4 @@
-"""WeChat Pay API v3 transport: request signing and response verification (§1.2, §1.3, §1.10).
+"""WeChat Pay API v3 transport: request signing, response verification and the error map.
 
 ``WechatBase`` holds what every WeChat operation needs: the account's ids and keys, a signed
 ``_send``, a verifying ``_call`` and the error mapping. Platform certificates downloaded from
@@ -11,7 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -21,14 +21,22 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from channels.base import DEFAULT_TIMEOUT, AccountConfig, ChannelAdapter, ChannelRejected, ChannelUnavailable
+from channels._cache import ProcessCache, fingerprint
+from channels.base import (
+    AccountConfig,
+    ChannelAdapter,
+    ChannelRejected,
+    ChannelUnavailable,
+    normalize_headers,
+)
 from channels.wechat import _bill, _crypto
 
 USER_AGENT = "paycore-wechat/1.0"
 TIMESTAMP_WINDOW = 300  # seconds; |now - Wechatpay-Timestamp| must stay below this
 CERT_REFRESH_INTERVAL = 60.0  # seconds between /v3/certificates downloads per account
 
-# §1.10: the same error is spelled with and without underscores; callers see one spelling.
+# The same error is spelled with and without underscores across generations of the WeChat Pay
+# docs (``ORDERNOTEXIST`` / ``ORDER_NOT_EXIST``); callers see one spelling.
 _CODE_ALIASES: dict[str, str] = {
     "ORDERNOTEXIST": "ORDER_NOT_EXIST",
     "SYSTEMERROR": "SYSTEM_ERROR",
@@ -55,45 +63,38 @@ _RETRY_CODES = frozenset(
 
 
 class _Unverified(Exception):
-    """A message failed §1.3 verification; callers turn it into the right public error."""
+    """A message failed signature verification; callers turn it into the right public error."""
 
 
 @dataclass
 class _PlatformKeys:
-    keys: dict[str, rsa.RSAPublicKey]
+    """Platform certificates downloaded from ``/v3/certificates`` for one account, in one process.
+
+    ``lock`` is held for the whole of a refresh, so concurrent callers wait for the one download
+    in flight and then see its keys. ``attempted_at`` is set when a download *finished* (stored
+    or failed) and throttles the next one; ``refreshed_at`` only when its keys were stored.
+    """
+
+    keys: dict[str, rsa.RSAPublicKey] = field(default_factory=dict)
+    attempted_at: float = 0.0
     refreshed_at: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-# Platform certificates downloaded from /v3/certificates, per account. The configured ones in
-# ``options`` are read afresh by each adapter; only downloads are cached here.
-_CERT_CACHE: dict[tuple[int, str, str], _PlatformKeys] = {}
-_CERT_LOCK = threading.Lock()
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    """Case-insensitive lookup that also accepts Django's ``HTTP_WECHATPAY_SIGNATURE`` spelling."""
-    wanted = name.lower()
-    for key, value in headers.items():
-        normal = key.lower().replace("_", "-")
-        if normal.startswith("http-"):
-            normal = normal[5:]
-        if normal == wanted:
-            return value
-    return None
+# Per process, per account: parsed keys (slots named by purpose) and downloaded platform keys.
+_KEYS: ProcessCache[Any] = ProcessCache("wechat keys")
+_PLATFORM: ProcessCache[_PlatformKeys] = ProcessCache("wechat platform certificates")
 
 
 class WechatBase(ChannelAdapter):
     """Account access, signed transport and verification shared by the v3 and v2 operations."""
 
-    # Overridable in tests: the clock used for signing and for the 300 s window, and the
-    # (connect, read) timeouts of every call.
+    # Overridable in tests: the clock used for signing and for the 300 s window.
     clock: Callable[[], float] = staticmethod(time.time)
-    timeout: tuple[float, float] = DEFAULT_TIMEOUT
 
     def __init__(self, config: AccountConfig, http: requests.Session | None = None) -> None:
         super().__init__(config, http)
         self._base = config.base_url.rstrip("/")
-        self._private_key: rsa.RSAPrivateKey | None = None
 
     # --- configuration ------------------------------------------------------------------------
     @property
@@ -109,17 +110,27 @@ class WechatBase(ChannelAdapter):
         return self.config.options.get("wechatpay_public_key_id") or None
 
     def _merchant_key(self) -> rsa.RSAPrivateKey:
-        if self._private_key is None:
-            key = serialization.load_pem_private_key(
-                self.config.credentials["merchant_private_key"].encode(), password=None
-            )
-            if not isinstance(key, rsa.RSAPrivateKey):
-                raise ValueError("merchant_private_key must be an RSA key")
-            self._private_key = key
-        return self._private_key
+        """The merchant's private key, parsed and validated once per process and key."""
+        pem = self.config.credentials["merchant_private_key"]
+        return _KEYS.get(("merchant_key", self.config.account_id), fingerprint(pem), lambda: _load_private_key(pem))
 
-    def _cache_key(self) -> tuple[int, str, str]:
-        return (self.config.account_id, self._base, self._mchid)
+    def _wechatpay_public_key(self, pem: str) -> rsa.RSAPublicKey:
+        return _KEYS.get(
+            ("wechatpay_public_key", self.config.account_id), fingerprint(pem), lambda: _load_public_key(pem)
+        )
+
+    def _configured_platform_keys(self) -> dict[str, rsa.RSAPublicKey]:
+        certificates = self.config.options.get("platform_certificates") or {}
+        return _KEYS.get(
+            ("configured_platform_keys", self.config.account_id),
+            fingerprint(certificates),
+            lambda: _load_platform_certificates(certificates),
+        )
+
+    def _platform(self) -> _PlatformKeys:
+        """This account's downloaded platform keys; a new base URL, mchid or APIv3 key starts afresh."""
+        fp = fingerprint(self._base, self._mchid, self.config.credentials.get("apiv3_key", ""))
+        return _PLATFORM.get(("platform", self.config.account_id), fp, _PlatformKeys)
 
     # --- v3 transport -------------------------------------------------------------------------
     def _send(
@@ -142,7 +153,7 @@ class WechatBase(ChannelAdapter):
         if self._public_key_id:
             headers["Wechatpay-Serial"] = self._public_key_id
         prepared = self.http.prepare_request(requests.Request(method, url, headers=headers, data=data))
-        sent = urlsplit(prepared.url)
+        sent = urlsplit(str(prepared.url))
         canonical = (sent.path or "/") + (f"?{sent.query}" if sent.query else "")
         sent_body = prepared.body or b""
         if not isinstance(sent_body, bytes):
@@ -179,7 +190,7 @@ class WechatBase(ChannelAdapter):
                     f"unverifiable wechat response to {method} {path}: {exc}", code="SIGNATURE"
                 ) from None
             return resp.status_code, self._json(raw) if raw else {}
-        if _header(resp.headers, "Wechatpay-Signature") is not None:
+        if "wechatpay-signature" in normalize_headers(resp.headers):
             try:
                 self._verify(resp.headers, raw, allow_refresh=True)
             except _Unverified as exc:
@@ -200,7 +211,7 @@ class WechatBase(ChannelAdapter):
 
     @staticmethod
     def _raise_for_error(status: int, raw: bytes) -> NoReturn:
-        """§1.10: decide on the HTTP status first, then on the (canonicalized) code."""
+        """Decide on the HTTP status first, then on the (canonicalized) code (WeChat Pay v3 error codes)."""
         try:
             payload = json.loads(raw) if raw else {}
         except ValueError:
@@ -215,7 +226,7 @@ class WechatBase(ChannelAdapter):
             raise ChannelUnavailable(message, code=code, raw=evidence)
         raise ChannelRejected(message, code=code, raw=evidence)
 
-    # --- v3 verification (§1.3) ---------------------------------------------------------------
+    # --- v3 verification: Wechatpay-* headers over timestamp, nonce and the raw body ------------
     def _verify(
         self,
         headers: Mapping[str, str],
@@ -224,13 +235,14 @@ class WechatBase(ChannelAdapter):
         allow_refresh: bool,
         extra_keys: Mapping[str, rsa.RSAPublicKey] | None = None,
     ) -> None:
-        timestamp = _header(headers, "Wechatpay-Timestamp")
-        nonce = _header(headers, "Wechatpay-Nonce")
-        signature = _header(headers, "Wechatpay-Signature")
-        serial = _header(headers, "Wechatpay-Serial")
+        h = normalize_headers(headers)
+        timestamp = h.get("wechatpay-timestamp")
+        nonce = h.get("wechatpay-nonce")
+        signature = h.get("wechatpay-signature")
+        serial = h.get("wechatpay-serial")
         if not (timestamp and nonce and signature and serial):
             raise _Unverified("missing Wechatpay signature headers")
-        if _header(headers, "Wechatpay-Signature-Type") != _crypto.SIGNATURE_TYPE:
+        if h.get("wechatpay-signature-type") != _crypto.SIGNATURE_TYPE:
             raise _Unverified("missing or unsupported Wechatpay-Signature-Type")
         if signature.startswith(_crypto.SIGNTEST_PREFIX):
             raise _Unverified("WECHATPAY/SIGNTEST probe")
@@ -247,44 +259,43 @@ class WechatBase(ChannelAdapter):
             pem = self.config.options.get("wechatpay_public_key")
             if serial != self._public_key_id or not pem:
                 raise _Unverified(f"unknown WeChat Pay public key {serial}")
-            key = serialization.load_pem_public_key(pem.encode())
-            if not isinstance(key, rsa.RSAPublicKey):
-                raise _Unverified("configured WeChat Pay public key is not RSA")
-            return key
+            return self._wechatpay_public_key(pem)
         wanted = serial.upper()
-        keys = self._known_platform_keys()
-        keys.update({k.upper(): v for k, v in (extra_keys or {}).items()})
-        if wanted not in keys and allow_refresh:
-            keys.update(self._refresh_platform_certificates())
-        try:
-            return keys[wanted]
-        except KeyError:
-            raise _Unverified(f"unknown platform certificate serial {serial}") from None
+        key = self._known_platform_key(wanted) or {k.upper(): v for k, v in (extra_keys or {}).items()}.get(wanted)
+        if key is None and allow_refresh:
+            self._refresh_platform_certificates(wanted)
+            key = self._known_platform_key(wanted)
+        if key is None:
+            raise _Unverified(f"unknown platform certificate serial {serial}")
+        return key
 
-    def _known_platform_keys(self) -> dict[str, rsa.RSAPublicKey]:
-        keys: dict[str, rsa.RSAPublicKey] = {}
-        for serial, pem in (self.config.options.get("platform_certificates") or {}).items():
-            public = x509.load_pem_x509_certificate(pem.encode()).public_key()
-            if isinstance(public, rsa.RSAPublicKey):
-                keys[serial.upper()] = public
-        with _CERT_LOCK:
-            cached = _CERT_CACHE.get(self._cache_key())
-            if cached:
-                keys.update(cached.keys)
-        return keys
+    def _known_platform_key(self, serial: str) -> rsa.RSAPublicKey | None:
+        """A configured or already downloaded platform key (serials upper-case)."""
+        return self._configured_platform_keys().get(serial) or self._platform().keys.get(serial)
 
-    def _refresh_platform_certificates(self) -> dict[str, rsa.RSAPublicKey]:
-        """Download platform certificates once; returns the new keys (empty when throttled).
+    def _refresh_platform_certificates(self, wanted: str) -> None:
+        """Download platform certificates unless ``wanted`` arrived meanwhile or one was just tried.
 
+        Concurrent callers queue on the account's lock: the first downloads, the others then find
+        its keys and return without a download of their own. Keys are stored before the time of
+        the refresh is recorded, so no caller ever sees a "refreshed" account without its keys.
         The certificates are authenticated by AES-GCM under the APIv3 key before use, and the
         response itself must then verify with one of the known or downloaded keys.
         """
-        now = self.clock()
-        with _CERT_LOCK:
-            entry = _CERT_CACHE.setdefault(self._cache_key(), _PlatformKeys(keys={}))
-            if entry.refreshed_at and now - entry.refreshed_at < CERT_REFRESH_INTERVAL:
-                return {}
-            entry.refreshed_at = now
+        platform = self._platform()
+        with platform.lock:
+            if wanted in platform.keys:
+                return  # the download we waited for brought it
+            if platform.attempted_at and self.clock() - platform.attempted_at < CERT_REFRESH_INTERVAL:
+                return  # just tried: an unknown serial must not trigger a download per message
+            try:
+                downloaded = self._download_platform_certificates()
+            finally:
+                platform.attempted_at = self.clock()
+            platform.keys.update(downloaded)
+            platform.refreshed_at = self.clock()
+
+    def _download_platform_certificates(self) -> dict[str, rsa.RSAPublicKey]:
         try:
             resp = self._send("GET", path="/v3/certificates")
         except ChannelUnavailable as exc:
@@ -311,9 +322,30 @@ class WechatBase(ChannelAdapter):
         except (ValueError, KeyError, TypeError) as exc:
             raise _Unverified(f"unreadable platform certificate download: {exc}") from None
         self._verify(resp.headers, resp.content, allow_refresh=False, extra_keys=downloaded)
-        with _CERT_LOCK:
-            _CERT_CACHE[self._cache_key()].keys.update(downloaded)
         return downloaded
+
+
+def _load_private_key(pem: str) -> rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError("merchant_private_key must be an RSA key")
+    return key
+
+
+def _load_public_key(pem: str) -> rsa.RSAPublicKey:
+    key = serialization.load_pem_public_key(pem.encode())
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise _Unverified("configured WeChat Pay public key is not RSA")
+    return key
+
+
+def _load_platform_certificates(certificates: Mapping[str, str]) -> dict[str, rsa.RSAPublicKey]:
+    keys: dict[str, rsa.RSAPublicKey] = {}
+    for serial, pem in certificates.items():
+        public = x509.load_pem_x509_certificate(pem.encode()).public_key()
+        if isinstance(public, rsa.RSAPublicKey):
+            keys[serial.upper()] = public
+    return keys
 
 
 def _beijing(moment: datetime) -> datetime:

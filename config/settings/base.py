@@ -7,6 +7,7 @@ SECRET_KEY, FIELD_ENCRYPTION_KEYS and ALLOWED_HOSTS.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from importlib.util import find_spec
 from pathlib import Path
 
@@ -48,6 +49,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "paycore",
     "channels",
     "orders",
@@ -63,6 +65,7 @@ if DEBUG and find_spec("sandbox") is not None:
     INSTALLED_APPS.append("sandbox.provisioning")
 
 MIDDLEWARE = [
+    "paycore.middleware.RequestGuardMiddleware",  # NUL bytes, bad UTF-8, oversize bodies: refused first
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",  # admin and docs assets under gunicorn
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -71,7 +74,16 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: it answers a locked-out admin login
 ]
+
+# Admin logins are throttled (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one
+# username from one address, that pair is locked out for the cool-off, right password or not.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "config.urls"
 WSGI_APPLICATION = "config.wsgi.application"
@@ -122,6 +134,9 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# Every API and callback body is small: anything larger is refused with 413 before a view runs.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1024 * 1024)
+
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 WHITENOISE_USE_FINDERS = DEBUG  # development serves app static files without collectstatic
@@ -146,6 +161,18 @@ PAYMENT_SETTLE_GRACE_SECONDS = env_int("PAYMENT_SETTLE_GRACE_SECONDS", 30 * 60)
 # A CLIENT_REPORTED payment the channel still calls unpaid this long after the report goes back
 # to PENDING (the report was wrong, or the payer cancelled after all).
 CLIENT_REPORT_TRUST_SECONDS = env_int("CLIENT_REPORT_TRUST_SECONDS", 60)
+# Payment codes at the counter: how long the payer may take (then the trade is revoked), how
+# often the channel is asked meanwhile, how long the API may hold a request waiting for it, and
+# how many failed revocations go to a person.
+PAYCODE_DEADLINE_SECONDS = env_int("PAYCODE_DEADLINE_SECONDS", 30)
+PAYCODE_POLL_SECONDS = env_int("PAYCODE_POLL_SECONDS", 3)
+PAYCODE_MAX_WAIT_SECONDS = env_int("PAYCODE_MAX_WAIT_SECONDS", 5)
+PAYCODE_MAX_REVOKE_ATTEMPTS = env_int("PAYCODE_MAX_REVOKE_ATTEMPTS", 5)
+# Reconciliation: a payment or refund this close to the end of its bill day may be on the next
+# day's bill (a trade near midnight, a late notification): held and looked for there, not called
+# missing. And how long to wait before asking again for a bill the channel has not published.
+RECONCILIATION_HOLD_SECONDS = env_int("RECONCILIATION_HOLD_SECONDS", 30 * 60)
+RECONCILIATION_RETRY_SECONDS = env_int("RECONCILIATION_RETRY_SECONDS", 30 * 60)
 # Tries of one refund at the channel (each under a new request number) before ops decide.
 REFUND_MAX_ATTEMPTS = env_int("REFUND_MAX_ATTEMPTS", 3)
 # Tries of one verified notification before it is retired to the ops queue.
@@ -166,11 +193,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["paycore.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["paycore.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["paycore.parsers.StrictJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "paycore.api.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "paycore.api.exception_handler",
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "paycore.schema.PaycoreAutoSchema",
     "UNAUTHENTICATED_USER": None,
 }
 

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from channels.registry import adapter_class
+from channels.services import adapter_for
 from paycore.errors import (
     InvalidRequest,
     NotFound,
@@ -57,7 +57,7 @@ def refund_request(
     merchant's orders: a merchant refunds its own share of a shared payment, never another's.
     """
     payment = Payment.objects.select_related("channel_account").get(pk=payment_id)
-    problem = adapter_class(payment.channel).refund_no_problem(refund_no=refund_no, payment_no=payment.payment_no)
+    problem = adapter_for(payment.channel_account).refund_no_problem(refund_no=refund_no, payment_no=payment.payment_no)
     if problem:
         raise InvalidRequest.field("refund_no", problem, code="refund_no_unsupported")
     try:

@@ -113,3 +113,21 @@ def test_staff_without_the_change_permission_cannot_run_actions(wechat_account: 
     payment = make_payment(account=wechat_account)
     client.post(reverse("admin:payments_payment_changelist"), {"action": "close", "_selected_action": [payment.pk]})
     assert Payment.objects.get(pk=payment.pk).status == "PENDING"
+
+
+def test_guessing_an_admin_password_locks_the_login_out() -> None:
+    get_user_model().objects.create_superuser("boss", "boss@example.com", "the-right-password-1")
+    client = Client()
+    for attempt in range(30):
+        client.post("/admin/login/", {"username": "boss", "password": f"wrong-{attempt}"})
+    answer = client.post("/admin/login/", {"username": "boss", "password": "the-right-password-1"})
+    assert answer.status_code == 429  # locked out: the right password no longer helps
+    assert "_auth_user_id" not in client.session
+
+
+def test_amounts_show_in_major_units_with_their_currency(ops: Client) -> None:
+    order = make_order(amount=1500)
+    page = ops.get(reverse("admin:orders_order_changelist")).content.decode()
+    assert "15.00 CNY" in page and ">1500<" not in page
+    detail = ops.get(reverse("admin:orders_order_change", args=[order.pk])).content.decode()
+    assert "15.00 CNY" in detail

@@ -24,6 +24,7 @@ ENDPOINTS = [
     ("get", "/api/v1/payments/by-channel-trade-no/42"),
     ("post", "/api/v1/payments/P1/client-report"),
     ("post", "/api/v1/payments/P1/close"),
+    ("post", "/api/v1/orders/O1/cancel"),
     ("post", "/api/v1/refunds"),
     ("get", "/api/v1/refunds/r1"),
 ]

@@ -170,3 +170,71 @@ def test_unknown_api_paths_answer_json_404(api: APIClient, settings: Any) -> Non
     settings.DEBUG = False
     response = api.get("/api/v1/nothing-here")
     assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+GET_PATHS = [
+    "/api/v1/orders/%00",
+    "/api/v1/payments/%00",
+    "/api/v1/payments/by-channel-trade-no/%00",
+    "/api/v1/refunds/%00",
+    "/api/v1/orders?customer_ref=%00",
+    "/api/v1/orders?status=%00",
+    "/api/v1/payments?order_no=a%00b",
+    "/api/v1/payments?customer_ref=%00",
+    "/api/v1/orders?customer_ref=%FF%FE",
+]
+
+
+@pytest.mark.parametrize("path", GET_PATHS)
+def test_nul_bytes_and_invalid_utf8_in_a_url_are_a_400(api: APIClient, path: str) -> None:
+    response = api.get(path)
+    assert response.status_code == 400 and response.json()["code"] == "malformed_request"
+
+
+def test_invalid_utf8_in_a_path_is_a_4xx_in_the_json_shape(api: APIClient) -> None:
+    response = api.get("/api/v1/orders/%FF%FE")  # Django re-percent-encodes it: simply no such order
+    assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/payments/P%00/close", "/api/v1/payments/P%00/client-report"])
+def test_nul_bytes_in_a_post_path_are_a_400(api: APIClient, path: str) -> None:
+    response = api.post(path, {}, format="json")
+    assert response.status_code == 400 and response.json()["code"] == "malformed_request"
+
+
+def test_json_nested_a_thousand_deep_is_a_400(api: APIClient) -> None:
+    body = b'{"a":' * 1000 + b"1" + b"}" * 1000
+    response = api.generic("POST", "/api/v1/orders", body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["code"] == "malformed_request"
+    assert not Order.objects.exists()
+
+
+@pytest.mark.parametrize("body", [b'{"merchant": "m\\u0000"}', b'{"k\\u0000": 1}', b'{"amount": NaN}'])
+def test_nul_characters_and_non_numbers_in_json_are_a_400(api: APIClient, body: bytes) -> None:
+    response = api.generic("POST", "/api/v1/orders", body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["code"] == "malformed_request"
+
+
+def test_a_nul_in_a_client_report_detail_is_a_400_and_changes_nothing(api: APIClient) -> None:
+    body = b'{"result": "success", "detail": {"sdk": "ok\\u0000"}}'
+    response = api.generic("POST", "/api/v1/payments/P1/client-report", body, content_type="application/json")
+    assert response.status_code == 400 and response.json()["code"] == "malformed_request"
+
+
+def test_a_body_over_the_limit_is_a_413_in_the_json_shape(api: APIClient) -> None:
+    body = b'{"pad": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+    response = api.generic("POST", "/api/v1/orders", body, content_type="application/json")
+    assert response.status_code == 413
+    assert response.json()["code"] == "request_too_large"
+
+
+def test_a_callback_over_the_limit_is_a_413_too(client: Any) -> None:
+    response = client.generic("POST", "/callbacks/wechat/1", b"x" * (2 * 1024 * 1024), content_type="application/json")
+    assert response.status_code == 413 and response.json()["code"] == "request_too_large"
+
+
+def test_an_unknown_list_filter_is_a_400_not_a_silently_wider_list(api: APIClient) -> None:
+    response = api.get("/api/v1/orders", {"statu": "PAID"})
+    assert response.status_code == 400 and "statu" in response.json()["extra"]["fields"]
+    assert api.get("/api/v1/orders", {"status": "NOPE"}).status_code == 400
+    assert api.get("/api/v1/orders", {"page_size": "0"}).status_code == 400

@@ -28,8 +28,37 @@ def test_the_same_merchant_order_number_returns_the_same_order(api: APIClient, m
     again = api.post("/api/v1/orders", order_body(merchant), format="json")
     assert again.status_code == 200 and again.json()["order_no"] == first["order_no"]
     other = api.post("/api/v1/orders", order_body(merchant, currency="USD"), format="json")
-    assert other.status_code == 409 and other.json()["code"] == "conflict"
+    assert other.status_code == 409 and other.json()["code"] == "merchant_order_no_reused"
     assert Order.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "differs"),
+    [
+        ({"description": "Tea"}, ["description"]),
+        ({"items": [{"name": "Latte", "unit_price": 1500, "quantity": 3}]}, ["items"]),
+        (
+            {
+                "items": [
+                    {"name": "Mocha", "unit_price": 1500, "quantity": 2},
+                    {"name": "Cake", "unit_price": 990, "quantity": 1},
+                ]
+            },
+            ["items"],
+        ),
+        ({"customer_ref": "someone-else"}, ["customer_ref"]),
+    ],
+)
+def test_reusing_a_merchant_order_number_with_other_content_is_a_conflict(
+    api: APIClient, merchant: Any, change: dict[str, Any], differs: list[str]
+) -> None:
+    first = api.post("/api/v1/orders", order_body(merchant), format="json").json()
+    other = api.post("/api/v1/orders", order_body(merchant, **change), format="json")
+    assert other.status_code == 409
+    assert other.json()["code"] == "merchant_order_no_reused"
+    assert other.json()["extra"]["differs"] == differs and other.json()["extra"]["order_no"] == first["order_no"]
+    stored = Order.objects.get()
+    assert (stored.description, stored.amount) == ("Coffee", 3990)
 
 
 def test_get_and_list_orders(api: APIClient) -> None:

@@ -2,7 +2,8 @@
 
 None of these touch the database. The gateway is session-scoped with ``time_factor=1000`` so
 that WeChat's 15 s/15 s/30 s... retry schedule runs in milliseconds; faults are cleared before
-and after every test that uses ``sandbox``, and its undelivered notifications are cancelled after it.
+and after every test that uses ``sandbox``, the sandbox clock is back to real time before and after
+it, and its undelivered notifications are cancelled after it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,12 @@ _account_ids = itertools.count(1)
 def sandbox(sandbox_gateway: SandboxGateway) -> Iterator[SandboxClient]:
     client = SandboxClient(sandbox_gateway.base_url)
     client.clear_faults()
+    client.reset_clock()
     try:
         yield client
     finally:
         client.clear_faults()
+        client.reset_clock()  # a test that ended a day does not move the next test's clock
         client.cancel_notifications()  # nothing of this test keeps retrying into the next one
 
 

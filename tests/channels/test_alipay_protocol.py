@@ -1,4 +1,4 @@
-"""Alipay adapter against the wire rules of channel-protocols §3, without a gateway.
+"""Alipay adapter against the wire rules of the Alipay OpenAPI (RSA2 gateway), without a gateway.
 
 Signing strings are written out by hand from the spec (or copied from its worked examples) and
 signed / verified with ``cryptography`` directly, so the adapter is checked against the spec
@@ -9,6 +9,7 @@ response parser exact bytes.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import json
 import zipfile
@@ -22,12 +23,14 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from channels.alipay import AlipayAdapter, parse_bill_zip
+from channels.alipay import AlipayAdapter
+from channels.alipay._bill import parse_bill_zip
 from channels.base import (
     AccountConfig,
     BillRowKind,
     ChannelRejected,
     ChannelUnavailable,
+    ChargeRequest,
     NotificationKind,
     NotSupported,
     PrepayRequest,
@@ -41,19 +44,19 @@ BEIJING = timezone(timedelta(hours=8))
 GATEWAY = "https://openapi.example.test/gateway.do"
 APP_ID, SELLER_ID = "2021000000000001", "2088000000000002"
 
-# §3.2 worked example, copied verbatim.
+# The request-signing worked example of the Alipay docs, copied verbatim.
 DOC_REQUEST_STRING = (
     'app_id=2021000000000001&biz_content={"out_trade_no":"T20250101001","total_amount":"9.90",'
     '"subject":"Coffee","product_code":"QUICK_MSECURITY_PAY"}&charset=utf-8&format=JSON'
     "&method=alipay.trade.app.pay&notify_url=https://pay.example.com/cb/alipay&sign_type=RSA2"
     "&timestamp=2025-01-01 12:00:00&version=1.0"
 )
-# §3.3 example node, as it appears in the body.
+# The documented query response node, as it appears in the body.
 DOC_QUERY_NODE = (
     '{"code":"10000","msg":"Success","trade_no":"2025010122001400001234567890",'
     '"out_trade_no":"T20250101001","trade_status":"TRADE_SUCCESS","total_amount":"9.90"}'
 )
-# §3.5 example string to verify, and the fields it is made of.
+# The documented notification string to verify, and the fields it is made of.
 DOC_NOTIFY_STRING = (
     "app_id=2021000000000001&buyer_id=2088000000000001&charset=utf-8&gmt_create=2025-01-01 12:00:03"
     "&gmt_payment=2025-01-01 12:00:05&notify_id=2025010100222120005000001234567890"
@@ -64,7 +67,7 @@ DOC_NOTIFY_STRING = (
 DOC_NOTIFY_FIELDS = dict(pair.split("=", 1) for pair in DOC_NOTIFY_STRING.split("&"))
 
 
-# --- keys and helpers -----------------------------------------------------------------------
+# --- keys and helpers ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def app_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -106,7 +109,7 @@ def adapter(app_key: rsa.RSAPrivateKey, alipay_key: rsa.RSAPrivateKey) -> Alipay
         base_url="https://openapi.example.test",
         ids={"app_id": APP_ID, "seller_id": SELLER_ID},
         credentials={"app_private_key": pem_private(app_key)},
-        options={"alipay_public_key": pem_public(alipay_key.public_key()), "cancel_retry_interval": 0},
+        options={"alipay_public_key": pem_public(alipay_key.public_key())},
     )
     adapter = AlipayAdapter(config)
     adapter._now = lambda: datetime(2025, 1, 1, 12, 0, 0, tzinfo=BEIJING)  # type: ignore[method-assign]
@@ -128,11 +131,11 @@ def prepay_request(method: str = "app", amount: int = 990, **extra: object) -> P
 
 
 def signing_string(params: dict[str, str]) -> str:
-    """§3.2 by hand: drop sign and empty values, keep sign_type, sort, join raw."""
+    """The request string to sign by hand: drop sign and empty values, keep sign_type, sort, join raw."""
     return "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "sign" and params[k] != "")
 
 
-# --- request signing (§3.2, §3.4) -------------------------------------------------------------
+# --- request signing --------------------------------------------------------------------------
 def test_request_signature_covers_the_documented_signing_string(adapter, app_key):
     biz = {
         "out_trade_no": "T20250101001",
@@ -199,7 +202,7 @@ def test_prepay_refuses_other_currencies_and_payment_code(adapter):
         adapter.prepay(prepay_request("paycode"))
 
 
-# --- response verification (§3.3) -----------------------------------------------------------
+# --- response verification ------------------------------------------------------------------
 def query_body(alipay_key: rsa.RSAPrivateKey, node: str = DOC_QUERY_NODE, *, sep: str = "") -> bytes:
     sign = rsa2(alipay_key, node)
     return f'{{"alipay_trade_query_response"{sep}:{sep}{node}{sep},"sign":"{sign}"}}'.encode()
@@ -378,7 +381,7 @@ def test_refund_always_sends_its_own_request_number(adapter, alipay_key):
         "out_request_no": "R1",
         "refund_reason": "return",
     }
-    with pytest.raises(ValueError):
+    with pytest.raises(ChannelRejected) as refused:
         adapter.refund(
             RefundRequest(
                 refund_no="T20250101001",
@@ -390,13 +393,14 @@ def test_refund_always_sends_its_own_request_number(adapter, alipay_key):
                 reason="",
             )
         )
+    assert refused.value.code == "INVALID_REFUND_NO" and len(responses.calls) == 1  # refused before sending
 
 
-# --- notifications (§3.5) -------------------------------------------------------------------
+# --- notifications --------------------------------------------------------------------------
 def notification(
     alipay_key: rsa.RSAPrivateKey, fields: dict[str, str], *, signed_text: str | None = None, charset: str = "utf-8"
 ) -> bytes:
-    """A form body signed over ``signed_text`` (default: §3.5 by hand, empty values kept)."""
+    """A form body signed over ``signed_text`` (default: built by hand, empty values kept)."""
     text = signed_text if signed_text is not None else "&".join(f"{k}={fields[k]}" for k in sorted(fields))
     sign = rsa2(alipay_key, text.encode(charset))
     return urlencode({**fields, "sign": sign, "sign_type": "RSA2"}, encoding=charset).encode("ascii")
@@ -501,7 +505,7 @@ def test_ack_is_exactly_success_or_fail(adapter):
     assert (adapter.ack(False).status, adapter.ack(False).body) == (200, b"fail")
 
 
-# --- bills (§3.10) ----------------------------------------------------------------------------
+# --- bills ------------------------------------------------------------------------------------
 HEADER = (
     "支付宝交易号,商户订单号,业务类型,商品名称,创建时间,完成时间,门店编号,门店名称,操作员,终端号,对方账户,"
     "订单金额（元）,商家实收（元）,支付宝红包（元）,集分宝（元）,支付宝优惠（元）,商家优惠（元）,券核销金额（元）,"
@@ -584,3 +588,208 @@ def test_missing_bill_is_empty(adapter, alipay_key):
 def test_expired_bill_link_answer_is_unavailable():
     with pytest.raises(ChannelUnavailable):
         parse_bill_zip("下载超时".encode())
+
+
+# --- per-process key cache ------------------------------------------------------------------------
+def test_keys_are_parsed_once_per_process_and_again_when_they_change(adapter, alipay_key):
+    again = AlipayAdapter(adapter.config)  # adapters are built per call
+    assert again._private_key is adapter._private_key
+    assert again._alipay_public_key is adapter._alipay_public_key
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    rotated = AlipayAdapter(dataclasses.replace(adapter.config, credentials={"app_private_key": pem_private(new_key)}))
+    assert rotated._private_key.private_numbers() == new_key.private_numbers()
+    assert rotated._alipay_public_key is adapter._alipay_public_key  # unchanged option, same object
+
+
+# --- errors stay inside the contract ------------------------------------------------------------
+def test_refund_no_problems_are_reported_before_any_refund_is_written(adapter):
+    assert adapter.refund_no_problem(refund_no="R1", payment_no="T1") is None
+    assert "differ" in adapter.refund_no_problem(refund_no="T1", payment_no="T1")
+    assert "64" in adapter.refund_no_problem(refund_no="R" * 65, payment_no="T1")
+    assert adapter.refund_no_problem(refund_no="", payment_no="T1") is not None
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"amount": 0}, "INVALID_AMOUNT"),
+        ({"amount": "990"}, "INVALID_AMOUNT"),
+        ({"amount": 100_000_000_01}, "INVALID_AMOUNT"),
+        ({"expires_at": datetime(2025, 1, 1, 12, 0)}, "INVALID_TIME"),
+    ],
+)
+def test_malformed_prepay_input_is_rejected_with_a_stable_code(adapter, change, code):
+    with pytest.raises(ChannelRejected) as caught:
+        adapter.prepay(prepay_request(**change))
+    assert caught.value.code == code
+
+
+def test_a_query_naming_no_trade_is_rejected(adapter):
+    with pytest.raises(ChannelRejected) as caught:
+        adapter.query()
+    assert caught.value.code == "TRADE_REF_REQUIRED"
+
+
+def test_a_code_that_is_not_an_alipay_payment_code_is_refused_without_a_call(adapter):
+    with pytest.raises(ChannelRejected) as caught:
+        adapter.charge(
+            ChargeRequest(payment_no="T1", amount=100, currency="CNY", description="x", auth_code="134567890123456789")
+        )
+    assert caught.value.code == "ACQ.PAYMENT_AUTH_CODE_INVALID"
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"alipay_trade_query_response":{"code":"10000"},"sign":nonsense}',
+        b'{"alipay_trade_query_response":[1,2],"sign":"abc"}',
+        b'{"alipay_trade_query_response":{"code":"10000","trade_status":["TRADE_SUCCESS"]},"sign":"abc"}',
+        b"\xff\xfe not utf-8",
+    ],
+)
+def test_malformed_replies_are_unavailable_never_a_stray_error(adapter, body):
+    stub(body)
+    with pytest.raises(ChannelUnavailable):
+        adapter.query(payment_no="T20250101001")
+
+
+@responses.activate
+def test_a_signed_reply_of_an_unexpected_shape_is_unavailable(adapter, alipay_key):
+    node = '{"code":"10000","trade_status":"TRADE_SUCCESS","total_amount":{"value":"9.90"}}'
+    stub(query_body(alipay_key, node))
+    with pytest.raises(ChannelUnavailable):
+        adapter.query(payment_no="T20250101001")
+
+
+@responses.activate
+def test_a_paid_trade_without_its_amount_is_unavailable(adapter, alipay_key):
+    stub(query_body(alipay_key, '{"code":"10000","out_trade_no":"T20250101001","trade_status":"TRADE_SUCCESS"}'))
+    with pytest.raises(ChannelUnavailable, match="total_amount"):
+        adapter.query(payment_no="T20250101001")
+
+
+# --- payment code: every answer classified ----------------------------------------------------------
+def signed_answer(alipay_key: rsa.RSAPrivateKey, api: str, node: dict) -> bytes:
+    text = json.dumps(node, ensure_ascii=False, separators=(",", ":"))
+    return f'{{"{api.replace(".", "_")}_response":{text},"sign":"{rsa2(alipay_key, text)}"}}'.encode()
+
+
+def bar_code(adapter):
+    return adapter.charge(
+        ChargeRequest(payment_no="T1", amount=500, currency="CNY", description="x", auth_code="284567890123456789")
+    )
+
+
+PAID_NODE = {"code": "10000", "msg": "Success", "trade_no": "2025T1", "out_trade_no": "T1", "total_amount": "5.00"}
+
+
+@responses.activate
+def test_bar_code_paid_and_waiting_answers(adapter, alipay_key):
+    stub(signed_answer(alipay_key, "alipay.trade.pay", PAID_NODE))
+    state = bar_code(adapter)
+    assert (state.status, state.paid_amount, state.currency) == (TradeStatus.PAID, 500, "CNY")
+    waiting = {"code": "10003", "msg": "order success pay inprocess", "trade_no": "2025T1", "out_trade_no": "T1"}
+    stub(signed_answer(alipay_key, "alipay.trade.pay", waiting))
+    assert bar_code(adapter).status is TradeStatus.USER_PAYING
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "sub_code",
+    [
+        "ACQ.PAYMENT_AUTH_CODE_INVALID",
+        "ACQ.BUYER_BALANCE_NOT_ENOUGH",
+        "ACQ.BUYER_BANKCARD_BALANCE_NOT_ENOUGH",
+        "ACQ.TRADE_HAS_CLOSE",
+        "ACQ.BUYER_PAYMENT_AMOUNT_DAY_LIMIT_ERROR",
+    ],
+)
+def test_bar_code_definite_failures_are_rejected_with_the_sub_code(adapter, alipay_key, sub_code):
+    stub(
+        signed_answer(alipay_key, "alipay.trade.pay", {"code": "40004", "msg": "Business Failed", "sub_code": sub_code})
+    )
+    with pytest.raises(ChannelRejected) as caught:
+        bar_code(adapter)
+    assert caught.value.code == sub_code
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    "node",
+    [
+        {"code": "20000", "msg": "Service Currently Unavailable", "sub_code": "isp.unknow-error"},
+        {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.SYSTEM_ERROR"},
+        {"code": "99999", "msg": "?"},
+        {**PAID_NODE, "total_amount": ""},
+    ],
+    ids=["20000", "ACQ.SYSTEM_ERROR", "unknown code", "paid without amount"],
+)
+def test_bar_code_unknown_outcomes_are_unavailable(adapter, alipay_key, node):
+    stub(signed_answer(alipay_key, "alipay.trade.pay", node))
+    with pytest.raises(ChannelUnavailable):
+        bar_code(adapter)
+
+
+@responses.activate
+@pytest.mark.parametrize("failure", [b"oops", requests.ReadTimeout("slow")])
+def test_bar_code_transport_failures_are_unavailable(adapter, failure):
+    stub(failure, status=502 if isinstance(failure, bytes) else 200)
+    with pytest.raises(ChannelUnavailable):
+        bar_code(adapter)
+
+
+@responses.activate
+def test_bar_code_already_paid_is_read_back_with_a_query(adapter, alipay_key):
+    stub(signed_answer(alipay_key, "alipay.trade.pay", {"code": "40004", "sub_code": "ACQ.TRADE_HAS_SUCCESS"}))
+    stub(signed_answer(alipay_key, "alipay.trade.query", {**PAID_NODE, "trade_status": "TRADE_SUCCESS"}))
+    assert bar_code(adapter).status is TradeStatus.PAID
+    assert sent_params(1)["method"] == "alipay.trade.query"
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("trade", "expected"),
+    [
+        ({"trade_status": "TRADE_SUCCESS"}, TradeStatus.PAID),
+        ({"trade_status": "TRADE_FINISHED"}, TradeStatus.PAID),
+        ({"trade_status": "WAIT_BUYER_PAY"}, TradeStatus.NOT_PAID),
+        ({"trade_status": "TRADE_CLOSED"}, TradeStatus.CLOSED),
+        ({"trade_status": "TRADE_CLOSED", "send_pay_date": "2025-01-01 12:00:05"}, TradeStatus.CLOSED),
+        ({"code": "40004", "sub_code": "ACQ.TRADE_NOT_EXIST"}, TradeStatus.NOT_FOUND),
+    ],
+)
+def test_query_charge_maps_every_trade_status(adapter, alipay_key, trade, expected):
+    stub(signed_answer(alipay_key, "alipay.trade.query", {**PAID_NODE, **trade}))
+    state = adapter.query_charge(payment_no="T1")
+    assert state.status is expected
+    assert (state.paid_amount is not None) is (expected is TradeStatus.PAID)
+
+
+@responses.activate
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"retry_flag": "N", "action": "close"}, (True, False, False)),
+        ({"retry_flag": "N", "action": "refund"}, (True, False, True)),
+        ({"retry_flag": "Y"}, (False, True, False)),
+        ({"code": "20000", "sub_code": "ACQ.SYSTEM_ERROR", "retry_flag": "Y"}, (False, True, False)),
+    ],
+)
+def test_cancel_answers_become_one_revoke_result_each(adapter, alipay_key, node, expected):
+    stub(signed_answer(alipay_key, "alipay.trade.cancel", {"code": "10000", "out_trade_no": "T1", **node}))
+    result = adapter.revoke(payment_no="T1")
+    assert (result.done, result.retry, result.refunded) == expected
+    assert len(responses.calls) == 1  # never loops
+
+
+@responses.activate
+def test_cancel_refusal_is_rejected_and_unknown_outcome_unavailable(adapter, alipay_key):
+    refusal = {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.REASON_TRADE_BEEN_FREEZEN"}
+    stub(signed_answer(alipay_key, "alipay.trade.cancel", refusal))
+    with pytest.raises(ChannelRejected) as caught:
+        adapter.revoke(payment_no="T1")
+    assert caught.value.code == "ACQ.REASON_TRADE_BEEN_FREEZEN"
+    stub(signed_answer(alipay_key, "alipay.trade.cancel", {"code": "20000", "sub_code": "ACQ.SYSTEM_ERROR"}))
+    with pytest.raises(ChannelUnavailable):
+        adapter.revoke(payment_no="T1")

@@ -1,6 +1,6 @@
 """Alipay adapter against the sandbox gateway over real HTTP, real RSA2 signatures both ways.
 
-The sandbox's Alipay simulator is an independent implementation of channel-protocols §3, so a
+The sandbox's Alipay simulator is an independent implementation of the Alipay OpenAPI, so a
 round trip here checks that both sides read the spec the same way. Payment-code auth codes
 follow the simulator's conventions (``sandbox/alipay.py``): ``…0000`` waits for the
 password, ``…1111`` has no balance, ``…2222`` pays but answers 20000, ``…3333`` makes the first
@@ -17,7 +17,6 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import requests
 
-import channels.alipay
 from channels.alipay import AlipayAdapter
 from channels.base import (
     AccountConfig,
@@ -50,8 +49,7 @@ def sink(notification_sink):
 
 @pytest.fixture
 def account(sandbox_account, sink) -> AccountConfig:
-    config = sandbox_account("alipay", notify_url=sink.url("/cb/alipay"))
-    return dataclasses.replace(config, options={**config.options, "cancel_retry_interval": 0})
+    return sandbox_account("alipay", notify_url=sink.url("/cb/alipay"))
 
 
 @pytest.fixture
@@ -158,6 +156,7 @@ def test_app_payment_full_cycle_over_http(alipay, sink, sandbox):
     )
     assert full.trade.status is TradeStatus.PAID
 
+    sandbox.end_day(8)  # bills exist only for days that have ended (sandbox clock)
     rows = list(alipay.fetch_bill(datetime.now(BEIJING).date()))
     assert [(r.kind, r.amount, r.refund_no) for r in rows] == [
         (BillRowKind.PAYMENT, 990, None),
@@ -235,32 +234,45 @@ def test_payment_code_paid_at_once(alipay):
 def test_payment_code_waits_for_the_password(alipay, sandbox):
     state = charge(alipay, AUTH_WAIT)
     assert state.status is TradeStatus.USER_PAYING
-    assert alipay.query(payment_no=state.payment_no).status is TradeStatus.NOT_PAID
+    assert alipay.query_charge(payment_no=state.payment_no).status is TradeStatus.NOT_PAID  # still waiting
     sandbox.password("alipay", state.payment_no)
-    assert alipay.query(payment_no=state.payment_no).status is TradeStatus.PAID
+    paid = alipay.query_charge(payment_no=state.payment_no)
+    assert (paid.status, paid.paid_amount, paid.currency) == (TradeStatus.PAID, 500, "CNY")
+
+
+def test_query_charge_of_an_unknown_trade_is_not_found(alipay):
+    assert alipay.query_charge(payment_no=new_no()).status is TradeStatus.NOT_FOUND
 
 
 def test_revoke_of_a_waiting_payment_code_closes_it(alipay, sandbox):
     state = charge(alipay, AUTH_WAIT)
-    assert alipay.revoke(payment_no=state.payment_no) is TradeStatus.CLOSED
-    assert alipay.query(payment_no=state.payment_no).status is TradeStatus.CLOSED
+    result = alipay.revoke(payment_no=state.payment_no)
+    assert (result.done, result.retry, result.refunded) == (True, False, False)
+    assert alipay.query_charge(payment_no=state.payment_no).status is TradeStatus.CLOSED
     sandbox.password("alipay", state.payment_no)  # the payer is too late
-    assert alipay.query(payment_no=state.payment_no).status is TradeStatus.CLOSED
+    assert alipay.query_charge(payment_no=state.payment_no).status is TradeStatus.CLOSED
 
 
-def test_revoke_of_a_paid_payment_code_refunds_it(alipay):
+def test_revoke_of_a_paid_payment_code_refunds_it(alipay, sandbox):
     state = charge(alipay, AUTH_OK, amount=700)
-    assert alipay.revoke(payment_no=state.payment_no) is TradeStatus.REVOKED
-    assert alipay.revoke(payment_no=state.payment_no) is TradeStatus.REVOKED  # repeat, same answer
+    first = alipay.revoke(payment_no=state.payment_no)
+    assert (first.done, first.retry, first.refunded) == (True, False, True)
+    again = alipay.revoke(payment_no=state.payment_no)  # idempotent: the same answer
+    assert (again.done, again.retry, again.refunded) == (True, False, True)
+    assert alipay.query_charge(payment_no=state.payment_no).status is TradeStatus.CLOSED
+    sandbox.end_day(8)  # bills exist only for days that have ended (sandbox clock)
     rows = list(alipay.fetch_bill(datetime.now(BEIJING).date()))
     assert [(r.kind, r.amount) for r in rows] == [(BillRowKind.PAYMENT, 700), (BillRowKind.REVOKED, 700)]
 
 
-def test_revoke_calls_again_while_alipay_asks_to_retry(alipay, sandbox):
+def test_revoke_asks_the_caller_to_call_again_and_never_loops_itself(alipay, sandbox):
     state = charge(alipay, AUTH_RETRY)
-    assert alipay.revoke(payment_no=state.payment_no) is TradeStatus.CLOSED
+    first = alipay.revoke(payment_no=state.payment_no)
+    assert (first.done, first.retry) == (False, True)
     trade = next(t for t in sandbox.trades() if t.get("out_trade_no") == state.payment_no)
     assert [h["event"] for h in trade["history"]].count("cancel_asked_retry") == 1
+    second = alipay.revoke(payment_no=state.payment_no)
+    assert (second.done, second.retry, second.refunded) == (True, False, False)
 
 
 @pytest.mark.parametrize(
@@ -304,7 +316,7 @@ def test_http_500_after_processing_then_retry_with_the_same_refund_number(alipay
 
 
 def test_timeout_is_unavailable(alipay, sandbox, monkeypatch):
-    monkeypatch.setattr(channels.alipay, "DEFAULT_TIMEOUT", (2.0, 0.3))
+    alipay.timeout = (2.0, 0.3)
     sandbox.add_fault(channel="alipay", kind="timeout", seconds=1.0, count=1)
     with pytest.raises(ChannelUnavailable):
         alipay.query(payment_no=new_no())

@@ -1,13 +1,15 @@
 """PayPal adapter: known-answer vectors and verification rules, without the sandbox.
 
-The §4.5 worked example pins the CRC32 and the string to sign; signature tests build their own
-CA and leaf with ``cryptography`` and sign the string built by hand from the spec. HTTP is
+A worked example of PayPal's webhook signature pins the CRC32 and the string to sign; signature
+tests build their own CA and leaf with ``cryptography`` and sign the string built by hand from
+PayPal's description. HTTP is
 stubbed with ``responses`` only to serve a certificate or a canned reply to a parser.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import zlib
 from collections.abc import Iterator
@@ -21,19 +23,25 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from channels import paypal
+from channels._cache import fingerprint
 from channels.base import (
     AccountConfig,
     BillRowKind,
     ChannelError,
+    ChannelRejected,
     ChannelUnavailable,
+    Notification,
     NotificationKind,
     NotSupported,
+    PrepayRequest,
     RefundStatus,
     SignatureInvalid,
     TradeStatus,
 )
-from channels.paypal import PaypalAdapter, crc32_of, format_amount, parse_amount, signing_string
+from channels.paypal import PaypalAdapter, _webhook
+from channels.paypal import adapter as paypal
+from channels.paypal._webhook import crc32_of, signing_string
+from channels.paypal._wire import format_amount, parse_amount
 
 BASE = "https://api-m.sandbox.paypal.com"
 CERT_URL = "https://api.sandbox.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-test"
@@ -146,7 +154,7 @@ def _signed_headers(
     webhook_id: str = WEBHOOK_ID,
     cert_url: str = CERT_URL,
 ) -> dict[str, str]:
-    """Sign per §4.5, with the string built here independently of the adapter."""
+    """Sign as PayPal does, with the string built here independently of the adapter."""
     message = f"{transmission_id}|{transmission_time}|{webhook_id}|{zlib.crc32(body) & 0xFFFFFFFF}"
     sig = key.sign(message.encode(), padding.PKCS1v15(), hashes.SHA256())
     return {
@@ -186,7 +194,7 @@ def served_cert(pki: Pki) -> Iterator[responses.RequestsMock]:
         yield rsps
 
 
-# --- §4.5 worked example ------------------------------------------------------------------
+# --- worked example -------------------------------------------------------------------------
 def test_worked_example_crc32_and_signing_string() -> None:
     body = b'{"id":"WH-TEST-1","event_type":"PAYMENT.CAPTURE.COMPLETED"}'
     assert crc32_of(body) == 2077941293
@@ -318,11 +326,11 @@ def test_cert_url_outside_allowed_hosts_is_rejected_without_fetching(pki: Pki, c
 
 def test_allowed_prefix_cannot_be_escaped_with_dot_segments(pki: Pki) -> None:
     prefix = "http://127.0.0.1:8100/paypal/certs/"
-    assert paypal.cert_url_allowed(prefix + "CERT-1.pem", [prefix])
-    assert not paypal.cert_url_allowed(prefix + "../../evil.pem", [prefix])
-    assert not paypal.cert_url_allowed(prefix + "%2e%2e/evil.pem", [prefix])
-    assert not paypal.cert_url_allowed("http://127.0.0.1:8100/paypal/certsX/CERT-1.pem", [prefix])
-    assert not paypal.cert_url_allowed(prefix + "CERT-1.pem?x=1", [prefix])
+    assert _webhook.cert_url_allowed(prefix + "CERT-1.pem", [prefix])
+    assert not _webhook.cert_url_allowed(prefix + "../../evil.pem", [prefix])
+    assert not _webhook.cert_url_allowed(prefix + "%2e%2e/evil.pem", [prefix])
+    assert not _webhook.cert_url_allowed("http://127.0.0.1:8100/paypal/certsX/CERT-1.pem", [prefix])
+    assert not _webhook.cert_url_allowed(prefix + "CERT-1.pem?x=1", [prefix])
 
 
 def test_cert_not_issued_by_a_trusted_ca_is_rejected(pki: Pki) -> None:
@@ -395,7 +403,7 @@ def test_cert_is_fetched_once_per_url(pki: Pki, served_cert: responses.RequestsM
 
 
 # --- event mapping ------------------------------------------------------------------------
-def _verified(pki: Pki, event: dict) -> paypal.Notification:
+def _verified(pki: Pki, event: dict) -> Notification:
     body = json.dumps(event).encode()
     return _adapter(pki).parse_notification(_signed_headers(pki.leaf_key, body), body)
 
@@ -676,3 +684,55 @@ def test_bill_keeps_captures_and_refunds_and_skips_other_event_codes() -> None:
         (BillRowKind.REFUND, "P1", "ORDER1", 100, -3),
     ]
     assert (rows[1].refund_no, rows[1].channel_refund_no) == ("R1", "REF1")
+
+
+# --- per-process caches -------------------------------------------------------------------
+def test_token_slot_is_shared_per_client_and_replaced_when_the_secret_changes() -> None:
+    first, second = _adapter(), _adapter()
+    assert first._token_slot() is second._token_slot()
+    rotated = PaypalAdapter(dataclasses.replace(first.config, credentials={"client_secret": "another-fake-secret"}))
+    assert rotated._token_slot() is not first._token_slot() and rotated._token_slot().token is None
+
+
+def test_trusted_cas_are_parsed_once_per_process(pki: Pki, served_cert: responses.RequestsMock) -> None:
+    body = _capture_event()
+    _adapter(pki).parse_notification(_signed_headers(pki.leaf_key, body), body)
+    cached = paypal._TRUSTED.peek(("trusted", 1), fingerprint([pki.ca_pem]))
+    assert cached is not None and cached[0].subject == pki.ca_cert.subject
+    _adapter(pki).parse_notification(_signed_headers(pki.leaf_key, body), body)
+    assert paypal._TRUSTED.peek(("trusted", 1), fingerprint([pki.ca_pem])) is cached
+
+
+# --- errors stay inside the contract ----------------------------------------------------------
+def test_a_currency_paypal_cannot_price_is_rejected_before_any_call() -> None:
+    request = PrepayRequest(
+        payment_no="P1",
+        amount=100,
+        currency="HUF",  # ISO says 2 decimals, PayPal refuses decimals: never sent
+        description="x",
+        method="page",
+        notify_url="https://pay.example.com/cb",
+        expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    with responses.RequestsMock(), pytest.raises(ChannelRejected) as caught:
+        _adapter().prepay(request)
+    assert caught.value.code == "CURRENCY_NOT_SUPPORTED"
+
+
+def test_refund_numbers_longer_than_an_invoice_id_are_reported() -> None:
+    adapter = _adapter()
+    assert adapter.refund_no_problem(refund_no="R" * 127, payment_no="P1") is None
+    assert "127" in adapter.refund_no_problem(refund_no="R" * 128, payment_no="P1")
+
+
+def test_a_bill_with_an_unreadable_row_fails_while_it_is_read() -> None:
+    report = {
+        "transaction_details": [{"transaction_info": {"transaction_event_code": "T0006", "transaction_amount": 5}}],
+        "total_pages": 1,
+    }
+    with responses.RequestsMock() as rsps:
+        _token_stub(rsps)
+        rsps.get(f"{BASE}/v1/reporting/transactions", json=report)
+        bill = _adapter().fetch_bill(date(2025, 1, 1))
+        with pytest.raises(ChannelUnavailable):
+            list(bill)  # rows stream page by page: the whole bill is void, not just the rest

@@ -1,5 +1,5 @@
 """PayPal adapter against the sandbox gateway over real HTTP: tokens, orders, capture-on-query,
-webhooks signed per §4.5 and delivered to a local sink, refunds, Transaction Search and faults."""
+webhooks signed as PayPal signs them and delivered to a local sink, refunds, Transaction Search and faults."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import requests
 
-from channels import paypal
 from channels.base import (
     AccountConfig,
     BillRowKind,
@@ -31,6 +30,7 @@ from channels.base import (
     TradeStatus,
 )
 from channels.paypal import PaypalAdapter
+from channels.paypal import adapter as paypal
 
 _numbers = itertools.count(1)
 
@@ -179,6 +179,7 @@ def test_full_cycle_prepay_approve_capture_refund_bill(
     missing = adapter.query_refund(refund_no="R-never-sent", payment_no=payment_no, channel_trade_no=order_id)
     assert missing.status == RefundStatus.NOT_FOUND
 
+    sandbox.end_day(0)  # Transaction Search has data only for days that have ended (sandbox clock)
     rows = list(adapter.fetch_bill(datetime.now(UTC).date()))
     payments = [r for r in rows if r.kind == BillRowKind.PAYMENT]
     refunds = sorted((r for r in rows if r.kind == BillRowKind.REFUND), key=lambda r: r.amount)
@@ -201,6 +202,7 @@ def test_bill_pages_through_every_page(sandbox_account: Callable[..., AccountCon
         order_id = _prepay(adapter, number).channel_trade_no
         sandbox.pay("paypal", number)
         assert adapter.settle(channel_trade_no=order_id).status == TradeStatus.PAID
+    sandbox.end_day(0)  # Transaction Search has data only for days that have ended (sandbox clock)
     rows = list(adapter.fetch_bill(datetime.now(UTC).date()))
     assert sorted(r.payment_no for r in rows) == sorted(numbers)
     assert http.searches == 3
@@ -431,3 +433,16 @@ def test_tampered_amount_in_create_reply_is_not_trusted(account: AccountConfig, 
     sandbox.add_fault(kind="tamper_amount", channel="paypal", path="/v2/checkout/orders", amount=1, count=1)
     with pytest.raises(ChannelUnavailable):
         _prepay(adapter, _payment_no())
+
+
+def test_a_short_capture_is_reported_with_its_own_amount_and_currency(account: AccountConfig, sandbox: Any) -> None:
+    """A capture of 1 cent for a 15.00 order is PAID with paid_amount=1: the service, not the
+    adapter, compares it with the payment and flags it."""
+    adapter = PaypalAdapter(account)
+    payment_no = _payment_no()
+    result = _prepay(adapter, payment_no, amount=1500)
+    sandbox.pay("paypal", payment_no, amount=1)
+    state = adapter.settle(payment_no=payment_no, channel_trade_no=result.channel_trade_no)
+    assert (state.status, state.paid_amount, state.currency) == (TradeStatus.PAID, 1, "USD")
+    again = adapter.query(payment_no=payment_no, channel_trade_no=result.channel_trade_no)
+    assert (again.paid_amount, again.currency) == (1, "USD")

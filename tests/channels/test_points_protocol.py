@@ -1,7 +1,7 @@
-"""Points adapter: signing and verification (channel-protocols.md §5), callbacks, statement parsing.
+"""Points adapter: signing and verification (paycore's points protocol), callbacks, statement parsing.
 
 Expected signatures are built here by hand from the spec's string-to-sign, independently of the
-adapter's helpers; the §5 example is the known-answer vector.
+adapter's helpers; the protocol's worked example is the known-answer vector.
 """
 
 from __future__ import annotations
@@ -18,13 +18,20 @@ import pytest
 from channels.base import (
     AccountConfig,
     BillRowKind,
+    ChannelError,
+    ChannelRejected,
     ChannelUnavailable,
     NotificationKind,
+    NotSupported,
+    PrepayRequest,
     RefundStatus,
     SignatureInvalid,
     TradeStatus,
 )
-from channels.points import PointsAdapter, _sign, _string_to_sign
+from channels.points import PointsAdapter
+from channels.points._sign import sign as _sign
+from channels.points._sign import string_to_sign as _string_to_sign
+from channels.points._statement import statement_rows
 
 SECRET = "test-secret-" + "0" * 20  # obviously fake
 OLD_SECRET = "old-test-secret-" + "1" * 16
@@ -86,6 +93,12 @@ def callback_body(**deduction_overrides: object) -> bytes:
         "deduction": deduction(**deduction_overrides),
     }
     return json.dumps(event, separators=(",", ":")).encode()
+
+
+def _statement_rows(content: bytes) -> list:
+    """The statement parser as ``make_adapter()`` calls it (100 points per fen, CNY)."""
+    adapter = make_adapter()
+    return list(statement_rows(content, to_minor=adapter._to_minor, currency=adapter._currency))
 
 
 # --- the known-answer vector ------------------------------------------------------------------
@@ -364,7 +377,7 @@ def test_statement_rows_become_bill_rows_in_minor_units() -> None:
         "REFUND,P1,D1,RF1,R1,30000,SUCCESS,2025-01-01T12:00:00+08:00,2025-01-01T12:00:05+08:00\n"
         "REFUND,P1,D1,RF2,R2,1000,PROCESSING,2025-01-01T23:59:00+08:00,\n"
     )
-    rows = list(make_adapter()._statement_rows(csv_text.encode()))
+    rows = list(_statement_rows(csv_text.encode()))
     assert [(r.kind, r.payment_no, r.channel_trade_no, r.amount, r.refund_no, r.channel_refund_no) for r in rows] == [
         (BillRowKind.PAYMENT, "P1", "D1", 990, None, None),
         (BillRowKind.REFUND, "P1", "D1", 300, "RF1", "R1"),
@@ -376,10 +389,64 @@ def test_statement_rows_become_bill_rows_in_minor_units() -> None:
 
 def test_statement_with_unexpected_columns_is_unreadable() -> None:
     with pytest.raises(ChannelUnavailable):
-        list(make_adapter()._statement_rows(b"type,request_no,points\nDEDUCTION,P1,100\n"))
+        list(_statement_rows(b"type,request_no,points\nDEDUCTION,P1,100\n"))
 
 
 def test_statement_with_unknown_status_is_unreadable() -> None:
     text = HEADER + "DEDUCTION,P1,D1,,,100,REVERSED,2025-01-01T10:00:00+08:00,\n"
     with pytest.raises(ChannelUnavailable):
-        list(make_adapter()._statement_rows(text.encode()))
+        list(_statement_rows(text.encode()))
+
+
+# --- errors stay inside the contract --------------------------------------------------------------
+def _prepay_request(**change: object) -> PrepayRequest:
+    fields: dict = {
+        "payment_no": "P1",
+        "amount": 990,
+        "currency": "CNY",
+        "description": "x",
+        "method": "points",
+        "notify_url": "https://pay.example.com/cb",
+        "expires_at": datetime.now(UTC) + timedelta(hours=1),
+        "payer_id": "B1",
+    }
+    return PrepayRequest(**{**fields, **change})
+
+
+def test_malformed_prepay_input_is_refused_inside_the_contract() -> None:
+    with pytest.raises(NotSupported):
+        make_adapter().prepay(_prepay_request(method="app"))
+    for change, code in (({"payer_id": None}, "PAYER_ID_REQUIRED"), ({"amount": 0}, "INVALID_AMOUNT")):
+        with pytest.raises(ChannelRejected) as caught:
+            make_adapter().prepay(_prepay_request(**change))
+        assert caught.value.code == code
+
+
+def test_a_query_naming_no_deduction_is_rejected() -> None:
+    with pytest.raises(ChannelRejected) as caught:
+        make_adapter().query()
+    assert caught.value.code == "TRADE_REF_REQUIRED"
+
+
+def test_a_bad_points_rate_is_a_configuration_error() -> None:
+    with pytest.raises(ChannelError) as caught:
+        make_adapter(points_per_minor_unit=0).prepay(_prepay_request())
+    assert caught.value.code == "CONFIG"
+
+
+# --- currencies ---------------------------------------------------------------------------------
+def test_points_price_only_the_accounts_currency() -> None:
+    assert PointsAdapter.currencies == frozenset({"CNY"})
+    assert PointsAdapter.priced_currencies(make_adapter().config) == frozenset({"CNY"})
+    assert PointsAdapter.priced_currencies(make_adapter(currency="USD").config) == frozenset({"USD"})
+    with pytest.raises(ChannelRejected) as caught:  # never deducted and reported as CNY
+        make_adapter().prepay(_prepay_request(currency="USD"))
+    assert caught.value.code == "CURRENCY_NOT_SUPPORTED"
+    with pytest.raises(ChannelRejected):
+        make_adapter(currency="USD").prepay(_prepay_request(currency="CNY"))
+
+
+def test_an_unknown_account_currency_is_a_configuration_error() -> None:
+    with pytest.raises(ChannelError) as caught:
+        PointsAdapter.priced_currencies(make_adapter(currency="POINTS").config)
+    assert caught.value.code == "CONFIG"

@@ -89,7 +89,7 @@ def bound(adapter) -> Callable[..., str]:
     return make
 
 
-def test_full_cycle_bind_deduct_query_refund_callbacks_and_bill(adapter, bound, notification_sink) -> None:
+def test_full_cycle_bind_deduct_query_refund_callbacks_and_bill(adapter, bound, notification_sink, sandbox) -> None:
     binding_id = bound()
     assert adapter.balance(binding_id).points == INITIAL_POINTS
     payment_no = new_no("P")
@@ -137,6 +137,7 @@ def test_full_cycle_bind_deduct_query_refund_callbacks_and_bill(adapter, bound, 
     assert len({deducted.dedupe_key, refunded_once.dedupe_key, refunded_rest.dedupe_key}) == 3
 
     bill_date = datetime.fromisoformat(by_no.raw["completed_at"]).date()
+    sandbox.end_day(8)  # statements exist only for days that have ended (sandbox clock)
     rows = [r for r in adapter.fetch_bill(bill_date) if r.payment_no == payment_no]
     assert sorted((r.kind, r.amount, r.refund_no or "") for r in rows) == sorted(
         [

@@ -13,7 +13,9 @@ import hashlib
 import hmac
 import io
 import json
+import os
 import secrets
+import tempfile
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from channels.base import AccountConfig
+from sandbox.client import SandboxClient
 from sandbox.wechat import v2_sign
 
 APP = "/v3/pay/transactions/app"
@@ -437,8 +440,18 @@ def test_tamper_amount_fault_changes_the_amount_after_signing(sandbox, wx):
 
 
 # --- bills ---------------------------------------------------------------------------------
-def _bill(wx, bill_type: str, gz: bool) -> tuple[list[list[str]], bytes, dict[str, Any]]:
+def end_today(acct: AccountConfig) -> str:
+    """End the real (Beijing) day on the sandbox clock, once: bills exist only for ended days.
+    Returns that day, YYYY-MM-DD."""
     today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
+    client = SandboxClient(acct.base_url.rsplit("/", 1)[0])
+    if client.clock()["now"] < f"{today}T16:00:00+00:00":  # the sandbox is still on that Beijing day
+        client.end_day(8)
+    return today
+
+
+def _bill(wx, bill_type: str, gz: bool) -> tuple[list[list[str]], bytes, dict[str, Any]]:
+    today = end_today(wx)
     query = f"bill_date={today}&bill_type={bill_type}" + ("&tar_type=GZIP" if gz else "")
     apply = v3(wx, "GET", f"/v3/bill/tradebill?{query}")
     assert apply.status_code == 200, apply.text
@@ -487,7 +500,7 @@ def test_bill_without_activity_is_no_statement_exist(wx):
 
 def test_bill_download_needs_authorization(sandbox, wx):
     _paid(sandbox, wx)
-    today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
+    today = end_today(wx)
     info = v3(wx, "GET", f"/v3/bill/tradebill?bill_date={today}").json()
     assert v3(wx, "GET", "", url=info["download_url"], auth=False).status_code == 401
 
@@ -526,15 +539,51 @@ def _hand_sign(params: dict[str, str], key: str, sign_type: str) -> str:
     return hashlib.md5(text.encode()).hexdigest().upper()
 
 
+def post_secapi(
+    acct: AccountConfig, path: str, body: bytes, *, cert_of: AccountConfig | None = None
+) -> requests.Response:
+    """POST to ``/secapi/...`` over mutual TLS, presenting ``cert_of``'s (default: ``acct``'s)
+    merchant certificate and trusting only the sandbox CA from the account JSON."""
+    owner = cert_of or acct
+    with tempfile.TemporaryDirectory() as folder:
+        files = {
+            "cert.pem": owner.credentials["merchant_certificate"],
+            "key.pem": owner.credentials["merchant_private_key"],
+            "ca.pem": acct.options["secapi_ca_certificate"],
+        }
+        for name, text in files.items():
+            with open(os.path.join(folder, name), "w", encoding="ascii") as out:
+                out.write(text)
+        return requests.post(
+            acct.options["secapi_base_url"] + path,
+            data=body,
+            headers={"Content-Type": "text/xml"},
+            cert=(os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem")),
+            verify=os.path.join(folder, "ca.pem"),
+            timeout=10,
+        )
+
+
 def v2(
-    acct: AccountConfig, path: str, sign_type: str = "HMAC-SHA256", raw: bytes | None = None, **fields: str
+    acct: AccountConfig,
+    path: str,
+    sign_type: str = "HMAC-SHA256",
+    raw: bytes | None = None,
+    *,
+    plain: bool = False,
+    cert_of: AccountConfig | None = None,
+    **fields: str,
 ) -> dict[str, str]:
+    """One v2 call; ``/secapi/`` goes over mutual TLS unless ``plain`` (the plain listener)."""
     params = {"appid": acct.ids["appid"], "mch_id": acct.ids["mchid"], "nonce_str": secrets.token_hex(8), **fields}
     if sign_type != "MD5":
         params["sign_type"] = sign_type
     params["sign"] = _hand_sign(params, acct.credentials["api_v2_key"], sign_type)
     body = raw or ("<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in params.items()) + "</xml>").encode()
-    resp = requests.post(acct.base_url + path, data=body, headers={"Content-Type": "text/xml"}, timeout=10)
+    if path.startswith("/secapi/") and not plain:
+        resp = post_secapi(acct, path, body, cert_of=cert_of)
+    else:
+        resp = requests.post(acct.base_url + path, data=body, headers={"Content-Type": "text/xml"}, timeout=10)
     assert resp.status_code == 200
     import xml.etree.ElementTree as ET  # test parsing of our own sandbox's reply
 
@@ -639,14 +688,22 @@ def test_reverse_while_userpaying_asks_to_recall_then_succeeds(wx):
     assert v2(wx, "/pay/orderquery", out_trade_no=no)["trade_state"] == "REVOKED"
 
 
-def test_revoked_paid_order_shows_as_revoked_in_the_bill(wx):
+def test_revoked_paid_order_shows_in_the_bill_as_payment_and_revocation(wx):
     no = new_no("P")
     _micropay(wx, no, "134567890123456789")
     v2(wx, "/secapi/pay/reverse", out_trade_no=no)
-    rows, _, _ = _bill(wx, "SUCCESS", gz=False)
+    rows, _, _ = _bill(wx, "ALL", gz=False)
     header = rows[0]
-    row = next(dict(zip(header, (c[1:] for c in r), strict=True)) for r in rows[1:] if f"`{no}" in r)
-    assert (row["交易状态"], row["交易类型"]) == ("REVOKED", "MICROPAY")
+    mine = [dict(zip(header, (c[1:] for c in r), strict=True)) for r in rows[1:] if f"`{no}" in r]
+    assert [(r["交易状态"], r["交易类型"], r["订单金额"]) for r in mine] == [
+        ("SUCCESS", "MICROPAY", "0.01"),
+        ("REVOKED", "MICROPAY", "0.01"),
+    ]
+    revoked = mine[1]
+    assert (revoked["商户退款单号"], revoked["退款金额"], revoked["退款状态"]) == (no, "0.01", "SUCCESS")
+    assert revoked["微信订单号"] == mine[0]["微信订单号"] and revoked["微信退款单号"] != "0"
+    success_rows, _, _ = _bill(wx, "SUCCESS", gz=False)
+    assert [r[9] for r in success_rows[1:] if f"`{no}" in r] == ["`SUCCESS"]  # payments only
 
 
 def test_v2_tamper_amount_fault_breaks_the_reply_signature(sandbox, wx):

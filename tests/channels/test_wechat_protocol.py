@@ -2,7 +2,7 @@
 verification (and its rejections), error mapping, v2 XML, and trade-bill parsing.
 
 Keys are generated here; expected strings and signatures are built by hand from
-channel-protocols.md §1-§2 and checked with ``cryptography`` directly, not with the adapter's
+the WeChat Pay v3 and v2 documentation and checked with ``cryptography`` directly, not with the adapter's
 own helpers. HTTP appears only where the adapter itself must be driven: a local recording server
 for request signing and ``responses`` stubs for the certificate download and bill parser.
 """
@@ -10,16 +10,25 @@ for request signing and ``responses`` stubs for the certificate download and bil
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import hashlib
+import hmac
+import ipaddress
 import itertools
 import json
+import os
 import re
+import ssl
+import stat
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import requests
 import responses
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -32,8 +41,10 @@ from channels.base import (
     BillRowKind,
     ChannelRejected,
     ChannelUnavailable,
+    ChargeRequest,
     NotificationKind,
     PrepayRequest,
+    RefundRequest,
     RefundStatus,
     SignatureInvalid,
     TradeStatus,
@@ -107,9 +118,9 @@ def keys() -> Keys:
 
 @pytest.fixture(autouse=True)
 def _clean_certificate_cache() -> Iterator[None]:
-    _v3._CERT_CACHE.clear()
+    _v3._PLATFORM.clear()
     yield
-    _v3._CERT_CACHE.clear()
+    _v3._PLATFORM.clear()
 
 
 def make_adapter(
@@ -146,7 +157,7 @@ def sign_headers(
     timestamp: int = NOW,
     nonce: str = "c0ffee42c0ffee42c0ffee42c0ffee42",
 ) -> dict[str, str]:
-    """§1.3 built by hand: ``timestamp\\nnonce\\nbody\\n`` signed SHA256withRSA."""
+    """The response signature built by hand: ``timestamp\\nnonce\\nbody\\n`` signed SHA256withRSA."""
     message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
     signature = base64.b64encode(key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
     return {
@@ -193,7 +204,7 @@ def transaction_notification(**overrides: Any) -> bytes:
 
 
 # --------------------------------------------------------------------------------------------
-# §1.2 request signing
+# request signing
 # --------------------------------------------------------------------------------------------
 DOC_REQUEST_STRING = (
     "POST\n"
@@ -279,7 +290,7 @@ def test_query_signs_path_and_query_string_as_sent(keys: Keys, notification_sink
 
 
 # --------------------------------------------------------------------------------------------
-# §1.5 client invoke parameters
+# client invoke parameters
 # --------------------------------------------------------------------------------------------
 PREPAY_ID = "wx201410272009395522657a690389285100"
 
@@ -324,7 +335,7 @@ def test_native_and_h5_client_params_carry_the_urls(keys: Keys) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# §1.7 AES-GCM
+# AES-GCM
 # --------------------------------------------------------------------------------------------
 DOC_CIPHERTEXT = (
     "YA3jv7COQhmErJ1nLLlpUldQRNkGEHQUceVIhf5aB7cPFRzJuOy7Rw6axxAQBa92LDlLO5YLuumKREXAnxVOIg2UXeYLSA2zgqnedpaU9xpWPg=="
@@ -347,7 +358,7 @@ def test_aes_gcm_with_wrong_associated_data_is_refused() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# §2.2 v2 signatures
+# v2 signatures
 # --------------------------------------------------------------------------------------------
 V2_KEY = "ApiKeyDemo0123456789abcdefABCDEF"
 V2_REQUEST = {
@@ -406,7 +417,7 @@ def test_v2_signature_ignores_sign_and_empty_values_and_verifies() -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# §1.3 verification of notifications (and, through them, of responses)
+# verification of notifications (and, through them, of responses)
 # --------------------------------------------------------------------------------------------
 def test_notification_signed_by_the_platform_certificate_is_accepted(keys: Keys) -> None:
     body = transaction_notification()
@@ -668,7 +679,7 @@ def test_signed_204_with_empty_body_verifies(keys: Keys) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# status and error maps (§1.6, §1.8, §1.10)
+# status and error maps
 # --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("state", "expected"),
@@ -779,21 +790,59 @@ def test_v2_xml_round_trip_with_cdata() -> None:
     assert _xml.parse(_xml.build({"body": "<x> & y"})) == {"body": "<x> & y"}
 
 
-@pytest.mark.parametrize(
-    "doc",
-    [
-        b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]><xml><a>&e;</a></xml>',
-        b'<!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><a>&b;</a></xml>',
-        b"<!doctype xml><xml><a>1</a></xml>",
-    ],
-)
-def test_v2_xml_with_doctype_or_entities_is_refused(doc: bytes) -> None:
-    with pytest.raises(_xml.XmlError):
+_INTERNAL_ENTITY = '<!DOCTYPE xml [<!ENTITY a "EXPANDED">]><xml><return_code>&a;</return_code></xml>'
+_BILLION_LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY lol "lol">'
+    + "".join(f'<!ENTITY lol{i} "{f"&lol{i - 1};" * 10 if i > 1 else "&lol;" * 10}">' for i in range(1, 10))
+    + "]><xml><return_code>&lol9;</return_code></xml>"
+).encode()
+HOSTILE_XML = {
+    "external entity": b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY e SYSTEM "file:///etc/passwd">]>'
+    b"<xml><a>&e;</a></xml>",
+    "external parameter entity": b'<?xml version="1.0"?><!DOCTYPE xml [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x.dtd">'
+    b" %p;]><xml/>",
+    "external DTD": b'<?xml version="1.0"?><!DOCTYPE xml SYSTEM "http://127.0.0.1:9/x.dtd"><xml/>',
+    "nested entities": b'<!DOCTYPE xml [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;">]><xml><a>&b;</a></xml>',
+    "billion laughs": _BILLION_LAUGHS,
+    "lower-case doctype": b"<!doctype xml><xml><a>1</a></xml>",
+    "utf-16 with bom": ('<?xml version="1.0" encoding="UTF-16"?>' + _INTERNAL_ENTITY).encode("utf-16"),
+    "utf-16le without bom": ('<?xml version="1.0" encoding="UTF-16LE"?>' + _INTERNAL_ENTITY).encode("utf-16-le"),
+    "utf-16be without bom": ('<?xml version="1.0" encoding="UTF-16BE"?>' + _INTERNAL_ENTITY).encode("utf-16-be"),
+    "utf-32 with bom": ('<?xml version="1.0" encoding="UTF-32"?>' + _INTERNAL_ENTITY).encode("utf-32"),
+    "utf-32le without bom": ('<?xml version="1.0" encoding="UTF-32LE"?>' + _INTERNAL_ENTITY).encode("utf-32-le"),
+}
+
+
+@pytest.mark.parametrize("doc", HOSTILE_XML.values(), ids=HOSTILE_XML.keys())
+def test_v2_xml_with_doctype_or_entities_is_refused_in_any_encoding(doc: bytes) -> None:
+    with pytest.raises(_xml.XmlError) as caught:
         _xml.parse(doc)
+    assert "EXPANDED" not in str(caught.value) and "lollol" not in str(caught.value)
+
+
+def test_a_utf16_document_without_doctype_is_still_read() -> None:
+    assert _xml.parse("<xml><return_code>SUCCESS</return_code></xml>".encode("utf-16")) == {"return_code": "SUCCESS"}
+
+
+@pytest.mark.parametrize("doc", HOSTILE_XML.values(), ids=HOSTILE_XML.keys())
+def test_hostile_v2_reply_is_an_unreadable_answer_never_expanded(keys: Keys, doc: bytes) -> None:
+    with responses.RequestsMock() as rsps:
+        rsps.add(responses.POST, f"{BASE}/pay/micropay", body=doc, content_type="text/xml")
+        with pytest.raises(ChannelUnavailable, match="unreadable wechat v2 reply") as caught:
+            make_adapter(keys).charge(
+                ChargeRequest(
+                    payment_no="T20250101009",
+                    amount=1,
+                    currency="CNY",
+                    description="coffee",
+                    auth_code="134567890123456789",
+                )
+            )
+    assert caught.value.raw == {} and "EXPANDED" not in caught.value.message
 
 
 # --------------------------------------------------------------------------------------------
-# §1.9 bills
+# bills
 # --------------------------------------------------------------------------------------------
 ALL_HEADER = ",".join(
     [
@@ -1054,8 +1103,9 @@ def test_fetch_bill_with_a_hash_mismatch_is_unavailable(keys: Keys) -> None:
     packed = gzip.compress(ALL_BILL)
     with responses.RequestsMock() as stub:
         _stub_bill(stub, keys, packed, b"something else")
+        bill = make_adapter(keys, public_key=False).fetch_bill(date(2025, 1, 1))
         with pytest.raises(ChannelUnavailable, match="hash"):
-            make_adapter(keys, public_key=False).fetch_bill(date(2025, 1, 1))
+            list(bill)  # checked once the stream has ended: the rows read so far are void
 
 
 def test_fetch_bill_on_a_day_without_statement_is_empty(keys: Keys) -> None:
@@ -1083,3 +1133,508 @@ def test_fetch_bill_refuses_a_download_url_on_a_foreign_host(keys: Keys) -> None
         with pytest.raises(ChannelUnavailable, match="download_url"):
             make_adapter(keys).fetch_bill(date(2025, 1, 1))
         assert len(stub.calls) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# per-process key caches
+# --------------------------------------------------------------------------------------------
+def _counting(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """Count calls of a loader in ``_v3`` (the cache builds through it)."""
+    calls: list[str] = []
+    real = getattr(_v3, name)
+
+    def counted(*args: Any) -> Any:
+        calls.append(name)
+        return real(*args)
+
+    monkeypatch.setattr(_v3, name, counted)
+    return calls
+
+
+def _another_instance(config: AccountConfig) -> WechatAdapter:
+    """A new adapter for the same account, as every call builds one (clock pinned like make_adapter)."""
+    adapter = WechatAdapter(config)
+    adapter.clock = lambda: float(NOW)
+    return adapter
+
+
+def test_merchant_key_is_parsed_once_per_process_and_again_after_rotation(
+    keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loads = _counting(monkeypatch, "_load_private_key")
+    first = make_adapter(keys)
+    second = _another_instance(first.config)
+    assert first._merchant_key() is second._merchant_key() and len(loads) == 1
+    rotated = dataclasses.replace(
+        first.config, credentials={**first.config.credentials, "merchant_private_key": _pem_private(keys.rotated)}
+    )
+    assert WechatAdapter(rotated)._merchant_key().private_numbers() == keys.rotated.private_numbers()
+    assert len(loads) == 2
+
+
+def test_verification_keys_are_parsed_once_per_process(keys: Keys, monkeypatch: pytest.MonkeyPatch) -> None:
+    certificate_loads = _counting(monkeypatch, "_load_platform_certificates")
+    public_key_loads = _counting(monkeypatch, "_load_public_key")
+    config = make_adapter(keys).config
+    body = transaction_notification()
+    for _ in range(3):
+        _another_instance(config).parse_notification(sign_headers(keys.platform, keys.platform_serial, body), body)
+        _another_instance(config).parse_notification(sign_headers(keys.pubkey, PUB_KEY_ID, body), body)
+    assert (len(certificate_loads), len(public_key_loads)) == (1, 1)
+    renewed = dataclasses.replace(config, options={**config.options, "wechatpay_public_key": _pem_public(keys.rotated)})
+    with pytest.raises(SignatureInvalid):  # the new key is used at once: the old signature fails
+        _another_instance(renewed).parse_notification(sign_headers(keys.pubkey, PUB_KEY_ID, body), body)
+    assert len(public_key_loads) == 2
+
+
+def test_downloaded_platform_keys_are_forgotten_when_the_apiv3_key_changes(keys: Keys) -> None:
+    adapter = make_adapter(keys)
+    reply, headers = _certificates_reply(
+        keys, [(keys.rotated_serial, keys.rotated_cert)], signer=keys.rotated, serial=keys.rotated_serial
+    )
+    body = transaction_notification()
+    with responses.RequestsMock() as stub:
+        stub.get(f"{BASE}/v3/certificates", body=reply, headers=headers, content_type="application/json")
+        adapter.parse_notification(sign_headers(keys.rotated, keys.rotated_serial, body), body)
+        assert len(stub.calls) == 1
+    assert _another_instance(adapter.config)._known_platform_key(keys.rotated_serial) is not None
+    other = dataclasses.replace(adapter.config, credentials={**adapter.config.credentials, "apiv3_key": "9" * 32})
+    assert _another_instance(other)._known_platform_key(keys.rotated_serial) is None
+
+
+# --------------------------------------------------------------------------------------------
+# errors stay inside the contract
+# --------------------------------------------------------------------------------------------
+def _prepay_request(**change: Any) -> PrepayRequest:
+    fields: dict[str, Any] = {
+        "payment_no": "T20250101001",
+        "amount": 990,
+        "currency": "CNY",
+        "description": "Coffee",
+        "method": "app",
+        "notify_url": "https://pay.example.com/cb/wechat",
+        "expires_at": datetime(2025, 1, 1, 4, 30, tzinfo=UTC),
+    }
+    return PrepayRequest(**{**fields, **change})
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        ({"method": "jsapi"}, "PAYER_ID_REQUIRED"),
+        ({"method": "h5"}, "CLIENT_IP_REQUIRED"),
+        ({"amount": -1}, "INVALID_AMOUNT"),
+        ({"amount": 9.9}, "INVALID_AMOUNT"),
+        ({"expires_at": datetime(2025, 1, 1, 12, 0)}, "INVALID_TIME"),
+    ],
+)
+def test_malformed_prepay_input_is_rejected_without_a_call(keys: Keys, change: dict, code: str) -> None:
+    with responses.RequestsMock():  # any HTTP call would fail the test
+        with pytest.raises(ChannelRejected) as caught:
+            make_adapter(keys).prepay(_prepay_request(**change))
+    assert caught.value.code == code
+
+
+def test_a_query_naming_no_trade_is_rejected(keys: Keys) -> None:
+    with pytest.raises(ChannelRejected) as caught:
+        make_adapter(keys).query()
+    assert caught.value.code == "TRADE_REF_REQUIRED"
+
+
+@pytest.mark.parametrize(
+    ("refund_no", "acceptable"),
+    [("R2025-01_01|a*b@c", True), ("R" * 64, True), ("R" * 65, False), ("R 1", False), ("退款1", False), ("", False)],
+)
+def test_refund_numbers_follow_wechats_length_and_charset(keys: Keys, refund_no: str, acceptable: bool) -> None:
+    adapter = make_adapter(keys)
+    assert (adapter.refund_no_problem(refund_no=refund_no, payment_no="T1") is None) is acceptable
+    if not acceptable:
+        request = RefundRequest(
+            refund_no=refund_no,
+            payment_no="T1",
+            channel_trade_no=None,
+            amount=1,
+            total_amount=1,
+            currency="CNY",
+            reason="",
+        )
+        with responses.RequestsMock(), pytest.raises(ChannelRejected) as caught:
+            adapter.refund(request)
+        assert caught.value.code == "INVALID_REFUND_NO"
+
+
+def test_a_code_that_is_not_a_wechat_payment_code_is_refused_without_a_call(keys: Keys) -> None:
+    request = ChargeRequest(payment_no="T1", amount=1, currency="CNY", description="x", auth_code="284567890123456789")
+    with responses.RequestsMock(), pytest.raises(ChannelRejected) as caught:
+        make_adapter(keys).charge(request)
+    assert caught.value.code == "AUTH_CODE_INVALID"
+
+
+@pytest.mark.parametrize(
+    "tx",
+    [
+        {"out_trade_no": "T1", "trade_state": "SUCCESS", "amount": [990]},
+        {"out_trade_no": "T1", "trade_state": "SUCCESS", "amount": {"total": "9.90", "currency": "CNY"}},
+        {"out_trade_no": "T1", "trade_state": ["SUCCESS"]},
+        [1, 2, 3],
+    ],
+)
+def test_signed_replies_of_an_unexpected_shape_are_unavailable(keys: Keys, tx: Any) -> None:
+    body = json.dumps(tx).encode()
+    with responses.RequestsMock() as stub:
+        stub.get(
+            f"{BASE}/v3/pay/transactions/out-trade-no/T1",
+            body=body,
+            headers=sign_headers(keys.platform, keys.platform_serial, body),
+            content_type="application/json",
+        )
+        with pytest.raises(ChannelUnavailable):
+            make_adapter(keys).query(payment_no="T1")
+
+
+def test_a_paid_transaction_carries_its_amount_and_currency(keys: Keys) -> None:
+    adapter = make_adapter(keys)
+    state = adapter._trade_state({"out_trade_no": "T1", "trade_state": "SUCCESS", "amount": {"total": 1}})
+    assert (state.paid_amount, state.currency) == (1, "CNY")
+    with pytest.raises(ChannelUnavailable, match=r"amount\.total"):
+        adapter._trade_state({"out_trade_no": "T1", "trade_state": "SUCCESS", "amount": {"currency": "CNY"}})
+
+
+# --------------------------------------------------------------------------------------------
+# payment code (API v2): every answer classified
+# --------------------------------------------------------------------------------------------
+MICROPAY, ORDERQUERY, REVERSE = f"{BASE}/pay/micropay", f"{BASE}/pay/orderquery", f"{BASE}/secapi/pay/reverse"
+
+
+def v2_reply(*, sign_key: str = V2_KEY, **fields: str) -> bytes:
+    """A signed v2 answer built by hand (HMAC-SHA256 over the sorted non-empty fields + key)."""
+    params = {"return_code": "SUCCESS", "return_msg": "OK", "appid": APPID, "mch_id": MCHID, "nonce_str": "n0nce"}
+    params.update({"sign_type": "HMAC-SHA256", **fields})
+    string_a = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if v != "")
+    message = f"{string_a}&key={sign_key}".encode()
+    params["sign"] = hmac.new(sign_key.encode(), message, hashlib.sha256).hexdigest().upper()
+    return ("<xml>" + "".join(f"<{k}><![CDATA[{v}]]></{k}>" for k, v in params.items()) + "</xml>").encode()
+
+
+PAID_FIELDS = {
+    "out_trade_no": "T1",
+    "transaction_id": "4200000001",
+    "total_fee": "1200",
+    "fee_type": "CNY",
+    "time_end": "20250101120005",
+}
+
+
+def _charge_request(auth_code: str = "134567890123456789") -> ChargeRequest:
+    return ChargeRequest(payment_no="T1", amount=1200, currency="CNY", description="coffee", auth_code=auth_code)
+
+
+def _micropay(keys: Keys, body: bytes | Exception, *, status: int = 200) -> Any:
+    with responses.RequestsMock() as stub:
+        stub.post(MICROPAY, body=body, status=status, content_type="text/xml")
+        return make_adapter(keys).charge(_charge_request())
+
+
+def test_micropay_success_is_paid_with_wechats_amount_and_currency(keys: Keys) -> None:
+    state = _micropay(keys, v2_reply(result_code="SUCCESS", **PAID_FIELDS))
+    assert (state.status, state.paid_amount, state.currency, state.channel_trade_no) == (
+        TradeStatus.PAID,
+        1200,
+        "CNY",
+        "4200000001",
+    )
+
+
+def test_micropay_password_wait_is_user_paying(keys: Keys) -> None:
+    state = _micropay(keys, v2_reply(result_code="FAIL", err_code="USERPAYING", out_trade_no="T1"))
+    assert (state.status, state.paid_amount) == (TradeStatus.USER_PAYING, None)
+
+
+@pytest.mark.parametrize(
+    "err_code",
+    [
+        "AUTHCODEEXPIRE",
+        "AUTH_CODE_ERROR",
+        "AUTH_CODE_INVALID",
+        "NOTENOUGH",
+        "NOTSUPORTCARD",
+        "BUYER_MISMATCH",
+        "ORDERCLOSED",
+        "ORDERREVERSED",
+        "OUT_TRADE_NO_USED",
+        "PARAM_ERROR",
+        "NOAUTH",
+    ],
+)
+def test_micropay_definite_failures_are_rejected_with_wechats_code(keys: Keys, err_code: str) -> None:
+    with pytest.raises(ChannelRejected) as caught:
+        _micropay(keys, v2_reply(result_code="FAIL", err_code=err_code))
+    assert caught.value.code == err_code
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (v2_reply(result_code="FAIL", err_code="SYSTEMERROR"), 200),
+        (v2_reply(result_code="FAIL", err_code="BANKERROR"), 200),
+        (v2_reply(result_code="FAIL", err_code="A_CODE_NOBODY_KNOWS"), 200),
+        (v2_reply(result_code="MAYBE"), 200),
+        (b"<xml><return_code>FAIL</return_code><return_msg>sign error</return_msg></xml>", 200),
+        (v2_reply(result_code="SUCCESS", sign_key="another-key-0123456789abcdefABCD", **PAID_FIELDS), 200),
+        (v2_reply(result_code="SUCCESS", **{**PAID_FIELDS, "total_fee": ""}), 200),
+        (b"<html>bad gateway</html>", 502),
+        (requests.ReadTimeout("slow"), 200),
+        (requests.ConnectionError("reset"), 200),
+    ],
+    ids=[
+        "SYSTEMERROR",
+        "BANKERROR",
+        "unknown code",
+        "odd result",
+        "return FAIL",
+        "bad sign",
+        "no fee",
+        "502",
+        "timeout",
+        "reset",
+    ],
+)
+def test_micropay_unknown_outcomes_are_unavailable_never_failed(keys: Keys, body: Any, status: int) -> None:
+    with pytest.raises(ChannelUnavailable):
+        _micropay(keys, body, status=status)
+
+
+def test_micropay_orderpaid_is_read_back_with_the_v2_orderquery(keys: Keys) -> None:
+    with responses.RequestsMock() as stub:
+        stub.post(MICROPAY, body=v2_reply(result_code="FAIL", err_code="ORDERPAID"))
+        stub.post(ORDERQUERY, body=v2_reply(result_code="SUCCESS", trade_state="SUCCESS", **PAID_FIELDS))
+        state = make_adapter(keys).charge(_charge_request())
+    assert (state.status, state.paid_amount) == (TradeStatus.PAID, 1200)
+
+
+@pytest.mark.parametrize(
+    ("trade_state", "expected"),
+    [
+        ("SUCCESS", TradeStatus.PAID),
+        ("REFUND", TradeStatus.PAID),
+        ("USERPAYING", TradeStatus.USER_PAYING),
+        ("NOTPAY", TradeStatus.NOT_PAID),
+        ("ACCEPT", TradeStatus.NOT_PAID),
+        ("REVOKED", TradeStatus.REVOKED),
+        ("CLOSED", TradeStatus.CLOSED),
+        ("PAYERROR", TradeStatus.FAILED),
+    ],
+)
+def test_query_charge_maps_every_v2_trade_state(keys: Keys, trade_state: str, expected: TradeStatus) -> None:
+    with responses.RequestsMock() as stub:  # only the v2 orderquery: a v3 call would fail the test
+        stub.post(ORDERQUERY, body=v2_reply(result_code="SUCCESS", trade_state=trade_state, **PAID_FIELDS))
+        state = make_adapter(keys).query_charge(payment_no="T1", channel_trade_no="4200000001")
+        sent = _xml.parse(stub.calls[0].request.body)
+    assert state.status is expected
+    assert (sent["out_trade_no"], sent["transaction_id"]) == ("T1", "4200000001")
+    if expected is TradeStatus.PAID:
+        assert (state.paid_amount, state.currency) == (1200, "CNY")
+
+
+def test_query_charge_of_an_unknown_order_is_not_found_and_errors_stay_in_the_contract(keys: Keys) -> None:
+    with responses.RequestsMock() as stub:
+        stub.post(ORDERQUERY, body=v2_reply(result_code="FAIL", err_code="ORDERNOTEXIST"))
+        assert make_adapter(keys).query_charge(payment_no="T1").status is TradeStatus.NOT_FOUND
+    for err_code, error in (("SYSTEMERROR", ChannelUnavailable), ("SIGNERROR", ChannelRejected)):
+        with responses.RequestsMock() as stub:
+            stub.post(ORDERQUERY, body=v2_reply(result_code="FAIL", err_code=err_code))
+            with pytest.raises(error):
+                make_adapter(keys).query_charge(payment_no="T1")
+    with responses.RequestsMock() as stub:
+        stub.post(ORDERQUERY, body=v2_reply(result_code="SUCCESS", trade_state="SOMETHING_NEW"))
+        with pytest.raises(ChannelUnavailable):
+            make_adapter(keys).query_charge(payment_no="T1")
+
+
+@pytest.mark.parametrize(("paid", "refunded"), [(True, True), (False, False)])
+def test_reverse_success_is_done_and_tells_whether_money_was_given_back(keys: Keys, paid: bool, refunded: bool) -> None:
+    order = PAID_FIELDS if paid else {"out_trade_no": "T1"}
+    with responses.RequestsMock() as stub:
+        stub.post(REVERSE, body=v2_reply(result_code="SUCCESS", recall="N"))
+        stub.post(ORDERQUERY, body=v2_reply(result_code="SUCCESS", trade_state="REVOKED", **order))
+        result = make_adapter(keys).revoke(payment_no="T1")
+        assert len(stub.calls) == 2  # one reverse, no loop
+    assert (result.done, result.retry, result.refunded) == (True, False, refunded)
+
+
+@pytest.mark.parametrize("err_code", ["USERPAYING", "SYSTEMERROR"])
+def test_reverse_recall_is_a_retry_for_the_caller_not_a_loop(keys: Keys, err_code: str) -> None:
+    with responses.RequestsMock() as stub:
+        stub.post(REVERSE, body=v2_reply(result_code="FAIL", err_code=err_code, recall="Y"))
+        result = make_adapter(keys).revoke(payment_no="T1")
+        assert len(stub.calls) == 1
+    assert (result.done, result.retry, result.refunded) == (False, True, False)
+
+
+@pytest.mark.parametrize("err_code", ["REVERSE_EXPIRE", "INVALID_TRANSACTIONID", "INVALID_REQUEST", "TRADE_ERROR"])
+def test_reverse_definite_refusals_are_rejected(keys: Keys, err_code: str) -> None:
+    with responses.RequestsMock() as stub:
+        stub.post(REVERSE, body=v2_reply(result_code="FAIL", err_code=err_code, recall="N"))
+        with pytest.raises(ChannelRejected) as caught:
+            make_adapter(keys).revoke(payment_no="T1")
+    assert caught.value.code == err_code
+
+
+@pytest.mark.parametrize(
+    "body",
+    [v2_reply(result_code="FAIL", err_code="SYSTEMERROR", recall="N"), requests.ReadTimeout("slow")],
+    ids=["SYSTEMERROR without recall", "timeout"],
+)
+def test_reverse_unknown_outcomes_are_unavailable(keys: Keys, body: Any) -> None:
+    with responses.RequestsMock() as stub:
+        stub.post(REVERSE, body=body)
+        with pytest.raises(ChannelUnavailable):
+            make_adapter(keys).revoke(payment_no="T1")
+
+
+# --------------------------------------------------------------------------------------------
+# /secapi/ mutual TLS, against a local TLS server that requires a client certificate
+# --------------------------------------------------------------------------------------------
+class TlsPki:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate for the merchant key."""
+
+    def __init__(self, merchant: rsa.RSAPrivateKey) -> None:
+        self.ca_key = _rsa()
+        self.ca = self._certificate(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "paycore test CA")]), self.ca_key, ca=True
+        )
+        self.ca_pem = self.ca.public_bytes(serialization.Encoding.PEM).decode()
+        self.server_key = _rsa()
+        self.server = self._pem(
+            self._certificate(
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]),
+                self.server_key,
+                san=x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            )
+        )
+        self.client = self._pem(
+            self._certificate(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, MCHID)]), merchant)
+        )
+
+    def _certificate(
+        self, subject: x509.Name, key: rsa.RSAPrivateKey, *, ca: bool = False, san: Any = None
+    ) -> x509.Certificate:
+        now = datetime.now(UTC)
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject if ca else self.ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if san is not None:
+            builder = builder.add_extension(san, critical=False)
+        return builder.sign(key if ca else self.ca_key, hashes.SHA256())
+
+    @staticmethod
+    def _pem(cert: x509.Certificate) -> str:
+        return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+class MtlsServer:
+    """HTTPS on 127.0.0.1 that refuses any connection without a client certificate from ``pki``'s
+    CA, and answers every v2 call with ``answer``; records each client certificate's CN."""
+
+    def __init__(self, pki: TlsPki, tmp_path: Any, answer: bytes) -> None:
+        self.client_cns: list[str] = []
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        (tmp_path / "server.pem").write_text(pki.server)
+        (tmp_path / "server.key").write_text(_pem_private(pki.server_key))
+        context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+        context.load_verify_locations(cadata=pki.ca_pem)
+        context.verify_mode = ssl.CERT_REQUIRED
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                peer = self.connection.getpeercert() or {}
+                server.client_cns.extend(v for rdn in peer.get("subject", ()) for k, v in rdn if k == "commonName")
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self._httpd.server_address[1]}/wechat"
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def mtls(keys: Keys, tmp_path: Any) -> Iterator[tuple[TlsPki, MtlsServer]]:
+    pki = TlsPki(keys.merchant)
+    server = MtlsServer(pki, tmp_path, v2_reply(result_code="FAIL", err_code="USERPAYING", recall="Y"))
+    try:
+        yield pki, server
+    finally:
+        server.close()
+
+
+def _secapi_adapter(keys: Keys, pki: TlsPki, server: MtlsServer, **change: Any) -> WechatAdapter:
+    adapter = make_adapter(keys)  # base_url stays elsewhere: only /secapi/ goes to the TLS endpoint
+    credentials = {**adapter.config.credentials, "merchant_certificate": pki.client, **change.pop("credentials", {})}
+    options = {
+        **adapter.config.options,
+        "secapi_base_url": server.url,
+        "secapi_ca_certificate": pki.ca_pem,
+        **change.pop("options", {}),
+    }
+    return _another_instance(dataclasses.replace(adapter.config, credentials=credentials, options=options))
+
+
+def test_reverse_presents_the_merchant_certificate_over_mutual_tls(keys: Keys, mtls: Any) -> None:
+    pki, server = mtls
+    adapter = _secapi_adapter(keys, pki, server)
+    result = adapter.revoke(payment_no="T1")
+    assert (result.done, result.retry) == (False, True)  # the server's answer, reached over mTLS
+    assert server.client_cns == [MCHID]
+    again = _another_instance(adapter.config).revoke(payment_no="T1")
+    assert again.retry and server.client_cns == [MCHID, MCHID]
+
+
+def test_certificate_files_are_written_once_per_process_into_a_private_folder(keys: Keys, mtls: Any) -> None:
+    pki, server = mtls
+    adapter = _secapi_adapter(keys, pki, server)
+    first = adapter._mtls()
+    assert _another_instance(adapter.config)._mtls() == first  # same files, not one set per call
+    cert, key = first["cert"]
+    assert stat.S_IMODE(os.stat(os.path.dirname(cert)).st_mode) == 0o700
+    assert {stat.S_IMODE(os.stat(path).st_mode) for path in (cert, key, first["verify"])} == {0o600}
+    rotated = _secapi_adapter(keys, pki, server, options={"secapi_ca_certificate": pki.ca_pem + "\n"})
+    assert rotated._mtls()["verify"] != first["verify"]  # new material, new files
+
+
+def test_reverse_without_the_client_certificate_is_refused_by_the_server(keys: Keys, mtls: Any) -> None:
+    pki, server = mtls
+    adapter = _secapi_adapter(keys, pki, server, credentials={"merchant_certificate": ""})
+    with pytest.raises(ChannelUnavailable):
+        adapter.revoke(payment_no="T1")
+    assert server.client_cns == []
+
+
+def test_reverse_refuses_a_server_outside_the_configured_trust(keys: Keys, mtls: Any) -> None:
+    pki, server = mtls
+    stranger = TlsPki(keys.merchant)  # another CA: the server's certificate does not chain to it
+    adapter = _secapi_adapter(keys, pki, server, options={"secapi_ca_certificate": stranger.ca_pem})
+    with pytest.raises(ChannelUnavailable):
+        adapter.revoke(payment_no="T1")
+    assert server.client_cns == []

@@ -9,12 +9,17 @@ simulator: the ``auth_code``'s last four digits choose the outcome (``0000`` pas
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+import requests
 
 from channels.base import (
     AccountConfig,
@@ -36,6 +41,7 @@ PAID_CODE = "134567890123456789"
 PASSWORD_CODE = "134567890123450000"
 NOTENOUGH_CODE = "134567890123450001"
 SYSTEMERROR_CODE = "134567890123450003"
+BANKERROR_CODE = "134567890123450004"
 
 
 def _no(prefix: str = "WX") -> str:
@@ -43,9 +49,7 @@ def _no(prefix: str = "WX") -> str:
 
 
 def _adapter(config: AccountConfig) -> WechatAdapter:
-    adapter = WechatAdapter(config)
-    adapter.reverse_pause = 0.0
-    return adapter
+    return WechatAdapter(config)
 
 
 @pytest.fixture
@@ -154,6 +158,7 @@ def test_payment_refund_notifications_and_bill_round_trip(wechat, sandbox, notif
     assert queried.status is RefundStatus.SUCCEEDED and queried.succeeded_at is not None
     assert adapter.query(payment_no=req.payment_no).status is TradeStatus.PAID  # trade_state REFUND
 
+    sandbox.end_day(8)  # bills exist only for days that have ended (sandbox clock)
     rows = list(adapter.fetch_bill(datetime.now(BEIJING).date()))
     payments = [r for r in rows if r.kind is BillRowKind.PAYMENT and r.payment_no == req.payment_no]
     refunds = [r for r in rows if r.kind is BillRowKind.REFUND and r.refund_no == refund_req.refund_no]
@@ -238,6 +243,42 @@ def test_certificate_mode_without_configured_certificates_downloads_them(sandbox
     assert adapter.query(payment_no=req.payment_no).status is TradeStatus.NOT_PAID
 
 
+class _CountingSession(requests.Session):
+    """One session shared by every adapter of the test (as the registry's pool does), counting paths."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+        self._lock = threading.Lock()
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        with self._lock:
+            self.paths.append(urlsplit(request.url or "").path)
+        return super().send(request, **kwargs)
+
+
+def test_concurrent_callers_wait_for_one_certificate_download_and_all_verify(
+    sandbox_account, sandbox, notification_sink
+) -> None:
+    config = sandbox_account("wechat", mode="certificate")
+    bare = replace(config, options={k: v for k, v in config.options.items() if k != "platform_certificates"})
+    # The download is slow, so every other caller meets an unknown serial while it is in flight.
+    sandbox.add_fault(kind="timeout", channel="wechat", path="/v3/certificates", seconds=0.5, count=1)
+    session, threads = _CountingSession(), 8
+    start = threading.Barrier(threads)
+
+    def place(_: int) -> str:
+        adapter = WechatAdapter(bare, http=session)  # adapters are built per call
+        req = _prepay(adapter, notification_sink, "native")
+        start.wait()
+        return adapter.prepay(req).client_params["code_url"]  # the signed answer needs the platform key
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        outcomes = list(pool.map(place, range(threads)))  # an "unknown serial" would raise here
+    assert len(outcomes) == threads and all(url.startswith("weixin://") for url in outcomes)
+    assert sum(path.endswith("/v3/certificates") for path in session.paths) == 1
+
+
 def test_bad_signature_fault_makes_responses_unavailable(wechat, sandbox, notification_sink) -> None:
     adapter = wechat()
     req = _prepay(adapter, notification_sink, "native")
@@ -274,8 +315,10 @@ def test_read_timeout_is_unavailable(wechat, sandbox, notification_sink) -> None
         adapter.prepay(_prepay(adapter, notification_sink, "app"))
 
 
-def test_bill_of_a_day_without_activity_is_empty(wechat) -> None:
-    assert list(wechat().fetch_bill(datetime.now(BEIJING).date())) == []
+def test_bill_of_a_day_without_activity_is_empty(wechat, sandbox) -> None:
+    adapter = wechat()
+    sandbox.end_day(8)  # bills exist only for days that have ended (sandbox clock)
+    assert list(adapter.fetch_bill(datetime.now(BEIJING).date())) == []
 
 
 def test_tampered_notification_body_is_signature_invalid(wechat, sandbox, notification_sink) -> None:
@@ -344,28 +387,49 @@ def test_paycode_user_paying_then_password(wechat, sandbox) -> None:
     adapter = wechat()
     req = _charge(PASSWORD_CODE)
     assert adapter.charge(req).status is TradeStatus.USER_PAYING
-    assert adapter.query(payment_no=req.payment_no).status is TradeStatus.USER_PAYING
+    assert adapter.query_charge(payment_no=req.payment_no).status is TradeStatus.USER_PAYING
     sandbox.password("wechat", req.payment_no)
-    state = adapter.query(payment_no=req.payment_no)
-    assert state.status is TradeStatus.PAID and state.paid_amount == 1200
+    state = adapter.query_charge(payment_no=req.payment_no)
+    assert (state.status, state.paid_amount, state.currency) == (TradeStatus.PAID, 1200, "CNY")
+    assert state.channel_trade_no and state.paid_at is not None
 
 
-def test_paycode_revoke_while_user_paying_repeats_on_recall(wechat) -> None:
+def test_paycode_query_charge_of_an_unknown_order_is_not_found(wechat) -> None:
+    assert wechat().query_charge(payment_no=_no()).status is TradeStatus.NOT_FOUND
+
+
+def test_paycode_bankerror_is_unavailable_and_query_charge_shows_the_failure(wechat) -> None:
+    adapter = wechat()
+    req = _charge(BANKERROR_CODE)
+    with pytest.raises(ChannelUnavailable) as caught:
+        adapter.charge(req)
+    assert caught.value.code == "BANKERROR"  # unknown at the time: never FAILED without proof
+    assert adapter.query_charge(payment_no=req.payment_no).status is TradeStatus.FAILED  # the proof
+
+
+def test_paycode_revoke_while_user_paying_asks_to_be_called_again(wechat) -> None:
     adapter = wechat()
     req = _charge(PASSWORD_CODE)
     adapter.charge(req)
-    assert adapter.revoke(payment_no=req.payment_no) is TradeStatus.REVOKED  # USERPAYING+recall=Y, then OK
-    assert adapter.query(payment_no=req.payment_no).status is TradeStatus.REVOKED
+    first = adapter.revoke(payment_no=req.payment_no)  # USERPAYING, recall=Y
+    assert (first.done, first.retry) == (False, True) and first.raw["err_code"] == "USERPAYING"
+    second = adapter.revoke(payment_no=req.payment_no)
+    assert (second.done, second.retry, second.refunded) == (True, False, False)
+    assert adapter.query_charge(payment_no=req.payment_no).status is TradeStatus.REVOKED
 
 
-def test_paycode_revoke_after_payment_shows_a_revoked_bill_row(wechat) -> None:
+def test_paycode_revoke_after_payment_refunds_and_shows_a_revoked_bill_row(wechat, sandbox) -> None:
     adapter = wechat()
     req = _charge(PAID_CODE)
     paid = adapter.charge(req)
-    assert adapter.revoke(payment_no=req.payment_no, channel_trade_no=paid.channel_trade_no) is TradeStatus.REVOKED
-    assert adapter.query(payment_no=req.payment_no).status is TradeStatus.REVOKED
+    result = adapter.revoke(payment_no=req.payment_no, channel_trade_no=paid.channel_trade_no)
+    assert (result.done, result.retry, result.refunded) == (True, False, True)
+    again = adapter.revoke(payment_no=req.payment_no)  # re-entrant
+    assert (again.done, again.refunded) == (True, True)
+    assert adapter.query_charge(payment_no=req.payment_no).status is TradeStatus.REVOKED
+    sandbox.end_day(8)  # bills exist only for days that have ended (sandbox clock)
     rows = [r for r in adapter.fetch_bill(datetime.now(BEIJING).date()) if r.payment_no == req.payment_no]
-    assert [(r.kind, r.amount) for r in rows] == [(BillRowKind.REVOKED, 1200)]
+    assert [(r.kind, r.amount) for r in rows] == [(BillRowKind.PAYMENT, 1200), (BillRowKind.REVOKED, 1200)]
 
 
 def test_paycode_definite_failure_is_rejected(wechat) -> None:

@@ -85,3 +85,55 @@ def test_configure_channel_refuses_a_bad_document(tmp_path: Path, document: str)
     with pytest.raises(CommandError):
         call_command("configure_channel", str(path), stdout=StringIO())
     assert not ChannelAccount.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "fine"),
+    [
+        ("https://pay.example.com", True),
+        ("http://127.0.0.1:8100/wechat", True),
+        ("http://localhost:8000", True),
+        ("http://[::1]:8000", True),
+        ("http://pay.example.com", False),
+        ("http://10.0.0.5:8000", False),
+        ("ftp://pay.example.com", False),
+    ],
+)
+def test_urls_must_be_https_outside_this_machine(url: str, fine: bool) -> None:
+    from paycore.checks import is_https_or_loopback
+
+    assert is_https_or_loopback(url) is fine
+
+
+def test_the_public_base_url_must_be_https_when_debug_is_off(settings: Any) -> None:
+    from paycore.checks import check_public_base_url
+
+    settings.DEBUG = False
+    settings.PAYCORE_PUBLIC_BASE_URL = "http://pay.example.com"
+    assert [p.id for p in check_public_base_url(None)] == ["paycore.E004"]
+    settings.PAYCORE_PUBLIC_BASE_URL = "https://pay.example.com"
+    assert check_public_base_url(None) == []
+
+
+@pytest.mark.django_db
+def test_channel_accounts_must_use_https_when_debug_is_off(settings: Any) -> None:
+    from channels.checks import check_channel_urls_are_https
+    from channels.services import channel_account_configure
+
+    settings.DEBUG = False
+    spec = {"channel": "wechat", "name": "live-wechat", "base_url": "http://api.mch.weixin.qq.com"}
+    with pytest.raises(ValueError, match="not HTTPS"):
+        channel_account_configure(spec)
+    ChannelAccount.objects.create(channel="wechat", name="legacy", base_url="http://api.mch.weixin.qq.com")
+    assert [p.id for p in check_channel_urls_are_https(None)] == ["paycore.E005"]
+    channel_account_configure({**spec, "base_url": "https://api.mch.weixin.qq.com"})
+
+
+def test_persistent_connections_off_outside_debug_is_warned(settings: Any, monkeypatch: Any) -> None:
+    from paycore.checks import check_persistent_connections
+
+    settings.DEBUG = False
+    monkeypatch.setitem(settings.DATABASES["default"], "CONN_MAX_AGE", 0)
+    assert [p.id for p in check_persistent_connections(None)] == ["paycore.W002"]
+    monkeypatch.setitem(settings.DATABASES["default"], "CONN_MAX_AGE", 600)
+    assert check_persistent_connections(None) == []

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
@@ -136,6 +137,7 @@ def test_a_refund_refused_past_its_budget_needs_attention_and_ops_can_resolve_it
     assert refund.status == "SUCCEEDED" and event.actor == "ops:ops"
     assert event.evidence == {"note": "refunded by bank transfer"}
     assert payment.maps.get().order.status == "REFUNDED"
+    assert LogEntry.objects.filter(user=ops, object_id=str(refund.pk)).exists()  # the admin's own history
 
 
 def test_ops_retry_a_refund_under_a_new_request_number(

@@ -1,17 +1,15 @@
-"""Alipay OpenAPI adapter (RSA2 gateway), per docs/channel-protocols.md §3.
+"""Alipay OpenAPI adapter (RSA2 gateway): APP / page / WAP pay, bar-code pay, refunds, bills.
 
 Account keys read from ``AccountConfig``:
 
 - ``base_url``: the gateway, with or without the trailing ``/gateway.do``
-  (``https://openapi.alipay.com`` or ``{sandbox}/alipay``).
+  (``https://openapi.alipay.com`` or a test gateway's prefix).
 - ``ids["app_id"]`` (required): our application id, sent on every request and required in
   every notification.
 - ``ids["seller_id"]`` (recommended): our PID (``2088…``); when set, notifications must carry it.
 - ``credentials["app_private_key"]`` (required): the application's RSA private key, PEM
   (PKCS#8 or PKCS#1) or the bare Base64 body Alipay's key tool prints.
 - ``options["alipay_public_key"]`` (required): Alipay's RSA public key, PEM or bare Base64.
-- ``options["cancel_retry_interval"]`` (optional, seconds, default 1.0): pause between
-  ``alipay.trade.cancel`` calls while Alipay answers ``retry_flag=Y``.
 
 Shapes handed to the app (``PrepayResult.client_params``): ``{"order_string": ...}`` for
 ``app`` (the APP SDK's order string), ``{"url": ...}`` for ``page`` and ``h5`` (a GET URL to the
@@ -21,34 +19,32 @@ Error policy: a timeout, non-200, unreadable or unverifiable reply, ``20000`` or
 ``ACQ.SYSTEM_ERROR`` is ``ChannelUnavailable`` (the outcome is unknown); any other failure code
 is ``ChannelRejected`` carrying ``sub_code`` (or ``code``). Only ``error_response`` may come
 unsigned (Alipay does not sign failures raised before routing; such a request was not executed).
+
+Layout: ``_sign`` (RSA2 signatures, raw response scanning, notification forms), ``_wire`` (yuan
+amounts, times, references), ``_bill`` (bill archives), this module (the operations).
 """
 
 from __future__ import annotations
 
-import base64
-import csv
-import io
+import contextlib
+import dataclasses
 import json
 import re
-import time
-import zipfile
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime, timedelta, timezone
-from decimal import Decimal
-from functools import cached_property
-from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from datetime import date, datetime, tzinfo
+from typing import Any, ClassVar
 
 import requests
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import rsa
 
+from channels._cache import ProcessCache, fingerprint
+from channels.alipay import _sign, _wire
+from channels.alipay._bill import read_bill
 from channels.base import (
-    DEFAULT_TIMEOUT,
     Ack,
+    Bill,
+    BillNotReady,
     BillRow,
-    BillRowKind,
     ChannelAdapter,
     ChannelRejected,
     ChannelUnavailable,
@@ -60,24 +56,22 @@ from channels.base import (
     RefundRequest,
     RefundState,
     RefundStatus,
+    RevokeResult,
     SignatureInvalid,
     TradeState,
     TradeStatus,
+    check_amount,
+    map_status,
 )
 from channels.base import Notification as ChannelNotification
-
-CST = timezone(timedelta(hours=8), "UTC+08:00")  # Alipay's timestamps are Beijing time
-_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-_YUAN = re.compile(r"-?\d{1,12}(\.\d{1,2})?")
-_MAX_FEN = 100_000_000_00  # 100000000.00 yuan per trade
 
 _PRODUCT = {  # method -> (API, product_code)
     "app": ("alipay.trade.app.pay", "QUICK_MSECURITY_PAY"),
     "page": ("alipay.trade.page.pay", "FAST_INSTANT_TRADE_PAY"),
-    "h5": ("alipay.trade.wap.pay", "QUICK_WAP_WAY"),  # docs; python-alipay-sdk sends QUICK_WAP_PAY ⚠
+    "h5": ("alipay.trade.wap.pay", "QUICK_WAP_WAY"),  # per the docs; python-alipay-sdk sends QUICK_WAP_PAY
 }
 
-# §3.6. TRADE_CLOSED is resolved by _trade_status (it also means "paid, then fully refunded").
+# trade_status. TRADE_CLOSED is resolved by _trade_state (it also means "paid, then fully refunded").
 _TRADE_STATUS = {
     "WAIT_BUYER_PAY": TradeStatus.NOT_PAID,
     "TRADE_SUCCESS": TradeStatus.PAID,
@@ -85,16 +79,22 @@ _TRADE_STATUS = {
     "TRADE_CLOSED": TradeStatus.CLOSED,
 }
 
-# §3.3 result codes that mean "the channel said no" (anything else unknown raises Unavailable).
+# Result codes that mean "the channel said no" (anything else unknown raises Unavailable).
 _REJECTING_CODES = frozenset({"20001", "40001", "40002", "40004", "40006"})
 _UNKNOWN_SUB_CODES = frozenset({"ACQ.SYSTEM_ERROR", "isp.unknow-error", "aop.ACQ.SYSTEM_ERROR"})
 
-_CANCEL_ATTEMPTS = 5
+# alipay.trade.cancel action -> whether money had been taken and was given back.
+_CANCEL_ACTIONS = {"close": False, "refund": True}
 
-# §3.10 bill markers and headers
-_DETAIL_FIRST_LINE = "#支付宝业务明细查询"
-_LIST_START, _LIST_END = "业务明细列表", "业务明细列表结束"
-_BILL_KIND = {"交易": BillRowKind.PAYMENT, "退款": BillRowKind.REFUND}
+# An Alipay payment code: 16-24 digits starting 25-30 (WeChat's start 10-15).
+AUTH_CODE = re.compile(r"(2[5-9]|30)[0-9]{14,22}")
+
+# Words of isp.bill_not_exist's sub_msg that mean "not this day yet", not "no activity".
+_NOT_YET_WORDS = ("当日", "当月", "以后")
+_DOWNLOAD_CHUNK = 256 * 1024
+
+# Parsed keys per process and account, rebuilt when the PEM changes.
+_KEYS: ProcessCache[Any] = ProcessCache("alipay keys")
 
 
 class AlipayAdapter(ChannelAdapter):
@@ -102,7 +102,7 @@ class AlipayAdapter(ChannelAdapter):
 
     code = "alipay"
     methods = frozenset({"app", "page", "h5", "paycode"})
-    currencies = frozenset({"CNY"})
+    currencies = frozenset({_wire.CURRENCY})
 
     # --- payments ---------------------------------------------------------------------
     def prepay(self, req: PrepayRequest) -> PrepayResult:
@@ -119,15 +119,15 @@ class AlipayAdapter(ChannelAdapter):
         api, product_code = _PRODUCT[req.method]
         biz = {
             "out_trade_no": req.payment_no,
-            "total_amount": _yuan(req.amount),
+            "total_amount": _wire.yuan(req.amount),
             "subject": req.description[:256],
             "product_code": product_code,
-            "time_expire": _cst(req.expires_at),
+            "time_expire": _wire.cst(req.expires_at),
         }
         params = self._signed_params(
             api, biz, notify_url=req.notify_url, return_url=req.return_url if req.method != "app" else None
         )
-        encoded = _encode(params)
+        encoded = _wire.encode(params)
         if req.method == "app":
             client_params: dict[str, Any] = {"order_string": encoded}
         else:
@@ -141,7 +141,7 @@ class AlipayAdapter(ChannelAdapter):
 
     def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
         """``alipay.trade.query``; ``ACQ.TRADE_NOT_EXIST`` means "not opened yet", not an error."""
-        biz = _trade_ref(payment_no, channel_trade_no)
+        biz = _wire.trade_ref(payment_no, channel_trade_no)
         node = self._call("alipay.trade.query", biz)
         if _is_not_exist(node):
             return TradeState(
@@ -149,6 +149,7 @@ class AlipayAdapter(ChannelAdapter):
                 status=TradeStatus.NOT_FOUND,
                 channel_trade_no=channel_trade_no,
                 paid_amount=None,
+                currency=_wire.CURRENCY,
                 raw=node,
             )
         self._raise_for_code(node)
@@ -160,7 +161,7 @@ class AlipayAdapter(ChannelAdapter):
         """``alipay.trade.close``. A trade whose cashier the payer never opened does not exist at
         Alipay yet, so it cannot be closed: that answer (``ACQ.TRADE_NOT_EXIST``) is raised, not
         taken for a close, because the signed order string stays payable until its time_expire."""
-        node = self._call("alipay.trade.close", _trade_ref(payment_no, channel_trade_no))
+        node = self._call("alipay.trade.close", _wire.trade_ref(payment_no, channel_trade_no))
         if node.get("code") == "40004" and node.get("sub_code") == "ACQ.TRADE_STATUS_ERROR":
             # Already closed is fine; paid (or anything else) cannot be closed.
             state = self.query(payment_no=payment_no, channel_trade_no=channel_trade_no)
@@ -173,15 +174,14 @@ class AlipayAdapter(ChannelAdapter):
         """``alipay.trade.refund`` with ``out_request_no`` = refund_no, always.
 
         An explicit request number allows partial refunds and keeps "batch no = order no" in the
-        bill meaning "revocation" (§3.10). ``fund_change=N`` marks a repeat of a processed
-        request, which is confirmed by a refund query rather than treated as an error.
+        bill meaning "revocation". ``fund_change=N`` marks a repeat of a processed request, which
+        is confirmed by a refund query rather than treated as an error.
         """
-        if req.refund_no == req.payment_no:
-            raise ValueError("refund_no must differ from payment_no (see channel-protocols §3.10)")
+        self._check_refund_no(req)
         self._check_amount(req.amount, req.currency)
         biz = {
-            **_trade_ref(req.payment_no, req.channel_trade_no),
-            "refund_amount": _yuan(req.amount),
+            **_wire.trade_ref(req.payment_no, req.channel_trade_no),
+            "refund_amount": _wire.yuan(req.amount),
             "out_request_no": req.refund_no,
         }
         if req.reason:
@@ -197,7 +197,7 @@ class AlipayAdapter(ChannelAdapter):
                 status=RefundStatus.SUCCEEDED,
                 channel_refund_no=None,
                 amount=req.amount,
-                succeeded_at=_parse_time(node.get("gmt_refund_pay")),
+                succeeded_at=_wire.parse_time(node.get("gmt_refund_pay")),
                 raw=node,
             )
         if fund_change == "N":
@@ -215,6 +215,16 @@ class AlipayAdapter(ChannelAdapter):
             )
         raise ChannelUnavailable(f"unexpected fund_change {fund_change!r}", raw=node)
 
+    def refund_no_problem(self, *, refund_no: str, payment_no: str) -> str | None:
+        """``out_request_no``: at most 64 characters, and never the trade's own ``out_trade_no``
+        (Alipay would take it, but the bill could then not tell the refund from a revocation)."""
+        problem = super().refund_no_problem(refund_no=refund_no, payment_no=payment_no)
+        if problem is None and len(refund_no) > 64:
+            problem = "Alipay takes at most 64 characters"
+        if problem is None and refund_no == payment_no:
+            problem = "Alipay refund numbers must differ from the payment number (it would read as a revocation)"
+        return problem
+
     def query_refund(
         self,
         *,
@@ -229,7 +239,7 @@ class AlipayAdapter(ChannelAdapter):
         has not succeeded (yet): PROCESSING when Alipay echoes the request, NOT_FOUND otherwise.
         """
         biz = {
-            **_trade_ref(payment_no, channel_trade_no),
+            **_wire.trade_ref(payment_no, channel_trade_no),
             "out_request_no": refund_no,
             "query_options": ["gmt_refund_pay"],
         }
@@ -239,7 +249,7 @@ class AlipayAdapter(ChannelAdapter):
                 refund_no=refund_no, status=RefundStatus.NOT_FOUND, channel_refund_no=None, amount=None, raw=node
             )
         self._raise_for_code(node)
-        amount = _fen(node["refund_amount"]) if node.get("refund_amount") else None
+        amount = _wire.fen(node["refund_amount"]) if node.get("refund_amount") else None
         refund_status = node.get("refund_status")
         if refund_status == "REFUND_SUCCESS":
             status = RefundStatus.SUCCEEDED
@@ -254,23 +264,26 @@ class AlipayAdapter(ChannelAdapter):
             status=status,
             channel_refund_no=None,
             amount=amount,
-            succeeded_at=_parse_time(node.get("gmt_refund_pay")) if status is RefundStatus.SUCCEEDED else None,
+            succeeded_at=_wire.parse_time(node.get("gmt_refund_pay")) if status is RefundStatus.SUCCEEDED else None,
             raw=node,
         )
 
     # --- notifications ----------------------------------------------------------------
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> ChannelNotification:
-        """Verify the form (§3.5: all fields but sign/sign_type, empty values kept), then read it."""
-        fields, charset = _parse_form(body)
-        sign = fields.pop("sign", None)
-        sign_type = fields.pop("sign_type", None)
+        """Verify the form (all fields but sign/sign_type, empty values kept), then read it.
+
+        Alipay's notification is a form body; no header carries anything to verify.
+        """
+        fields, charset = _sign.parse_form(body)
+        sign = fields.get("sign")
+        sign_type = fields.get("sign_type")
         if not sign:
             raise SignatureInvalid("notification has no sign")
         if sign_type not in (None, "RSA2"):
             raise SignatureInvalid(f"unsupported sign_type {sign_type!r}")
-        content = "&".join(f"{k}={fields[k]}" for k in sorted(fields))
-        if not self._verify(content.encode(charset), sign):
+        if not _sign.verify(self._alipay_public_key, _sign.notification_string(fields).encode(charset), sign):
             raise SignatureInvalid("notification signature does not verify")
+        fields = {k: v for k, v in fields.items() if k not in ("sign", "sign_type")}
         # Authentic; now make sure it is about our application and our seller.
         if fields.get("app_id") != self._app_id:
             raise SignatureInvalid("notification is for another app_id", code="APP_ID_MISMATCH")
@@ -302,7 +315,7 @@ class AlipayAdapter(ChannelAdapter):
                 status=RefundStatus.SUCCEEDED,
                 channel_refund_no=None,
                 amount=None,
-                succeeded_at=_parse_time(fields.get("gmt_refund")),
+                succeeded_at=_wire.parse_time(fields.get("gmt_refund")),
                 raw=raw,
             )
         return ChannelNotification(
@@ -321,51 +334,78 @@ class AlipayAdapter(ChannelAdapter):
         return Ack(status=200, body=b"success" if ok else b"fail")
 
     # --- bills ------------------------------------------------------------------------
-    def fetch_bill(self, bill_date: date) -> Iterator[BillRow]:
-        """Daily ``trade`` bill: ask for the download URL, fetch the zip, parse the detail CSV."""
+    bill_timezone: ClassVar[tzinfo] = _wire.CST  # the bill day is a Beijing (UTC+8) day
+
+    def fetch_bill(self, bill_date: date) -> Bill:
+        """Daily ``trade`` bill (Beijing day): ask for the download URL at once (so "not ready"
+        raises here), then stream the zip and parse the detail CSV row by row as it is read.
+
+        ``isp.bill_not_exist`` means either "no activity that day" (an empty bill) or "that day
+        has not ended yet" (``BillNotReady``); Alipay tells them apart only in ``sub_msg``, which
+        names the day (当日 / 当月) in the second case."""
         node = self._call(
             "alipay.data.dataservice.bill.downloadurl.query", {"bill_type": "trade", "bill_date": bill_date.isoformat()}
         )
         if node.get("code") == "40004" and node.get("sub_code") == "isp.bill_not_exist":
-            return iter(())
+            if any(word in str(node.get("sub_msg") or "") for word in _NOT_YET_WORDS):
+                raise BillNotReady(f"alipay bill {bill_date} not ready: {node.get('sub_msg')}", code="BILL_NOT_READY")
+            return Bill.empty(channel=self.code, bill_date=bill_date, bill_type="trade")
         self._raise_for_code(node)
         url = node.get("bill_download_url")
         if not url:
             raise ChannelUnavailable("no bill_download_url in the answer", raw=node)
-        try:
-            resp = self.http.get(url, timeout=DEFAULT_TIMEOUT)
-        except requests.RequestException as exc:
-            raise ChannelUnavailable(f"bill download failed: {type(exc).__name__}") from exc
-        if resp.status_code != 200:
-            raise ChannelUnavailable(f"bill download answered HTTP {resp.status_code}")
-        return iter(parse_bill_zip(resp.content))
+
+        def rows(bill: Bill) -> Iterator[BillRow]:
+            try:
+                resp = self.http.get(url, timeout=self.timeout, stream=True)
+            except requests.RequestException as exc:
+                raise ChannelUnavailable(f"bill download failed: {type(exc).__name__}") from exc
+            with contextlib.closing(resp):
+                if resp.status_code != 200:
+                    raise ChannelUnavailable(f"bill download answered HTTP {resp.status_code}")
+                try:
+                    yield from read_bill(bill, resp.iter_content(_DOWNLOAD_CHUNK))
+                except requests.RequestException as exc:
+                    raise ChannelUnavailable(f"bill download broke off: {type(exc).__name__}") from exc
+
+        return Bill(channel=self.code, bill_date=bill_date, bill_type="trade", rows=rows)
 
     # --- payment code -----------------------------------------------------------------
     def charge(self, req: ChargeRequest) -> TradeState:
-        """``alipay.trade.pay`` scene ``bar_code`` (§3.8)."""
+        """``alipay.trade.pay`` scene ``bar_code``: PAID (``10000``), USER_PAYING (``10003``, the payer
+        confirms; follow with ``query_charge``). ``ChannelRejected`` with Alipay's ``sub_code`` on a
+        definite failure (``40004``: invalid or expired code, balance not enough...);
+        ``ChannelUnavailable`` when the outcome is unknown (``20000``, ``ACQ.SYSTEM_ERROR``,
+        timeouts, 5xx, unreadable or unverifiable answers). ``ACQ.TRADE_HAS_SUCCESS`` is read back."""
         self._check_amount(req.amount, req.currency)
+        if not isinstance(req.auth_code, str) or not AUTH_CODE.fullmatch(req.auth_code):
+            raise ChannelRejected(
+                "not an Alipay payment code (16-24 digits starting 25-30)", code="ACQ.PAYMENT_AUTH_CODE_INVALID"
+            )
         biz = {
             "out_trade_no": req.payment_no,
             "scene": "bar_code",
             "auth_code": req.auth_code,
             "subject": req.description[:256],
-            "total_amount": _yuan(req.amount),
+            "total_amount": _wire.yuan(req.amount),
             "product_code": "FACE_TO_FACE_PAYMENT",
         }
         if req.expires_at is not None:
-            biz["time_expire"] = _cst(req.expires_at)
+            biz["time_expire"] = _wire.cst(req.expires_at)
         node = self._call("alipay.trade.pay", biz)
         code = node.get("code")
         if code == "10000":
             if node.get("out_trade_no") not in (None, req.payment_no):
                 raise ChannelUnavailable("alipay answered about another trade", raw=node)
+            if not node.get("total_amount"):
+                raise ChannelUnavailable("paid trade.pay answer without total_amount", raw=node)
             return TradeState(
                 payment_no=req.payment_no,
                 status=TradeStatus.PAID,
                 channel_trade_no=node.get("trade_no") or None,
-                paid_amount=_fen(node["total_amount"]) if node.get("total_amount") else None,
-                currency="CNY",
-                paid_at=_parse_time(node.get("gmt_payment")),
+                paid_amount=_wire.fen(node["total_amount"]),
+                currency=_wire.CURRENCY,
+                paid_at=_wire.parse_time(node.get("gmt_payment")),
                 raw=node,
             )
         if code == "10003":
@@ -374,45 +414,48 @@ class AlipayAdapter(ChannelAdapter):
                 status=TradeStatus.USER_PAYING,
                 channel_trade_no=node.get("trade_no") or None,
                 paid_amount=None,
-                currency="CNY",
+                currency=_wire.CURRENCY,
                 raw=node,
             )
         if code == "40004" and node.get("sub_code") == "ACQ.TRADE_HAS_SUCCESS":
-            return self.query(payment_no=req.payment_no)
+            return self.query_charge(payment_no=req.payment_no)
         self._raise_for_code(node)
         raise ChannelUnavailable(f"unexpected trade.pay code {code!r}", raw=node)
 
-    def revoke(self, *, payment_no: str, channel_trade_no: str | None = None) -> TradeStatus:
-        """``alipay.trade.cancel``, called again while Alipay answers ``retry_flag=Y``.
+    def query_charge(self, *, payment_no: str, channel_trade_no: str | None = None) -> TradeState:
+        """``alipay.trade.query`` for a bar-code trade: TRADE_SUCCESS/TRADE_FINISHED -> PAID,
+        WAIT_BUYER_PAY -> NOT_PAID and ``ACQ.TRADE_NOT_EXIST`` -> NOT_FOUND (both "still waiting"
+        to the caller), TRADE_CLOSED -> CLOSED (a cancelled trade; ``raw`` shows whether it had
+        been paid and refunded)."""
+        state = self.query(payment_no=payment_no, channel_trade_no=channel_trade_no)
+        if state.raw.get("trade_status") == "TRADE_CLOSED":
+            return dataclasses.replace(state, status=TradeStatus.CLOSED, paid_amount=None, paid_at=None)
+        return state
 
-        ``action=close``: the trade was unpaid and is closed; ``action=refund``: it was paid and
-        is fully refunded, i.e. revoked.
+    def revoke(self, *, payment_no: str, channel_trade_no: str | None = None) -> RevokeResult:
+        """One ``alipay.trade.cancel`` call; ``retry_flag=Y`` is ``retry=True`` (the caller calls
+        again, this method never loops). ``action=close``: the unpaid trade is closed;
+        ``action=refund``: it had been paid and is refunded in full. No action: the trade is
+        unknown or the call failed, so the trade is queried to tell which.
         """
-        biz = _trade_ref(payment_no, channel_trade_no)
-        interval = float(self.config.options.get("cancel_retry_interval", 1.0))
-        node: dict[str, Any] = {}
-        for attempt in range(_CANCEL_ATTEMPTS):
-            if attempt:
-                time.sleep(interval)
-            node = self._call("alipay.trade.cancel", biz)
-            code = node.get("code")
-            if code == "20000" or node.get("sub_code") in _UNKNOWN_SUB_CODES:
-                continue
-            self._raise_for_code(node)
-            if node.get("retry_flag") == "Y":
-                continue
-            action = node.get("action")
-            if action == "close":
-                return TradeStatus.CLOSED
-            if action == "refund":
-                return TradeStatus.REVOKED
-            if action:
-                raise ChannelUnavailable(f"unknown cancel action {action!r}", raw=node)
-            state = self.query(payment_no=payment_no, channel_trade_no=channel_trade_no)
-            if state.status in (TradeStatus.NOT_FOUND, TradeStatus.CLOSED):
-                return TradeStatus.CLOSED
-            raise ChannelUnavailable("cancel answered without action; trade state unclear", raw=node)
-        raise ChannelUnavailable("alipay still asks to retry the cancel", raw=node)
+        node = self._call("alipay.trade.cancel", _wire.trade_ref(payment_no, channel_trade_no))
+        retry = node.get("retry_flag") == "Y"
+        if node.get("code") == "20000" or node.get("sub_code") in _UNKNOWN_SUB_CODES:
+            if retry:
+                return RevokeResult(done=False, retry=True, refunded=False, raw=node)
+            self._raise_for_code(node)  # raises ChannelUnavailable: the outcome is unknown
+        self._raise_for_code(node)  # a definite refusal raises ChannelRejected with Alipay's sub_code
+        if retry:
+            return RevokeResult(done=False, retry=True, refunded=False, raw=node)
+        action = node.get("action")
+        if action in _CANCEL_ACTIONS:
+            return RevokeResult(done=True, retry=False, refunded=_CANCEL_ACTIONS[action], raw=node)
+        if action:
+            raise ChannelUnavailable(f"unknown cancel action {action!r}", raw=node)
+        state = self.query_charge(payment_no=payment_no, channel_trade_no=channel_trade_no)
+        if state.status in (TradeStatus.NOT_FOUND, TradeStatus.CLOSED):
+            return RevokeResult(done=True, retry=False, refunded=False, raw={"cancel": node, "trade": state.raw})
+        raise ChannelUnavailable("cancel answered without action; trade state unclear", raw=node)
 
     # --- wire -------------------------------------------------------------------------
     @property
@@ -424,56 +467,43 @@ class AlipayAdapter(ChannelAdapter):
         base = self.config.base_url.rstrip("/")
         return base if base.endswith("/gateway.do") else f"{base}/gateway.do"
 
-    @cached_property
+    @property
     def _private_key(self) -> rsa.RSAPrivateKey:
-        key = serialization.load_pem_private_key(
-            _pem(self.config.credentials["app_private_key"], "PRIVATE KEY"), password=None
+        """Parsed and validated once per process and key (a full RSA check costs tens of ms)."""
+        pem = self.config.credentials["app_private_key"]
+        return _KEYS.get(
+            ("app_private_key", self.config.account_id), fingerprint(pem), lambda: _sign.load_private_key(pem)
         )
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise TypeError("app_private_key is not an RSA key")
-        return key
 
-    @cached_property
+    @property
     def _alipay_public_key(self) -> rsa.RSAPublicKey:
-        key = serialization.load_pem_public_key(_pem(self.config.options["alipay_public_key"], "PUBLIC KEY"))
-        if not isinstance(key, rsa.RSAPublicKey):
-            raise TypeError("alipay_public_key is not an RSA key")
-        return key
-
-    def _sign(self, content: bytes) -> str:
-        signature = self._private_key.sign(content, padding.PKCS1v15(), hashes.SHA256())
-        return base64.b64encode(signature).decode("ascii")
-
-    def _verify(self, content: bytes, sign: str) -> bool:
-        try:
-            signature = base64.b64decode(sign, validate=True)
-            self._alipay_public_key.verify(signature, content, padding.PKCS1v15(), hashes.SHA256())
-        except (InvalidSignature, ValueError):
-            return False
-        return True
+        pem = self.config.options["alipay_public_key"]
+        return _KEYS.get(
+            ("alipay_public_key", self.config.account_id), fingerprint(pem), lambda: _sign.load_public_key(pem)
+        )
 
     def _signed_params(
         self, api: str, biz: Mapping[str, Any], *, notify_url: str | None = None, return_url: str | None = None
     ) -> dict[str, str]:
-        """Common parameters + biz_content, signed per §3.2 (empty values dropped, sign_type kept)."""
+        """Common parameters + biz_content, signed (empty values dropped, sign_type kept)."""
         params = {
             "app_id": self._app_id,
             "method": api,
             "format": "JSON",
             "charset": "utf-8",
             "sign_type": "RSA2",
-            "timestamp": self._now().strftime(_TIME_FORMAT),
+            "timestamp": self._now().strftime(_wire.TIME_FORMAT),
             "version": "1.0",
             "notify_url": notify_url or "",
             "return_url": return_url or "",
             "biz_content": json.dumps(biz, ensure_ascii=False, separators=(",", ":")),
         }
         params = {k: v for k, v in params.items() if v != ""}
-        params["sign"] = self._sign(_signing_string(params).encode("utf-8"))
+        params["sign"] = _sign.sign(self._private_key, _sign.signing_string(params).encode("utf-8"))
         return params
 
     def _now(self) -> datetime:
-        return datetime.now(CST)
+        return datetime.now(_wire.CST)
 
     def _call(self, api: str, biz: Mapping[str, Any]) -> dict[str, Any]:
         """POST one API call; return the verified ``…_response`` (or ``error_response``) node."""
@@ -481,9 +511,9 @@ class AlipayAdapter(ChannelAdapter):
         try:
             resp = self.http.post(
                 self._gateway,
-                data=_encode(params).encode("ascii"),
+                data=_wire.encode(params).encode("ascii"),
                 headers={"Content-Type": "application/x-www-form-urlencoded;charset=utf-8"},
-                timeout=DEFAULT_TIMEOUT,
+                timeout=self.timeout,
             )
         except requests.RequestException as exc:
             raise ChannelUnavailable(f"{api}: {type(exc).__name__}") from exc
@@ -492,9 +522,9 @@ class AlipayAdapter(ChannelAdapter):
         return self._verified_node(api, resp.content)
 
     def _verified_node(self, api: str, body: bytes) -> dict[str, Any]:
-        """Find the response node's raw text, verify it, and only then decode it (§3.3)."""
+        """Find the response node's raw text, verify it, and only then decode it."""
         try:
-            members = _top_level_members(body.decode("utf-8"))
+            members = _sign.top_level_members(body.decode("utf-8"))
         except ValueError as exc:
             raise ChannelUnavailable(f"{api}: unreadable response ({exc})") from None
         name = api.replace(".", "_") + "_response"
@@ -509,10 +539,16 @@ class AlipayAdapter(ChannelAdapter):
             if not is_error:
                 raise ChannelUnavailable(f"{api}: unsigned response")  # outcome unknown
         else:
-            sign = json.loads(sign_raw)
-            if not isinstance(sign, str) or not self._verify(raw_node.encode("utf-8"), sign):
+            try:
+                sign = json.loads(sign_raw)
+            except ValueError:
+                sign = None
+            if not isinstance(sign, str) or not _sign.verify(self._alipay_public_key, raw_node.encode("utf-8"), sign):
                 raise ChannelUnavailable(f"{api}: response signature does not verify", code="SIGNATURE_INVALID")
-        node = json.loads(raw_node)
+        try:
+            node = json.loads(raw_node)
+        except ValueError:
+            raise ChannelUnavailable(f"{api}: response node is not JSON") from None
         if not isinstance(node, dict):
             raise ChannelUnavailable(f"{api}: response node is not an object")
         if is_error and node.get("code") == "10000":
@@ -534,72 +570,14 @@ class AlipayAdapter(ChannelAdapter):
 
     @staticmethod
     def _check_amount(amount: int, currency: str) -> None:
-        if currency != "CNY":
+        if currency != _wire.CURRENCY:
             raise NotSupported(f"alipay takes CNY only, not {currency}")
-        if not 0 < amount <= _MAX_FEN:
-            raise ValueError(f"alipay amount out of range: {amount}")
-
-
-# --- helpers ------------------------------------------------------------------------------
-def _signing_string(params: Mapping[str, str]) -> str:
-    return "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "sign" and params[k] != "")
-
-
-def _encode(params: Mapping[str, str]) -> str:
-    """Sorted ``k=v`` pairs URL-encoded (``quote_plus``), ``sign`` last, as the SDKs print them."""
-    keys = sorted(k for k in params if k != "sign") + (["sign"] if "sign" in params else [])
-    return urlencode([(k, params[k]) for k in keys], encoding="utf-8")
-
-
-def _pem(value: str, kind: str) -> bytes:
-    """Accept PEM, or the bare Base64 body Alipay's key tools print (PKCS#8 / X.509 SPKI)."""
-    text = value.strip()
-    if not text.startswith("-----BEGIN"):
-        body = "\n".join(text[i : i + 64] for i in range(0, len(text), 64))
-        text = f"-----BEGIN {kind}-----\n{body}\n-----END {kind}-----\n"
-    return text.encode("ascii")
-
-
-def _trade_ref(payment_no: str | None, channel_trade_no: str | None) -> dict[str, str]:
-    if channel_trade_no:
-        return {"trade_no": channel_trade_no}  # trade_no wins at Alipay anyway
-    if payment_no:
-        return {"out_trade_no": payment_no}
-    raise ValueError("payment_no or channel_trade_no is required")
+        if check_amount(amount) > _wire.MAX_FEN:
+            raise ChannelRejected(f"alipay takes at most 100000000.00 yuan, not {amount} fen", code="INVALID_AMOUNT")
 
 
 def _is_not_exist(node: Mapping[str, Any]) -> bool:
     return node.get("code") == "40004" and node.get("sub_code") == "ACQ.TRADE_NOT_EXIST"
-
-
-def _yuan(fen: int) -> str:
-    """Exact fen -> yuan string with two decimals (§3.9)."""
-    return f"{Decimal(fen) / 100:.2f}"
-
-
-def _fen(yuan: str) -> int:
-    """Exact yuan string -> fen; rejects anything that is not a plain 2-decimal number."""
-    text = str(yuan).strip()
-    if not _YUAN.fullmatch(text):
-        raise ChannelUnavailable(f"unreadable amount {yuan!r}")
-    return int(Decimal(text) * 100)
-
-
-def _cst(moment: datetime) -> str:
-    if moment.tzinfo is None:
-        raise ValueError("expires_at must be timezone-aware")
-    return moment.astimezone(CST).strftime(_TIME_FORMAT)
-
-
-def _parse_time(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    for fmt in (_TIME_FORMAT, _TIME_FORMAT + ".%f"):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=CST)
-        except ValueError:
-            continue
-    raise ChannelUnavailable(f"unreadable time {value!r}")
 
 
 def _was_paid(fields: Mapping[str, Any]) -> bool:
@@ -607,218 +585,25 @@ def _was_paid(fields: Mapping[str, Any]) -> bool:
     if fields.get("send_pay_date") or fields.get("gmt_payment") or fields.get("refund_fee"):
         return True
     for name in ("buyer_pay_amount", "receipt_amount"):
-        if fields.get(name) and _fen(fields[name]) > 0:
+        if fields.get(name) and _wire.fen(fields[name]) > 0:
             return True
     return False
 
 
 def _trade_state(fields: Mapping[str, Any], *, paid_at_field: str) -> TradeState:
     trade_status = fields.get("trade_status")
-    try:
-        status = _TRADE_STATUS[trade_status]
-    except KeyError:
-        raise ChannelUnavailable(f"unknown trade_status {trade_status!r}", raw=dict(fields)) from None
+    status = map_status(_TRADE_STATUS, trade_status, what="alipay trade_status", raw=dict(fields))
     if trade_status == "TRADE_CLOSED" and _was_paid(fields):
         status = TradeStatus.PAID  # paid, then fully refunded: the payment did happen
     paid = status is TradeStatus.PAID
+    if paid and not fields.get("total_amount"):
+        raise ChannelUnavailable("paid alipay trade without total_amount", raw=dict(fields))
     return TradeState(
         payment_no=fields.get("out_trade_no", ""),
         status=status,
         channel_trade_no=fields.get("trade_no") or None,
-        paid_amount=_fen(fields["total_amount"]) if paid and fields.get("total_amount") else None,
-        currency="CNY",
-        paid_at=_parse_time(fields.get(paid_at_field)) if paid else None,
+        paid_amount=_wire.fen(fields["total_amount"]) if paid else None,
+        currency=_wire.CURRENCY,
+        paid_at=_wire.parse_time(fields.get(paid_at_field)) if paid else None,
         raw=dict(fields),
-    )
-
-
-def _parse_form(body: bytes) -> tuple[dict[str, str], str]:
-    """URL-decode a notification form in the charset it declares (also the charset that was signed).
-
-    Repeated keys are refused: which one was signed would be ambiguous.
-    """
-    try:
-        text = body.decode("ascii")
-    except UnicodeDecodeError:
-        raise SignatureInvalid("notification body is not URL-encoded") from None
-    charset = "utf-8"
-    for key, value in parse_qsl(text, keep_blank_values=True, encoding="latin-1"):
-        if key == "charset" and value:
-            charset = value.lower()
-    if charset in ("gbk", "gb2312"):
-        charset = "gb18030"
-    try:
-        pairs = parse_qsl(text, keep_blank_values=True, encoding=charset, errors="strict")
-    except (LookupError, UnicodeDecodeError):
-        raise SignatureInvalid(f"notification not decodable as {charset}") from None
-    fields: dict[str, str] = {}
-    for key, value in pairs:
-        if key in fields:
-            raise SignatureInvalid(f"notification repeats field {key!r}")
-        fields[key] = value
-    return fields, charset
-
-
-# --- raw JSON scanning (§3.3: the signed text is the node exactly as sent) --------------------
-_WS = " \t\r\n"
-
-
-def _skip_ws(text: str, i: int) -> int:
-    while i < len(text) and text[i] in _WS:
-        i += 1
-    return i
-
-
-def _scan_string(text: str, i: int) -> int:
-    """``text[i]`` is an opening quote; return the index after the closing one."""
-    i += 1
-    while i < len(text):
-        ch = text[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == '"':
-            return i + 1
-        i += 1
-    raise ValueError("unterminated string")
-
-
-def _scan_value(text: str, i: int) -> int:
-    """Return the index just past the JSON value starting at ``text[i]`` (no decoding)."""
-    if i >= len(text):
-        raise ValueError("value expected")
-    ch = text[i]
-    if ch == '"':
-        return _scan_string(text, i)
-    if ch in "{[":
-        depth = 0
-        while i < len(text):
-            ch = text[i]
-            if ch == '"':
-                i = _scan_string(text, i)
-                continue
-            if ch in "{[":
-                depth += 1
-            elif ch in "}]":
-                depth -= 1
-                if depth == 0:
-                    return i + 1
-            i += 1
-        raise ValueError("unbalanced brackets")
-    j = i
-    while j < len(text) and text[j] not in ",}]" + _WS:
-        j += 1
-    if j == i:
-        raise ValueError("value expected")
-    return j
-
-
-def _top_level_members(text: str) -> dict[str, str]:
-    """Map each top-level key to the raw text of its value, as sent; duplicates are refused."""
-    members: dict[str, str] = {}
-    i = _skip_ws(text, 0)
-    if i >= len(text) or text[i] != "{":
-        raise ValueError("not a JSON object")
-    i = _skip_ws(text, i + 1)
-    if i < len(text) and text[i] == "}":
-        return members
-    while True:
-        if i >= len(text) or text[i] != '"':
-            raise ValueError("key expected")
-        end = _scan_string(text, i)
-        key = json.loads(text[i:end])
-        i = _skip_ws(text, end)
-        if i >= len(text) or text[i] != ":":
-            raise ValueError("colon expected")
-        start = _skip_ws(text, i + 1)
-        end = _scan_value(text, start)
-        if key in members:
-            raise ValueError(f"duplicate member {key!r}")
-        members[key] = text[start:end]
-        i = _skip_ws(text, end)
-        if i < len(text) and text[i] == ",":
-            i = _skip_ws(text, i + 1)
-            continue
-        if i < len(text) and text[i] == "}":
-            if _skip_ws(text, i + 1) != len(text):
-                raise ValueError("trailing data")
-            return members
-        raise ValueError("comma or closing brace expected")
-
-
-# --- bill parsing (§3.10) ---------------------------------------------------------------------
-def parse_bill_zip(content: bytes) -> list[BillRow]:
-    """Rows of the detail CSV inside an Alipay ``trade`` bill zip, found by its first line."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(content))
-        texts = [archive.read(info).decode("gb18030") for info in archive.infolist() if not info.is_dir()]
-    except (zipfile.BadZipFile, UnicodeDecodeError, KeyError) as exc:
-        raise ChannelUnavailable(f"unreadable bill archive: {type(exc).__name__}") from None
-    for text in texts:
-        if text.lstrip("\ufeff").splitlines()[:1] == [_DETAIL_FIRST_LINE]:
-            return parse_bill_detail(text)
-    raise ChannelUnavailable("bill archive has no detail file")
-
-
-def parse_bill_detail(text: str) -> list[BillRow]:
-    """Parse the decoded detail CSV: header after the list marker, data up to the end marker."""
-    lines = text.lstrip("\ufeff").splitlines()
-    header: list[str] | None = None
-    in_list = False
-    data: list[str] = []
-    for line in lines:
-        if line.startswith("#"):
-            if _LIST_END in line:
-                break
-            if _LIST_START in line:
-                in_list = True
-            continue
-        if not in_list or not line.strip():
-            continue
-        if header is None:
-            header = [cell.strip() for cell in next(csv.reader([line]))]
-        else:
-            data.append(line)
-    if header is None:
-        raise ChannelUnavailable("bill detail has no header")
-    rows = []
-    for cells in csv.reader(data):
-        record = dict(zip(header, (cell.strip() for cell in cells), strict=False))
-        rows.append(_bill_row(record))
-    return rows
-
-
-def _bill_row(record: dict[str, str]) -> BillRow:
-    def cell(*names: str) -> str:
-        for name in names:
-            if record.get(name):
-                return record[name]
-        return ""
-
-    business = cell("业务类型")
-    try:
-        kind = _BILL_KIND[business]
-    except KeyError:
-        raise ChannelUnavailable(f"unknown 业务类型 {business!r} in bill", raw=record) from None
-    payment_no = cell("商户订单号")
-    request_no = cell("退款批次号/请求号") or None
-    if kind is BillRowKind.REFUND and request_no == payment_no:
-        kind = BillRowKind.REVOKED  # paycore never refunds with out_request_no = out_trade_no
-    amount = abs(_fen(cell("订单金额（元）", "订单金额(元)") or "0"))
-    fee_text = cell("服务费（元）", "服务费(元)")
-    fee = None
-    if fee_text:
-        # Shown negative in the samples seen ⚠: a payment is always charged, a refund returns it.
-        fee = abs(_fen(fee_text)) * (1 if kind is BillRowKind.PAYMENT else -1)
-    return BillRow(
-        kind=kind,
-        payment_no=payment_no,
-        channel_trade_no=cell("支付宝交易号"),
-        amount=amount,
-        currency="CNY",
-        occurred_at=_parse_time(cell("完成时间", "创建时间") or None),
-        refund_no=request_no if kind is not BillRowKind.PAYMENT else None,
-        fee=fee,
-        status=business,
-        raw=record,
     )

@@ -1,6 +1,6 @@
 """Partner loyalty points: HMAC-signed deductions from a bound points account.
 
-Wire protocol: channel-protocols.md §5, paycore's own generic pattern (no vendor specification
+Wire protocol: paycore's own generic pattern for partner points (no vendor specification
 applies; a real partner's field names would be mapped here and nowhere else).
 
 Account keys read from ``AccountConfig``:
@@ -55,33 +55,31 @@ positive integer, the times RFC 3339. A statement for date D lists the records t
 
 from __future__ import annotations
 
-import csv
-import hashlib
-import hmac
-import io
+import contextlib
 import json
-import re
 import secrets
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 import requests
 
 from channels.base import (
-    DEFAULT_TIMEOUT,
+    AccountConfig,
     Ack,
+    Bill,
+    BillNotReady,
     BillRow,
-    BillRowKind,
     ChannelAdapter,
+    ChannelError,
     ChannelRejected,
     ChannelUnavailable,
     Notification,
     NotificationKind,
+    NotSupported,
     PrepayRequest,
     PrepayResult,
     RefundRequest,
@@ -90,26 +88,14 @@ from channels.base import (
     SignatureInvalid,
     TradeState,
     TradeStatus,
+    check_amount,
+    map_status,
+    trade_ref_required,
 )
-
-TIMESTAMP_WINDOW_SECONDS = 300
-NONCE_TTL_SECONDS = 600
-
-STATEMENT_COLUMNS: tuple[str, ...] = (
-    "type",
-    "request_no",
-    "deduction_id",
-    "refund_request_no",
-    "refund_id",
-    "points",
-    "status",
-    "created_at",
-    "completed_at",
-)
-
-_NONCE_RE = re.compile(r"[0-9a-f]{16,32}")
-_TIMESTAMP_RE = re.compile(r"[0-9]{1,12}")
-_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+from channels.points import _sign
+from channels.points._statement import read_statement, verify_streamed
+from channels.points._wire import parse_time, points_field, to_minor, to_points, unreadable
+from paycore import money
 
 _DEDUCTION_STATUS: dict[str, TradeStatus] = {
     "PROCESSING": TradeStatus.NOT_PAID,
@@ -121,8 +107,7 @@ _REFUND_STATUS: dict[str, RefundStatus] = {
     "SUCCESS": RefundStatus.SUCCEEDED,
     "FAILED": RefundStatus.FAILED,
 }
-_STATEMENT_KIND: dict[str, BillRowKind] = {"DEDUCTION": BillRowKind.PAYMENT, "REFUND": BillRowKind.REFUND}
-_STATEMENT_STATUSES = frozenset({"PROCESSING", "SUCCESS", "FAILED"})
+
 
 # 4xx error codes that mean "the partner definitely did not do it". Any other code on a 4xx
 # reply is treated as an unknown outcome rather than guessed to be a rejection.
@@ -147,34 +132,6 @@ _REJECTION_CODES = frozenset(
 _NOT_FOUND_CODES = frozenset({"DEDUCTION_NOT_FOUND", "REFUND_NOT_FOUND"})
 
 
-class _NonceCache:
-    """Nonces seen per app id in the last ``ttl`` seconds, shared by every adapter instance.
-
-    Adapters are built per call, so the cache lives at module level. It is per process: a
-    replay to another worker is still caught by paycore's own dedupe of callback ids, and a
-    replayed *response* cannot arrive on a connection we did not open.
-    """
-
-    def __init__(self, ttl: float) -> None:
-        self._ttl = ttl
-        self._seen: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def add(self, app_id: str, nonce: str, now: float) -> bool:
-        """Record a nonce; ``False`` if it was already seen within the ttl."""
-        with self._lock:
-            if len(self._seen) > 1024:
-                self._seen = {k: exp for k, exp in self._seen.items() if exp > now}
-            expires = self._seen.get((app_id, nonce))
-            if expires is not None and expires > now:
-                return False
-            self._seen[(app_id, nonce)] = now + self._ttl
-            return True
-
-
-_SEEN_NONCES = _NonceCache(NONCE_TTL_SECONDS)
-
-
 @dataclass(frozen=True, slots=True)
 class PointsBalance:
     binding_id: str
@@ -183,47 +140,15 @@ class PointsBalance:
     raw: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _string_to_sign(method: str, path_and_query: str, timestamp: str, nonce: str, body: bytes) -> str:
-    return f"{method}\n{path_and_query}\n{timestamp}\n{nonce}\n{hashlib.sha256(body).hexdigest()}\n"
+def _account_currency(config: AccountConfig) -> str:
+    currency = config.options.get("currency") or "CNY"
+    if not isinstance(currency, str) or not money.is_currency(currency):
+        raise ChannelError(f"points: options.currency {currency!r} is not an ISO 4217 code", code="CONFIG")
+    return currency
 
 
-def _sign(secret: str, method: str, path_and_query: str, timestamp: str, nonce: str, body: bytes) -> str:
-    message = _string_to_sign(method, path_and_query, timestamp, nonce, body)
-    return hmac.new(secret.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).hexdigest()
-
-
-def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Lower-cased header names; also accepts Django ``META``-style names (``HTTP_X_NONCE``)."""
-    out: dict[str, str] = {}
-    for name, value in headers.items():
-        key = name.lower()
-        if key.startswith("http_"):
-            key = key[5:].replace("_", "-")
-        out[key] = value
-    return out
-
-
-def _unreadable(what: str) -> ChannelUnavailable:
-    return ChannelUnavailable(f"points: unreadable reply ({what})", code="UNREADABLE_REPLY")
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if value in (None, ""):
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value))
-    except ValueError:
-        raise _unreadable(f"time {value!r}") from None
-    if parsed.tzinfo is None:
-        raise _unreadable(f"time without offset {value!r}")
-    return parsed
-
-
-def _points_field(obj: Mapping[str, Any], name: str) -> int:
-    value = obj.get(name)
-    if type(value) is not int or value < 0:  # bool is not a points amount either
-        raise _unreadable(f"{name}={value!r}")
-    return value
+_DOWNLOAD_CHUNK = 256 * 1024
+_BILL_ZONE = timezone(timedelta(hours=8))  # the partner's statement day
 
 
 class PointsAdapter(ChannelAdapter):
@@ -231,9 +156,13 @@ class PointsAdapter(ChannelAdapter):
 
     code: ClassVar[str] = "points"
     methods: ClassVar[frozenset[str]] = frozenset({"points"})
-    currencies: ClassVar[frozenset[str] | None] = None
-    # (connect, read) seconds; an attribute so a test can shorten it instead of waiting 15 s.
-    timeout: tuple[float, float] = DEFAULT_TIMEOUT
+    # The partner prices points in one currency: CNY unless options ``currency`` says otherwise.
+    currencies: ClassVar[frozenset[str] | None] = frozenset({"CNY"})
+
+    @classmethod
+    def priced_currencies(cls, config: AccountConfig) -> frozenset[str] | None:
+        """Exactly the account's ``options.currency`` (default CNY): points have no other price."""
+        return frozenset({_account_currency(config)})
 
     # --- configuration ------------------------------------------------------------------
     @property
@@ -244,12 +173,19 @@ class PointsAdapter(ChannelAdapter):
     def _rate(self) -> int:
         rate = self.config.options.get("points_per_minor_unit", 1)
         if type(rate) is not int or rate <= 0:
-            raise ValueError("points: options.points_per_minor_unit must be a positive int")
+            raise ChannelError("points: options.points_per_minor_unit must be a positive int", code="CONFIG")
         return rate
 
     @property
     def _currency(self) -> str:
-        return str(self.config.options.get("currency", "CNY"))
+        return _account_currency(self.config)
+
+    def _check_currency(self, currency: str) -> None:
+        """Points are priced in the account's currency only; anything else is refused, never relabelled."""
+        if currency != self._currency:
+            raise ChannelRejected(
+                f"points: the partner prices {self._currency}, not {currency!r}", code="CURRENCY_NOT_SUPPORTED"
+            )
 
     def _secret_for(self, key_id: str) -> str:
         """The secret a message claims via ``X-Key-Id``: the current one, or the previous during rotation."""
@@ -262,13 +198,10 @@ class PointsAdapter(ChannelAdapter):
         raise SignatureInvalid("points: unknown key id", code="KEY_NOT_FOUND")
 
     def _to_points(self, amount: int) -> int:
-        return amount * self._rate
+        return to_points(amount, self._rate)
 
     def _to_minor(self, points: int) -> int:
-        minor, rest = divmod(points, self._rate)
-        if rest:
-            raise _unreadable(f"{points} points is not a whole number of minor units")
-        return minor
+        return to_minor(points, self._rate)
 
     # --- signatures -----------------------------------------------------------------------
     def _signed_headers(self, method: str, path_and_query: str, body: bytes) -> dict[str, str]:
@@ -278,42 +211,22 @@ class PointsAdapter(ChannelAdapter):
             "X-Key-Id": self.config.ids["key_id"],
             "X-Timestamp": timestamp,
             "X-Nonce": nonce,
-            "X-Signature": _sign(
+            "X-Signature": _sign.sign(
                 self.config.credentials["shared_secret"], method, path_and_query, timestamp, nonce, body
             ),
         }
 
     def _verify(self, headers: Mapping[str, str], *, method: str, path_and_query: str, body: bytes) -> None:
         """Authenticate a response or callback from its raw bytes; raises ``SignatureInvalid``."""
-        h = _lower_headers(headers)
-        try:
-            app_id, key_id, timestamp, nonce, signature = (
-                h["x-app-id"],
-                h["x-key-id"],
-                h["x-timestamp"],
-                h["x-nonce"],
-                h["x-signature"],
-            )
-        except KeyError as missing:
-            raise SignatureInvalid(f"points: missing header {missing}", code="SIGNATURE_MISSING") from None
-        if app_id != self._app_id:
-            raise SignatureInvalid("points: app id mismatch", code="APP_ID_MISMATCH")
-        secret = self._secret_for(key_id)
-        if not _TIMESTAMP_RE.fullmatch(timestamp):
-            raise SignatureInvalid("points: malformed timestamp", code="TIMESTAMP_INVALID")
-        now = time.time()
-        if abs(now - int(timestamp)) > TIMESTAMP_WINDOW_SECONDS:
-            raise SignatureInvalid("points: timestamp outside the 300 s window", code="TIMESTAMP_EXPIRED")
-        if not _NONCE_RE.fullmatch(nonce):
-            raise SignatureInvalid("points: malformed nonce", code="NONCE_INVALID")
-        if not _SIGNATURE_RE.fullmatch(signature):
-            raise SignatureInvalid("points: malformed signature", code="SIGNATURE_INVALID")
-        expected = _sign(secret, method, path_and_query, timestamp, nonce, body)
-        if not hmac.compare_digest(expected, signature):
-            raise SignatureInvalid("points: signature mismatch", code="SIGNATURE_INVALID")
-        # Recorded only once authentic, so forged traffic cannot burn a nonce.
-        if not _SEEN_NONCES.add(app_id, nonce, now):
-            raise SignatureInvalid("points: nonce replayed", code="NONCE_REPLAYED")
+        _sign.verify(
+            headers,
+            method=method,
+            path_and_query=path_and_query,
+            body=body,
+            app_id=self._app_id,
+            secret_for=self._secret_for,
+            now=time.time(),
+        )
 
     # --- transport ------------------------------------------------------------------------
     def _call(
@@ -359,9 +272,9 @@ class PointsAdapter(ChannelAdapter):
         try:
             data = json.loads(content.decode("utf-8"))
         except (UnicodeDecodeError, ValueError):
-            raise _unreadable("not JSON") from None
+            raise unreadable("not JSON") from None
         if not isinstance(data, dict):
-            raise _unreadable("not a JSON object")
+            raise unreadable("not a JSON object")
         return data
 
     def _ok(self, status: int, content: bytes, *, not_found_ok: bool = False) -> dict[str, Any] | None:
@@ -402,8 +315,8 @@ class PointsAdapter(ChannelAdapter):
         data = self._ok(status, content) or {}
         return PointsBalance(
             binding_id=binding_id,
-            points=_points_field(data, "points"),
-            frozen_points=_points_field(data, "frozen_points"),
+            points=points_field(data, "points"),
+            frozen_points=points_field(data, "frozen_points"),
             raw=data,
         )
 
@@ -414,10 +327,11 @@ class PointsAdapter(ChannelAdapter):
         A timeout raises ``ChannelUnavailable``: resolve it with ``query``, never with a new number.
         """
         if req.method != "points":
-            raise ValueError(f"points: unsupported method {req.method!r}")
+            raise NotSupported(f"points: unsupported method {req.method!r}")
         if not req.payer_id:
-            raise ValueError("points: payer_id must be the user's binding id")
-        points = self._to_points(req.amount)
+            raise ChannelRejected("points: payer_id must be the user's binding id", code="PAYER_ID_REQUIRED")
+        self._check_currency(req.currency)
+        points = self._to_points(check_amount(req.amount))
         status, content = self._call(
             "POST",
             "/v1/points/deductions",
@@ -431,7 +345,7 @@ class PointsAdapter(ChannelAdapter):
         )
         deduction = self._ok(status, content) or {}
         if deduction.get("request_no") != req.payment_no or deduction.get("points") != points:
-            raise _unreadable("deduction does not match the request")
+            raise unreadable("deduction does not match the request")
         trade = self._trade(deduction)
         return PrepayResult(
             payment_no=req.payment_no,
@@ -442,12 +356,11 @@ class PointsAdapter(ChannelAdapter):
         )
 
     def query(self, *, payment_no: str | None = None, channel_trade_no: str | None = None) -> TradeState:
+        trade_ref_required(payment_no, channel_trade_no)
         if channel_trade_no:
             params = {"deduction_id": channel_trade_no}
-        elif payment_no:
-            params = {"request_no": payment_no}
         else:
-            raise ValueError("points: query needs payment_no or channel_trade_no")
+            params = {"request_no": str(payment_no)}
         status, content = self._call("GET", "/v1/points/deductions", params=params)
         deduction = self._ok(status, content, not_found_ok=True)
         if deduction is None:
@@ -462,7 +375,7 @@ class PointsAdapter(ChannelAdapter):
         if (payment_no and trade.payment_no != payment_no) or (
             channel_trade_no and trade.channel_trade_no != channel_trade_no
         ):
-            raise _unreadable("deduction does not match the query")
+            raise unreadable("deduction does not match the query")
         return trade
 
     def close(self, *, payment_no: str, channel_trade_no: str | None = None) -> None:
@@ -480,14 +393,13 @@ class PointsAdapter(ChannelAdapter):
         raise ChannelRejected("points: deduction still processing", code="DEDUCTION_PROCESSING", raw=trade.raw)
 
     def _trade(self, deduction: Mapping[str, Any]) -> TradeState:
-        try:
-            status = _DEDUCTION_STATUS[deduction.get("status")]  # type: ignore[index]
-        except (KeyError, TypeError):
-            raise _unreadable(f"deduction status {deduction.get('status')!r}") from None
+        status = map_status(
+            _DEDUCTION_STATUS, deduction.get("status"), what="points deduction status", code="UNREADABLE_REPLY"
+        )
         deduction_id, request_no = deduction.get("deduction_id"), deduction.get("request_no")
         if not isinstance(deduction_id, str) or not isinstance(request_no, str):
-            raise _unreadable("deduction ids")
-        points = _points_field(deduction, "points")
+            raise unreadable("deduction ids")
+        points = points_field(deduction, "points")
         paid = status == TradeStatus.PAID
         return TradeState(
             payment_no=request_no,
@@ -495,14 +407,16 @@ class PointsAdapter(ChannelAdapter):
             channel_trade_no=deduction_id,
             paid_amount=self._to_minor(points) if paid else None,
             currency=self._currency,
-            paid_at=_parse_time(deduction.get("completed_at")) if paid else None,
+            paid_at=parse_time(deduction.get("completed_at")) if paid else None,
             raw=dict(deduction),
         )
 
     # --- refunds ----------------------------------------------------------------------------
     def refund(self, req: RefundRequest) -> RefundState:
         """Return points; idempotent by ``refund_request_no`` (= ``refund_no``). Completes asynchronously."""
-        points = self._to_points(req.amount)
+        self._check_refund_no(req)
+        self._check_currency(req.currency)
+        points = self._to_points(check_amount(req.amount))
         payload: dict[str, Any] = {"refund_request_no": req.refund_no, "points": points}
         if req.channel_trade_no:
             payload["deduction_id"] = req.channel_trade_no
@@ -512,7 +426,7 @@ class PointsAdapter(ChannelAdapter):
         refund = self._ok(status, content) or {}
         state = self._refund_state(refund)
         if state.refund_no != req.refund_no or refund.get("points") != points:
-            raise _unreadable("refund does not match the request")
+            raise unreadable("refund does not match the request")
         return state
 
     def query_refund(
@@ -532,24 +446,21 @@ class PointsAdapter(ChannelAdapter):
             )
         state = self._refund_state(refund)
         if state.refund_no != refund_no or refund.get("request_no") != payment_no:
-            raise _unreadable("refund does not match the query")
+            raise unreadable("refund does not match the query")
         return state
 
     def _refund_state(self, refund: Mapping[str, Any]) -> RefundState:
-        try:
-            status = _REFUND_STATUS[refund.get("status")]  # type: ignore[index]
-        except (KeyError, TypeError):
-            raise _unreadable(f"refund status {refund.get('status')!r}") from None
+        status = map_status(_REFUND_STATUS, refund.get("status"), what="points refund status", code="UNREADABLE_REPLY")
         refund_id, refund_no = refund.get("refund_id"), refund.get("refund_request_no")
         if not isinstance(refund_id, str) or not isinstance(refund_no, str):
-            raise _unreadable("refund ids")
+            raise unreadable("refund ids")
         succeeded = status == RefundStatus.SUCCEEDED
         return RefundState(
             refund_no=refund_no,
             status=status,
             channel_refund_no=refund_id,
-            amount=self._to_minor(_points_field(refund, "points")),
-            succeeded_at=_parse_time(refund.get("completed_at")) if succeeded else None,
+            amount=self._to_minor(points_field(refund, "points")),
+            succeeded_at=parse_time(refund.get("completed_at")) if succeeded else None,
             fail_code=refund.get("fail_code") or None,
             raw=dict(refund),
         )
@@ -566,7 +477,7 @@ class PointsAdapter(ChannelAdapter):
         event = self._json(body)
         event_id, event_type = event.get("event_id"), event.get("type")
         if not isinstance(event_id, str) or not event_id or not isinstance(event_type, str):
-            raise _unreadable("callback without event_id/type")
+            raise unreadable("callback without event_id/type")
         if event_type.startswith("DEDUCTION.") and isinstance(event.get("deduction"), dict):
             trade = self._trade(event["deduction"])
             return Notification(
@@ -582,7 +493,7 @@ class PointsAdapter(ChannelAdapter):
             refund = self._refund_state(event["refund"])
             payment_no, deduction_id = event["refund"].get("request_no"), event["refund"].get("deduction_id")
             if not isinstance(payment_no, str) or not isinstance(deduction_id, str):
-                raise _unreadable("refund callback without the deduction's ids")
+                raise unreadable("refund callback without the deduction's ids")
             return Notification(
                 kind=NotificationKind.REFUND,
                 dedupe_key=event_id,
@@ -603,45 +514,63 @@ class PointsAdapter(ChannelAdapter):
         )
 
     # --- bills --------------------------------------------------------------------------------
-    def fetch_bill(self, bill_date: date) -> Iterator[BillRow]:
-        """The day's statement; only SUCCESS rows (points actually moved) become bill rows."""
-        status, content = self._call("GET", "/v1/statements", params={"date": bill_date.isoformat()})
-        if status != 200:
-            self._ok(status, content)  # raises with the partner's code
-            raise _unreadable(f"statement HTTP {status}")
-        return iter(list(self._statement_rows(content)))
+    bill_timezone: ClassVar[tzinfo] = _BILL_ZONE  # the bill day is a Beijing (UTC+8) day
 
-    def _statement_rows(self, content: bytes) -> Iterator[BillRow]:
+    def fetch_bill(self, bill_date: date) -> Bill:
+        """The day's statement (UTC+8 day); only SUCCESS rows (points actually moved) become bill
+        rows. The request is sent at once (``409 STATEMENT_NOT_READY`` raises ``BillNotReady``
+        here); the body is then streamed and parsed row by row, its signature checked at the end."""
+        method, path = "GET", "/v1/statements"
+        url = self.config.base_url.rstrip("/") + path
+        prepared = self.http.prepare_request(
+            requests.Request(method, url, params={"date": bill_date.isoformat()}, headers={"Accept": "text/csv"})
+        )
+        path_and_query = prepared.path_url
+        prepared.headers.update(self._signed_headers(method, path_and_query, b""))
+        settings = self.http.merge_environment_settings(prepared.url, {}, True, None, None)
         try:
-            text = content.decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise _unreadable("statement is not UTF-8") from None
-        reader = csv.reader(io.StringIO(text, newline=""))
-        header = next(reader, None)
-        if tuple(header or ()) != STATEMENT_COLUMNS:
-            raise _unreadable(f"statement header {header!r}")
-        for line in reader:
-            if not line:
-                continue
-            if len(line) != len(STATEMENT_COLUMNS):
-                raise _unreadable(f"statement row with {len(line)} columns")
-            row = dict(zip(STATEMENT_COLUMNS, line, strict=True))
-            kind = _STATEMENT_KIND.get(row["type"])
-            if kind is None or row["status"] not in _STATEMENT_STATUSES or not row["points"].isdigit():
-                raise _unreadable(f"statement row {row['type']!r}/{row['status']!r}/{row['points']!r}")
-            if row["status"] != "SUCCESS":
-                continue
-            is_refund = kind == BillRowKind.REFUND
-            yield BillRow(
-                kind=kind,
-                payment_no=row["request_no"],
-                channel_trade_no=row["deduction_id"],
-                amount=self._to_minor(int(row["points"])),
-                currency=self._currency,
-                occurred_at=_parse_time(row["completed_at"]) or _parse_time(row["created_at"]),
-                refund_no=row["refund_request_no"] if is_refund else None,
-                channel_refund_no=row["refund_id"] if is_refund else None,
-                fee=0,
-                status=row["status"],
-                raw=row,
-            )
+            resp = self.http.send(prepared, timeout=self.timeout, allow_redirects=False, **settings)
+        except requests.RequestException as exc:
+            raise ChannelUnavailable(f"points: statement request failed: {type(exc).__name__}", code="NETWORK") from exc
+        if resp.status_code != 200:
+            with contextlib.closing(resp):
+                content = resp.content
+            if resp.status_code >= 500 or resp.status_code in (408, 429):
+                raise ChannelUnavailable(f"points: HTTP {resp.status_code}", code=f"HTTP_{resp.status_code}")
+            try:
+                self._verify(resp.headers, method=method, path_and_query=path_and_query, body=content)
+            except SignatureInvalid as exc:
+                raise ChannelUnavailable(f"points: unverifiable reply: {exc.message}", code=exc.code) from exc
+            if resp.status_code == 409 and self._json(content).get("code") == "STATEMENT_NOT_READY":
+                raise BillNotReady(f"points: statement of {bill_date} not ready", code="STATEMENT_NOT_READY")
+            self._ok(resp.status_code, content)  # raises with the partner's code
+            raise unreadable(f"statement HTTP {resp.status_code}")
+
+        def verify(body_sha256: str) -> None:
+            try:
+                verify_streamed(
+                    resp.headers,
+                    method=method,
+                    path_and_query=path_and_query,
+                    body_sha256=body_sha256,
+                    app_id=self._app_id,
+                    secret_for=self._secret_for,
+                    now=time.time(),
+                )
+            except SignatureInvalid as exc:
+                raise ChannelUnavailable(f"points: unverifiable statement: {exc.message}", code=exc.code) from exc
+
+        def rows(bill: Bill) -> Iterator[BillRow]:
+            with contextlib.closing(resp):
+                try:
+                    yield from read_statement(
+                        bill,
+                        resp.iter_content(_DOWNLOAD_CHUNK),
+                        to_minor=self._to_minor,
+                        currency=self._currency,
+                        verify=verify,
+                    )
+                except requests.RequestException as exc:
+                    raise ChannelUnavailable(f"points: statement broke off: {type(exc).__name__}") from exc
+
+        return Bill(channel=self.code, bill_date=bill_date, bill_type="statement", rows=rows)
