@@ -118,6 +118,7 @@ def run(opts: Options, sandbox_url: str, paycore_url: str, floor_url: str, start
     )
     ok = True
     verdicts = []
+    floor_before = FloorRequest.objects.count()  # the readiness probes reached the floor too
     for senders in opts.senders:
         tag = f"s{senders}"
         # POST /orders: a distinct order each.
@@ -171,7 +172,7 @@ def run(opts: Options, sandbox_url: str, paycore_url: str, floor_url: str, start
         pending = Payment.objects.filter(maps__order__order_no__in=payable, status="PENDING").count()
         print(
             f"  stored: {created_orders}/{per_side} orders, {pending}/{per_side} payments PENDING at the sandbox; "
-            f"floor rows so far {FloorRequest.objects.count()}"
+            f"floor rows so far {FloorRequest.objects.count() - floor_before}"
         )
         ok &= created_orders == per_side and pending == per_side
     for label, senders, ratio in verdicts:
