@@ -2,7 +2,7 @@
 
 The callback answers as soon as its row is committed; publishing the Celery message happens on a
 per-process background thread. Publishing costs about a millisecond of CPU, as much as the rest
-of a callback's own work, so the thread gathers what arrives within ``_WINDOW`` of the first id
+of a callback's own work, so the thread gathers what arrives within ``_WINDOW`` (0.1 s) of the first id
 and sends it as one message (``paycore.notifications.process_many``, at most ``_BATCH`` ids): one
 message per notification when traffic is light, one per several under load, for a few
 milliseconds more before the worker starts. If the broker is slow or down, or the process dies with
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 _MAX_QUEUED = 10_000  # past this the sweep is the better path anyway
 _BATCH = 16  # ids per message at most, so that several worker processes share a burst
-_WINDOW = 0.05  # seconds the thread waits after an id for more to send with it
+_WINDOW = 0.1  # seconds the thread waits after an id for more to send with it
 _DRAIN_AT_EXIT_SECONDS = 2.0
 
 _lock = threading.Lock()

@@ -9,13 +9,15 @@ at once; the apply task is published after the answer (``inbox.dispatch``) and c
 active query before applying under the payment lock. The inbox sweep retries whatever was
 verified but not applied, so a lost task message loses nothing.
 
-Per callback, two statements in autocommit: one indexed read resolving the payment or refund the
-notification names, and one INSERT that skips the row when a first verified copy of the same
+Per callback, one INSERT in autocommit: a payment named by its number is found inside it (an
+indexed scalar subquery), and the row is skipped when a first verified copy of the same
 notification is already there (``ON CONFLICT`` on the partial unique index of first copies, per
-account and dedupe key: no EXISTS query); a second INSERT only stores such a duplicate. Both are
-plain SQL built once from the models' metadata (a single statement resolving inside the INSERT
-was measured slower: PostgreSQL spends longer planning it than the extra round trip costs). The
-account itself is read from the database at most every ``INBOX_ACCOUNT_CACHE_SECONDS`` per process.
+account and dedupe key: no EXISTS query); a second INSERT only stores such a duplicate. A refund
+(by its attempt's request number) or a payment named only by the channel's trade number costs one
+indexed read more. Plain SQL built once from the models' metadata: a single statement resolving
+every case inside the INSERT (a CTE) was measured slower, PostgreSQL planning it for longer than
+an extra round trip costs. The account itself is read from the database at most every
+``INBOX_ACCOUNT_CACHE_SECONDS`` per process.
 """
 
 from __future__ import annotations
@@ -174,19 +176,34 @@ def _record_verified(inbound: InboundNotification, parsed: Notification) -> None
     inbound.kind, inbound.event_type = parsed.kind.value, parsed.event_type[:64]
     inbound.dedupe_key = parsed.dedupe_key[:200]
     inbound.parsed = _summary(parsed)
-    inbound.payment_id, inbound.refund_id = _resolve(inbound.channel_account_id, parsed)
-    if inbound.payment_id is None and inbound.refund_id is None:
+    account_id = inbound.channel_account_id
+    # The common case, a payment named by its number, is resolved inside the INSERT itself.
+    by_number = (
+        parsed.payment_no if parsed.payment_no and (parsed.refund is None or not parsed.refund.refund_no) else None
+    )
+    if by_number is None:
+        inbound.payment_id, inbound.refund_id = _resolve(account_id, parsed)
+    if by_number is None and inbound.payment_id is None and inbound.refund_id is None:
         inbound.outcome = N.Outcome.IGNORED
     else:
         # The safety net: the inbox sweep applies it if the published task never runs.
         inbound.outcome, inbound.next_check_at = N.Outcome.PENDING, timezone.now() + backoff(2)
-    if _insert(inbound, first_copy=True):
-        if inbound.outcome == N.Outcome.IGNORED:
-            log.warning("verified %s notification %s names nothing of ours", inbound.channel, inbound.pk)
+    if not _insert(inbound, first_copy=True, payment_no=by_number):
+        # A copy of a verified notification already stored: kept too, never applied.
+        inbound.is_duplicate, inbound.outcome, inbound.next_check_at = True, N.Outcome.DUPLICATE, None
+        _insert(inbound, first_copy=False, payment_no=by_number)
         return
-    # A copy of a verified notification already stored: kept too, never applied.
-    inbound.is_duplicate, inbound.outcome, inbound.next_check_at = True, N.Outcome.DUPLICATE, None
-    _insert(inbound, first_copy=False)
+    if by_number is not None and inbound.payment_id is None:
+        # Its payment number is none of ours: the channel's trade number may be; else nothing.
+        found = _lookup("channel_trade_no", parsed.channel_trade_no, account_id) if parsed.channel_trade_no else None
+        if found is not None:
+            inbound.payment_id = found[0]
+            N.objects.filter(pk=inbound.pk).update(payment_id=inbound.payment_id)
+        else:
+            inbound.outcome, inbound.next_check_at = N.Outcome.IGNORED, None
+            N.objects.filter(pk=inbound.pk).update(outcome=inbound.outcome, next_check_at=None)
+    if inbound.outcome == N.Outcome.IGNORED:
+        log.warning("verified %s notification %s names nothing of ours", inbound.channel, inbound.pk)
 
 
 def _resolve(account_id: int | None, parsed: Notification) -> tuple[int | None, int | None]:
@@ -200,13 +217,18 @@ def _resolve(account_id: int | None, parsed: Notification) -> tuple[int | None, 
         lookups.append(("payment_no", parsed.payment_no))
     if parsed.channel_trade_no:
         lookups.append(("channel_trade_no", parsed.channel_trade_no))
-    with connection.cursor() as cursor:
-        for by, value in lookups:
-            cursor.execute(_lookup_sql(by), [value, account_id])
-            row = cursor.fetchone()
-            if row is not None:
-                return row[0], row[1]
+    for by, value in lookups:
+        found = _lookup(by, value, account_id)
+        if found is not None:
+            return found
     return None, None
+
+
+def _lookup(by: str, value: str, account_id: int | None) -> tuple[int | None, int | None] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(_lookup_sql(by), [value, account_id])
+        row = cursor.fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 @cache
@@ -222,16 +244,22 @@ def _lookup_sql(by: str) -> str:
     return f"SELECT id, NULL FROM {payment} WHERE {column} = %s AND channel_account_id = %s"  # noqa: S608
 
 
-def _insert(inbound: InboundNotification, *, first_copy: bool) -> bool:
+def _insert(inbound: InboundNotification, *, first_copy: bool, payment_no: str | None) -> bool:
     """INSERT the row in one statement; a first copy only unless one is already stored (``ON
-    CONFLICT`` on the partial unique index of first verified copies). True if inserted."""
-    values = [f.get_db_prep_save(f.pre_save(inbound, True), connection) for f in _columns()]
+    CONFLICT`` on the partial unique index of first verified copies). With ``payment_no`` the
+    payment is looked up inside the statement (an indexed scalar subquery). True if inserted."""
+    values = []
+    for f in _columns():
+        if f.name == "payment" and payment_no is not None:
+            values += [payment_no, inbound.channel_account_id]
+        else:
+            values.append(f.get_db_prep_save(f.pre_save(inbound, True), connection))
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(first_copy=first_copy), values)
+        cursor.execute(_insert_sql(first_copy=first_copy, by_number=payment_no is not None), values)
         row = cursor.fetchone()
     if row is None:
         return False
-    inbound.pk = row[0]
+    inbound.pk, inbound.payment_id = row
     inbound._state.adding, inbound._state.db = False, connection.alias
     return True
 
@@ -242,19 +270,25 @@ def _columns() -> list[Any]:
 
 
 @cache
-def _insert_sql(*, first_copy: bool) -> str:
+def _insert_sql(*, first_copy: bool, by_number: bool) -> str:
     q = connection.ops.quote_name
+    payment = q(Payment._meta.db_table)
     columns = ", ".join(q(f.column) for f in _columns())
-    placeholders = ", ".join(["%s"] * len(_columns()))
+    placeholders = ", ".join(
+        f"(SELECT id FROM {payment} WHERE payment_no = %s AND channel_account_id = %s)"  # noqa: S608
+        if f.name == "payment" and by_number
+        else "%s"
+        for f in _columns()
+    )
     on_conflict = (
         "ON CONFLICT (channel_account_id, dedupe_key) WHERE verification = 'VERIFIED' AND NOT is_duplicate DO NOTHING"
         if first_copy
         else ""
     )
-    # Identifiers come from the model's own metadata; every value is a parameter.
+    # Identifiers come from the models' own metadata; every value is a parameter.
     return (
         f"INSERT INTO {q(N._meta.db_table)} ({columns}) VALUES ({placeholders}) {on_conflict} "  # noqa: S608
-        f"RETURNING {q(N._meta.pk.column)}"
+        f"RETURNING {q(N._meta.pk.column)}, payment_id"
     )
 
 
