@@ -53,8 +53,8 @@ class Options:
 
 def parse(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(prog="python -m bench.callbacks", description=__doc__.split("\n")[0])
-    p.add_argument("--requests", type=int, default=1000, help="notifications per round and level (default 1000)")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per level (default 3)")
+    p.add_argument("--requests", type=int, default=300, help="notifications per round and level (default 300)")
+    p.add_argument("--rounds", type=int, default=10, help="interleaved rounds per level (default 10)")
     p.add_argument("--senders", default="8,64", help="concurrency levels (default 8,64)")
     p.add_argument("--delivery", type=int, default=500, help="notifications for delivery-to-SUCCEEDED (500)")
     p.add_argument("--workers", type=int, default=4, help="gunicorn workers for paycore and the floor (4)")
@@ -271,9 +271,10 @@ def run(
     level8 = results.get(8)
     if level8:
         print(
-            f"  targets at 8 senders: ingestion >= 0.70x the floor: {level8['ratio']:.2f}x "
-            f"({'met' if level8['ratio'] >= 0.7 else 'NOT met'}); p99 < 30 ms: {level8['ours']['p99_ms']:.1f} ms "
-            f"({'met' if level8['ours']['p99_ms'] < 30 else 'NOT met'})"
+            f"  targets at 8 senders: ingestion >= 0.70x the floor: {level8['ratio']:.2f}x overall, "
+            f"{level8['median']:.2f}x median of rounds ({'met' if level8['ratio'] >= 0.7 else 'NOT met'}); "
+            f"p99 < 30 ms: {level8['ours']['p99_ms']:.1f} ms ({'met' if level8['ours']['p99_ms'] < 30 else 'NOT met'}; "
+            f"the floor's own p99 {level8['floor']['p99_ms']:.1f} ms)"
         )
     print(
         f"  correctness: {'every genuine notification acknowledged and stored' if ok else 'FAILED'}; "

@@ -385,12 +385,14 @@ def summary(rounds: Sequence[Round]) -> dict[str, float]:
 def print_comparison(label: str, ours: Sequence[Round], floor: Sequence[Round], senders: int) -> dict[str, Any]:
     a, f = summary(ours), summary(floor)
     ratio = a["rate"] / f["rate"] if f["rate"] else float("nan")
-    per_round = ", ".join(f"{o.rate / fl.rate:.2f}" for o, fl in zip(ours, floor, strict=False) if fl.rate)
+    ratios = [o.rate / fl.rate for o, fl in zip(ours, floor, strict=False) if fl.rate]
+    median = sorted(ratios)[len(ratios) // 2] if ratios else float("nan")
+    per_round = ", ".join(f"{r:.2f}" for r in ratios)
     print(
         f"  {label:<28} senders={senders:<3} {a['rate']:8.1f}/s  p50 {a['p50_ms']:6.1f} ms  p99 {a['p99_ms']:6.1f} ms"
         f"  | floor {f['rate']:8.1f}/s  p50 {f['p50_ms']:6.1f} ms  p99 {f['p99_ms']:6.1f} ms"
-        f"  | ratio {ratio:.2f}x (per round {per_round})"
+        f"  | ratio {ratio:.2f}x, median of rounds {median:.2f}x (per round {per_round})"
         f"  | ok {a['ok']}/{a['requests']} errors {a['errors']}",
         flush=True,
     )
-    return {"ours": a, "floor": f, "ratio": ratio}
+    return {"ours": a, "floor": f, "ratio": ratio, "median": median}
