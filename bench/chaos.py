@@ -600,8 +600,9 @@ def run(opts: Options, env: dict[str, str], sandbox_url: str, paycore_url: str, 
         ]:
             future.result()
     print(
-        f"  payments placed: {len(act.placed)} in {time.monotonic() - activity_started:.0f} s; "
-        f"gave up on {len(act.gave_up)}: {act.gave_up[:3]}"
+        f"  payments placed: {len(act.placed)} in {time.monotonic() - activity_started:.0f} s, and "
+        f"{act.paid_before_answer} paid before a lost answer was retried; gave up on {len(act.gave_up)}: "
+        f"{act.gave_up[:3]}"
     )
     replay_third_copies(gateway, rng, act)
     stop = threading.Event()
