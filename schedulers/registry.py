@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from inbox.sweeps import INBOX
+from outbox.sweeps import CONSUMERS, WEBHOOKS
 from paycore.sweeps import Sweep
 from payments.sweeps import CLOSE_ORDERS, CLOSE_PAYMENTS, SUCCESS
 from refunds.sweeps import REFUND, REPEAT
@@ -16,6 +17,8 @@ SWEEPS: dict[str, tuple[Sweep, ...]] = {
     "repeat": (REPEAT,),
     "refund": (REFUND,),
     "inbox": (INBOX,),
+    "webhooks": (WEBHOOKS,),
+    "consumers": (CONSUMERS,),
 }
 
 # How often the beat runs each sweep unless ops change it in the admin (django-celery-beat).
@@ -25,4 +28,8 @@ DEFAULT_INTERVALS: dict[str, timedelta] = {
     "repeat": timedelta(minutes=1),
     "refund": timedelta(seconds=30),
     "inbox": timedelta(minutes=1),
+    # Merchant webhooks due for a retry, and anything a crash left unsent after its commit.
+    "webhooks": timedelta(seconds=10),
+    # Consumers inside paycore (risk...): each reads on from its own cursor.
+    "consumers": timedelta(seconds=5),
 }
