@@ -97,14 +97,33 @@ def outbox_add(
 
 
 def outbox_stream_horizon(using: str = "default") -> int | None:
-    """The smallest transaction id that may still commit: events with a smaller ``txid`` are
-    all visible and no more will appear below it. None: no limit (a database with one writer)."""
+    """The smallest transaction id that may still commit events: every event with a smaller
+    ``txid`` is visible now and no more will appear below it. None: no limit (a database with a
+    single writer). Read it in a statement of its own, before the events.
+
+    Transaction ids are shared by every database of a PostgreSQL cluster: a transaction known
+    (from pg_stat_activity) to run in another database cannot write this outbox and is left out;
+    any other, including one whose session this role may not see, holds the horizon back."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         return None
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+        cursor.execute(_HORIZON_SQL)
         return int(cursor.fetchone()[0])
+
+
+_HORIZON_SQL = """
+WITH snap AS (SELECT pg_current_snapshot() AS s),
+elsewhere AS (
+    SELECT backend_xid::text::bigint AS xid FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+SELECT LEAST(
+    pg_snapshot_xmax(s)::text::bigint,
+    (SELECT min(x::text::bigint) FROM pg_snapshot_xip(s) AS x
+     WHERE x::text::bigint % 4294967296 NOT IN (SELECT xid FROM elsewhere))
+) FROM snap
+"""
 
 
 def _current_txid(using: str) -> int:

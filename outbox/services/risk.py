@@ -1,8 +1,9 @@
 """Risk rules on the event stream: the velocity rule suspends a merchant whose paid volume jumps.
 
 For each ``payment.succeeded`` event (one per merchant, carrying that merchant's part), the rule
-counts the merchant's orders paid in the sliding window that ends at the payment's paid time
-(``RISK_VELOCITY_WINDOW_SECONDS``), and their amount in the event's currency, and compares:
+counts the merchant's orders recorded paid (their PAID order events, on paycore's clock) in the
+sliding window that ends at the event (``RISK_VELOCITY_WINDOW_SECONDS``), and their amount in the
+event's currency, and compares:
 
 - with absolute limits: more than ``RISK_VELOCITY_MAX_COUNT`` orders, or more than
   ``RISK_VELOCITY_MAX_AMOUNT`` minor units (per currency in ``RISK_VELOCITY_MAX_AMOUNTS``);
@@ -30,9 +31,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
-from orders.models import Merchant, Order
+from orders.models import Merchant, Order, OrderEvent
 from orders.services import merchant_set_status
 from outbox.models import RiskDecision
 from paycore.models import OutboxEvent
@@ -40,7 +40,6 @@ from paycore.models import OutboxEvent
 log = logging.getLogger(__name__)
 RULE = "velocity"
 ACTOR = "risk:velocity"
-_PAID = (Order.Status.PAID, Order.Status.PARTIALLY_REFUNDED, Order.Status.REFUNDED)
 
 
 def risk_handle(event: OutboxEvent) -> None:
@@ -69,22 +68,21 @@ def velocity_figures(*, merchant: Merchant, currency: str, end: datetime) -> dic
     )
     if reinstated is not None and reinstated > start:
         start = reinstated
-    paid = Order.objects.filter(merchant=merchant, status__in=_PAID, paid_at__gt=start, paid_at__lte=end)
-    in_window = paid.filter(currency=currency).aggregate(count=Count("pk"), amount=Sum("amount"))
-    count_all = paid.count()
+    # When paycore recorded each order paid (its PAID event), on paycore's own clock.
+    paid = OrderEvent.objects.filter(order__merchant=merchant, to_status=Order.Status.PAID)
+    window_paid = paid.filter(created_at__gt=start, created_at__lte=end)
+    in_window = window_paid.filter(order__currency=currency).aggregate(count=Count("pk"), amount=Sum("order__amount"))
+    count_all = window_paid.count()
     days = settings.RISK_BASELINE_DAYS
     day_end = end.replace(hour=0, minute=0, second=0, microsecond=0)
     daily = {
         row["day"]: (row["count"], row["amount"] or 0)
-        for row in Order.objects.filter(
-            merchant=merchant,
-            currency=currency,
-            paid_at__gte=day_end - timedelta(days=days),
-            paid_at__lt=day_end,
+        for row in paid.filter(
+            order__currency=currency, created_at__gte=day_end - timedelta(days=days), created_at__lt=day_end
         )
-        .annotate(day=TruncDate("paid_at"))
+        .annotate(day=TruncDate("created_at"))
         .values("day")
-        .annotate(count=Count("pk"), amount=Sum("amount"))
+        .annotate(count=Count("pk"), amount=Sum("order__amount"))
     }
     counts = [c for c, _ in daily.values()] + [0] * (days - len(daily))
     amounts = [a for _, a in daily.values()] + [0] * (days - len(daily))
@@ -134,7 +132,7 @@ def _limits(currency: str) -> dict[str, Any]:
 def _decide(event: OutboxEvent) -> RiskDecision:
     assert event.merchant_id is not None  # risk_handle looks only at merchants' events
     merchant = Merchant.objects.get(pk=event.merchant_id)
-    end = parse_datetime(event.payload.get("paid_at") or "") or event.created_at
+    end = event.created_at
     figures = velocity_figures(merchant=merchant, currency=event.payload.get("currency", ""), end=end)
     figures["limits"] = _limits(figures["currency"])
     reasons = velocity_reasons(figures)

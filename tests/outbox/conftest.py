@@ -13,7 +13,7 @@ import pytest
 
 from orders.models import Merchant
 from orders.services import merchant_create
-from outbox.services.consumers import consumer_register, consumers_registered, consumer_unregister
+from outbox.services.consumers import consumer_register, consumer_unregister, consumers_registered
 from sandbox.client import SandboxClient
 
 
