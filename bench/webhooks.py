@@ -220,7 +220,7 @@ def report(config: Config, result: Result) -> str:
     schedule = [timedelta(seconds=s.total_seconds() * config.time_scale) for s in _schedule()]
     lines = [
         f"config: {json.dumps(asdict(config))}",
-        f"os.cpu_count(): {os.cpu_count()}",
+        f"os.cpu_count(): {os.cpu_count()}  load average at the end (1, 5, 15 min): {os.getloadavg()}",
         f"retry schedule (scaled x{config.time_scale}): {[str(s) for s in schedule]}",
         f"events: {result.events}  delivered (first 2xx): {result.delivered}  requests: {result.requests}"
         f"  answered 500: {result.failures_answered}",
