@@ -9,6 +9,7 @@ from outbox.api import EventCollectionApi, EventReplayApi
 from payments.api import (
     CashierApi,
     OrderCancelApi,
+    PaycodeCreateApi,
     PaymentByChannelTradeNoApi,
     PaymentClientReportApi,
     PaymentCloseApi,
@@ -24,6 +25,7 @@ api_v1 = [
     path("orders/<str:order_no>/cancel", OrderCancelApi.as_view(), name="order-cancel"),
     path("cashier", CashierApi.as_view(), name="cashier"),
     path("payments", PaymentCollectionApi.as_view(), name="payments"),
+    path("payments/paycode", PaycodeCreateApi.as_view(), name="payments-paycode"),
     path(
         "payments/by-channel-trade-no/<str:channel_trade_no>",
         PaymentByChannelTradeNoApi.as_view(),

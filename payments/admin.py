@@ -1,4 +1,4 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from orders.admin import OrderAdmin
 from orders.models import Order
@@ -12,7 +12,13 @@ from paycore.admin_tools import (
 )
 from paycore.models import EventSource
 from payments.models import Payment, PaymentEvent, PaymentOrderMap
-from payments.services import payment_close, payment_return_to_sweeps, payment_sync_from_channel
+from payments.services import (
+    paycode_resolve_revoked,
+    paycode_revoke,
+    payment_close,
+    payment_return_to_sweeps,
+    payment_sync_from_channel,
+)
 
 
 class PaymentMapInline(ReadOnlyInline):
@@ -39,7 +45,7 @@ class PaymentAdmin(ReadOnlyAdmin):
     inlines = [PaymentMapInline, PaymentEventInline]
     readonly_fields = ["shown_amount", "next_check_at", "check_failures", "last_check_error", "watch_until"]
     action_form = NoteActionForm
-    actions = ["sync_from_channel", "close", "return_to_sweeps"]
+    actions = ["sync_from_channel", "close", "return_to_sweeps", "retry_revocation", "resolve_revoked"]
 
     @admin.action(description="Query the channel and apply its answer", permissions=["operate"])
     def sync_from_channel(self, request, queryset):
@@ -62,6 +68,32 @@ class PaymentAdmin(ReadOnlyAdmin):
             queryset,
             "handed back",
             lambda p, actor: payment_return_to_sweeps(payment_id=p.pk, actor=actor, note=note),
+        )
+
+    @admin.action(description="Payment code: revoke again at the channel", permissions=["operate"])
+    def retry_revocation(self, request, queryset):
+        run_service_action(
+            self,
+            request,
+            queryset,
+            "revocation tried",
+            lambda p, actor: paycode_revoke(payment_id=p.pk, reason="ops", source=EventSource.OPS, actor=actor),
+        )
+
+    @admin.action(
+        description="Payment code: resolve as revoked outside paycore (needs a note)", permissions=["operate"]
+    )
+    def resolve_revoked(self, request, queryset):
+        note = action_note(request)
+        if not note:
+            self.message_user(request, "write a note: it is recorded with the decision", messages.ERROR)
+            return
+        run_service_action(
+            self,
+            request,
+            queryset,
+            "resolved",
+            lambda p, actor: paycode_resolve_revoked(payment_id=p.pk, note=note, actor=actor),
         )
 
     @admin.action(description="Close (at the channel, then here)", permissions=["operate"])

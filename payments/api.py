@@ -18,13 +18,23 @@ from payments.serializers import (
     CashierInput,
     CashierOutput,
     MethodOfferOutput,
+    PaycodeCreateInput,
     PaymentClientReportInput,
     PaymentCloseInput,
     PaymentCreateInput,
     PaymentListQuery,
     PaymentOutput,
 )
-from payments.services import cashier_methods, order_cancel, payment_client_report, payment_close, payment_place
+from payments.services import (
+    cashier_methods,
+    order_cancel,
+    paycode_channel,
+    paycode_place,
+    paycode_wait,
+    payment_client_report,
+    payment_close,
+    payment_place,
+)
 
 
 class PaymentCollectionApi(ApiView):
@@ -49,7 +59,6 @@ class PaymentCollectionApi(ApiView):
             payer_id=data["payer_id"],
             client_ip=data["client_ip"],
             return_url=data["return_url"],
-            auth_code=data["auth_code"],
         )
         payment = payment_get_for_client(client=self.client, payment_no=payment.payment_no)
         return Response(PaymentOutput(payment).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -65,6 +74,42 @@ class PaymentCollectionApi(ApiView):
         paginator = Pagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(PaymentOutput(page, many=True).data)
+
+
+class PaycodeCreateApi(ApiView):
+    """A payment code scanned at a shop counter: charged at once. The answer comes back at once
+    with the status (SUCCEEDED, FAILED, or USER_PAYING while the payer confirms or the outcome is
+    unknown) and where to ask again; ``wait_seconds`` holds it a few seconds at most."""
+
+    scopes = {"POST": Scope.PAYMENTS_WRITE}
+    creates = True
+    talks_to_channel = True
+
+    @extend_schema(
+        request=PaycodeCreateInput,
+        responses={201: PaymentOutput, 200: PaymentOutput},
+        parameters=[IDEMPOTENCY_KEY_HEADER],
+    )
+    def post(self, request: Request) -> Response:
+        data = validated(PaycodeCreateInput, request.data)
+        paycode_channel(data["auth_code"], data.get("channel"))  # an unknown code is a 400 before any lookup
+        orders = orders_get_for_client(client=self.client, order_nos=data["order_nos"])
+        payment, created = paycode_place(
+            order_ids=[o.pk for o in orders],
+            customer_ref=data["customer_ref"],
+            auth_code=data["auth_code"],
+            channel=data.get("channel"),
+            store_id=data["store_id"],
+            device_id=data["device_id"],
+            operator_id=data["operator_id"],
+            client_ip=data["client_ip"],
+        )
+        if data["wait_seconds"]:
+            paycode_wait(payment_id=payment.pk, seconds=data["wait_seconds"])
+        payment = payment_get_for_client(client=self.client, payment_no=payment.payment_no)
+        body = PaymentOutput(payment).data
+        code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return Response(body, status=code, headers={"Location": body["status_url"]})
 
 
 class PaymentDetailApi(ApiView):

@@ -48,6 +48,13 @@ class Payment(TimeStampedModel, SweptModel):
     payer_id = EncryptedTextField(blank=True, default="")  # the payer's openid / points binding: PII
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     return_url = models.URLField(max_length=500, blank=True, default="")
+    # Payment code at a shop counter: where it was scanned, and how far paycore follows it.
+    store_id = models.CharField(max_length=64, blank=True, default="")
+    device_id = models.CharField(max_length=64, blank=True, default="")
+    operator_id = models.CharField(max_length=64, blank=True, default="")
+    charge_deadline = models.DateTimeField(null=True, blank=True)  # polling ends, revocation begins
+    revoke_attempts = models.PositiveIntegerField(default=0)
+    failure_code = models.CharField(max_length=64, blank=True, default="")  # the channel's, on FAILED
     # Closed here without the channel's confirmation (e.g. an Alipay order string never opened
     # answers "trade does not exist" yet stays payable until its time_expire): the success
     # sweep keeps querying it until then, so money taken late is recorded and refunded.

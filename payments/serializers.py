@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.urls import reverse
 from rest_framework import serializers
 
 from channels.registry import CHANNEL_CODES
@@ -13,16 +14,31 @@ class PaymentCreateInput(serializers.Serializer):
     order_nos = serializers.ListField(child=StrictCharField(max_length=32), allow_empty=False, max_length=50)
     customer_ref = StrictCharField(max_length=64)
     channel = serializers.ChoiceField(choices=CHANNEL_CODES)
-    method = serializers.ChoiceField(choices=Payment.Method.values)
+    # Payment codes have their own endpoint (POST /payments/paycode): they are charged, not prepaid.
+    method = serializers.ChoiceField(choices=[m for m in Payment.Method.values if m != Payment.Method.PAYCODE])
     payer_id = StrictCharField(max_length=128, required=False, default="")
     client_ip = serializers.IPAddressField(required=False, default=None)
     return_url = serializers.URLField(max_length=500, required=False, default="")
-    auth_code = serializers.RegexField(r"^[0-9]{16,24}$", required=False, default="")
 
-    def validate(self, attrs: dict) -> dict:
-        if attrs["method"] == Payment.Method.PAYCODE and not attrs["auth_code"]:
-            raise serializers.ValidationError({"auth_code": "required for a payment-code payment"}, code="required")
-        return attrs
+
+class PaycodeCreateInput(serializers.Serializer):
+    order_nos = serializers.ListField(child=StrictCharField(max_length=32), allow_empty=False, max_length=50)
+    customer_ref = StrictCharField(max_length=64)
+    auth_code = serializers.RegexField(r"^[0-9]{16,24}$", help_text="The payer's payment code, as scanned.")
+    channel = serializers.ChoiceField(
+        choices=["wechat", "alipay"], required=False, help_text="Default: told by the code itself."
+    )
+    store_id = StrictCharField(max_length=64, required=False, allow_blank=True, default="")
+    device_id = StrictCharField(max_length=64, required=False, allow_blank=True, default="")
+    operator_id = StrictCharField(max_length=64, required=False, allow_blank=True, default="")
+    client_ip = serializers.IPAddressField(required=False, default=None)
+    wait_seconds = serializers.IntegerField(
+        min_value=0,
+        max_value=5,
+        required=False,
+        default=0,
+        help_text="Hold the answer up to this long while the payer confirms (a bounded long-poll).",
+    )
 
 
 class PaymentListQuery(serializers.Serializer):
@@ -47,6 +63,7 @@ class PaymentOrderOutput(serializers.Serializer):
 
 
 class PaymentOutput(serializers.ModelSerializer):
+    status_url = serializers.SerializerMethodField(help_text="Where to ask for this payment's status.")
     amount = serializers.IntegerField(
         source="shown_amount", help_text="For a merchant key, the part of the payment that pays its own orders."
     )
@@ -69,8 +86,16 @@ class PaymentOutput(serializers.ModelSerializer):
             "created_at",
             "prepay",
             "orders",
+            "status_url",
+            "failure_code",
+            "store_id",
+            "device_id",
+            "operator_id",
         ]
         read_only_fields = fields
+
+    def get_status_url(self, payment: Payment) -> str:
+        return reverse("v1:payment-detail", kwargs={"payment_no": payment.payment_no})
 
 
 class CashierInput(serializers.Serializer):

@@ -5,7 +5,9 @@
 - success: payments whose outcome paycore has not heard are asked about on a back-off
   schedule until they expire; payments closed without the channel's confirmation are watched
   until their channel-side expiry has passed.
-Payment-code payments (USER_PAYING) follow their own, faster protocol and are left alone here.
+- paycode: payment-code payments waiting for the payer (or for an unknown answer to clear) are
+  polled every few seconds until their charge deadline, then revoked; a revocation that keeps
+  failing goes to ops. They follow this faster protocol instead of the success and close sweeps.
 """
 
 from __future__ import annotations
@@ -18,7 +20,13 @@ from django.utils import timezone
 from orders.models import Order
 from paycore.sweeps import Done, Sweep
 from payments.models import Payment
-from payments.services import order_close_if_abandoned, payment_check, payment_close_expired, payment_next_check
+from payments.services import (
+    order_close_if_abandoned,
+    paycode_advance,
+    payment_check,
+    payment_close_expired,
+    payment_next_check,
+)
 
 S = Payment.Status
 _CLOSABLE = [S.CREATED, S.PENDING, S.CLIENT_REPORTED]
@@ -43,6 +51,17 @@ def _check_payment(pk: int) -> Done:
     return Done(payment.status.lower(), payment_next_check(payment))
 
 
+def _follow_paycode(pk: int) -> Done:
+    payment = paycode_advance(payment_id=pk)
+    if payment.status == S.USER_PAYING:
+        return Done("still_paying", payment.next_check_at)
+    return Done(payment.status.lower(), payment.next_check_at)
+
+
+def _paying_at_the_counter(now: datetime) -> Q:
+    return Q(method=Payment.Method.PAYCODE, status=S.USER_PAYING)
+
+
 def _expired_payments(now: datetime) -> Q:
     return Q(status__in=_CLOSABLE, expires_at__lte=now)
 
@@ -60,3 +79,11 @@ def _unheard_payments(now: datetime) -> Q:
 CLOSE_PAYMENTS = Sweep(name="close", model=Payment, due=_expired_payments, work=_close_payment, null_is_due=True)
 CLOSE_ORDERS = Sweep(name="close-orders", model=Order, due=_expired_orders, work=_close_order, null_is_due=True)
 SUCCESS = Sweep(name="success", model=Payment, due=_unheard_payments, work=_check_payment)
+PAYCODE = Sweep(
+    name="paycode",
+    model=Payment,
+    due=_paying_at_the_counter,
+    work=_follow_paycode,
+    lease=timedelta(seconds=60),
+    failure_schedule=(timedelta(seconds=3), timedelta(seconds=5), timedelta(seconds=10)),
+)

@@ -1,6 +1,7 @@
 """The refunds app's sweeps (see paycore.sweeps for the mechanics).
 
-- repeat: every share of a succeeded payment that paid no order (a duplicate, or money taken
+- repeat: a payment-code trade revoked after the money moved gets its REVOCATION refund recorded;
+  every share of a succeeded payment that paid no order (a duplicate, or money taken
   after paycore gave up) is refunded for exactly what is left of it, under a number derived
   from the payment and the order, so reruns and racing workers never refund twice.
 - refund: refunds never submitted (a crash, a broker outage) are submitted; those the channel
@@ -17,11 +18,13 @@ from django.db.models import Exists, OuterRef, Q
 from paycore.sweeps import Done, Sweep
 from payments.models import Payment, PaymentOrderMap
 from refunds.models import Refund
-from refunds.services import payment_refund_unwanted, refund_advance
+from refunds.services import payment_record_revocation, payment_refund_unwanted, refund_advance
 from refunds.services.sweep import refund_next_check
 
 
 def _refund_unwanted(pk: int) -> Done:
+    if payment_record_revocation(payment_id=pk) is not None:
+        return Done("revocation_recorded")
     refunds = payment_refund_unwanted(payment_id=pk)
     return Done("refunded" if refunds else "nothing_to_refund")
 
@@ -35,7 +38,10 @@ def _paid_with_unwanted_shares(now: datetime) -> Q:
     unwanted = PaymentOrderMap.objects.filter(
         payment=OuterRef("pk"), outcome__in=[PaymentOrderMap.Outcome.DUPLICATE, PaymentOrderMap.Outcome.LATE]
     )
-    return Q(Exists(unwanted), status=Payment.Status.SUCCEEDED)
+    revoked_after_paying = Q(status=Payment.Status.REVOKED, paid_at__isnull=False) & ~Q(
+        Exists(Refund.objects.filter(payment=OuterRef("pk"), reason=Refund.Reason.REVOCATION))
+    )
+    return Q(Exists(unwanted), status=Payment.Status.SUCCEEDED) | revoked_after_paying
 
 
 def _unsettled_refunds(now: datetime) -> Q:

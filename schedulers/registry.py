@@ -8,12 +8,13 @@ from datetime import timedelta
 from inbox.sweeps import INBOX
 from outbox.sweeps import CONSUMERS, WEBHOOKS
 from paycore.sweeps import Sweep
-from payments.sweeps import CLOSE_ORDERS, CLOSE_PAYMENTS, SUCCESS
+from payments.sweeps import CLOSE_ORDERS, CLOSE_PAYMENTS, PAYCODE, SUCCESS
 from refunds.sweeps import REFUND, REPEAT
 
 SWEEPS: dict[str, tuple[Sweep, ...]] = {
     "close": (CLOSE_PAYMENTS, CLOSE_ORDERS),
     "success": (SUCCESS,),
+    "paycode": (PAYCODE,),
     "repeat": (REPEAT,),
     "refund": (REFUND,),
     "inbox": (INBOX,),
@@ -25,6 +26,7 @@ SWEEPS: dict[str, tuple[Sweep, ...]] = {
 DEFAULT_INTERVALS: dict[str, timedelta] = {
     "close": timedelta(minutes=1),
     "success": timedelta(seconds=15),
+    "paycode": timedelta(seconds=2),
     "repeat": timedelta(minutes=1),
     "refund": timedelta(seconds=30),
     "inbox": timedelta(minutes=1),

@@ -123,7 +123,7 @@ def let_time_pass(*rows: Any, seconds: float = 3600) -> None:
     for row in rows:
         fields = {
             name: F(name) - timedelta(seconds=seconds)
-            for name in ("expires_at", "next_check_at", "watch_until", "created_at")
+            for name in ("expires_at", "next_check_at", "watch_until", "charge_deadline", "created_at")
             if hasattr(row, name)
         }
         type(row).objects.filter(pk=row.pk).update(**fields)

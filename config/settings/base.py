@@ -159,6 +159,13 @@ PAYMENT_SETTLE_GRACE_SECONDS = env_int("PAYMENT_SETTLE_GRACE_SECONDS", 30 * 60)
 # A CLIENT_REPORTED payment the channel still calls unpaid this long after the report goes back
 # to PENDING (the report was wrong, or the payer cancelled after all).
 CLIENT_REPORT_TRUST_SECONDS = env_int("CLIENT_REPORT_TRUST_SECONDS", 60)
+# Payment codes at the counter: how long the payer may take (then the trade is revoked), how
+# often the channel is asked meanwhile, how long the API may hold a request waiting for it, and
+# how many failed revocations go to a person.
+PAYCODE_DEADLINE_SECONDS = env_int("PAYCODE_DEADLINE_SECONDS", 30)
+PAYCODE_POLL_SECONDS = env_int("PAYCODE_POLL_SECONDS", 3)
+PAYCODE_MAX_WAIT_SECONDS = env_int("PAYCODE_MAX_WAIT_SECONDS", 5)
+PAYCODE_MAX_REVOKE_ATTEMPTS = env_int("PAYCODE_MAX_REVOKE_ATTEMPTS", 5)
 # Tries of one refund at the channel (each under a new request number) before ops decide.
 REFUND_MAX_ATTEMPTS = env_int("REFUND_MAX_ATTEMPTS", 3)
 # Tries of one verified notification before it is retired to the ops queue.

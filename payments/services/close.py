@@ -16,11 +16,12 @@ from channels.services import adapter_for, channel_call
 from orders.models import Order
 from orders.states import order_move
 from paycore.errors import ChannelRejectedError, ChannelUnavailableError, OrderPaid, PaymentConfirming
-from paycore.jsonable import jsonable
 from paycore.models import EventSource
 from paycore.outbox import outbox_add
 from payments.locks import orders_lock, payment_lock
 from payments.models import Payment, PaymentOrderMap
+from payments.services.attention import payment_flag_for_ops
+from payments.services.paycode import paycode_revoke
 from payments.services.sync import payment_apply_trade
 from payments.states import OPEN_STATES, PAYMENT_TRANSITIONS, UNSETTLED_STATES, payment_move
 
@@ -42,6 +43,9 @@ def payment_close(*, payment_id: int, reason: str, source: str = EventSource.API
     payment = Payment.objects.select_related("channel_account").get(pk=payment_id)
     if payment.status == S.CLOSED:
         return payment
+    if payment.method == Payment.Method.PAYCODE and payment.status == S.USER_PAYING:
+        # The payer may still confirm at the counter: only a revocation ends that for sure.
+        return paycode_revoke(payment_id=payment_id, reason=reason, source=source, actor=actor)
     PAYMENT_TRANSITIONS.check(payment.status, S.CLOSED, payment_no=payment.payment_no)
     adapter = adapter_for(payment.channel_account)
     confirmed = True
@@ -101,38 +105,6 @@ def payment_close_expired(*, payment_id: int) -> Payment:
             evidence={"error": exc.code, **exc.extra},
             source=EventSource.SCHEDULER,
         )
-
-
-@transaction.atomic(durable=True)
-def payment_flag_for_ops(
-    *, payment_id: int, problem: str, evidence: dict[str, Any] | None = None, source: str, actor: str = ""
-) -> Payment:
-    """Stop the automatic handling of a payment the sweeps cannot settle and put it in front of a
-    person (NEEDS_ATTENTION), with the reason in its event."""
-    payment = payment_lock(payment_id)
-    if payment.status in OPEN_STATES:
-        payment_move(
-            payment,
-            S.NEEDS_ATTENTION,
-            source=source,
-            evidence={"problem": problem, **jsonable(evidence or {})},
-            actor=actor,
-        )
-        payment.next_check_at = None
-        payment.save(update_fields=["status", "next_check_at", "updated_at"])
-        log.warning("payment %s needs attention: %s", payment.payment_no, problem)
-    return payment
-
-
-@transaction.atomic(durable=True)
-def payment_return_to_sweeps(*, payment_id: int, actor: str, note: str = "") -> Payment:
-    """Ops hand a NEEDS_ATTENTION payment back to the automatic checks."""
-    payment = payment_lock(payment_id)
-    if payment.status == S.NEEDS_ATTENTION:
-        payment_move(payment, S.PENDING, source=EventSource.OPS, evidence={"note": note}, actor=actor)
-        payment.next_check_at = timezone.now()
-        payment.save(update_fields=["status", "next_check_at", "updated_at"])
-    return payment
 
 
 @transaction.atomic(durable=True)

@@ -23,6 +23,7 @@ from paycore.ids import new_payment_no
 from paycore.sweeps import backoff
 from payments.locks import orders_lock
 from payments.models import Payment, PaymentOrderMap
+from payments.services.start import payment_start
 
 # What the channel needs from the payer for a method, checked before any row is written.
 _METHOD_NEEDS: dict[str, tuple[str, str]] = {
@@ -47,6 +48,9 @@ def payment_create(
     payer_id: str = "",
     client_ip: str | None = None,
     return_url: str = "",
+    store_id: str = "",
+    device_id: str = "",
+    operator_id: str = "",
 ) -> tuple[Payment, bool]:
     """Create (or reuse) the payment for these orders; returns ``(payment, created)``.
 
@@ -91,6 +95,9 @@ def payment_create(
         currency=currency,
         expires_at=expires_at,
         next_check_at=now + backoff(1),
+        store_id=store_id,
+        device_id=device_id,
+        operator_id=operator_id,
         payer_id=payer_id,
         client_ip=client_ip,
         return_url=return_url,
@@ -150,12 +157,9 @@ def payment_place(
     payer_id: str = "",
     client_ip: str | None = None,
     return_url: str = "",
-    auth_code: str = "",
 ) -> tuple[Payment, bool]:
     """What the API's "create payment" means: create (or reuse) the payment, then place it at
     the channel. A channel outage leaves it CREATED; asking again retries the placement."""
-    from payments.services.start import payment_start
-
     payment, created = payment_create(
         order_ids=order_ids,
         customer_ref=customer_ref,
@@ -165,4 +169,4 @@ def payment_place(
         client_ip=client_ip,
         return_url=return_url,
     )
-    return payment_start(payment_id=payment.pk, auth_code=auth_code), created
+    return payment_start(payment_id=payment.pk), created

@@ -1,23 +1,20 @@
-"""Placing the payment at its channel (prepay, or a payment-code charge)."""
+"""Placing the payment at its channel: the prepay whose data the app's payment SDK needs."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import transaction
 
-from channels.base import ChargeRequest, PrepayRequest, TradeStatus
+from channels.base import PrepayRequest, TradeStatus
 from channels.services import adapter_for, channel_call, channel_notify_url
-from paycore.errors import ChannelRejectedError, InvalidRequest
+from paycore.errors import ChannelRejectedError
 from paycore.jsonable import jsonable
 from paycore.models import EventSource
 from payments.locks import payment_lock
 from payments.models import Payment
-from payments.services.sync import payment_apply_trade
 from payments.states import payment_move
 
 
-def payment_start(*, payment_id: int, auth_code: str = "") -> Payment:
+def payment_start(*, payment_id: int) -> Payment:
     """Prepay at the channel and move CREATED -> PENDING with the data the app's SDK needs.
 
     No lock is held during the call. Repeating is safe: every channel dedupes by payment_no,
@@ -26,14 +23,14 @@ def payment_start(*, payment_id: int, auth_code: str = "") -> Payment:
     payment = Payment.objects.select_related("channel_account").get(pk=payment_id)
     if payment.status != Payment.Status.CREATED:
         return payment
-    adapter = adapter_for(payment.channel_account)
     if payment.method == Payment.Method.PAYCODE:
-        return _charge(payment, adapter, auth_code)
+        return payment  # charged with its scanned code by payments.services.paycode, never prepaid
+    adapter = adapter_for(payment.channel_account)
     request = PrepayRequest(
         payment_no=payment.payment_no,
         amount=payment.amount,
         currency=payment.currency,
-        description=_description(payment),
+        description=payment_description(payment),
         method=payment.method,
         notify_url=channel_notify_url(payment.channel_account),
         expires_at=payment.expires_at,
@@ -66,27 +63,6 @@ def payment_start(*, payment_id: int, auth_code: str = "") -> Payment:
     return payment
 
 
-def _charge(payment: Payment, adapter: Any, auth_code: str) -> Payment:
-    if not auth_code:
-        raise InvalidRequest.field("auth_code", "a payment-code payment needs the scanned auth_code", code="required")
-    request = ChargeRequest(
-        payment_no=payment.payment_no,
-        amount=payment.amount,
-        currency=payment.currency,
-        description=_description(payment),
-        auth_code=auth_code,
-        client_ip=payment.client_ip,
-        expires_at=payment.expires_at,
-    )
-    try:
-        with channel_call("charge"):
-            trade = adapter.charge(request)
-    except ChannelRejectedError as exc:
-        _fail(payment.pk, exc)
-        raise
-    return payment_apply_trade(payment_id=payment.pk, trade=trade, source=EventSource.CHANNEL_QUERY)
-
-
 def _fail(payment_id: int, exc: ChannelRejectedError) -> None:
     with transaction.atomic(durable=True):
         payment = payment_lock(payment_id)
@@ -100,6 +76,7 @@ def _fail(payment_id: int, exc: ChannelRejectedError) -> None:
             payment.save(update_fields=["status", "updated_at"])
 
 
-def _description(payment: Payment) -> str:
+def payment_description(payment: Payment) -> str:
+    """What the payer's bill shows: the first orders' descriptions."""
     names = list(payment.maps.select_related("order").values_list("order__description", flat=True)[:3])
     return "; ".join(names)[:120] or payment.payment_no

@@ -51,7 +51,14 @@ def payment_apply_trade(
     *, payment_id: int, trade: TradeState, source: str, evidence: dict[str, Any] | None = None, actor: str = ""
 ) -> Payment:
     """Apply a verified channel state. Repeats and stale states change nothing."""
-    payment = payment_lock(payment_id)
+    return apply_trade_locked(payment_lock(payment_id), trade, source=source, evidence=evidence, actor=actor)
+
+
+def apply_trade_locked(
+    payment: Payment, trade: TradeState, *, source: str, evidence: dict[str, Any] | None = None, actor: str = ""
+) -> Payment:
+    """``payment_apply_trade`` for a caller that already holds the payment's lock in its own
+    transaction (e.g. recording a revocation that returned money)."""
     if trade.payment_no != payment.payment_no:
         raise Conflict(
             "the channel answered about another payment",

@@ -96,7 +96,7 @@ def refund_apply_state(*, refund_id: int, state: RefundState, source: str) -> Re
     payment_id = Refund.objects.values_list("payment_id", flat=True).get(pk=refund_id)
     payment = payment_lock(payment_id)
     # Lock order: payment, then its orders (only a success touches them), then the refund.
-    orders = orders_lock(_paid_order_ids(refund_id)) if target and target[0] == R.SUCCEEDED else []
+    orders = orders_lock(paid_order_ids(refund_id)) if target and target[0] == R.SUCCEEDED else []
     refund = refund_lock(refund_id)
     attempt = refund.attempts.filter(request_no=state.refund_no).first()
     latest = refund.attempts.order_by("-number").first()
@@ -124,7 +124,7 @@ def refund_apply_state(*, refund_id: int, state: RefundState, source: str) -> Re
         fields += ["next_check_at"]
     refund.save(update_fields=fields)
     if to == R.SUCCEEDED:
-        _orders_refunded(refund, orders, source=source)
+        orders_follow_refund(refund, orders, source=source)
         outbox_add(
             topic="refund.succeeded",
             key=refund.refund_no,
@@ -147,7 +147,7 @@ def _record_attempt(attempt: RefundAttempt, state: RefundState, status: str) -> 
             setattr(attempt, name, value)
 
 
-def _paid_order_ids(refund_id: int) -> list[int]:
+def paid_order_ids(refund_id: int) -> list[int]:
     """The orders whose status follows this refund: those its shares paid. A duplicate or late
     share paid no order, so refunding it changes no order."""
     return list(
@@ -157,7 +157,7 @@ def _paid_order_ids(refund_id: int) -> list[int]:
     )
 
 
-def _orders_refunded(refund: Refund, orders: list[Order], *, source: str) -> None:
+def orders_follow_refund(refund: Refund, orders: list[Order], *, source: str) -> None:
     """Each order paid by this refund's payment follows what was refunded of its own share."""
     if not orders:
         return

@@ -12,7 +12,7 @@ from paycore.outbox import outbox_add
 from payments.locks import orders_lock, payment_lock
 from refunds.locks import refund_lock
 from refunds.models import Refund, RefundAttempt
-from refunds.services.apply import _orders_refunded, _paid_order_ids
+from refunds.services.apply import orders_follow_refund, paid_order_ids
 from refunds.services.request import SUBMIT_SAFETY_NET, attempt_request_no, refundable_by_map
 from refunds.states import refund_move
 
@@ -60,7 +60,7 @@ def refund_resolve(*, refund_id: int, refunded: bool, note: str, actor: str) -> 
     orders follow), or abandoned (FAILED for good, its room given back)."""
     with transaction.atomic(durable=True):
         payment = payment_lock(Refund.objects.values_list("payment_id", flat=True).get(pk=refund_id))
-        orders = orders_lock(_paid_order_ids(refund_id)) if refunded else []
+        orders = orders_lock(paid_order_ids(refund_id)) if refunded else []
         refund = refund_lock(refund_id)
         if refund.status != R.NEEDS_ATTENTION:
             return refund
@@ -73,7 +73,7 @@ def refund_resolve(*, refund_id: int, refunded: bool, note: str, actor: str) -> 
             refund.fail_code = "resolved_by_ops"
         refund.save(update_fields=["status", "succeeded_at", "fail_code", "next_check_at", "updated_at"])
         if refunded:
-            _orders_refunded(refund, orders, source=EventSource.OPS)
+            orders_follow_refund(refund, orders, source=EventSource.OPS)
             outbox_add(
                 topic="refund.succeeded",
                 key=refund.refund_no,

@@ -148,7 +148,7 @@ def test_every_sweep_runs_by_hand(wechat_account: ChannelAccount, gateway_client
     payment = make_payment(account=wechat_account)
     pay_at_sandbox(gateway_client, payment)
     let_time_pass(payment, seconds=20)
-    for name in ("close", "success", "repeat", "refund", "inbox"):
+    for name in ("close", "success", "paycode", "repeat", "refund", "inbox"):
         call_command("sweep", name, "--once")
     out = capsys.readouterr().out
     assert "sweep=success claimed=1 worked=1" in out
@@ -156,6 +156,7 @@ def test_every_sweep_runs_by_hand(wechat_account: ChannelAccount, gateway_client
         "sweep=close",
         "sweep=close-orders",
         "sweep=success",
+        "sweep=paycode",
         "sweep=repeat",
         "sweep=refund",
         "sweep=inbox",
