@@ -40,6 +40,8 @@ def payment_fan_out(topic: str, key: str, subject: Any, given: dict[str, Any]) -
         "currency": payment.currency,
         "paid_at": _iso(payment.paid_at),
     }
+    if payment.method == Payment.Method.PAYCODE:  # where the code was scanned, when the counter said
+        common.update({k: v for k, v in (("store_id", payment.store_id), ("device_id", payment.device_id)) if v})
     if not shares:  # no merchant to tell; still in the stream for consumers
         yield EventDraft(merchant_id=None, payload=common, context=given)
         return

@@ -215,3 +215,53 @@ def test_a_merchant_without_a_notify_url_is_not_sent_anything(db: None) -> None:
         (event,) = outbox_add(topic="test.ping", key="k", merchant_id=quiet.pk)
     event.refresh_from_db()
     assert event.delivery_status == D.NOT_SENT and not WebhookAttempt.objects.exists()
+
+
+def test_a_refund_of_a_shared_payment_tells_each_merchant_what_was_refunded_of_its_orders(
+    receiver: Callable[..., Receiver], wechat_account: ChannelAccount, gateway_client: Any
+) -> None:
+    from refunds.services import refund_request, refund_sync_from_channel
+    from tests.factories import wait_until
+
+    tea, cake = receiver(), receiver()
+    orders = [make_order(merchant=tea.merchant, amount=1000), make_order(merchant=cake.merchant, amount=700)]
+    payment = make_paid_payment(account=wechat_account, gateway=gateway_client, orders=orders)
+    refund, _ = refund_request(payment_id=payment.pk, refund_no="r-cake", amount=300, merchant_id=cake.merchant.pk)
+    assert wait_until(lambda: refund_sync_from_channel(refund_id=refund.pk).status == "SUCCEEDED")
+    (told,) = [b for b in cake.accepted() if b["type"] == "refund.succeeded"]
+    assert told["data"]["refund_no"] == "r-cake" and told["data"]["amount"] == 300
+    assert told["data"]["orders"] == [
+        {"order_no": orders[1].order_no, "merchant_order_no": orders[1].merchant_order_no, "amount": 300}
+    ]
+    assert [b["type"] for b in tea.accepted()] == ["payment.succeeded"]
+
+
+def test_a_revoked_payment_code_tells_its_merchant_with_the_store_and_device(
+    receiver: Callable[..., Receiver], channel_account: Callable[..., ChannelAccount], api: Any
+) -> None:
+    from payments.models import Payment
+    from payments.sweeps import PAYCODE
+    from tests.factories import let_time_pass
+
+    channel_account("alipay")
+    shop = receiver()
+    order = make_order(merchant=shop.merchant, amount=2500)
+    body = {
+        "order_nos": [order.order_no],
+        "customer_ref": "cust-1",
+        "auth_code": "28654321098765" + "07200",  # the payer never confirms
+        "store_id": "S-01",
+        "device_id": "POS-7",
+        "operator_id": "alice",
+    }
+    assert api.post("/api/v1/payments/paycode", body, format="json").json()["status"] == "USER_PAYING"
+    payment = Payment.objects.get()
+    for _ in range(5):
+        let_time_pass(payment, seconds=60)
+        sweep_run(PAYCODE)
+        if payment.status == "REVOKED":
+            break
+    (told,) = [b for b in shop.accepted() if b["type"] == "payment.revoked"]
+    assert told["data"]["payment_no"] == payment.payment_no and told["data"]["status"] == "REVOKED"
+    assert (told["data"]["store_id"], told["data"]["device_id"]) == ("S-01", "POS-7")
+    assert told["data"]["method"] == "paycode" and told["data"]["paid_at"] is None
