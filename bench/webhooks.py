@@ -45,6 +45,7 @@ class Config:
     sweep_every: float = 0.05  # seconds between sweeper runs (the beat)
     seed: int = 7
     timeout: float = 600.0
+    rate: float = 0.0  # events committed per second over all producers; 0: as fast as they can
 
 
 @dataclass
@@ -166,6 +167,8 @@ def run(config: Config) -> Result:
     def produce(index: int) -> None:
         try:
             for n in range(index, config.events, config.producers):
+                if config.rate:  # event n is due n / rate seconds after the start
+                    time.sleep(max(0.0, started + n / config.rate - time.time()))
                 with transaction.atomic():
                     (event,) = outbox_add(
                         topic="bench.ping",
