@@ -17,9 +17,9 @@ import enum
 import functools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any, ClassVar, TypeVar
 
 import requests
@@ -275,10 +275,21 @@ class Ack:
     content_type: str = "text/plain"
 
 
+class BillNotReady(ChannelError):
+    """The channel has no bill for that day yet (the day has not ended by its clock, or the bill
+    is still being generated): ask again later. Never "no activity": that is an empty bill."""
+
+
+class BillInconsistent(ChannelError):
+    """The bill contradicts itself (its lines do not add up to its own summary): it must not be
+    reconciled against, and asking again will not change it. A download that broke off or failed
+    its hash is ``ChannelUnavailable`` instead (asking again may well help)."""
+
+
 class BillRowKind(enum.StrEnum):
     PAYMENT = "PAYMENT"
     REFUND = "REFUND"
-    REVOKED = "REVOKED"
+    REVOKED = "REVOKED"  # a payment-code trade reversed after the money moved (the money went back)
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +305,71 @@ class BillRow:
     fee: int | None = None  # minor units, positive = fee charged
     status: str = ""  # the channel's own status text, frozen at bill time
     raw: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BillSummary:
+    """The totals a bill publishes about itself, in paycore's terms (minor units; refunds and
+    revocations counted together, as channels do). ``None``: the channel does not publish that
+    total, or publishes it in a form that does not map exactly onto the rows. The adapter checks
+    the channel's own summary columns against the rows itself (``BillInconsistent``); these are
+    what a caller can check again against what it stored. ``raw``: the channel's summary cells."""
+
+    line_count: int | None = None
+    payment_count: int | None = None
+    payment_amount: int | None = None
+    refund_count: int | None = None
+    refund_amount: int | None = None
+    fee_total: int | None = None
+    raw: Mapping[str, str] = field(default_factory=dict)
+
+
+class Bill:
+    """One day's bill as it is read: iterate it once for its rows, which the adapter parses from
+    a streamed download (a file is never held whole in memory).
+
+    ``digest`` (hex SHA-256 of the bytes as received, pages in order), ``size`` (bytes) and
+    ``summary`` are final only once iteration has ended without an error. An error mid-way
+    (``ChannelUnavailable``, ``BillInconsistent``) means the rows already yielded must be thrown
+    away: a bill is used whole or not at all. Stray parsing errors leave as ``ChannelUnavailable``.
+    """
+
+    def __init__(self, *, channel: str, bill_date: date, bill_type: str, rows: Callable[[Bill], Iterator[BillRow]]):
+        self.channel = channel
+        self.bill_date = bill_date
+        self.bill_type = bill_type  # the channel's own name of what was asked for (ALL, trade...)
+        self.digest = ""
+        self.size = 0
+        self.summary: BillSummary | None = None
+        self.complete = False
+        self._rows = rows
+        self._started = False
+
+    @classmethod
+    def empty(cls, *, channel: str, bill_date: date, bill_type: str) -> Bill:
+        """The channel says nothing happened that day: no rows, nothing to check."""
+        bill = cls(channel=channel, bill_date=bill_date, bill_type=bill_type, rows=lambda _: iter(()))
+        bill.summary = BillSummary(line_count=0)
+        return bill
+
+    def __iter__(self) -> Iterator[BillRow]:
+        if self._started:
+            raise RuntimeError("a bill is read once")
+        self._started = True
+        try:
+            yield from self._rows(self)
+        except ChannelError:
+            raise
+        except (*_STRAY, UnicodeError, OSError, EOFError) as exc:
+            logger.warning("%s bill %s: unexpected %s contained", self.channel, self.bill_date, type(exc).__name__)
+            raise ChannelUnavailable(
+                f"{self.channel} bill {self.bill_date}: unreadable data ({type(exc).__name__}: {exc})",
+                code="BILL_UNREADABLE",
+            ) from exc
+        self.complete = True
+
+    def __repr__(self) -> str:
+        return f"Bill({self.channel} {self.bill_date} {self.bill_type})"
 
 
 # The operations whose errors must stay inside the contract (ChannelError and its subclasses).
@@ -462,8 +538,15 @@ class ChannelAdapter(ABC):
         return Ack(status=200 if ok else 400)
 
     # --- bills ------------------------------------------------------------------------
+    # The zone of the channel's bill day: a trade belongs to the bill of its date there.
+    bill_timezone: ClassVar[tzinfo] = UTC
+
     @abstractmethod
-    def fetch_bill(self, bill_date: date) -> Iterator[BillRow]: ...
+    def fetch_bill(self, bill_date: date) -> Bill:
+        """The bill of ``bill_date`` (the channel's own bill day and zone), to be read once.
+
+        Raises ``BillNotReady`` when the channel has no bill for that day yet; a day without
+        activity is an empty bill. Rows are parsed as the download streams in; see ``Bill``."""
 
     # --- payment code (only channels that support it) --------------------------------------
     def charge(self, req: ChargeRequest) -> TradeState:

@@ -9,6 +9,7 @@ from inbox.sweeps import INBOX
 from outbox.sweeps import CONSUMERS, WEBHOOKS
 from paycore.sweeps import Sweep
 from payments.sweeps import CLOSE_ORDERS, CLOSE_PAYMENTS, PAYCODE, SUCCESS
+from reconciliation.sweeps import RECONCILE
 from refunds.sweeps import REFUND, REPEAT
 
 SWEEPS: dict[str, tuple[Sweep, ...]] = {
@@ -18,6 +19,7 @@ SWEEPS: dict[str, tuple[Sweep, ...]] = {
     "repeat": (REPEAT,),
     "refund": (REFUND,),
     "inbox": (INBOX,),
+    "reconcile": (RECONCILE,),
     "webhooks": (WEBHOOKS,),
     "consumers": (CONSUMERS,),
 }
@@ -30,6 +32,9 @@ DEFAULT_INTERVALS: dict[str, timedelta] = {
     "repeat": timedelta(minutes=1),
     "refund": timedelta(seconds=30),
     "inbox": timedelta(minutes=1),
+    # Bills are due once a day per account (and while a channel says "not ready"): a look every
+    # 10 minutes starts each soon after it is published.
+    "reconcile": timedelta(minutes=10),
     # Merchant webhooks due for a retry, and anything a crash left unsent after its commit.
     "webhooks": timedelta(seconds=10),
     # Consumers inside paycore (risk...): each reads on from its own cursor.

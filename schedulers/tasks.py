@@ -8,7 +8,9 @@ from typing import Any
 from celery import shared_task
 
 
-@shared_task(name="paycore.sweeps.run", soft_time_limit=240, time_limit=270)
+# Generous limits: a sweep stops claiming more rows after its own time budget, but one row (a
+# day's bill of a million lines) may take minutes; its lease outlasts these limits.
+@shared_task(name="paycore.sweeps.run", soft_time_limit=1800, time_limit=1900)
 def sweep_run(name: str) -> dict[str, Any]:
     from paycore.sweeps import sweep_run as run_one
     from schedulers.registry import SWEEPS

@@ -26,21 +26,24 @@ amounts, times, references), ``_bill`` (bill archives), this module (the operati
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime
-from typing import Any
+from datetime import date, datetime, tzinfo
+from typing import Any, ClassVar
 
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from channels._cache import ProcessCache, fingerprint
 from channels.alipay import _sign, _wire
-from channels.alipay._bill import parse_bill_zip
+from channels.alipay._bill import read_bill
 from channels.base import (
     Ack,
+    Bill,
+    BillNotReady,
     BillRow,
     ChannelAdapter,
     ChannelRejected,
@@ -85,6 +88,10 @@ _CANCEL_ACTIONS = {"close": False, "refund": True}
 
 # An Alipay payment code: 16-24 digits starting 25-30 (WeChat's start 10-15).
 AUTH_CODE = re.compile(r"(2[5-9]|30)[0-9]{14,22}")
+
+# Words of isp.bill_not_exist's sub_msg that mean "not this day yet", not "no activity".
+_NOT_YET_WORDS = ("当日", "当月", "以后")
+_DOWNLOAD_CHUNK = 256 * 1024
 
 # Parsed keys per process and account, rebuilt when the PEM changes.
 _KEYS: ProcessCache[Any] = ProcessCache("alipay keys")
@@ -327,24 +334,41 @@ class AlipayAdapter(ChannelAdapter):
         return Ack(status=200, body=b"success" if ok else b"fail")
 
     # --- bills ------------------------------------------------------------------------
-    def fetch_bill(self, bill_date: date) -> Iterator[BillRow]:
-        """Daily ``trade`` bill: ask for the download URL, fetch the zip, parse the detail CSV."""
+    bill_timezone: ClassVar[tzinfo] = _wire.CST  # the bill day is a Beijing (UTC+8) day
+
+    def fetch_bill(self, bill_date: date) -> Bill:
+        """Daily ``trade`` bill (Beijing day): ask for the download URL at once (so "not ready"
+        raises here), then stream the zip and parse the detail CSV row by row as it is read.
+
+        ``isp.bill_not_exist`` means either "no activity that day" (an empty bill) or "that day
+        has not ended yet" (``BillNotReady``); Alipay tells them apart only in ``sub_msg``, which
+        names the day (当日 / 当月) in the second case."""
         node = self._call(
             "alipay.data.dataservice.bill.downloadurl.query", {"bill_type": "trade", "bill_date": bill_date.isoformat()}
         )
         if node.get("code") == "40004" and node.get("sub_code") == "isp.bill_not_exist":
-            return iter(())
+            if any(word in str(node.get("sub_msg") or "") for word in _NOT_YET_WORDS):
+                raise BillNotReady(f"alipay bill {bill_date} not ready: {node.get('sub_msg')}", code="BILL_NOT_READY")
+            return Bill.empty(channel=self.code, bill_date=bill_date, bill_type="trade")
         self._raise_for_code(node)
         url = node.get("bill_download_url")
         if not url:
             raise ChannelUnavailable("no bill_download_url in the answer", raw=node)
-        try:
-            resp = self.http.get(url, timeout=self.timeout)
-        except requests.RequestException as exc:
-            raise ChannelUnavailable(f"bill download failed: {type(exc).__name__}") from exc
-        if resp.status_code != 200:
-            raise ChannelUnavailable(f"bill download answered HTTP {resp.status_code}")
-        return iter(parse_bill_zip(resp.content))
+
+        def rows(bill: Bill) -> Iterator[BillRow]:
+            try:
+                resp = self.http.get(url, timeout=self.timeout, stream=True)
+            except requests.RequestException as exc:
+                raise ChannelUnavailable(f"bill download failed: {type(exc).__name__}") from exc
+            with contextlib.closing(resp):
+                if resp.status_code != 200:
+                    raise ChannelUnavailable(f"bill download answered HTTP {resp.status_code}")
+                try:
+                    yield from read_bill(bill, resp.iter_content(_DOWNLOAD_CHUNK))
+                except requests.RequestException as exc:
+                    raise ChannelUnavailable(f"bill download broke off: {type(exc).__name__}") from exc
+
+        return Bill(channel=self.code, bill_date=bill_date, bill_type="trade", rows=rows)
 
     # --- payment code -----------------------------------------------------------------
     def charge(self, req: ChargeRequest) -> TradeState:

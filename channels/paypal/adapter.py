@@ -38,6 +38,7 @@ orders and refunds).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import threading
@@ -54,7 +55,10 @@ from cryptography import x509
 from channels._cache import ProcessCache, fingerprint
 from channels.base import (
     AccountConfig,
-    BillRow,
+    Bill,
+    BillInconsistent,
+    BillNotReady,
+    BillSummary,
     ChannelAdapter,
     ChannelError,
     ChannelRejected,
@@ -80,6 +84,7 @@ from channels.paypal._wire import (
     format_amount,
     money_of,
     paid_capture,
+    parse_time,
     refund_state,
     trade_from_capture,
 )
@@ -134,6 +139,16 @@ def clear_caches() -> None:
     _TOKENS.clear()
     _TRUSTED.clear()
     _webhook.CERTIFICATES.clear()
+
+
+def _int_field(data: Mapping[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ChannelUnavailable(f"transaction search reply has unreadable {name}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,39 +401,82 @@ class PaypalAdapter(ChannelAdapter):
     # ack(): the base answer (200 with an empty body, 400 on failure) is what PayPal expects.
 
     # --- bills ----------------------------------------------------------------------------
-    def fetch_bill(self, bill_date: date) -> Iterator[BillRow]:
-        """Transaction Search for one UTC day, every page; captures and refunds as bill rows."""
+    def fetch_bill(self, bill_date: date) -> Bill:
+        """Transaction Search for one UTC day, page by page as the caller reads the rows.
+
+        The first page is asked for at once: "data for the given start date is not available"
+        (the day has not ended) and a ``last_refreshed_datetime`` before the day's end (PayPal's
+        up to 3 hours of lag) are ``BillNotReady``. Every page must agree on ``total_items`` and
+        the pages together must hold that many items, else ``BillInconsistent``."""
         start = datetime(bill_date.year, bill_date.month, bill_date.day, tzinfo=UTC)
         end = start + timedelta(days=1) - timedelta(seconds=1)
-        infos: list[dict[str, Any]] = []
-        page, total_pages = 1, 1
-        while page <= total_pages:
-            if page > _BILL_MAX_PAGES:
-                raise ChannelUnavailable("Transaction Search returned too many pages")
-            params = {
+
+        def params(page: int) -> dict[str, str]:
+            return {
                 "start_date": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "end_date": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "fields": "transaction_info",
                 "page_size": str(_BILL_PAGE_SIZE),
                 "page": str(page),
             }
-            reply = self._call("GET", "/v1/reporting/transactions", params=params)
-            if reply.status != 200:
-                raise reply.rejected("transaction search")
-            details = reply.data.get("transaction_details")
-            if not isinstance(details, list):
-                raise ChannelUnavailable("transaction search reply has no transaction_details")
-            infos.extend(
-                d["transaction_info"]
-                for d in details
-                if isinstance(d, Mapping) and isinstance(d.get("transaction_info"), Mapping)
-            )
-            try:
-                total_pages = int(reply.data.get("total_pages") or 1)
-            except (TypeError, ValueError):
-                raise ChannelUnavailable("transaction search reply has unreadable total_pages") from None
-            page += 1
-        return iter(list(bill_rows(infos)))  # parsed in full here, so no error surfaces mid-iteration
+
+        first, first_raw = self._bill_page(params(1))
+        refreshed = parse_time(first.data.get("last_refreshed_datetime"))
+        if refreshed is not None and refreshed <= end:
+            raise BillNotReady(f"PayPal data refreshed up to {refreshed.isoformat()} only", code="BILL_NOT_READY")
+
+        def infos(bill: Bill) -> Iterator[Mapping[str, Any]]:
+            digest, size = hashlib.sha256(), 0
+            reply, raw, page, seen = first, first_raw, 1, 0
+            total_items = _int_field(first.data, "total_items")
+            while True:
+                digest.update(raw)
+                size += len(raw)
+                details = reply.data.get("transaction_details")
+                if not isinstance(details, list):
+                    raise ChannelUnavailable("transaction search reply has no transaction_details")
+                if _int_field(reply.data, "total_items") != total_items:
+                    raise ChannelUnavailable("transaction search total_items changed between pages")
+                seen += len(details)
+                for d in details:
+                    if isinstance(d, Mapping) and isinstance(d.get("transaction_info"), Mapping):
+                        yield d["transaction_info"]
+                total_pages = _int_field(reply.data, "total_pages") or 1
+                if page >= total_pages:
+                    break
+                page += 1
+                if page > _BILL_MAX_PAGES:
+                    raise ChannelUnavailable("Transaction Search returned too many pages")
+                reply, raw = self._bill_page(params(page))
+            if total_items is not None and seen != total_items:
+                raise BillInconsistent(
+                    f"transaction search announced {total_items} items but its pages held {seen}", code="BILL_SUMMARY"
+                )
+            bill.digest, bill.size = digest.hexdigest(), size
+            bill.summary = BillSummary(raw={"total_items": str(total_items)})
+
+        return Bill(
+            channel=self.code, bill_date=bill_date, bill_type="transactions", rows=lambda bill: bill_rows(infos(bill))
+        )
+
+    def _bill_page(self, params: Mapping[str, str]) -> tuple[_Reply, bytes]:
+        """One Transaction Search page and its raw bytes (for the bill's digest)."""
+        headers = {"Accept": "application/json"}
+        for attempt in (1, 2):
+            token = self._token()
+            headers["Authorization"] = f"Bearer {token}"
+            resp = self._send("GET", f"{self._base}/v1/reporting/transactions", headers=headers, params=params)
+            if resp.status_code == 401 and attempt == 1:
+                self._drop_token(token)
+                continue
+            reply = self._reply(resp)
+            if reply.status == 200:
+                return reply, resp.content
+            message = str(reply.data.get("message") or "")
+            if reply.status == 400 and "not available" in message:
+                raise BillNotReady(f"PayPal: {message}", code="BILL_NOT_READY", raw=reply.data)
+            raise reply.rejected("transaction search")
+        raise AssertionError("unreachable")
 
     # --- private: HTTP ----------------------------------------------------------------------
     def _call(

@@ -55,12 +55,13 @@ positive integer, the times RFC 3339. A statement for date D lists the records t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta, timezone, tzinfo
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -69,6 +70,8 @@ import requests
 from channels.base import (
     AccountConfig,
     Ack,
+    Bill,
+    BillNotReady,
     BillRow,
     ChannelAdapter,
     ChannelError,
@@ -90,7 +93,7 @@ from channels.base import (
     trade_ref_required,
 )
 from channels.points import _sign
-from channels.points._statement import statement_rows
+from channels.points._statement import read_statement, verify_streamed
 from channels.points._wire import parse_time, points_field, to_minor, to_points, unreadable
 from paycore import money
 
@@ -142,6 +145,10 @@ def _account_currency(config: AccountConfig) -> str:
     if not isinstance(currency, str) or not money.is_currency(currency):
         raise ChannelError(f"points: options.currency {currency!r} is not an ISO 4217 code", code="CONFIG")
     return currency
+
+
+_DOWNLOAD_CHUNK = 256 * 1024
+_BILL_ZONE = timezone(timedelta(hours=8))  # the partner's statement day
 
 
 class PointsAdapter(ChannelAdapter):
@@ -507,10 +514,63 @@ class PointsAdapter(ChannelAdapter):
         )
 
     # --- bills --------------------------------------------------------------------------------
-    def fetch_bill(self, bill_date: date) -> Iterator[BillRow]:
-        """The day's statement; only SUCCESS rows (points actually moved) become bill rows."""
-        status, content = self._call("GET", "/v1/statements", params={"date": bill_date.isoformat()})
-        if status != 200:
-            self._ok(status, content)  # raises with the partner's code
-            raise unreadable(f"statement HTTP {status}")
-        return iter(list(statement_rows(content, to_minor=self._to_minor, currency=self._currency)))
+    bill_timezone: ClassVar[tzinfo] = _BILL_ZONE  # the bill day is a Beijing (UTC+8) day
+
+    def fetch_bill(self, bill_date: date) -> Bill:
+        """The day's statement (UTC+8 day); only SUCCESS rows (points actually moved) become bill
+        rows. The request is sent at once (``409 STATEMENT_NOT_READY`` raises ``BillNotReady``
+        here); the body is then streamed and parsed row by row, its signature checked at the end."""
+        method, path = "GET", "/v1/statements"
+        url = self.config.base_url.rstrip("/") + path
+        prepared = self.http.prepare_request(
+            requests.Request(method, url, params={"date": bill_date.isoformat()}, headers={"Accept": "text/csv"})
+        )
+        path_and_query = prepared.path_url
+        prepared.headers.update(self._signed_headers(method, path_and_query, b""))
+        settings = self.http.merge_environment_settings(prepared.url, {}, True, None, None)
+        try:
+            resp = self.http.send(prepared, timeout=self.timeout, allow_redirects=False, **settings)
+        except requests.RequestException as exc:
+            raise ChannelUnavailable(f"points: statement request failed: {type(exc).__name__}", code="NETWORK") from exc
+        if resp.status_code != 200:
+            with contextlib.closing(resp):
+                content = resp.content
+            if resp.status_code >= 500 or resp.status_code in (408, 429):
+                raise ChannelUnavailable(f"points: HTTP {resp.status_code}", code=f"HTTP_{resp.status_code}")
+            try:
+                self._verify(resp.headers, method=method, path_and_query=path_and_query, body=content)
+            except SignatureInvalid as exc:
+                raise ChannelUnavailable(f"points: unverifiable reply: {exc.message}", code=exc.code) from exc
+            if resp.status_code == 409 and self._json(content).get("code") == "STATEMENT_NOT_READY":
+                raise BillNotReady(f"points: statement of {bill_date} not ready", code="STATEMENT_NOT_READY")
+            self._ok(resp.status_code, content)  # raises with the partner's code
+            raise unreadable(f"statement HTTP {resp.status_code}")
+
+        def verify(body_sha256: str) -> None:
+            try:
+                verify_streamed(
+                    resp.headers,
+                    method=method,
+                    path_and_query=path_and_query,
+                    body_sha256=body_sha256,
+                    app_id=self._app_id,
+                    secret_for=self._secret_for,
+                    now=time.time(),
+                )
+            except SignatureInvalid as exc:
+                raise ChannelUnavailable(f"points: unverifiable statement: {exc.message}", code=exc.code) from exc
+
+        def rows(bill: Bill) -> Iterator[BillRow]:
+            with contextlib.closing(resp):
+                try:
+                    yield from read_statement(
+                        bill,
+                        resp.iter_content(_DOWNLOAD_CHUNK),
+                        to_minor=self._to_minor,
+                        currency=self._currency,
+                        verify=verify,
+                    )
+                except requests.RequestException as exc:
+                    raise ChannelUnavailable(f"points: statement broke off: {type(exc).__name__}") from exc
+
+        return Bill(channel=self.code, bill_date=bill_date, bill_type="statement", rows=rows)

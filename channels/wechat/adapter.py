@@ -44,7 +44,7 @@ import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping
-from datetime import date
+from datetime import date, tzinfo
 from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
@@ -52,6 +52,8 @@ import urllib3
 
 from channels.base import (
     Ack,
+    Bill,
+    BillNotReady,
     BillRow,
     ChannelRejected,
     ChannelUnavailable,
@@ -75,7 +77,7 @@ from channels.wechat import _bill, _crypto
 from channels.wechat._paycode import WechatPaycode
 from channels.wechat._v3 import _int, _parse_time, _rfc3339_beijing, _Unverified
 
-_MAX_DOWNLOAD = 256 * 1024 * 1024
+_DOWNLOAD_CHUNK = 256 * 1024
 
 # trade_state -> TradeStatus. ACCEPT ("debit pending", some lists only) is not final
 # and nothing has been taken yet, so it reads as NOT_PAID: the caller keeps polling.
@@ -376,35 +378,40 @@ class WechatAdapter(WechatPaycode):
         return Ack(status=400, body=body, content_type="application/json")
 
     # --- bills --------------------------------------------------------------------------------
-    def fetch_bill(self, bill_date: date) -> Iterator[BillRow]:
-        """The day's ALL bill, fully downloaded, hash-checked and parsed before any row is returned."""
+    bill_timezone: ClassVar[tzinfo] = _bill.BEIJING  # the bill day is a Beijing (UTC+8) day
+
+    def fetch_bill(self, bill_date: date) -> Bill:
+        """The day's ALL bill (Beijing day). The download URL is asked for at once (so "not ready"
+        raises here); the gzip file is then streamed, hashed and parsed row by row as it is read."""
+        query = f"bill_date={bill_date.isoformat()}&bill_type=ALL&tar_type=GZIP"
         try:
-            _, info = self._call(
-                "GET", "/v3/bill/tradebill", query=f"bill_date={bill_date.isoformat()}&bill_type=ALL&tar_type=GZIP"
-            )
-        except ChannelRejected as exc:
-            if exc.code == "NO_STATEMENT_EXIST":
-                return iter(())
+            _, info = self._call("GET", "/v3/bill/tradebill", query=query)
+        except (ChannelRejected, ChannelUnavailable) as exc:
+            if exc.code == "NO_STATEMENT_EXIST":  # no activity that day: normal
+                return Bill.empty(channel=self.code, bill_date=bill_date, bill_type="ALL")
+            if exc.code == "STATEMENT_CREATING":  # generating (or the day has not ended): later
+                raise BillNotReady(exc.message, code=exc.code, raw=exc.raw) from None
             raise
         url = info.get("download_url")
         if not isinstance(url, str) or not self._is_trusted_download(url):
             raise ChannelUnavailable("wechat bill download_url missing or on an unexpected host", raw=info)
-        resp = self._send("GET", url=url, stream=True)  # signed; the file itself is not
-        try:
-            with contextlib.closing(resp):  # raw bytes: a Content-Encoding must not hide the gzip
-                content = resp.raw.read(_MAX_DOWNLOAD + 1, decode_content=False)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ChannelUnavailable(f"wechat bill download broke off: {type(exc).__name__}") from exc
-        if resp.status_code != 200:
-            self._raise_for_error(resp.status_code, content)
-        if len(content) > _MAX_DOWNLOAD:
-            raise ChannelUnavailable("wechat bill too large")
-        try:
-            plain = _bill.check_and_decompress(content, str(info.get("hash_type", "")), str(info.get("hash_value", "")))
-            rows = list(_bill.parse_bill(plain))
-        except _bill.BillError as exc:
-            raise ChannelUnavailable(f"unusable wechat bill: {exc}") from None
-        return iter(rows)
+        hash_type, hash_value = str(info.get("hash_type", "")), str(info.get("hash_value", ""))
+
+        def rows(bill: Bill) -> Iterator[BillRow]:
+            resp = self._send("GET", url=url, stream=True)  # signed; the file itself is not
+            with contextlib.closing(resp):
+                if resp.status_code != 200:
+                    self._raise_for_error(resp.status_code, resp.raw.read(64 * 1024, decode_content=False))
+                # Raw bytes: a Content-Encoding must not hide the gzip the hash may cover.
+                chunks = resp.raw.stream(_DOWNLOAD_CHUNK, decode_content=False)
+                try:
+                    yield from _bill.read_bill(bill, chunks, hash_type=hash_type, hash_value=hash_value)
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    raise ChannelUnavailable(f"wechat bill download broke off: {type(exc).__name__}") from exc
+                except _bill.BillError as exc:
+                    raise ChannelUnavailable(f"unusable wechat bill: {exc}", code="BILL_UNREADABLE") from None
+
+        return Bill(channel=self.code, bill_date=bill_date, bill_type="ALL", rows=rows)
 
     def _is_trusted_download(self, url: str) -> bool:
         parts, base = urlsplit(url), urlsplit(self._base)

@@ -166,6 +166,11 @@ PAYCODE_DEADLINE_SECONDS = env_int("PAYCODE_DEADLINE_SECONDS", 30)
 PAYCODE_POLL_SECONDS = env_int("PAYCODE_POLL_SECONDS", 3)
 PAYCODE_MAX_WAIT_SECONDS = env_int("PAYCODE_MAX_WAIT_SECONDS", 5)
 PAYCODE_MAX_REVOKE_ATTEMPTS = env_int("PAYCODE_MAX_REVOKE_ATTEMPTS", 5)
+# Reconciliation: a payment or refund this close to the end of its bill day may be on the next
+# day's bill (a trade near midnight, a late notification): held and looked for there, not called
+# missing. And how long to wait before asking again for a bill the channel has not published.
+RECONCILIATION_HOLD_SECONDS = env_int("RECONCILIATION_HOLD_SECONDS", 30 * 60)
+RECONCILIATION_RETRY_SECONDS = env_int("RECONCILIATION_RETRY_SECONDS", 30 * 60)
 # Tries of one refund at the channel (each under a new request number) before ops decide.
 REFUND_MAX_ATTEMPTS = env_int("REFUND_MAX_ATTEMPTS", 3)
 # Tries of one verified notification before it is retired to the ops queue.

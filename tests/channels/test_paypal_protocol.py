@@ -725,7 +725,7 @@ def test_refund_numbers_longer_than_an_invoice_id_are_reported() -> None:
     assert "127" in adapter.refund_no_problem(refund_no="R" * 128, payment_no="P1")
 
 
-def test_a_bill_with_an_unreadable_row_fails_when_fetched_not_midway_through_iteration() -> None:
+def test_a_bill_with_an_unreadable_row_fails_while_it_is_read() -> None:
     report = {
         "transaction_details": [{"transaction_info": {"transaction_event_code": "T0006", "transaction_amount": 5}}],
         "total_pages": 1,
@@ -733,5 +733,6 @@ def test_a_bill_with_an_unreadable_row_fails_when_fetched_not_midway_through_ite
     with responses.RequestsMock() as rsps:
         _token_stub(rsps)
         rsps.get(f"{BASE}/v1/reporting/transactions", json=report)
+        bill = _adapter().fetch_bill(date(2025, 1, 1))
         with pytest.raises(ChannelUnavailable):
-            _adapter().fetch_bill(date(2025, 1, 1))
+            list(bill)  # rows stream page by page: the whole bill is void, not just the rest

@@ -1,0 +1,392 @@
+"""Matching one loaded bill against paycore's payments and refunds, both ways, in SQL.
+
+Bill side: the lines are grouped by what they are about (a payment number, a refund's request
+number) and joined to paycore's rows; every group that does not agree becomes a discrepancy,
+every one that does stamps ``reconciled_at`` on the payment or refund. Local side: payments and
+refunds that the channel's clock puts on this bill day (``paid_at`` / ``succeeded_at``, the
+channel's own times) and that no bill has matched are missing at the channel, except those in
+the last ``hold`` seconds of the day: a trade near midnight or a late notification may be on
+the next day's bill, so they are held and looked for there (they are that day's business then:
+the next day's window starts ``hold`` seconds early once this day has been reconciled).
+
+A payment-code trade paid and then revoked shows twice: its payment line matches the payment
+(SUCCEEDED or REVOKED), and its revocation line matches a REVOKED payment or a REVOCATION
+refund of it. A revocation line for a payment paycore still holds as SUCCEEDED is a status
+mismatch: the channel gave the money back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+
+# Local payment states that mean "the money was taken" (REVOKED: taken, then given back).
+PAID_STATES = ("SUCCEEDED", "REVOKED")
+# A refund line's channel status that means the refund did not happen.
+CHANNEL_FAILED_REFUND = ("FAIL", "FAILED", "CLOSED", "D")
+FEE_ROUNDINGS = {"half_up": "floor(%(amount)s * %(fee_rate)s + 0.5)", "down": "floor(%(amount)s * %(fee_rate)s)"}
+
+
+@dataclass(frozen=True)
+class MatchScope:
+    account_id: int
+    bill_id: int
+    bill_date: Any
+    run_id: int
+    window_start: datetime  # the bill day's start in the channel's zone
+    window_end: datetime
+    expected_from: datetime  # window_start, or hold earlier when the day before was reconciled
+    hold: timedelta
+    now: datetime
+    fee_rate: Decimal | None = None
+    fee_rounding: str = "half_up"
+
+
+@dataclass
+class MatchResult:
+    matched: int = 0
+    held: int = 0
+    found: int = 0
+    new: int = 0
+    auto_resolved: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+_DISCREPANCY_COLUMNS = (
+    "channel_account_id, bill_date, kind, ref, line_kind, run_id, last_run_id, payment_id, refund_id, payment_no, "
+    "refund_no, channel_trade_no, channel_refund_no, currency, channel_amount, local_amount, channel_status, "
+    "local_status, channel_fee, expected_fee, line_count, status, resolution_note, resolved_by, created_at, updated_at"
+)
+# Found again: refresh both sides; the status (and ops' decision) stays.
+_UPSERT = (
+    "INSERT INTO reconciliation_discrepancy ("
+    + _DISCREPANCY_COLUMNS
+    + """)
+SELECT %(account)s, %(bill_date)s, d.kind, d.ref, d.line_kind, %(run)s, %(run)s, d.payment_id, d.refund_id,
+       d.payment_no, d.refund_no, d.channel_trade_no, d.channel_refund_no, d.currency, d.channel_amount,
+       d.local_amount, d.channel_status, d.local_status, d.channel_fee, d.expected_fee, d.line_count, 'OPEN', '', '',
+       %(now)s, %(now)s
+FROM ({select}) d
+ON CONFLICT (channel_account_id, bill_date, kind, ref) DO UPDATE SET
+    last_run_id = EXCLUDED.last_run_id, payment_id = EXCLUDED.payment_id, refund_id = EXCLUDED.refund_id,
+    channel_amount = EXCLUDED.channel_amount, local_amount = EXCLUDED.local_amount,
+    channel_status = EXCLUDED.channel_status, local_status = EXCLUDED.local_status,
+    channel_fee = EXCLUDED.channel_fee, expected_fee = EXCLUDED.expected_fee, line_count = EXCLUDED.line_count,
+    updated_at = EXCLUDED.updated_at
+RETURNING (xmax = 0) AS inserted
+"""
+)
+
+# Payment lines, one group per payment number, joined to the payment of this account.
+_PAYMENT_GROUPS = """
+CREATE TEMP TABLE recon_pay ON COMMIT DROP AS
+SELECT g.*, p.id AS payment_id, p.amount AS p_amount, p.currency AS p_currency, p.status AS p_status,
+       (p.id IS NOT NULL AND p.status IN %(paid)s AND g.amount = p.amount AND g.amount_max = p.amount
+        AND g.currency = p.currency AND g.currency_max = p.currency) AS ok
+FROM (
+    SELECT payment_no, count(*) AS n, min(amount) AS amount, max(amount) AS amount_max, min(currency) AS currency,
+           max(currency) AS currency_max, min(fee) AS fee, max(fee) AS fee_max, min(channel_trade_no) AS trade_no,
+           min(status) AS status
+    FROM reconciliation_billline WHERE bill_id = %(bill)s AND kind = 'PAYMENT'
+    GROUP BY payment_no
+) g
+LEFT JOIN payments_payment p ON p.payment_no = g.payment_no AND p.channel_account_id = %(account)s
+"""
+
+_PAYMENT_PROBLEMS = """
+SELECT k.kind, 'P:' || r.payment_no AS ref, 'PAYMENT' AS line_kind, r.payment_id, NULL::bigint AS refund_id,
+       r.payment_no, '' AS refund_no, r.trade_no AS channel_trade_no, '' AS channel_refund_no, r.currency,
+       r.amount AS channel_amount, r.p_amount AS local_amount, r.status AS channel_status,
+       coalesce(r.p_status, '') AS local_status, r.fee AS channel_fee, r.expected_fee, r.n AS line_count
+FROM (
+    SELECT *, {expected_fee} AS expected_fee FROM recon_pay
+    WHERE payment_id IS NULL OR NOT ok OR n > 1 {fee_filter}
+) r
+CROSS JOIN LATERAL unnest(ARRAY[
+    CASE WHEN r.payment_id IS NULL THEN 'MISSING_LOCALLY' END,
+    CASE WHEN r.payment_id IS NOT NULL AND r.p_status NOT IN %(paid)s THEN 'STATUS_MISMATCH' END,
+    CASE WHEN r.payment_id IS NOT NULL AND (r.amount <> r.p_amount OR r.amount_max <> r.amount
+              OR r.currency <> r.p_currency OR r.currency_max <> r.currency) THEN 'AMOUNT_MISMATCH' END,
+    CASE WHEN r.n > 1 THEN 'DUPLICATE_LINE' END,
+    CASE WHEN {fee_problem} THEN 'FEE_MISMATCH' END
+]) AS k(kind)
+WHERE k.kind IS NOT NULL
+"""
+
+# Revocation lines: matched by a REVOKED payment or a REVOCATION refund of the payment.
+_REVOCATION_GROUPS = """
+CREATE TEMP TABLE recon_rev ON COMMIT DROP AS
+SELECT g.*, p.id AS payment_id, p.amount AS p_amount, p.currency AS p_currency, p.status AS p_status,
+       rv.id AS refund_id, rv.status AS refund_status
+FROM (
+    SELECT payment_no, count(*) AS n, min(amount) AS amount, max(amount) AS amount_max, min(currency) AS currency,
+           min(channel_trade_no) AS trade_no, min(channel_refund_no) AS channel_refund_no,
+           min(refund_request_no) AS refund_request_no, min(status) AS status
+    FROM reconciliation_billline WHERE bill_id = %(bill)s AND kind = 'REVOCATION'
+    GROUP BY payment_no
+) g
+LEFT JOIN payments_payment p ON p.payment_no = g.payment_no AND p.channel_account_id = %(account)s
+LEFT JOIN LATERAL (
+    SELECT r.id, r.status FROM refunds_refund r
+    WHERE r.payment_id = p.id AND r.reason = 'REVOCATION' AND r.status <> 'FAILED' ORDER BY r.id LIMIT 1
+) rv ON true
+"""
+
+_REVOCATION_PROBLEMS = """
+SELECT k.kind, 'V:' || r.payment_no AS ref, 'REVOCATION' AS line_kind, r.payment_id, r.refund_id,
+       r.payment_no, r.refund_request_no AS refund_no, r.trade_no AS channel_trade_no,
+       r.channel_refund_no, r.currency, r.amount AS channel_amount, r.p_amount AS local_amount,
+       r.status AS channel_status, coalesce(r.p_status, '') AS local_status, NULL::bigint AS channel_fee,
+       NULL::bigint AS expected_fee, r.n AS line_count
+FROM recon_rev r
+CROSS JOIN LATERAL unnest(ARRAY[
+    CASE WHEN r.payment_id IS NULL THEN 'MISSING_LOCALLY' END,
+    CASE WHEN r.payment_id IS NOT NULL AND r.p_status <> 'REVOKED' AND r.refund_id IS NULL
+         THEN 'STATUS_MISMATCH' END,
+    CASE WHEN r.payment_id IS NOT NULL AND (r.amount <> r.p_amount OR r.amount_max <> r.amount
+              OR r.currency <> r.p_currency) THEN 'AMOUNT_MISMATCH' END,
+    CASE WHEN r.n > 1 THEN 'DUPLICATE_LINE' END
+]) AS k(kind)
+WHERE k.kind IS NOT NULL
+"""
+
+# Refund lines, one group per number the channel saw: the attempt's request number (or, when
+# the channel shows none, its own refund number), joined to the refund of this account.
+_REFUND_GROUPS = """
+CREATE TEMP TABLE recon_ref ON COMMIT DROP AS
+SELECT g.*, coalesce(ra.id, rc.id) AS refund_id, coalesce(ra.amount, rc.amount) AS r_amount,
+       coalesce(ra.currency, rc.currency) AS r_currency, coalesce(ra.status, rc.status) AS r_status,
+       coalesce(ra.payment_no, rc.payment_no) AS local_payment_no, a.status AS attempt_status
+FROM (
+    SELECT CASE WHEN refund_request_no <> '' THEN refund_request_no ELSE channel_refund_no END AS refund_key,
+           count(*) AS n, min(amount) AS amount, max(amount) AS amount_max, min(currency) AS currency,
+           min(payment_no) AS payment_no, min(channel_trade_no) AS trade_no,
+           min(refund_request_no) AS refund_request_no, min(channel_refund_no) AS channel_refund_no,
+           min(status) AS status, bool_or(status IN %(channel_failed)s) AS channel_failed
+    FROM reconciliation_billline WHERE bill_id = %(bill)s AND kind = 'REFUND'
+    GROUP BY 1
+) g
+LEFT JOIN refunds_refundattempt a ON a.request_no = g.refund_request_no AND g.refund_request_no <> ''
+LEFT JOIN LATERAL (
+    SELECT r.id, r.amount, r.currency, r.status, p.payment_no FROM refunds_refund r
+    JOIN payments_payment p ON p.id = r.payment_id AND p.channel_account_id = %(account)s
+    WHERE r.id = a.refund_id
+) ra ON true
+LEFT JOIN LATERAL (
+    SELECT r.id, r.amount, r.currency, r.status, p.payment_no FROM refunds_refund r
+    JOIN payments_payment p ON p.id = r.payment_id AND p.channel_account_id = %(account)s
+    WHERE ra.id IS NULL AND g.channel_refund_no <> '' AND r.channel_refund_no = g.channel_refund_no
+) rc ON true
+"""
+
+_REFUND_PROBLEMS = """
+SELECT k.kind, 'R:' || r.refund_key AS ref, 'REFUND' AS line_kind, p.id AS payment_id, r.refund_id,
+       coalesce(r.local_payment_no, r.payment_no) AS payment_no, r.refund_request_no AS refund_no,
+       r.trade_no AS channel_trade_no, r.channel_refund_no, r.currency, r.amount AS channel_amount,
+       r.r_amount AS local_amount, r.status AS channel_status,
+       coalesce(CASE WHEN r.attempt_status = 'FAILED' THEN 'FAILED' ELSE r.r_status END, '') AS local_status,
+       NULL::bigint AS channel_fee, NULL::bigint AS expected_fee, r.n AS line_count
+FROM (SELECT *, (refund_id IS NOT NULL AND (r_status = 'FAILED' OR attempt_status = 'FAILED')) AS local_failed
+      FROM recon_ref) r
+LEFT JOIN payments_payment p ON p.payment_no = coalesce(r.local_payment_no, r.payment_no)
+     AND p.channel_account_id = %(account)s
+CROSS JOIN LATERAL unnest(ARRAY[
+    CASE WHEN r.refund_id IS NULL THEN 'MISSING_LOCALLY' END,
+    CASE WHEN r.refund_id IS NOT NULL AND r.channel_failed <> r.local_failed THEN 'STATUS_MISMATCH' END,
+    CASE WHEN r.refund_id IS NOT NULL AND (r.amount <> r.r_amount OR r.amount_max <> r.amount
+              OR r.currency <> r.r_currency) THEN 'AMOUNT_MISMATCH' END,
+    CASE WHEN r.n > 1 THEN 'DUPLICATE_LINE' END
+]) AS k(kind)
+WHERE k.kind IS NOT NULL
+"""
+
+# Local payments the channel's clock puts on this day (or held from the day before) that no
+# bill matched, outside the holding window at the day's end.
+_LOCAL_PAYMENTS = """
+SELECT 'MISSING_AT_CHANNEL' AS kind, 'P:' || p.payment_no AS ref, '' AS line_kind, p.id AS payment_id,
+       NULL::bigint AS refund_id, p.payment_no, '' AS refund_no, coalesce(p.channel_trade_no, '') AS channel_trade_no,
+       '' AS channel_refund_no, p.currency, NULL::bigint AS channel_amount, p.amount AS local_amount,
+       '' AS channel_status, p.status AS local_status, NULL::bigint AS channel_fee, NULL::bigint AS expected_fee,
+       0 AS line_count
+FROM payments_payment p
+WHERE p.channel_account_id = %(account)s AND p.status IN %(paid)s AND p.reconciled_at IS NULL
+  AND p.paid_at >= %(expected_from)s AND p.paid_at < %(hold_from)s
+  AND NOT EXISTS (SELECT 1 FROM recon_pay r WHERE r.payment_id = p.id)
+"""
+
+_LOCAL_REFUNDS = """
+SELECT 'MISSING_AT_CHANNEL' AS kind, 'R:' || coalesce(a.request_no, r.refund_no) AS ref, '' AS line_kind,
+       p.id AS payment_id, r.id AS refund_id, p.payment_no, coalesce(a.request_no, r.refund_no) AS refund_no,
+       coalesce(p.channel_trade_no, '') AS channel_trade_no, coalesce(r.channel_refund_no, '') AS channel_refund_no,
+       r.currency, NULL::bigint AS channel_amount, r.amount AS local_amount, '' AS channel_status,
+       r.status AS local_status, NULL::bigint AS channel_fee, NULL::bigint AS expected_fee, 0 AS line_count
+FROM refunds_refund r
+JOIN payments_payment p ON p.id = r.payment_id AND p.channel_account_id = %(account)s
+LEFT JOIN LATERAL (
+    SELECT x.request_no FROM refunds_refundattempt x WHERE x.refund_id = r.id AND x.status = 'SUCCEEDED'
+    ORDER BY x.number DESC LIMIT 1
+) a ON true
+WHERE r.status = 'SUCCEEDED' AND r.reconciled_at IS NULL
+  AND r.succeeded_at >= %(expected_from)s AND r.succeeded_at < %(hold_from)s
+  AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.refund_id = r.id)
+  AND NOT EXISTS (SELECT 1 FROM recon_rev x WHERE x.refund_id = r.id)
+"""
+
+
+def _params(scope: MatchScope) -> dict[str, Any]:
+    return {
+        "account": scope.account_id,
+        "bill": scope.bill_id,
+        "bill_date": scope.bill_date,
+        "run": scope.run_id,
+        "now": scope.now,
+        "paid": PAID_STATES,
+        "channel_failed": CHANNEL_FAILED_REFUND,
+        "expected_from": scope.expected_from,
+        "hold_from": scope.window_end - scope.hold,
+        "window_start": scope.window_start,
+        "window_end": scope.window_end,
+        "fee_rate": scope.fee_rate,
+    }
+
+
+def match_bill(scope: MatchScope) -> MatchResult:
+    """Classify, record discrepancies, stamp what matched. Call inside one transaction."""
+    result = MatchResult()
+    params = _params(scope)
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL work_mem = '256MB'")
+        cursor.execute(_PAYMENT_GROUPS, params)
+        cursor.execute("ANALYZE recon_pay")
+        cursor.execute(_REVOCATION_GROUPS, params)
+        cursor.execute(_REFUND_GROUPS, params)
+        if scope.fee_rate is not None:
+            expected = FEE_ROUNDINGS[scope.fee_rounding] % {"amount": "p_amount", "fee_rate": "%(fee_rate)s"}
+            expected = f"({expected})::bigint"
+            fee_filter = f"OR (ok AND fee IS NOT NULL AND (fee <> {expected} OR fee_max <> fee))"
+            fee_problem = (
+                "r.payment_id IS NOT NULL AND r.ok AND r.fee IS NOT NULL "
+                "AND (r.fee <> r.expected_fee OR r.fee_max <> r.fee)"
+            )
+        else:
+            expected, fee_filter, fee_problem = "NULL::bigint", "", "false"
+        selects = [
+            _PAYMENT_PROBLEMS.format(expected_fee=expected, fee_filter=fee_filter, fee_problem=fee_problem),
+            _REVOCATION_PROBLEMS,
+            _REFUND_PROBLEMS,
+            _LOCAL_PAYMENTS,
+            _LOCAL_REFUNDS,
+        ]
+        for select in selects:
+            cursor.execute(_UPSERT.format(select=select), params)
+            inserted = [row[0] for row in cursor.fetchall()]
+            result.found += len(inserted)
+            result.new += sum(inserted)
+        # What agrees is stamped, once: the first bill that matched it.
+        cursor.execute(
+            "UPDATE payments_payment p SET reconciled_at = %(now)s FROM recon_pay r "
+            "WHERE p.id = r.payment_id AND r.ok AND p.reconciled_at IS NULL",
+            params,
+        )
+        cursor.execute("SELECT count(*) FILTER (WHERE ok), coalesce(sum(p_amount) FILTER (WHERE ok), 0) FROM recon_pay")
+        matched_payments, _ = cursor.fetchone()
+        cursor.execute(
+            "UPDATE refunds_refund f SET reconciled_at = %(now)s FROM recon_rev r "
+            "WHERE f.id = r.refund_id AND f.reconciled_at IS NULL "
+            "AND r.amount = r.amount_max AND r.amount = r.p_amount",
+            params,
+        )
+        cursor.execute(
+            "SELECT count(*) FROM recon_rev WHERE payment_id IS NOT NULL "
+            "AND (p_status = 'REVOKED' OR refund_id IS NOT NULL) "
+            "AND amount = amount_max AND amount = p_amount AND currency = p_currency"
+        )
+        (matched_revocations,) = cursor.fetchone()
+        refund_agrees = (
+            "r.refund_id IS NOT NULL AND r.amount = r.amount_max AND r.amount = r.r_amount "
+            "AND r.currency = r.r_currency "
+            "AND r.channel_failed = (r.r_status = 'FAILED' OR coalesce(r.attempt_status, '') = 'FAILED')"
+        )
+        cursor.execute(
+            "UPDATE refunds_refund f SET reconciled_at = %(now)s FROM recon_ref r "  # noqa: S608 - constant SQL
+            f"WHERE f.id = r.refund_id AND f.reconciled_at IS NULL AND {refund_agrees}",
+            params,
+        )
+        cursor.execute(f"SELECT count(*) FROM recon_ref r WHERE {refund_agrees}")  # noqa: S608 - constant SQL
+        (matched_refunds,) = cursor.fetchone()
+        result.matched = matched_payments + matched_revocations + matched_refunds
+        # Held: in the day's last ``hold`` seconds, not matched yet: looked for in the next bill.
+        cursor.execute(
+            "SELECT (SELECT count(*) FROM payments_payment p WHERE p.channel_account_id = %(account)s "
+            "  AND p.status IN %(paid)s AND p.reconciled_at IS NULL AND p.paid_at >= %(hold_from)s "
+            "  AND p.paid_at < %(window_end)s AND NOT EXISTS (SELECT 1 FROM recon_pay r WHERE r.payment_id = p.id))"
+            " + (SELECT count(*) FROM refunds_refund f JOIN payments_payment p ON p.id = f.payment_id "
+            "  AND p.channel_account_id = %(account)s WHERE f.status = 'SUCCEEDED' AND f.reconciled_at IS NULL "
+            "  AND f.succeeded_at >= %(hold_from)s AND f.succeeded_at < %(window_end)s)",
+            params,
+        )
+        (result.held,) = cursor.fetchone()
+        # Earlier findings this run no longer makes resolve themselves.
+        cursor.execute(
+            "UPDATE reconciliation_discrepancy SET status = 'RESOLVED', resolved_by = 'reconciliation', "
+            "resolved_at = %(now)s, updated_at = %(now)s, "
+            "resolution_note = 'no longer found by run ' || %(run)s::text "
+            "WHERE channel_account_id = %(account)s AND bill_date = %(bill_date)s AND status = 'OPEN' "
+            "AND last_run_id <> %(run)s",
+            params,
+        )
+        result.auto_resolved = cursor.rowcount
+        cursor.execute(
+            "SELECT kind, count(*) FROM reconciliation_discrepancy WHERE last_run_id = %(run)s GROUP BY kind", params
+        )
+        result.counts = dict(cursor.fetchall())
+        result.totals = _totals(cursor, params)
+    return result
+
+
+def _totals(cursor: Any, params: dict[str, Any]) -> dict[str, dict[str, int]]:
+    totals: dict[str, dict[str, int]] = {}
+
+    def put(currency: str, name: str, value: int | None) -> None:
+        totals.setdefault(currency, {})[name] = int(value or 0)
+
+    cursor.execute(
+        "SELECT currency, sum(amount) FILTER (WHERE kind = 'PAYMENT'), sum(amount) FILTER (WHERE kind <> 'PAYMENT'), "
+        "sum(fee) FROM reconciliation_billline WHERE bill_id = %(bill)s GROUP BY currency",
+        params,
+    )
+    for currency, payments, refunds, fees in cursor.fetchall():
+        put(currency, "bill_payments", payments)
+        put(currency, "bill_refunds", refunds)
+        put(currency, "bill_fees", fees)
+    cursor.execute(
+        "SELECT currency, sum(amount) FROM payments_payment WHERE channel_account_id = %(account)s "
+        "AND status IN %(paid)s AND paid_at >= %(window_start)s AND paid_at < %(window_end)s GROUP BY currency",
+        params,
+    )
+    for currency, amount in cursor.fetchall():
+        put(currency, "local_payments", amount)
+    cursor.execute(
+        "SELECT f.currency, sum(f.amount) FROM refunds_refund f JOIN payments_payment p ON p.id = f.payment_id "
+        "WHERE p.channel_account_id = %(account)s AND f.status = 'SUCCEEDED' AND f.succeeded_at >= %(window_start)s "
+        "AND f.succeeded_at < %(window_end)s GROUP BY f.currency",
+        params,
+    )
+    for currency, amount in cursor.fetchall():
+        put(currency, "local_refunds", amount)
+    cursor.execute("SELECT p_currency, sum(p_amount) FROM recon_pay WHERE ok GROUP BY p_currency", params)
+    for currency, amount in cursor.fetchall():
+        put(currency, "matched_amount", amount)
+    cursor.execute(
+        "SELECT currency, sum(coalesce(channel_amount, local_amount)) FROM reconciliation_discrepancy "
+        "WHERE last_run_id = %(run)s GROUP BY currency",
+        params,
+    )
+    for currency, amount in cursor.fetchall():
+        put(currency or "", "discrepant_amount", amount)
+    return totals

@@ -1,0 +1,207 @@
+"""Each channel's bill against paycore's books: clean days match, every bill fault is found
+exactly once and nothing else is flagged, revocations match, reruns change nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta, timezone
+from typing import Any
+
+import pytest
+
+from paycore.sweeps import sweep_run
+from payments.models import Payment
+from payments.services import payment_sync_from_channel
+from payments.sweeps import PAYCODE
+from reconciliation.models import ChannelBill, Discrepancy, ReconciliationRun
+from refunds.models import Refund
+from refunds.sweeps import REPEAT
+from tests.factories import let_time_pass, pay_at_sandbox
+from tests.reconciliation.conftest import Day, found, paycode_scanned
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHANNELS = ["wechat", "alipay", "paypal", "points"]
+# The published fee of each sandbox channel, as ops would set it on the account.
+FEES = {
+    "wechat": {"fee_rate": "0.006", "fee_rounding": "half_up"},
+    "alipay": {"fee_rate": "0.006", "fee_rounding": "half_up"},
+    "paypal": {"fee_rate": "0.029", "fee_rounding": "down"},
+    "points": {},
+}
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_a_clean_day_matches_every_payment_and_refund(channel: str, business_day: Callable[..., Day]) -> None:
+    day = business_day(channel, **FEES[channel])
+    first, second = day.paid(1000), day.paid(2345)
+    refund = day.refund(first, 400)
+    day.end()
+    run = day.reconcile()
+    assert run.status == ReconciliationRun.Status.SUCCEEDED, run.error
+    assert found(run) == set()
+    assert run.matched == 3 and run.lines == 3 and run.held == 0
+    assert Payment.objects.filter(pk__in=[first.pk, second.pk], reconciled_at__isnull=False).count() == 2
+    assert Refund.objects.get(pk=refund.pk).reconciled_at is not None
+    bill = ChannelBill.objects.get(pk=run.bill_id)
+    assert bill.status == ChannelBill.Status.LOADED and len(bill.digest) == 64
+
+
+@pytest.mark.parametrize("channel", ["wechat", "alipay", "paypal"])
+def test_every_bill_fault_is_found_exactly_and_nothing_else(channel: str, business_day: Callable[..., Day]) -> None:
+    day = business_day(channel, **FEES[channel])
+    fine = day.paid(1000)
+    missing, wrong_amount, doubled, wrong_fee = day.paid(1100), day.paid(1200), day.paid(1300), day.paid(1400)
+    day.fault("bill_missing", trade=missing.payment_no)
+    day.fault("bill_extra", trade="SBXEXTRA0001", amount=777)
+    day.fault("bill_amount", trade=wrong_amount.payment_no, amount=1201)
+    day.fault("bill_duplicate", trade=doubled.payment_no)
+    day.fault("bill_fee", trade=wrong_fee.payment_no, amount=99)
+    expected = {
+        ("MISSING_AT_CHANNEL", f"P:{missing.payment_no}"),
+        ("MISSING_LOCALLY", "P:SBXEXTRA0001"),
+        ("AMOUNT_MISMATCH", f"P:{wrong_amount.payment_no}"),
+        ("DUPLICATE_LINE", f"P:{doubled.payment_no}"),
+        ("FEE_MISMATCH", f"P:{wrong_fee.payment_no}"),
+    }
+    if channel != "paypal":  # PayPal takes money only when paycore captures: nothing paid behind its back
+        unseen = day.unpaid(1500)  # paid at the channel; the notification was lost, paycore still waits
+        pay_at_sandbox(day.gateway, unseen)
+        revoked = day.paid(1600)
+        day.fault("bill_revoked", trade=revoked.payment_no)
+        expected |= {("STATUS_MISMATCH", f"P:{unseen.payment_no}"), ("STATUS_MISMATCH", f"V:{revoked.payment_no}")}
+    day.end()
+    run = day.reconcile()
+    assert run.status == ReconciliationRun.Status.SUCCEEDED, run.error
+    assert found(run) == expected
+    assert Payment.objects.get(pk=fine.pk).reconciled_at is not None
+    assert Payment.objects.get(pk=missing.pk).reconciled_at is None
+    extra = Discrepancy.objects.get(last_run=run, kind="MISSING_LOCALLY")
+    assert (extra.channel_amount, extra.local_amount, extra.payment_id) == (777, None, None)
+    mismatch = Discrepancy.objects.get(last_run=run, kind="AMOUNT_MISMATCH")
+    assert (mismatch.channel_amount, mismatch.local_amount) == (1201, 1200)
+    fee = Discrepancy.objects.get(last_run=run, kind="FEE_MISMATCH")
+    assert fee.channel_fee == 99 and fee.expected_fee not in (None, 99)
+
+
+def test_points_faults_are_found_exactly(business_day: Callable[..., Day]) -> None:
+    day = business_day("points")
+    fine, missing, wrong_amount, doubled = day.paid(1000), day.paid(1100), day.paid(1200), day.paid(1300)
+    day.fault("bill_missing", trade=missing.payment_no)
+    day.fault("bill_extra", trade="SBXEXTRA0002", amount=777)
+    day.fault("bill_amount", trade=wrong_amount.payment_no, amount=1201)
+    day.fault("bill_duplicate", trade=doubled.payment_no)
+    day.end()
+    run = day.reconcile()
+    assert found(run) == {
+        ("MISSING_AT_CHANNEL", f"P:{missing.payment_no}"),
+        ("MISSING_LOCALLY", "P:SBXEXTRA0002"),
+        ("AMOUNT_MISMATCH", f"P:{wrong_amount.payment_no}"),
+        ("DUPLICATE_LINE", f"P:{doubled.payment_no}"),
+    }
+    assert run.fee_check.startswith("line fees stored, not checked")
+    assert Payment.objects.get(pk=fine.pk).reconciled_at is not None
+
+
+@pytest.mark.parametrize(
+    ("channel", "auth_code"),
+    [("wechat", "134567890123450000"), ("alipay", "286543210987657400")],  # password wait / unknown, in fact paid
+)
+def test_a_payment_code_paid_then_revoked_matches_both_of_its_lines(
+    channel: str, auth_code: str, business_day: Callable[..., Day]
+) -> None:
+    day = business_day(channel)
+    payment = paycode_scanned(day, auth_code)
+    assert payment.status == Payment.Status.USER_PAYING
+    if channel == "wechat":
+        day.gateway.password(channel, payment.payment_no)  # the payer confirms: the money moves unseen
+    for _ in range(5):  # past its deadline paycore revokes it (WeChat first asks to be called again)
+        let_time_pass(payment, seconds=60)
+        sweep_run(PAYCODE)
+        payment.refresh_from_db()
+        if payment.status != Payment.Status.USER_PAYING:
+            break
+    assert payment.status == Payment.Status.REVOKED and payment.paid_at is not None  # SUCCEEDED, then REVOKED
+    sweep_run(REPEAT)  # records the money the channel gave back as a REVOCATION refund
+    refund = Refund.objects.get(payment=payment)
+    assert refund.reason == Refund.Reason.REVOCATION
+    day.end()
+    run = day.reconcile()
+    assert run.lines == 2 and found(run) == set() and run.matched == 2
+    assert Payment.objects.get(pk=payment.pk).reconciled_at is not None
+    assert Refund.objects.get(pk=refund.pk).reconciled_at is not None
+
+
+def test_a_rerun_finds_the_same_and_changes_nothing(business_day: Callable[..., Day]) -> None:
+    day = business_day("wechat")
+    kept, missing = day.paid(1000), day.paid(1100)
+    day.fault("bill_missing", trade=missing.payment_no, count=None)  # every build of the bill
+    day.fault("bill_extra", trade="SBXEXTRA0003", amount=500, count=None)
+    day.end()
+    first = day.reconcile()
+    stamped = Payment.objects.get(pk=kept.pk).reconciled_at
+    again = day.reconcile()
+    reloaded = day.reconcile(reload=True)
+    assert first.counts == again.counts == reloaded.counts == {"MISSING_AT_CHANNEL": 1, "MISSING_LOCALLY": 1}
+    assert found(reloaded) == {
+        ("MISSING_AT_CHANNEL", f"P:{missing.payment_no}"),
+        ("MISSING_LOCALLY", "P:SBXEXTRA0003"),
+    }
+    assert Discrepancy.objects.count() == 2 and set(Discrepancy.objects.values_list("run", flat=True)) == {first.pk}
+    assert (again.new_discrepancies, reloaded.new_discrepancies) == (0, 0)
+    assert not again.reloaded and reloaded.reloaded
+    assert Payment.objects.get(pk=kept.pk).reconciled_at == stamped
+    assert ChannelBill.objects.get().line_count == 2
+
+
+def test_a_discrepancy_fixed_since_resolves_itself_on_the_next_run(business_day: Callable[..., Day]) -> None:
+    day = business_day("wechat")
+    unseen = day.unpaid(1500)
+    day.gateway.pay("wechat", unseen.payment_no)  # notification lost, paycore still PENDING
+    day.end()
+    first = day.reconcile()
+    assert found(first) == {("STATUS_MISMATCH", f"P:{unseen.payment_no}")}
+    payment_sync_from_channel(payment_id=unseen.pk)  # the success sweep catches up
+    second = day.reconcile()
+    assert found(second) == set() and second.auto_resolved == 1
+    assert Discrepancy.objects.get().status == Discrepancy.Status.RESOLVED
+
+
+def test_a_trade_near_midnight_is_held_then_matched_on_the_next_days_bill(business_day: Callable[..., Day]) -> None:
+    day = business_day("wechat", at=(23, 50, 0))
+    day.gateway.advance_clock(9 * 60 + 58 - 0)  # 23:59:58 Beijing
+    late = day.paid(1000)
+    assert late.paid_at.astimezone(timezone(timedelta(hours=8))).strftime("%H:%M:%S") == "23:59:58"
+    # The channel books it on the next day (its clock, its cut-off): not on this day's bill...
+    day.fault("bill_missing", trade=late.payment_no)
+    tomorrow = day.next_day()
+    tomorrow.fault("bill_extra", trade=late.payment_no, amount=1000)  # ... but on the next one
+    tomorrow.paid(2000)  # the next day has business of its own
+    day.end()
+    first = day.reconcile()
+    assert found(first) == set() and first.held == 1
+    tomorrow.end()
+    second = tomorrow.reconcile()
+    assert found(second) == set()
+    assert Payment.objects.get(pk=late.pk).reconciled_at is not None
+
+
+def test_a_held_trade_that_never_appears_is_missing_on_the_next_day(business_day: Callable[..., Day]) -> None:
+    day = business_day("wechat", at=(23, 59, 50))
+    late = day.paid(1000)
+    day.fault("bill_missing", trade=late.payment_no)
+    tomorrow = day.next_day()
+    day.end()
+    tomorrow.paid(2000)
+    assert found(day.reconcile()) == set()
+    tomorrow.end()
+    assert found(tomorrow.reconcile()) == {("MISSING_AT_CHANNEL", f"P:{late.payment_no}")}
+
+
+def test_a_day_without_activity_flags_what_paycore_holds(business_day: Callable[..., Day], gateway_client: Any) -> None:
+    day = business_day("points")
+    paid = day.paid(1000)
+    day.fault("bill_missing", trade=paid.payment_no)
+    day.end()
+    run = day.reconcile()
+    assert run.lines == 0 and found(run) == {("MISSING_AT_CHANNEL", f"P:{paid.payment_no}")}
