@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from config.views import api_root
 from inbox.api import notify
 from orders.api import OrderCollectionApi, OrderDetailApi
+from outbox.api import EventCollectionApi, EventReplayApi
 from payments.api import (
     CashierApi,
     OrderCancelApi,
@@ -35,6 +36,8 @@ api_v1 = [
     path("payments/<str:payment_no>/close", PaymentCloseApi.as_view(), name="payment-close"),
     path("refunds", RefundCollectionApi.as_view(), name="refunds"),
     path("refunds/<str:refund_no>", RefundDetailApi.as_view(), name="refund-detail"),
+    path("events", EventCollectionApi.as_view(), name="events"),
+    path("events/replay", EventReplayApi.as_view(), name="events-replay"),
     path("schema", SpectacularAPIView.as_view(), name="schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="v1:schema"), name="docs"),
     path("redoc", SpectacularRedocView.as_view(url_name="v1:schema"), name="redoc"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -28,12 +29,24 @@ def merchant_create(*, code: str, name: str, notify_url: str = "", webhook_secre
 
 
 @transaction.atomic(durable=True)
-def merchant_set_status(*, merchant_id: int, status: str, actor: str = "") -> Merchant:
+def merchant_set_status(
+    *, merchant_id: int, status: str, actor: str = "", reason: str = "", evidence: dict[str, Any] | None = None
+) -> Merchant:
+    """Suspend or reinstate a merchant. The event tells the merchant its new status and a short
+    ``reason`` code; who acted and the evidence (a risk rule's figures, ops' note) stay inside
+    paycore, in the event's context, for ops to review."""
     merchant = Merchant.objects.select_for_update(no_key=True).get(pk=merchant_id)
     if merchant.status != status:
+        was = merchant.status
         merchant.status = status
         merchant.save(update_fields=["status", "updated_at"])
-        outbox_add(topic=f"merchant.{status.lower()}", key=merchant.code, payload={"actor": actor})
+        outbox_add(
+            topic="merchant.suspended" if status == Merchant.Status.SUSPENDED else "merchant.reinstated",
+            key=merchant.code,
+            merchant_id=merchant.pk,
+            payload={"merchant": merchant.code, "status": status, "previous_status": was, "reason": reason},
+            context={"actor": actor, "evidence": evidence or {}},
+        )
     return merchant
 
 

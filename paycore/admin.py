@@ -32,6 +32,10 @@ class IdempotencyRecordAdmin(ReadOnlyAdmin):
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(ReadOnlyAdmin):
-    list_display = ["topic", "key", "created_at", "delivered_at", "attempts"]
-    list_filter = ["topic"]
+    """The raw event stream; deliveries and their resend action are under the outbox app."""
+
+    list_display = ["topic", "key", "merchant", "delivery_status", "created_at", "delivered_at", "attempts"]
+    list_filter = ["topic", "delivery_status"]
+    list_select_related = ["merchant"]
+    raw_id_fields = ["merchant"]
     search_fields = ["key"]

@@ -3,6 +3,7 @@ kernel's own rows (API clients, idempotency records, the outbox)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db import models
@@ -75,6 +76,8 @@ class Scope(models.TextChoices):
     PAYMENTS_WRITE = "payments:write"
     REFUNDS_READ = "refunds:read"
     REFUNDS_WRITE = "refunds:write"
+    EVENTS_READ = "events:read"  # list one's webhook events (outbox)
+    EVENTS_WRITE = "events:write"  # ask for them to be sent again
 
 
 class ApiClient(TimeStampedModel):
@@ -136,22 +139,68 @@ class IdempotencyRecord(models.Model):
         return f"{self.key} ({self.state})"
 
 
-class OutboxEvent(models.Model):
-    """A state change others must hear about, written in the same transaction as the change."""
+class DeliveryStatus(models.TextChoices):
+    """Where an event stands with its merchant's webhook endpoint."""
 
+    PENDING = "PENDING"  # to be POSTed (now, or at next_attempt_at)
+    DELIVERED = "DELIVERED"  # the endpoint answered 2xx
+    FAILED = "FAILED"  # the retry schedule ran out: listed for ops, who may resend it
+    NOT_SENT = "NOT_SENT"  # nothing to send it to: no merchant, or no notify URL
+
+
+class OutboxEvent(models.Model):
+    """A state change others must hear about, written in the same transaction as the change.
+
+    One row per merchant concerned (a payment shared by several merchants gives each its own
+    event, carrying only its own orders), with a unique ``event_id`` receivers dedupe by.
+    ``payload`` is exactly what the merchant is sent; ``context`` stays inside paycore (who
+    acted, the evidence) and is never sent. The columns below ``context`` track the delivery of
+    the row to the merchant's webhook; consumers inside paycore follow the stream by ``txid``
+    with cursors of their own (outbox.consumers).
+    """
+
+    DeliveryStatus = DeliveryStatus
+
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     topic = models.CharField(max_length=100)
     key = models.CharField(max_length=100)
+    merchant = models.ForeignKey(
+        "orders.Merchant",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="outbox_events",
+        db_index=False,  # outbox_merchant_stream_idx (merchant, id) serves it
+    )
     payload = models.JSONField(default=dict)
+    context = models.JSONField(default=dict, blank=True)
+    # The id of the writing transaction (PostgreSQL's pg_current_xact_id(); 0 elsewhere): a
+    # consumer reads only below the oldest transaction still running, so it never passes an
+    # event whose transaction commits later with a smaller id.
+    txid = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    delivery_status = models.CharField(max_length=10, choices=DeliveryStatus, default=DeliveryStatus.PENDING)
     delivered_at = models.DateTimeField(null=True, blank=True)
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)  # in the current round (a resend starts a new one)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
+    requeued_at = models.DateTimeField(null=True, blank=True)
+    requeued_by = models.CharField(max_length=150, blank=True, default="")
 
     class Meta:
         indexes = [
+            models.Index(fields=["next_attempt_at"], condition=Q(delivery_status="PENDING"), name="outbox_pending_idx"),
             models.Index(
-                fields=["next_attempt_at"], condition=Q(delivered_at__isnull=True), name="outbox_undelivered_idx"
+                fields=["merchant", "id"], condition=Q(delivery_status="PENDING"), name="outbox_merchant_pending_idx"
+            ),
+            models.Index(fields=["merchant", "id"], name="outbox_merchant_stream_idx"),
+            models.Index(fields=["txid", "id"], name="outbox_stream_idx"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(delivery_status__in=DeliveryStatus.values), name="outbox_status_valid"),
+            models.CheckConstraint(
+                condition=~Q(delivery_status="DELIVERED") | Q(delivered_at__isnull=False),
+                name="outbox_delivered_has_time",
             ),
         ]
 

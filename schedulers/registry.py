@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from inbox.sweeps import INBOX
+from outbox.sweeps import CONSUMERS, WEBHOOKS
 from paycore.sweeps import Sweep
 from payments.sweeps import CLOSE_ORDERS, CLOSE_PAYMENTS, PAYCODE, SUCCESS
 from reconciliation.sweeps import RECONCILE
@@ -19,6 +20,8 @@ SWEEPS: dict[str, tuple[Sweep, ...]] = {
     "refund": (REFUND,),
     "inbox": (INBOX,),
     "reconcile": (RECONCILE,),
+    "webhooks": (WEBHOOKS,),
+    "consumers": (CONSUMERS,),
 }
 
 # How often the beat runs each sweep unless ops change it in the admin (django-celery-beat).
@@ -32,4 +35,8 @@ DEFAULT_INTERVALS: dict[str, timedelta] = {
     # Bills are due once a day per account (and while a channel says "not ready"): a look every
     # 10 minutes starts each soon after it is published.
     "reconcile": timedelta(minutes=10),
+    # Merchant webhooks due for a retry, and anything a crash left unsent after its commit.
+    "webhooks": timedelta(seconds=10),
+    # Consumers inside paycore (risk...): each reads on from its own cursor.
+    "consumers": timedelta(seconds=5),
 }

@@ -20,13 +20,12 @@ from payments.services import payment_create, payment_start
 _seq = itertools.count(1)
 
 
-def make_merchant(*, code: str | None = None) -> Merchant:
+def make_merchant(*, code: str | None = None, notify_url: str = "") -> Merchant:
+    """A merchant; without a notify URL its events are recorded but not sent (the webhook tests
+    give theirs a sandbox receiver), so other tests make no outbound calls to merchants."""
     n = next(_seq)
     return merchant_create(
-        code=code or f"m{n}",
-        name=f"Merchant {n}",
-        notify_url="https://merchant.example/notify",
-        webhook_secret="whsec_test_only",
+        code=code or f"m{n}", name=f"Merchant {n}", notify_url=notify_url, webhook_secret="whsec_test_only"
     )
 
 

@@ -15,7 +15,18 @@ def test_the_wheel_holds_every_app_and_no_simulator() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     include = config["tool"]["setuptools"]["packages"]["find"]["include"]
     packages = set(find_packages(where=str(ROOT), include=include))
-    apps = {"config", "paycore", "orders", "payments", "refunds", "inbox", "reconciliation", "channels", "schedulers"}
+    apps = {
+        "config",
+        "paycore",
+        "orders",
+        "payments",
+        "refunds",
+        "inbox",
+        "reconciliation",
+        "outbox",
+        "channels",
+        "schedulers",
+    }
     assert apps <= packages
     assert not {p for p in packages if p.split(".")[0] in {"sandbox", "tests", "bench"}}
 

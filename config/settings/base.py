@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "refunds",
     "inbox",
     "reconciliation",
+    "outbox",
     "schedulers",
 ]
 # Development tooling over the sandbox gateway (demo bootstrap, account provisioning) exists only
@@ -188,6 +189,16 @@ INBOX_ACCOUNT_CACHE_SECONDS = env_int("INBOX_ACCOUNT_CACHE_SECONDS", 10)
 PAYCORE_TRUSTED_PROXIES = env_list("PAYCORE_TRUSTED_PROXIES", [])
 IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
 IDEMPOTENCY_STALE_SECONDS = env_int("IDEMPOTENCY_STALE_SECONDS", 120)
+# --- risk rules on the event stream (outbox/services/risk.py, docs/webhooks.md) ---------------
+# The velocity rule: a merchant's paid orders over a sliding window, against absolute limits and
+# against a multiple of its own baseline (the median day of the previous days, scaled).
+RISK_VELOCITY_WINDOW_SECONDS = env_int("RISK_VELOCITY_WINDOW_SECONDS", 10 * 60)
+RISK_VELOCITY_MAX_COUNT = env_int("RISK_VELOCITY_MAX_COUNT", 500)
+RISK_VELOCITY_MAX_AMOUNT = env_int("RISK_VELOCITY_MAX_AMOUNT", 10_000_000)  # minor units, any currency
+RISK_VELOCITY_MAX_AMOUNTS: dict[str, int] = {}  # per currency, where the one limit does not fit (JPY...)
+RISK_BASELINE_DAYS = env_int("RISK_BASELINE_DAYS", 7)
+RISK_BASELINE_MULTIPLE = env_int("RISK_BASELINE_MULTIPLE", 10)
+RISK_BASELINE_MIN_COUNT = env_int("RISK_BASELINE_MIN_COUNT", 30)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["paycore.auth.ApiKeyAuthentication"],

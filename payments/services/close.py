@@ -17,6 +17,7 @@ from orders.models import Order
 from orders.states import order_move
 from paycore.errors import ChannelRejectedError, ChannelUnavailableError, OrderPaid, PaymentConfirming
 from paycore.models import EventSource
+from paycore.outbox import outbox_add
 from payments.locks import orders_lock, payment_lock
 from payments.models import Payment, PaymentOrderMap
 from payments.services.attention import payment_flag_for_ops
@@ -114,6 +115,7 @@ def _close_locally(payment_id: int, *, reason: str, source: str, actor: str, wat
         payment.watch_until = watch_until
         payment.next_check_at = timezone.now() + timedelta(minutes=1) if watch_until else None
         payment.save(update_fields=["status", "watch_until", "next_check_at", "updated_at"])
+        outbox_add(topic="payment.closed", key=payment.payment_no)
     return payment
 
 

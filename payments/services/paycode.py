@@ -31,6 +31,7 @@ from channels.services import adapter_for, channel_call
 from paycore.errors import ChannelRejectedError, ChannelUnavailableError, Conflict, InvalidRequest
 from paycore.jsonable import jsonable
 from paycore.models import EventSource
+from paycore.outbox import outbox_add
 from payments.locks import payment_lock
 from payments.models import Payment
 from payments.services.attention import payment_flag_for_ops
@@ -187,6 +188,7 @@ def paycode_resolve_revoked(*, payment_id: int, note: str, actor: str) -> Paymen
         payment_move(payment, S.REVOKED, source=EventSource.OPS, evidence={"note": note}, actor=actor)
         payment.next_check_at = None
         payment.save(update_fields=["status", "next_check_at", "updated_at"])
+        outbox_add(topic="payment.revoked", key=payment.payment_no)
     return payment
 
 
@@ -269,6 +271,7 @@ def _revoked(payment_id: int, result: RevokeResult, *, reason: str, source: str,
         # A revocation of money taken is refunded money: the repeat sweep records its refund.
         payment.next_check_at = timezone.now() if payment.paid_at else None
         payment.save(update_fields=["status", "next_check_at", "updated_at"])
+        outbox_add(topic="payment.revoked", key=payment.payment_no)
     return payment
 
 

@@ -75,6 +75,8 @@ def apply_trade_locked(
         if trade.channel_trade_no and not payment.channel_trade_no:
             payment.channel_trade_no = trade.channel_trade_no
         payment.save(update_fields=["status", "channel_trade_no", "updated_at"])
+        if payment.status in (S.CLOSED, S.REVOKED):
+            outbox_add(topic=f"payment.{payment.status.lower()}", key=payment.payment_no)
     return payment
 
 
