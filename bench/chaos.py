@@ -575,7 +575,9 @@ def run(opts: Options, env: dict[str, str], sandbox_url: str, paycore_url: str, 
     # The partner's members: one binding (100,000 points) for every 20 points payments.
     points = adapter_for(ChannelAccount.objects.get(channel="points"))
     bindings = [points.bind(f"chaos-{n}", f"member-{n}", f"c{n}") for n in range(opts.payments // 20 + 1)]
-    merchant = merchant_create(code="chaos", name="Chaos merchant").code
+    # A marketplace's many merchants, 20 payments each: paycore's velocity rule rightly suspends
+    # one merchant whose paid orders jump from nothing to a thousand in minutes.
+    merchants = [merchant_create(code=f"chaos{n}", name=f"Chaos merchant {n}").code for n in range(len(bindings))]
     _, key = api_client_create(name="chaos-backend")
     api = Api(paycore_url, key)
     plans = make_plans(opts, rng)
@@ -596,7 +598,10 @@ def run(opts: Options, env: dict[str, str], sandbox_url: str, paycore_url: str, 
     activity_started = time.monotonic()
     with ThreadPoolExecutor(max_workers=opts.senders) as pool:
         for future in [
-            pool.submit(run_plan, p, api, gateway, bindings[p.i % len(bindings)], merchant, opts, act) for p in plans
+            pool.submit(
+                run_plan, p, api, gateway, bindings[p.i % len(bindings)], merchants[p.i % len(merchants)], opts, act
+            )
+            for p in plans
         ]:
             future.result()
     print(
