@@ -42,7 +42,8 @@ def check_secrets(app_configs: Any, **kwargs: Any) -> list[Any]:
 def check_persistent_connections(app_configs: Any, **kwargs: Any) -> list[Any]:
     """Outside DEBUG every request would otherwise open a new database connection, which costs
     more than the work of a callback or a payment lookup."""
-    if settings.DEBUG or settings.DATABASES["default"].get("CONN_MAX_AGE"):
+    # CONN_MAX_AGE None keeps connections for good; only 0 closes one after every request.
+    if settings.DEBUG or settings.DATABASES["default"].get("CONN_MAX_AGE", 0) != 0:
         return []
     return [
         Warning(
