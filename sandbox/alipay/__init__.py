@@ -1,6 +1,6 @@
 """Alipay OpenAPI gateway simulator (the platform side of the RSA2 OpenAPI gateway).
 
-Written from the protocol reference only; it shares no code with ``channels/alipay.py``.
+Written from the protocol reference only; it shares no code with paycore's ``channels/alipay`` adapter.
 
 Endpoints under the ``/alipay`` prefix:
 

@@ -1,6 +1,6 @@
 """The partner side of the loyalty-points pattern (paycore's own generic protocol), for the sandbox.
 
-An independent implementation: it shares no code with ``channels/points.py``. Wire shapes are
+An independent implementation: it shares no code with paycore's ``channels/points`` adapter. Wire shapes are
 the ones that adapter documents (deduction / refund / error objects, callbacks, the statement
 CSV); signatures are the pattern's HMAC-SHA256 in both directions. Responses are signed over the METHOD
 and PATH_AND_QUERY of the request they answer; callbacks as ``POST`` to the registered

@@ -54,7 +54,7 @@ def v3(
     url: str | None = None,
     auth: bool = True,
 ) -> requests.Response:
-    """One v3 call signed per §1.2: METHOD\\nTARGET\\nTS\\nNONCE\\nBODY\\n with the merchant key."""
+    """One v3 call signed as WeChat Pay API v3 prescribes: METHOD\\nTARGET\\nTS\\nNONCE\\nBODY\\n with the merchant key."""
     url = url or acct.base_url + path
     raw = b"" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     stamp, nonce = str(ts if ts is not None else int(time.time())), secrets.token_hex(16).upper()
@@ -81,7 +81,7 @@ def platform_key(acct: AccountConfig, serial: str):
 
 
 def verify(acct: AccountConfig, headers: Any, body: bytes) -> str:
-    """§1.3: verify ts\\nnonce\\nbody\\n with the key named by Wechatpay-Serial; returns the serial."""
+    """As API v3 prescribes: verify ts\\nnonce\\nbody\\n with the key named by Wechatpay-Serial; returns the serial."""
     assert headers["Wechatpay-Signature-Type"] == "WECHATPAY2-SHA256-RSA2048"
     assert abs(int(headers["Wechatpay-Timestamp"]) - time.time()) < 300
     message = f"{headers['Wechatpay-Timestamp']}\n{headers['Wechatpay-Nonce']}\n".encode() + body + b"\n"
@@ -93,7 +93,7 @@ def verify(acct: AccountConfig, headers: Any, body: bytes) -> str:
 
 
 def decrypt(acct: AccountConfig, resource: dict[str, str]) -> bytes:
-    """§1.7: AES-256-GCM, key = APIv3 key bytes, nonce/AAD as UTF-8, tag = last 16 bytes."""
+    """API v3 resource decryption: AES-256-GCM, key = APIv3 key bytes, nonce/AAD as UTF-8, tag = last 16 bytes."""
     return AESGCM(acct.credentials["apiv3_key"].encode()).decrypt(
         resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]), resource["associated_data"].encode()
     )
