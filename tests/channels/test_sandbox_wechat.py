@@ -1,6 +1,6 @@
 """The WeChat Pay simulator, checked from the merchant side with hand-built signatures.
 
-Every signing string here is assembled by hand from the protocol reference (§1.2, §1.3, §2.2)
+Every signing string here is assembled by hand from WeChat Pay's API v3 and v2 signing rules
 and checked with ``cryptography`` directly: these tests do not use paycore's adapter.
 """
 
@@ -54,7 +54,7 @@ def v3(
     url: str | None = None,
     auth: bool = True,
 ) -> requests.Response:
-    """One v3 call signed as WeChat Pay API v3 prescribes: METHOD\\nTARGET\\nTS\\nNONCE\\nBODY\\n with the merchant key."""
+    """One v3 call signed as API v3 prescribes: METHOD\\nTARGET\\nTS\\nNONCE\\nBODY\\n with the merchant key."""
     url = url or acct.base_url + path
     raw = b"" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
     stamp, nonce = str(ts if ts is not None else int(time.time())), secrets.token_hex(16).upper()
