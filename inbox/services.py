@@ -281,7 +281,9 @@ def _insert_sql(*, first_copy: bool, by_number: bool) -> str:
         for f in _columns()
     )
     on_conflict = (
-        "ON CONFLICT (channel_account_id, dedupe_key) WHERE verification = 'VERIFIED' AND NOT is_duplicate DO NOTHING"
+        # The partial index's own predicate, in the order Django writes it: SQLite matches an
+        # upsert to a partial index term by term (PostgreSQL proves the implication either way).
+        "ON CONFLICT (channel_account_id, dedupe_key) WHERE NOT is_duplicate AND verification = 'VERIFIED' DO NOTHING"
         if first_copy
         else ""
     )
