@@ -5,7 +5,13 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from orders.models import Order
-from paycore.serializers import CurrencyField, MoneyAmountField, StrictCharField, StrictIntegerField
+from paycore.serializers import (
+    CurrencyField,
+    MoneyAmountField,
+    OutputModelSerializer,
+    StrictCharField,
+    StrictIntegerField,
+)
 
 _NUMBER = r"^[0-9A-Za-z_\-]+$"
 
@@ -41,7 +47,7 @@ class OrderItemOutput(serializers.Serializer):
     quantity = serializers.IntegerField()
 
 
-class OrderOutput(serializers.ModelSerializer):
+class OrderOutput(OutputModelSerializer):
     merchant = serializers.CharField(source="merchant.code")
     items = OrderItemOutput(many=True)
 

@@ -6,4 +6,5 @@ class PaycoreConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from paycore import checks, schema  # noqa: F401  registers the system checks and OpenAPI extensions
+        # Registers the system checks, the OpenAPI extensions and the API-key cache's signal receivers.
+        from paycore import apikeys, checks, schema  # noqa: F401

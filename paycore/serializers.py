@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
@@ -63,3 +64,18 @@ class StrictCharField(serializers.CharField):
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class OutputModelSerializer(serializers.ModelSerializer):
+    """A ModelSerializer for responses that builds its fields from the model once per class.
+
+    DRF rebuilds a ModelSerializer's fields by introspecting the model on every instance, which
+    was a third of the time of a GET of a payment. The built set depends only on the class (its
+    Meta and declared fields), so it is built once and each instance gets its own copy to bind."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        built = type(self).__dict__.get("_built_fields")
+        if built is None:
+            built = super().get_fields()
+            type(self)._built_fields = built  # type: ignore[attr-defined]
+        return copy.deepcopy(built)

@@ -12,15 +12,22 @@ from paycore.errors import NotFound
 from paycore.models import ApiClient
 from payments.models import Payment, PaymentOrderMap
 
+# Encrypted columns nobody is shown here: not decrypted for every read of a payment.
+_UNSHOWN = ("payment__payer_id", "order__shipping_address", "order__phone")
+
 
 def payments_visible_to(client: ApiClient) -> QuerySet[Payment]:
-    maps = PaymentOrderMap.objects.select_related("order").order_by("order_id")
+    """Payments with ``shown_maps`` (the client's own part) and ``shown_amount`` (its sum)."""
+    maps = PaymentOrderMap.objects.select_related("order").defer(*_UNSHOWN[1:]).order_by("order_id")
+    payments = Payment.objects.defer("payer_id")
     if not client.merchant_id:
-        return Payment.objects.prefetch_related(Prefetch("maps", queryset=maps)).annotate(shown_amount=F("amount"))
+        return payments.prefetch_related(Prefetch("maps", queryset=maps, to_attr="shown_maps")).annotate(
+            shown_amount=F("amount")
+        )
     own = Q(order__merchant_id=client.merchant_id)
     return (
-        Payment.objects.filter(Exists(PaymentOrderMap.objects.filter(own, payment=OuterRef("pk"))))
-        .prefetch_related(Prefetch("maps", queryset=maps.filter(own)))
+        payments.filter(Exists(PaymentOrderMap.objects.filter(own, payment=OuterRef("pk"))))
+        .prefetch_related(Prefetch("maps", queryset=maps.filter(own), to_attr="shown_maps"))
         .annotate(shown_amount=Sum("maps__amount", filter=Q(maps__order__merchant_id=client.merchant_id)))
     )
 
@@ -28,13 +35,25 @@ def payments_visible_to(client: ApiClient) -> QuerySet[Payment]:
 def payment_get_for_client(
     *, client: ApiClient, payment_no: str | None = None, channel_trade_no: str | None = None
 ) -> Payment:
-    qs = payments_visible_to(client)
-    payment = (qs.filter(payment_no=payment_no) if payment_no else qs.filter(channel_trade_no=channel_trade_no)).first()
-    if payment is None:
+    """One payment as ``payments_visible_to`` shows it, in one query: its maps joined to the
+    payment and the orders (every GET of a payment's status runs this, so it is worth the loop
+    over a handful of maps in Python instead of a second query for the prefetch)."""
+    lookup = {"payment__payment_no": payment_no} if payment_no else {"payment__channel_trade_no": channel_trade_no}
+    rows = list(
+        PaymentOrderMap.objects.filter(**lookup)
+        .select_related("payment", "order")
+        .defer(*_UNSHOWN)
+        .order_by("order_id")
+    )
+    shown = [m for m in rows if not client.merchant_id or m.order.merchant_id == client.merchant_id]
+    if not shown:
         raise NotFound(
             "no such payment",
             extra={"payment_no": payment_no} if payment_no else {"channel_trade_no": channel_trade_no},
         )
+    payment = shown[0].payment
+    payment.shown_maps = shown  # type: ignore[attr-defined]
+    payment.shown_amount = payment.amount if not client.merchant_id else sum(m.amount for m in shown)  # type: ignore[attr-defined]
     return payment
 
 

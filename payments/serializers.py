@@ -6,7 +6,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from channels.registry import CHANNEL_CODES
-from paycore.serializers import StrictCharField
+from paycore.serializers import OutputModelSerializer, StrictCharField
 from payments.models import Payment
 
 
@@ -62,12 +62,12 @@ class PaymentOrderOutput(serializers.Serializer):
     outcome = serializers.CharField(help_text="Once paid: PAID, DUPLICATE or LATE (the last two are refunded).")
 
 
-class PaymentOutput(serializers.ModelSerializer):
+class PaymentOutput(OutputModelSerializer):
     status_url = serializers.SerializerMethodField(help_text="Where to ask for this payment's status.")
     amount = serializers.IntegerField(
         source="shown_amount", help_text="For a merchant key, the part of the payment that pays its own orders."
     )
-    orders = PaymentOrderOutput(source="maps", many=True)
+    orders = PaymentOrderOutput(source="shown_maps", many=True)
     prepay = serializers.JSONField(source="prepay_data")
 
     class Meta:

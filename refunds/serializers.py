@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from paycore.serializers import MoneyAmountField, StrictCharField
+from paycore.serializers import MoneyAmountField, OutputModelSerializer, StrictCharField
 from refunds.models import Refund
 
 # DUPLICATE_PAYMENT and REVOCATION refunds are paycore's own; clients ask for the others.
@@ -33,7 +33,7 @@ class RefundOrderOutput(serializers.Serializer):
     amount = serializers.IntegerField()
 
 
-class RefundOutput(serializers.ModelSerializer):
+class RefundOutput(OutputModelSerializer):
     payment_no = serializers.CharField(source="payment.payment_no")
     amount = serializers.IntegerField(
         source="shown_amount", help_text="For a merchant key, what this refund gives back for its own orders."

@@ -187,6 +187,11 @@ INBOX_ACCOUNT_CACHE_SECONDS = env_int("INBOX_ACCOUNT_CACHE_SECONDS", 10)
 # is the right-most address not in them; otherwise the client is the peer (REMOTE_ADDR). The
 # callback IP allowlists check that client address. Empty (the default): nothing is trusted.
 PAYCORE_TRUSTED_PROXIES = env_list("PAYCORE_TRUSTED_PROXIES", [])
+# How long a process trusts an API key it has verified before reading it again (a deactivation
+# made elsewhere reaches it within this time; one made in the process, at once); 0 reads the key
+# on every request. last_used_at is written at most once per API_KEY_TOUCH_SECONDS.
+API_KEY_CACHE_SECONDS = env_int("API_KEY_CACHE_SECONDS", 5)
+API_KEY_TOUCH_SECONDS = env_int("API_KEY_TOUCH_SECONDS", 60)
 IDEMPOTENCY_KEY_TTL_SECONDS = env_int("IDEMPOTENCY_KEY_TTL_SECONDS", 24 * 3600)
 IDEMPOTENCY_STALE_SECONDS = env_int("IDEMPOTENCY_STALE_SECONDS", 120)
 # --- risk rules on the event stream (outbox/services/risk.py, docs/webhooks.md) ---------------

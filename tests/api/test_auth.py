@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -52,6 +53,37 @@ def test_a_deactivated_key_is_refused(anonymous_api: APIClient) -> None:
     ApiClient.objects.filter(pk=client.pk).update(is_active=False)
     anonymous_api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
     assert anonymous_api.get("/api/v1/orders").json()["code"] == "invalid_api_key"
+
+
+def test_a_key_deactivated_by_saving_it_is_refused_at_once_though_it_was_just_used(anonymous_api: APIClient) -> None:
+    client, key = api_client_create(name="revoked")
+    anonymous_api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert anonymous_api.get("/api/v1/orders").status_code == 200  # now in this process's cache
+    client.is_active = False
+    client.save()  # what the admin does
+    assert anonymous_api.get("/api/v1/orders").json()["code"] == "invalid_api_key"
+
+
+def test_a_deactivation_made_elsewhere_is_seen_once_the_cache_time_has_passed(
+    anonymous_api: APIClient, settings: Any
+) -> None:
+    settings.API_KEY_CACHE_SECONDS = 0  # the time has passed: every request reads the key again
+    client, key = api_client_create(name="revoked-elsewhere")
+    anonymous_api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    assert anonymous_api.get("/api/v1/orders").status_code == 200
+    ApiClient.objects.filter(pk=client.pk).update(is_active=False)  # another process, no signal here
+    assert anonymous_api.get("/api/v1/orders").json()["code"] == "invalid_api_key"
+
+
+def test_last_used_is_recorded_once_a_minute_not_on_every_request(anonymous_api: APIClient) -> None:
+    client, key = api_client_create(name="busy")
+    anonymous_api.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+    anonymous_api.get("/api/v1/orders")
+    first = ApiClient.objects.get(pk=client.pk).last_used_at
+    assert first is not None
+    for _ in range(3):
+        anonymous_api.get("/api/v1/orders")
+    assert ApiClient.objects.get(pk=client.pk).last_used_at == first
 
 
 def test_a_key_with_the_right_prefix_but_wrong_secret_is_refused(anonymous_api: APIClient) -> None:
