@@ -7,7 +7,7 @@ from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from orders.selectors import merchant_for_client, order_get_for_client, orders_visible_to
+from orders.selectors import merchant_for_client, order_get_for_client, orders_visible_to, with_items
 from orders.serializers import OrderCreateInput, OrderListQuery, OrderOutput
 from orders.services import ItemInput, order_create
 from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, Pagination, validated, validated_query
@@ -17,6 +17,7 @@ from paycore.models import Scope
 class OrderCollectionApi(ApiView):
     scopes = {"GET": Scope.ORDERS_READ, "POST": Scope.ORDERS_WRITE}
     creates = True
+    atomic_post = True
     pagination_class = Pagination
 
     @extend_schema(
@@ -36,13 +37,14 @@ class OrderCollectionApi(ApiView):
             shipping_address=data["shipping_address"],
             phone=data["phone"],
         )
-        order = order_get_for_client(client=self.client, order_no=order.order_no)
+        if not created:  # an earlier order, read as it is now
+            order = order_get_for_client(client=self.client, order_no=order.order_no)
         return Response(OrderOutput(order).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
     @extend_schema(responses=OrderOutput(many=True), parameters=[OrderListQuery])
     def get(self, request: Request) -> Response:
         query = validated_query(OrderListQuery, request)
-        qs = orders_visible_to(self.client).prefetch_related("items").order_by("-pk")
+        qs = with_items(orders_visible_to(self.client)).order_by("-pk")
         if "customer_ref" in query:
             qs = qs.filter(customer_ref=query["customer_ref"])
         if "status" in query:

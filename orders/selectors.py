@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from orders.models import Merchant, Order
 from paycore.errors import NotFound
@@ -14,8 +14,14 @@ def orders_visible_to(client: ApiClient) -> QuerySet[Order]:
     return qs.filter(merchant_id=client.merchant_id) if client.merchant_id else qs
 
 
+def with_items(orders: QuerySet[Order]) -> QuerySet[Order]:
+    """Orders with ``item_list``, the shape ``OrderOutput`` reads (``order_create`` gives a new
+    order the same attribute, so answering a create needs no read back)."""
+    return orders.prefetch_related(Prefetch("items", to_attr="item_list"))
+
+
 def order_get_for_client(*, client: ApiClient, order_no: str) -> Order:
-    order = orders_visible_to(client).prefetch_related("items").filter(order_no=order_no).first()
+    order = with_items(orders_visible_to(client)).filter(order_no=order_no).first()
     if order is None:
         raise NotFound("no such order", extra={"order_no": order_no})
     return order
@@ -31,11 +37,14 @@ def orders_get_for_client(*, client: ApiClient, order_nos: list[str]) -> list[Or
 
 
 def merchant_for_client(*, client: ApiClient, code: str | None) -> Merchant:
+    """The merchant as it is now (a suspension must count at once, and the client may be a copy
+    cached by authentication), without decrypting its webhook secret."""
+    merchants = Merchant.objects.defer("webhook_secret")
     if client.merchant_id:
         if code and code != client.merchant.code:
             raise NotFound("no such merchant", extra={"merchant": code})
-        return client.merchant
-    merchant = Merchant.objects.filter(code=code).first() if code else None
+        return merchants.get(pk=client.merchant_id)
+    merchant = merchants.filter(code=code).first() if code else None
     if merchant is None:
         raise NotFound("no such merchant", extra={"merchant": code})
     return merchant

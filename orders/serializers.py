@@ -49,7 +49,7 @@ class OrderItemOutput(serializers.Serializer):
 
 class OrderOutput(OutputModelSerializer):
     merchant = serializers.CharField(source="merchant.code")
-    items = OrderItemOutput(many=True)
+    items = OrderItemOutput(source="item_list", many=True)
 
     class Meta:
         model = Order

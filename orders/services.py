@@ -91,8 +91,8 @@ def order_create(
                 shipping_address=shipping_address,
                 phone=phone,
             )
-            OrderItem.objects.bulk_create(
-                OrderItem(order=order, name=i.name, unit_price=i.unit_price, quantity=i.quantity) for i in items
+            order.item_list = OrderItem.objects.bulk_create(  # type: ignore[attr-defined]  # what OrderOutput reads
+                [OrderItem(order=order, name=i.name, unit_price=i.unit_price, quantity=i.quantity) for i in items]
             )
     except IntegrityError:
         existing = Order.objects.filter(merchant=merchant, merchant_order_no=merchant_order_no).first()

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
+from django.db import transaction
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, serializers
@@ -93,7 +94,18 @@ class ApiView(APIView):
     # Views that create something demand an Idempotency-Key on POST: a client that retries after
     # a timeout must never create twice. Other POSTs honour the key when sent.
     creates = False
+    # A POST that is database work only (no call to a channel) runs in one transaction with its
+    # Idempotency-Key: the key, the work and the stored answer commit together, once. A crash
+    # leaves nothing behind to go stale, and a concurrent retry waits on the key's row and then
+    # replays the answer. A POST that calls a channel must not hold a transaction across the call.
+    atomic_post = False
     _idempotency = None
+
+    def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        if self.atomic_post and request.method == "POST":
+            with transaction.atomic():
+                return super().dispatch(request, *args, **kwargs)
+        return super().dispatch(request, *args, **kwargs)
 
     @property
     def client(self) -> ApiClient:

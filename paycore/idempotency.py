@@ -5,6 +5,10 @@ The unique (client, key) row is inserted, and committed, before the request exec
 is the lock. A request that finds the row in progress is told to retry; one that finds it
 completed gets the stored response. Server errors (5xx) release the key so a retry executes
 again. A row left in progress by a crashed process is taken over once it is stale.
+
+A view that runs in one transaction (``ApiView.atomic_post``) inserts the row in that transaction
+instead: the uncommitted row is the lock (a concurrent insert of the same key waits for the
+commit, then finds the completed row), and a failure rolls the key back with the work.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ def idempotency_begin(*, client: ApiClient, key: str, method: str, path: str, bo
         )
     fingerprint = request_fingerprint(method, path, body)
     try:
-        with transaction.atomic(durable=True):
+        # Durable when it is the request's own transaction: the committed row is the lock.
+        with transaction.atomic(durable=not transaction.get_connection().in_atomic_block):
             return IdempotencyRecord.objects.create(
                 client=client, key=key, method=method, path=path, request_hash=fingerprint
             )
