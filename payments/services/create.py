@@ -23,7 +23,7 @@ from paycore.ids import new_payment_no
 from paycore.sweeps import backoff
 from payments.locks import orders_lock
 from payments.models import Payment, PaymentOrderMap
-from payments.services.start import payment_start
+from payments.services.start import describe, payment_prepay, payment_start
 
 # What the channel needs from the payer for a method, checked before any row is written.
 _METHOD_NEEDS: dict[str, tuple[str, str]] = {
@@ -38,7 +38,6 @@ _CONFIRMING = {Payment.Status.CLIENT_REPORTED, Payment.Status.USER_PAYING, Payme
 _REUSE_MARGIN = timedelta(minutes=1)
 
 
-@transaction.atomic(durable=True)
 def payment_create(
     *,
     order_ids: list[int],
@@ -59,6 +58,36 @@ def payment_create(
     payment on another channel or method supersedes the orders' older open payment, which is
     closed (locally and at the channel) right after this transaction commits.
     """
+    payment, created, _ = _create(
+        order_ids=order_ids,
+        customer_ref=customer_ref,
+        channel=channel,
+        method=method,
+        payer_id=payer_id,
+        client_ip=client_ip,
+        return_url=return_url,
+        store_id=store_id,
+        device_id=device_id,
+        operator_id=operator_id,
+    )
+    return payment, created
+
+
+@transaction.atomic(durable=True)
+def _create(
+    *,
+    order_ids: list[int],
+    customer_ref: str,
+    channel: str,
+    method: str,
+    payer_id: str,
+    client_ip: str | None,
+    return_url: str,
+    store_id: str,
+    device_id: str,
+    operator_id: str,
+) -> tuple[Payment, bool, list[Order]]:
+    """``payment_create``, also returning the locked orders (by primary key)."""
     if not order_ids:
         raise InvalidRequest.field("order_nos", "at least one order is required")
     if (needs := _METHOD_NEEDS.get(method)) is not None:
@@ -74,7 +103,7 @@ def payment_create(
     }
     existing = _reusable_payment(orders, current, channel=channel, method=method)
     if existing is not None:
-        return existing, False
+        return existing, False, orders
     confirming = sorted({m.payment.payment_no for m in current.values() if m.payment.status in _CONFIRMING})
     if confirming:
         raise PaymentConfirming(
@@ -113,7 +142,7 @@ def payment_create(
         transaction.on_commit(
             lambda: [payment_close_superseded_task.delay(pid) for pid in sorted(superseded)], robust=True
         )
-    return payment, True
+    return payment, True, orders
 
 
 def _check_payable(orders: list[Order], *, customer_ref: str) -> None:
@@ -160,7 +189,7 @@ def payment_place(
 ) -> tuple[Payment, bool]:
     """What the API's "create payment" means: create (or reuse) the payment, then place it at
     the channel. A channel outage leaves it CREATED; asking again retries the placement."""
-    payment, created = payment_create(
+    payment, created, orders = _create(
         order_ids=order_ids,
         customer_ref=customer_ref,
         channel=channel,
@@ -168,5 +197,10 @@ def payment_place(
         payer_id=payer_id,
         client_ip=client_ip,
         return_url=return_url,
+        store_id="",
+        device_id="",
+        operator_id="",
     )
-    return payment_start(payment_id=payment.pk), created
+    if not created:
+        return payment_start(payment_id=payment.pk), False
+    return payment_prepay(payment, description=describe(payment, [o.description for o in orders])), True

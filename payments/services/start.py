@@ -23,6 +23,13 @@ def payment_start(*, payment_id: int) -> Payment:
     payment = Payment.objects.select_related("channel_account").get(pk=payment_id)
     if payment.status != Payment.Status.CREATED:
         return payment
+    return payment_prepay(payment, description=payment_description(payment))
+
+
+def payment_prepay(payment: Payment, *, description: str) -> Payment:
+    """``payment_start`` for a CREATED payment already in hand (with its channel account), as
+    ``payment_place`` has it right after creating it: no read back of what it just wrote."""
+    payment_id = payment.pk
     if payment.method == Payment.Method.PAYCODE:
         return payment  # charged with its scanned code by payments.services.paycode, never prepaid
     adapter = adapter_for(payment.channel_account)
@@ -30,7 +37,7 @@ def payment_start(*, payment_id: int) -> Payment:
         payment_no=payment.payment_no,
         amount=payment.amount,
         currency=payment.currency,
-        description=payment_description(payment),
+        description=description,
         method=payment.method,
         notify_url=channel_notify_url(payment.channel_account),
         expires_at=payment.expires_at,
@@ -78,5 +85,9 @@ def _fail(payment_id: int, exc: ChannelRejectedError) -> None:
 
 def payment_description(payment: Payment) -> str:
     """What the payer's bill shows: the first orders' descriptions."""
-    names = list(payment.maps.select_related("order").values_list("order__description", flat=True)[:3])
-    return "; ".join(names)[:120] or payment.payment_no
+    names = payment.maps.select_related("order").order_by("order_id").values_list("order__description", flat=True)
+    return describe(payment, list(names[:3]))
+
+
+def describe(payment: Payment, order_descriptions: list[str]) -> str:
+    return "; ".join(order_descriptions[:3])[:120] or payment.payment_no
