@@ -14,6 +14,21 @@ from payments.models import Payment, PaymentOrderMap
 
 # Encrypted columns nobody is shown here: not decrypted for every read of a payment.
 _UNSHOWN = ("payment__payer_id", "order__shipping_address", "order__phone")
+# What PaymentOutput shows (and the keys that join it): the status read that app backends poll
+# loads only these columns of the three tables. A caller that goes on to read another column of
+# the payment gets it loaded then.
+_SHOWN = (
+    *("payment_id", "order_id", "amount", "is_current", "outcome"),
+    *("order__order_no", "order__merchant_id"),
+    *(
+        f"payment__{name}"
+        for name in (
+            "payment_no", "channel", "method", "status", "amount", "currency", "channel_trade_no", "customer_ref",
+            "expires_at", "paid_at", "created_at", "prepay_data", "failure_code", "store_id", "device_id",
+            "operator_id", "channel_account_id",
+        )
+    ),
+)  # fmt: skip
 
 
 def payments_visible_to(client: ApiClient) -> QuerySet[Payment]:
@@ -40,10 +55,7 @@ def payment_get_for_client(
     over a handful of maps in Python instead of a second query for the prefetch)."""
     lookup = {"payment__payment_no": payment_no} if payment_no else {"payment__channel_trade_no": channel_trade_no}
     rows = list(
-        PaymentOrderMap.objects.filter(**lookup)
-        .select_related("payment", "order")
-        .defer(*_UNSHOWN)
-        .order_by("order_id")
+        PaymentOrderMap.objects.filter(**lookup).select_related("payment", "order").only(*_SHOWN).order_by("order_id")
     )
     shown = [m for m in rows if not client.merchant_id or m.order.merchant_id == client.merchant_id]
     if not shown:
