@@ -165,7 +165,9 @@ class StagedBill:
     def lines_sql(self, stage: str) -> str:
         """SELECT n (the line number), kind, channel_trade_no, payment_no, refund_request_no,
         channel_refund_no, amount, fee, currency, status, trade_time from the staged cells. Each
-        cell is cleaned once (inner query); a bad cell fails a cast whose text names it."""
+        cell is cleaned once, in the inner query: ``OFFSET 0`` keeps the planner from pulling
+        the subqueries up, which would repeat every cleaning at each use (measured 2.5x slower).
+        A bad cell fails a cast whose text names it."""
         assert self.header is not None
         order = [n for n in _ORDER_AMOUNT if n in self.header]
         refunds = [n for n in _REFUND_AMOUNT if n in self.header]
@@ -211,23 +213,28 @@ FROM (
            CASE WHEN {when} = '' THEN NULL
                 ELSE (CASE WHEN length({when}) = 19 AND substr({when}, 11, 1) = ' ' THEN {when}
                            ELSE 'bad 交易时间 ' || {when} END || '+08')::timestamptz END AS trade_time
-    FROM (SELECT n, {cells} FROM {stage}) cells
+    FROM (SELECT n, {cells} FROM {stage} OFFSET 0) cells
+    OFFSET 0
 ) typed"""  # noqa: S608 - built from the header's known names, never from cell values
 
     def totals_sql(self, stage: str) -> tuple[str, list[str]]:
         """SELECT count(*), then each summed detail column's exact total in 1/100000 yuan (the
         names, in order): what ``finish`` checks the summary against. More than five decimals
-        fails a cast (``_bill`` refuses it as well)."""
+        fails a cast (``_bill`` refuses it as well). Each cell is read once (``OFFSET 0``)."""
         assert self.header is not None
         names = sorted(name for name in set(_SUMMARY_OF.values()) if name in self.header)
-        sums = []
-        for name in names:
-            value = f"nullif({self._cell(name)}, '')::numeric"
+        values, sums = [], []
+        for i, name in enumerate(names):
+            column = f"c{self.header.index(name) + 1}"
+            # numeric input ignores the blanks around a number; the backtick is cut here.
+            values.append(f"nullif(CASE WHEN left({column}, 1) = '`' THEN substr({column}, 2) ELSE {column} END, '')")
             sums.append(
-                f"coalesce(sum(CASE WHEN scale({value}) <= 5 THEN {value} * 100000 "
-                f"ELSE ('bad amount ' || {self._cell(name)})::numeric END), 0)"
+                f"CASE WHEN max(scale(x{i})) > 5 THEN ('bad amount in {name}: ' || max(x{i}))::numeric "
+                f"ELSE coalesce(sum(x{i}), 0) * 100000 END"
             )
-        return f"SELECT {', '.join(['count(*)', *sums])} FROM {stage}", names  # noqa: S608 - known names
+        cells = ", ".join(f"{value}::numeric AS x{i}" for i, value in enumerate(values)) or "1"
+        sql = f"SELECT {', '.join(['count(*)', *sums])} FROM (SELECT {cells} FROM {stage} OFFSET 0) cells"  # noqa: S608
+        return sql, names  # built from the header's known names, never from cell values
 
     def finish(self, *, count: int, totals: dict[str, Decimal]) -> None:
         """The summary rows, checked against the ``count`` rows and the ``totals`` of
