@@ -289,19 +289,16 @@ def _chunks(path: Path, size: int = 256 * 1024) -> Iterator[bytes]:
 
 def reconcile(generated: Generated, *, account_id: int) -> tuple[Any, float]:
     """Load the file through the WeChat adapter's bill reader and match it: (run, seconds)."""
-    from channels.base import Bill
     from channels.models import ChannelAccount
-    from channels.wechat import _bill
+    from channels.wechat._bill_sql import wechat_bill
     from reconciliation.services import bill_for, bill_load, reconcile_day
 
     account = ChannelAccount.objects.get(pk=account_id)
     started = time.perf_counter()
     row = bill_for(account=account, bill_date=BILL_DATE)
-    bill = Bill(
-        channel="wechat",
-        bill_date=BILL_DATE,
-        bill_type="ALL",
-        rows=lambda b: _bill.read_bill(b, _chunks(generated.path), hash_type="SHA1", hash_value=generated.sha1),
+    # The bill the WeChat adapter's fetch_bill returns, over the file instead of the download.
+    bill = wechat_bill(
+        bill_date=BILL_DATE, chunks=lambda: _chunks(generated.path), hash_type="SHA1", hash_value=generated.sha1
     )
     bill_load(bill_id=row.pk, bill=bill)
     loaded = time.perf_counter()

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from inbox.models import InboundNotification
 from payments.models import Payment
 from payments.states import OPEN_STATES
-from reconciliation.models import Discrepancy, ReconciliationRun
+from reconciliation.models import Discrepancy, ReconciledPayment, ReconciledRefund, ReconciliationRun
 from refunds.models import Refund
 
 
@@ -123,3 +123,20 @@ def reconciliation_series(*, days: int = 30, today: date | None = None) -> list[
         points = [by_day.get(first + timedelta(days=i), DayPoint(first + timedelta(days=i))) for i in range(days)]
         series.append(ChannelSeries(channel, currency, points))
     return series
+
+
+def payment_reconciled_at(payment_id: int) -> datetime | None:
+    """When a bill first matched the payment (None: not yet). The stamp lives in reconciliation's
+    side table; a stamp from before it existed was copied there by its migration."""
+    return ReconciledPayment.objects.filter(payment_id=payment_id).values_list("reconciled_at", flat=True).first()
+
+
+def refund_reconciled_at(refund_id: int) -> datetime | None:
+    """When a bill first matched the refund or revocation (None: not yet)."""
+    return ReconciledRefund.objects.filter(refund_id=refund_id).values_list("reconciled_at", flat=True).first()
+
+
+def with_reconciled_at(payments: QuerySet[Payment]) -> QuerySet[Payment]:
+    """Payments annotated ``bill_reconciled_at`` (the side table's stamp), for lists and filters."""
+    stamp = ReconciledPayment.objects.filter(payment_id=OuterRef("pk")).values("reconciled_at")[:1]
+    return payments.annotate(bill_reconciled_at=Subquery(stamp))

@@ -54,7 +54,6 @@ from channels.base import (
     Ack,
     Bill,
     BillNotReady,
-    BillRow,
     ChannelRejected,
     ChannelUnavailable,
     Notification,
@@ -73,7 +72,7 @@ from channels.base import (
     map_status,
     trade_ref_required,
 )
-from channels.wechat import _bill, _crypto
+from channels.wechat import _bill, _bill_sql, _crypto
 from channels.wechat._paycode import WechatPaycode
 from channels.wechat._v3 import _int, _parse_time, _rfc3339_beijing, _Unverified
 
@@ -397,21 +396,19 @@ class WechatAdapter(WechatPaycode):
             raise ChannelUnavailable("wechat bill download_url missing or on an unexpected host", raw=info)
         hash_type, hash_value = str(info.get("hash_type", "")), str(info.get("hash_value", ""))
 
-        def rows(bill: Bill) -> Iterator[BillRow]:
+        def chunks() -> Iterator[bytes]:
             resp = self._send("GET", url=url, stream=True)  # signed; the file itself is not
             with contextlib.closing(resp):
                 if resp.status_code != 200:
                     self._raise_for_error(resp.status_code, resp.raw.read(64 * 1024, decode_content=False))
                 # Raw bytes: a Content-Encoding must not hide the gzip the hash may cover.
-                chunks = resp.raw.stream(_DOWNLOAD_CHUNK, decode_content=False)
                 try:
-                    yield from _bill.read_bill(bill, chunks, hash_type=hash_type, hash_value=hash_value)
+                    yield from resp.raw.stream(_DOWNLOAD_CHUNK, decode_content=False)
                 except (urllib3.exceptions.HTTPError, OSError) as exc:
                     raise ChannelUnavailable(f"wechat bill download broke off: {type(exc).__name__}") from exc
-                except _bill.BillError as exc:
-                    raise ChannelUnavailable(f"unusable wechat bill: {exc}", code="BILL_UNREADABLE") from None
 
-        return Bill(channel=self.code, bill_date=bill_date, bill_type="ALL", rows=rows)
+        # Read row by row, or staged for the database to parse (reconciliation's loader).
+        return _bill_sql.wechat_bill(bill_date=bill_date, chunks=chunks, hash_type=hash_type, hash_value=hash_value)
 
     def _is_trusted_download(self, url: str) -> bool:
         parts, base = urlsplit(url), urlsplit(self._base)

@@ -19,6 +19,7 @@ from django.utils import timezone
 from channels.base import Bill, BillInconsistent, BillRow, BillRowKind, BillSummary, ChannelUnavailable
 from channels.services import adapter_for
 from reconciliation.models import BillLine, ChannelBill
+from reconciliation.services.stage import stage_lines
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +200,14 @@ def bill_load(*, bill_id: int, bill: Bill | None = None, progress: Callable[[int
         ChannelBill.objects.filter(pk=bill_id).update(status=ChannelBill.Status.PENDING, updated_at=timezone.now())
     _delete_lines(bill_id)
     totals = LineTotals()
+    staged = getattr(bill, "staged", None)  # the adapter can hand the file to the database to parse
     try:
-        _copy_lines(bill_id, iter(bill), totals, progress)
+        if staged is not None:
+            kept = stage_lines(bill_id, staged(), progress)
+            totals = LineTotals(kept.lines, kept.payment_count, kept.payment_amount, kept.refund_count)
+            totals.refund_amount, totals.fee_total = kept.refund_amount, kept.fee_total
+        else:
+            _copy_lines(bill_id, iter(bill), totals, progress)
         problems = totals.contradictions(bill.summary)
         if problems:
             raise BillInconsistent("; ".join(problems), code="BILL_SUMMARY")

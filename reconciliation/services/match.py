@@ -2,7 +2,7 @@
 
 Bill side: the lines are grouped by what they are about (a payment number, a refund's request
 number) and joined to paycore's rows; every group that does not agree becomes a discrepancy,
-every one that does stamps ``reconciled_at`` on the payment or refund. Local side: payments and
+every one that does is stamped reconciled (``ReconciledPayment`` / ``ReconciledRefund``). Local side: payments and
 refunds that the channel's clock puts on this bill day (``paid_at`` / ``succeeded_at``, the
 channel's own times) and that no bill has matched are missing at the channel, except those in
 the last ``hold`` seconds of the day: a trade near midnight or a late notification may be on
@@ -214,7 +214,8 @@ SELECT 'MISSING_AT_CHANNEL' AS kind, 'P:' || p.payment_no AS ref, '' AS line_kin
        '' AS channel_status, p.status AS local_status, NULL::bigint AS channel_fee, NULL::bigint AS expected_fee,
        0 AS line_count
 FROM payments_payment p
-WHERE p.channel_account_id = %(account)s AND p.status IN %(paid)s AND p.reconciled_at IS NULL
+WHERE p.channel_account_id = %(account)s AND p.status IN %(paid)s
+  AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = p.id)
   AND p.paid_at >= %(expected_from)s AND p.paid_at < %(hold_from)s
   AND NOT EXISTS (SELECT 1 FROM recon_pay r WHERE r.payment_id = p.id)
 """
@@ -231,7 +232,8 @@ LEFT JOIN LATERAL (
     SELECT x.request_no FROM refunds_refundattempt x WHERE x.refund_id = r.id AND x.status = 'SUCCEEDED'
     ORDER BY x.number DESC LIMIT 1
 ) a ON true
-WHERE r.status = 'SUCCEEDED' AND r.reconciled_at IS NULL
+WHERE r.status = 'SUCCEEDED'
+  AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledrefund s WHERE s.refund_id = r.id)
   AND r.succeeded_at >= %(expected_from)s AND r.succeeded_at < %(hold_from)s
   AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.refund_id = r.id)
   AND NOT EXISTS (SELECT 1 FROM recon_rev x WHERE x.refund_id = r.id)
@@ -289,16 +291,16 @@ def match_bill(scope: MatchScope) -> MatchResult:
             result.new += sum(inserted)
         # What agrees is stamped, once: the first bill that matched it.
         cursor.execute(
-            "UPDATE payments_payment p SET reconciled_at = %(now)s FROM recon_pay r "
-            "WHERE p.id = r.payment_id AND r.ok AND p.reconciled_at IS NULL",
+            "INSERT INTO reconciliation_reconciledpayment (payment_id, run_id, reconciled_at) "
+            "SELECT payment_id, %(run)s, %(now)s FROM recon_pay WHERE ok ON CONFLICT DO NOTHING",
             params,
         )
         cursor.execute("SELECT count(*) FILTER (WHERE ok), coalesce(sum(p_amount) FILTER (WHERE ok), 0) FROM recon_pay")
         matched_payments, _ = cursor.fetchone()
         cursor.execute(
-            "UPDATE refunds_refund f SET reconciled_at = %(now)s FROM recon_rev r "
-            "WHERE f.id = r.refund_id AND f.reconciled_at IS NULL "
-            "AND r.amount = r.amount_max AND r.amount = r.p_amount",
+            "INSERT INTO reconciliation_reconciledrefund (refund_id, run_id, reconciled_at) "
+            "SELECT refund_id, %(run)s, %(now)s FROM recon_rev r WHERE r.refund_id IS NOT NULL "
+            "AND r.amount = r.amount_max AND r.amount = r.p_amount ON CONFLICT DO NOTHING",
             params,
         )
         cursor.execute(
@@ -313,8 +315,8 @@ def match_bill(scope: MatchScope) -> MatchResult:
             "AND r.channel_failed = (r.r_status = 'FAILED' OR coalesce(r.attempt_status, '') = 'FAILED')"
         )
         cursor.execute(
-            "UPDATE refunds_refund f SET reconciled_at = %(now)s FROM recon_ref r "  # noqa: S608 - constant SQL
-            f"WHERE f.id = r.refund_id AND f.reconciled_at IS NULL AND {refund_agrees}",
+            "INSERT INTO reconciliation_reconciledrefund (refund_id, run_id, reconciled_at) "  # noqa: S608 - constant
+            f"SELECT refund_id, %(run)s, %(now)s FROM recon_ref r WHERE {refund_agrees} ON CONFLICT DO NOTHING",
             params,
         )
         cursor.execute(f"SELECT count(*) FROM recon_ref r WHERE {refund_agrees}")  # noqa: S608 - constant SQL
@@ -323,10 +325,12 @@ def match_bill(scope: MatchScope) -> MatchResult:
         # Held: in the day's last ``hold`` seconds, not matched yet: looked for in the next bill.
         cursor.execute(
             "SELECT (SELECT count(*) FROM payments_payment p WHERE p.channel_account_id = %(account)s "
-            "  AND p.status IN %(paid)s AND p.reconciled_at IS NULL AND p.paid_at >= %(hold_from)s "
-            "  AND p.paid_at < %(window_end)s AND NOT EXISTS (SELECT 1 FROM recon_pay r WHERE r.payment_id = p.id))"
+            "  AND p.status IN %(paid)s AND p.paid_at >= %(hold_from)s "
+            "  AND p.paid_at < %(window_end)s AND NOT EXISTS (SELECT 1 FROM recon_pay r WHERE r.payment_id = p.id)"
+            "  AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = p.id))"
             " + (SELECT count(*) FROM refunds_refund f JOIN payments_payment p ON p.id = f.payment_id "
-            "  AND p.channel_account_id = %(account)s WHERE f.status = 'SUCCEEDED' AND f.reconciled_at IS NULL "
+            "  AND p.channel_account_id = %(account)s WHERE f.status = 'SUCCEEDED' "
+            "  AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledrefund s WHERE s.refund_id = f.id) "
             "  AND f.succeeded_at >= %(hold_from)s AND f.succeeded_at < %(window_end)s)",
             params,
         )

@@ -21,6 +21,7 @@ from channels.registry import session_for
 from paycore.sweeps import sweep_run
 from payments.models import Payment
 from reconciliation.models import BillLine, ChannelBill, Discrepancy, ReconciliationRun
+from reconciliation.selectors import payment_reconciled_at
 from reconciliation.services import bill_for, bill_reconcile_due
 from reconciliation.sweeps import RECONCILE
 from tests.factories import pay_at_sandbox
@@ -73,7 +74,7 @@ def test_a_bill_that_contradicts_its_own_summary_is_refused_whole(
     bill = ChannelBill.objects.get(pk=run.bill_id)
     assert bill.status == ChannelBill.Status.REFUSED and bill.line_count == 0
     assert not BillLine.objects.exists() and not Discrepancy.objects.exists()
-    assert Payment.objects.get(pk=paid.pk).reconciled_at is None
+    assert payment_reconciled_at(paid.pk) is None
 
 
 def test_the_sweep_waits_for_a_bill_that_is_not_ready_then_reconciles_it(business_day: Callable[..., Day]) -> None:
@@ -88,7 +89,7 @@ def test_the_sweep_waits_for_a_bill_that_is_not_ready_then_reconciles_it(busines
     report = sweep_run(RECONCILE)
     assert report.outcomes.get("succeeded", 0) >= 1 and report.failed == 0
     assert ChannelBill.objects.get(pk=bill.pk).status == ChannelBill.Status.LOADED
-    assert Payment.objects.get(pk=paid.pk).reconciled_at is not None
+    assert payment_reconciled_at(paid.pk) is not None
     again = sweep_run(RECONCILE)
     assert again.claimed == 0 or "succeeded" not in again.outcomes  # a loaded bill is never due again
 

@@ -14,6 +14,7 @@ from payments.models import Payment
 from payments.services import payment_sync_from_channel
 from payments.sweeps import PAYCODE
 from reconciliation.models import ChannelBill, Discrepancy, ReconciliationRun
+from reconciliation.selectors import payment_reconciled_at, refund_reconciled_at, with_reconciled_at
 from refunds.models import Refund
 from refunds.sweeps import REPEAT
 from tests.factories import let_time_pass, pay_at_sandbox
@@ -41,8 +42,9 @@ def test_a_clean_day_matches_every_payment_and_refund(channel: str, business_day
     assert run.status == ReconciliationRun.Status.SUCCEEDED, run.error
     assert found(run) == set()
     assert run.matched == 3 and run.lines == 3 and run.held == 0
-    assert Payment.objects.filter(pk__in=[first.pk, second.pk], reconciled_at__isnull=False).count() == 2
-    assert Refund.objects.get(pk=refund.pk).reconciled_at is not None
+    both = with_reconciled_at(Payment.objects.filter(pk__in=[first.pk, second.pk]))
+    assert both.filter(bill_reconciled_at__isnull=False).count() == 2
+    assert refund_reconciled_at(refund.pk) is not None
     bill = ChannelBill.objects.get(pk=run.bill_id)
     assert bill.status == ChannelBill.Status.LOADED and len(bill.digest) == 64
 
@@ -74,8 +76,8 @@ def test_every_bill_fault_is_found_exactly_and_nothing_else(channel: str, busine
     run = day.reconcile()
     assert run.status == ReconciliationRun.Status.SUCCEEDED, run.error
     assert found(run) == expected
-    assert Payment.objects.get(pk=fine.pk).reconciled_at is not None
-    assert Payment.objects.get(pk=missing.pk).reconciled_at is None
+    assert payment_reconciled_at(fine.pk) is not None
+    assert payment_reconciled_at(missing.pk) is None
     extra = Discrepancy.objects.get(last_run=run, kind="MISSING_LOCALLY")
     assert (extra.channel_amount, extra.local_amount, extra.payment_id) == (777, None, None)
     mismatch = Discrepancy.objects.get(last_run=run, kind="AMOUNT_MISMATCH")
@@ -100,7 +102,7 @@ def test_points_faults_are_found_exactly(business_day: Callable[..., Day]) -> No
         ("DUPLICATE_LINE", f"P:{doubled.payment_no}"),
     }
     assert run.fee_check.startswith("line fees stored, not checked")
-    assert Payment.objects.get(pk=fine.pk).reconciled_at is not None
+    assert payment_reconciled_at(fine.pk) is not None
 
 
 @pytest.mark.parametrize(
@@ -128,8 +130,8 @@ def test_a_payment_code_paid_then_revoked_matches_both_of_its_lines(
     day.end()
     run = day.reconcile()
     assert run.lines == 2 and found(run) == set() and run.matched == 2
-    assert Payment.objects.get(pk=payment.pk).reconciled_at is not None
-    assert Refund.objects.get(pk=refund.pk).reconciled_at is not None
+    assert payment_reconciled_at(payment.pk) is not None
+    assert refund_reconciled_at(refund.pk) is not None
 
 
 def test_a_rerun_finds_the_same_and_changes_nothing(business_day: Callable[..., Day]) -> None:
@@ -139,7 +141,7 @@ def test_a_rerun_finds_the_same_and_changes_nothing(business_day: Callable[..., 
     day.fault("bill_extra", trade="SBXEXTRA0003", amount=500, count=None)
     day.end()
     first = day.reconcile()
-    stamped = Payment.objects.get(pk=kept.pk).reconciled_at
+    stamped = payment_reconciled_at(kept.pk)
     again = day.reconcile()
     reloaded = day.reconcile(reload=True)
     assert first.counts == again.counts == reloaded.counts == {"MISSING_AT_CHANNEL": 1, "MISSING_LOCALLY": 1}
@@ -150,7 +152,7 @@ def test_a_rerun_finds_the_same_and_changes_nothing(business_day: Callable[..., 
     assert Discrepancy.objects.count() == 2 and set(Discrepancy.objects.values_list("run", flat=True)) == {first.pk}
     assert (again.new_discrepancies, reloaded.new_discrepancies) == (0, 0)
     assert not again.reloaded and reloaded.reloaded
-    assert Payment.objects.get(pk=kept.pk).reconciled_at == stamped
+    assert payment_reconciled_at(kept.pk) == stamped
     assert ChannelBill.objects.get().line_count == 2
 
 
@@ -183,7 +185,7 @@ def test_a_trade_near_midnight_is_held_then_matched_on_the_next_days_bill(busine
     tomorrow.end()
     second = tomorrow.reconcile()
     assert found(second) == set()
-    assert Payment.objects.get(pk=late.pk).reconciled_at is not None
+    assert payment_reconciled_at(late.pk) is not None
 
 
 def test_a_held_trade_that_never_appears_is_missing_on_the_next_day(business_day: Callable[..., Day]) -> None:

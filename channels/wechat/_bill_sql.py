@@ -1,0 +1,302 @@
+"""WeChat trade bills parsed by the database: the detail rows are handed over as CSV bytes while
+they stream in, and SQL expressions say what each bill-line column is made of.
+
+Parsing a million rows in Python (splitting, exact decimal checks, datetimes, re-formatting for
+COPY) cost ~37 us a row, over ten times what PostgreSQL takes to COPY and convert the same file.
+Here Python only does what needs the bytes in order: hashing (the channel's SHA-1 and paycore's
+SHA-256), gunzip, the header row, finding the summary rows and checking them against the totals
+the database adds up. The rules are ``_bill``'s: cells by header name, backticks and blanks
+stripped, amounts in exact fen, fees rounded half-up to fen, Beijing times, the summary exact.
+A row the SQL cannot convert makes the statement fail (the failing casts name the cell), and the
+loader treats that as an unreadable bill, as ``_bill`` does.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from datetime import date
+from decimal import Decimal
+
+from channels.base import Bill, BillRow, BillSummary, ChannelUnavailable
+from channels.wechat._bill import (
+    _ORDER_AMOUNT,
+    _REFUND_AMOUNT,
+    _SUMMARY_OF,
+    SUMMARY_FIRST_CELL,
+    BillError,
+    _cells,
+    _check_hash_digests,
+    _Reader,
+    _RowParser,
+    read_bill,
+)
+
+QUOTE = "\x01"  # the COPY's CSV quote: a byte no bill carries (checked), so cells split on commas only
+_BOM = b"\xef\xbb\xbf"
+_SUMMARY = SUMMARY_FIRST_CELL.encode()
+_TAIL_LIMIT = 1 << 20  # bytes after the summary header: two short rows, in practice
+_STATES = {"SUCCESS": "PAYMENT", "REFUND": "REFUND", "REVOKED": "REVOCATION"}
+
+
+class StagedBill:
+    """One streamed WeChat bill, for ``reconciliation.services.stage``: iterate ``detail()``
+    for the detail rows (CSV, one per line, ``QUOTE`` never inside), then ``finish()`` with
+    the totals the database added up. ``header`` is known once ``detail()`` yielded once."""
+
+    quote = QUOTE
+
+    def __init__(self, bill: Bill, chunks: Iterable[bytes], *, hash_type: str, hash_value: str) -> None:
+        self.bill, self.chunks = bill, chunks
+        self.hash_type, self.hash_value = hash_type, hash_value
+        self.header: list[str] | None = None
+        self._tail: bytes | None = None
+        self._reader = _Reader()
+
+    def detail(self) -> Iterator[bytes]:
+        try:
+            yield from self._detail()
+        except BillError as exc:
+            raise ChannelUnavailable(f"unusable wechat bill: {exc}", code="BILL_UNREADABLE") from None
+
+    def _detail(self) -> Iterator[bytes]:
+        pending = b""
+        for plain in self._plain():
+            if self._tail is not None:
+                self._add_tail(plain)
+                continue
+            pending += plain
+            end = pending.rfind(b"\n")
+            if end < 0:
+                if len(pending) > _TAIL_LIMIT:
+                    raise BillError("bill line longer than 1 MB")
+                continue
+            part, pending = pending[: end + 1], pending[end + 1 :]
+            if part := self._segment(part):
+                yield part
+        if pending and self._tail is None:
+            if part := self._segment(pending + b"\n"):
+                yield part
+        elif pending:
+            self._add_tail(pending)
+        digests = [self._reader.raw_sha1] + ([self._reader.plain_sha1] if self._reader._inflate is not None else [])
+        _check_hash_digests(digests, self.hash_type, self.hash_value)
+        self.bill.digest, self.bill.size = self._reader.sha256.hexdigest(), self._reader.size
+
+    def _plain(self) -> Iterator[bytes]:
+        """Decompressed bytes, every byte received hashed (as ``_Reader.lines``, without decoding)."""
+        reader = self._reader
+        for chunk in self.chunks:
+            if not chunk:
+                continue
+            reader.raw_sha1.update(chunk)
+            reader.sha256.update(chunk)
+            if reader.size == 0 and chunk[:2] == b"\x1f\x8b":
+                reader._inflate = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            reader.size += len(chunk)
+            plain = reader._plain(chunk)
+            if reader._inflate is not None:
+                reader.plain_sha1.update(plain)
+            yield plain
+        if reader._inflate is not None:
+            if not reader._inflate.eof:
+                raise BillError("bad gzip bill: the stream ended early")
+            rest = reader._inflate.flush()
+            reader.plain_sha1.update(rest)
+            yield rest
+
+    def _add_tail(self, data: bytes) -> None:
+        assert self._tail is not None
+        self._tail += data
+        if len(self._tail) > _TAIL_LIMIT:
+            raise BillError("bill has lines after its summary row")
+
+    def _segment(self, part: bytes) -> bytes:
+        """Whole lines in; the detail rows among them out, ready for COPY."""
+        part = part.replace(b"\r\n", b"\n")
+        if self.header is None:
+            part = part.removeprefix(_BOM).lstrip(b" \t\r\n")
+            if not part:
+                return b""
+            first, _, part = part.partition(b"\n")
+            try:
+                header = _cells(first.decode())
+            except UnicodeDecodeError as exc:
+                raise BillError("bill is not UTF-8") from exc
+            if "交易状态" not in header or "商户订单号" not in header:
+                raise BillError("bill header lacks 交易状态/商户订单号")
+            self.header = header
+        at = self._summary_at(part)
+        if at >= 0:
+            self._tail, part = part[at:], part[:at]
+        if part[:1] in (b"\n", b" ", b"\t") or b"\n\n" in part or b"\n " in part or b"\n\t" in part:
+            part = b"".join(line for line in part.splitlines(keepends=True) if line.strip())
+        if self.quote.encode() in part or part.startswith(b"\\.\n") or b"\n\\.\n" in part:
+            raise BillError("bill has a control byte or a COPY end marker in a row")
+        return part
+
+    @staticmethod
+    def _summary_at(part: bytes) -> int:
+        """Where the summary header line starts (its first cell is 总交易单数), or -1."""
+        start = 0
+        while (found := part.find(_SUMMARY, start)) >= 0:
+            line = part.rfind(b"\n", 0, found) + 1
+            if part[line:found].strip(b" \t`") == b"":
+                return line
+            start = found + 1
+        return -1
+
+    # -- what the database does with the rows ------------------------------------------------
+
+    def columns(self) -> list[str]:
+        """The staging table's text columns, one per header cell."""
+        assert self.header is not None
+        return [f"c{i + 1}" for i in range(len(self.header))]
+
+    def _cell(self, name: str) -> str:
+        """A cell by header name, as ``_bill._cells`` reads it (one leading backtick and the
+        blanks around it stripped); '' when the layout has no such column."""
+        assert self.header is not None
+        if name not in self.header:
+            return "''"
+        column = f"c{self.header.index(name) + 1}"
+        return f"btrim(CASE WHEN left({column}, 1) = '`' THEN substr({column}, 2) ELSE {column} END, E' \\t\\r\\f')"
+
+    def lines_sql(self, stage: str) -> str:
+        """SELECT n (the line number), kind, channel_trade_no, payment_no, refund_request_no,
+        channel_refund_no, amount, fee, currency, status, trade_time from the staged cells. Each
+        cell is cleaned once, in the inner query: ``OFFSET 0`` keeps the planner from pulling
+        the subqueries up, which would repeat every cleaning at each use (measured 2.5x slower).
+        A bad cell fails a cast whose text names it."""
+        assert self.header is not None
+        order = [n for n in _ORDER_AMOUNT if n in self.header]
+        refunds = [n for n in _REFUND_AMOUNT if n in self.header]
+        names = {
+            "交易状态",
+            "商户订单号",
+            "微信订单号",
+            "交易时间",
+            "货币种类",
+            "手续费",
+            "商户退款单号",
+            "微信退款单号",
+            "退款状态",
+        }
+        alias = {name: f"v{i}" for i, name in enumerate(sorted(names | set(order) | set(refunds)))}
+        cells = ", ".join(f"{self._cell(name)} AS {a}" for name, a in alias.items())
+        state = alias["交易状态"]
+        kind = (
+            "CASE "
+            + " ".join(f"WHEN {state} = '{s}' THEN '{k}'" for s, k in _STATES.items())
+            + f" ELSE ('unknown bill 交易状态 ' || {state})::int::text END"
+        )
+
+        def first(columns: list[str]) -> str:
+            return "coalesce(" + ", ".join([f"nullif({alias[n]}, '')" for n in columns] + ["NULL"]) + ")"
+
+        amount_text = f"CASE WHEN {state} = 'REFUND' THEN {first(refunds)} ELSE {first(order)} END"
+        when, fee = alias["交易时间"], alias["手续费"]
+        return f"""
+SELECT n, kind, trade_no, payment_no, refund_request_no, channel_refund_no,
+       CASE WHEN fen >= 0 AND fen = trunc(fen) THEN fen::bigint
+            ELSE ('bad bill amount ' || coalesce(amount_text, 'missing'))::bigint END AS amount,
+       CASE WHEN fee_text = '' THEN NULL WHEN scale(fee_text::numeric) <= 5 THEN round(fee_text::numeric * 100)::bigint
+            ELSE ('bad fee ' || fee_text)::bigint END AS fee,
+       currency, status, trade_time
+FROM (
+    SELECT n, {kind} AS kind, {alias["微信订单号"]} AS trade_no, {alias["商户订单号"]} AS payment_no,
+           CASE WHEN {state} = 'REFUND' THEN {alias["商户退款单号"]} ELSE '' END AS refund_request_no,
+           CASE WHEN {state} IN ('REFUND', 'REVOKED') THEN {alias["微信退款单号"]} ELSE '' END AS channel_refund_no,
+           {amount_text} AS amount_text, ({amount_text})::numeric * 100 AS fen, {fee} AS fee_text,
+           coalesce(nullif({alias["货币种类"]}, ''), 'CNY') AS currency,
+           left(CASE WHEN {state} = 'REFUND' THEN {alias["退款状态"]} ELSE {state} END, 32) AS status,
+           CASE WHEN {when} = '' THEN NULL
+                ELSE (CASE WHEN length({when}) = 19 AND substr({when}, 11, 1) = ' ' THEN {when}
+                           ELSE 'bad 交易时间 ' || {when} END || '+08')::timestamptz END AS trade_time
+    FROM (SELECT n, {cells} FROM {stage} OFFSET 0) cells
+    OFFSET 0
+) typed"""  # noqa: S608 - built from the header's known names, never from cell values
+
+    def totals_sql(self, stage: str) -> tuple[str, list[str]]:
+        """SELECT count(*), then each summed detail column's exact total in 1/100000 yuan (the
+        names, in order): what ``finish`` checks the summary against. More than five decimals
+        fails a cast (``_bill`` refuses it as well). Each cell is read once (``OFFSET 0``)."""
+        assert self.header is not None
+        names = sorted(name for name in set(_SUMMARY_OF.values()) if name in self.header)
+        values, sums = [], []
+        for i, name in enumerate(names):
+            column = f"c{self.header.index(name) + 1}"
+            # numeric input ignores the blanks around a number; the backtick is cut here.
+            values.append(f"nullif(CASE WHEN left({column}, 1) = '`' THEN substr({column}, 2) ELSE {column} END, '')")
+            sums.append(
+                f"CASE WHEN max(scale(x{i})) > 5 THEN ('bad amount in {name}: ' || max(x{i}))::numeric "
+                f"ELSE coalesce(sum(x{i}), 0) * 100000 END"
+            )
+        cells = ", ".join(f"{value}::numeric AS x{i}" for i, value in enumerate(values)) or "1"
+        sql = f"SELECT {', '.join(['count(*)', *sums])} FROM (SELECT {cells} FROM {stage} OFFSET 0) cells"  # noqa: S608
+        return sql, names  # built from the header's known names, never from cell values
+
+    def finish(self, *, count: int, totals: dict[str, Decimal]) -> None:
+        """The summary rows, checked against the ``count`` rows and the ``totals`` of
+        ``summed_sql()`` (exact); sets ``bill.summary``. ``BillInconsistent`` when they disagree."""
+        try:
+            self.bill.summary = self._summary(count, totals)
+        except BillError as exc:
+            raise ChannelUnavailable(f"unusable wechat bill: {exc}", code="BILL_UNREADABLE") from None
+
+    def _summary(self, count: int, totals: dict[str, Decimal]) -> BillSummary:
+        if self.header is None:
+            return BillSummary(line_count=0)
+        if self._tail is None:
+            raise BillError("bill has no summary row: file truncated?")
+        try:
+            text = self._tail.decode()
+        except UnicodeDecodeError as exc:
+            raise BillError("bill is not UTF-8") from exc
+        lines = [line for line in text.split("\n") if line.strip()]
+        if len(lines) < 2:
+            raise BillError("bill has a summary header but no summary row: file truncated?")
+        if len(lines) > 2:
+            raise BillError("bill has lines after its summary row")
+        parser = _RowParser(self.header)
+        parser.count = count
+        for name, value in totals.items():
+            if value != int(value):
+                raise BillError(f"bad amount in {name}: more than five decimals")
+            parser.totals[name] = int(value)
+        return parser.check_summary(_cells(lines[0]), _cells(lines[1]))
+
+
+class StageableBill(Bill):
+    """A bill that can be read either way: iterated for ``BillRow``s (any caller), or handed to
+    the database with ``staged()`` (the reconciliation loader). Either, once."""
+
+    def __init__(
+        self, *, bill_date: date, rows: Callable[[Bill], Iterator[BillRow]], stage: Callable[[Bill], StagedBill]
+    ):
+        super().__init__(channel="wechat", bill_date=bill_date, bill_type="ALL", rows=rows)
+        self._stage = stage
+
+    def staged(self) -> StagedBill:
+        if self._started:
+            raise RuntimeError("a bill is read once")
+        self._started = True
+        return self._stage(self)
+
+
+def wechat_bill(
+    *, bill_date: date, chunks: Callable[[], Iterable[bytes]], hash_type: str, hash_value: str
+) -> StageableBill:
+    """The day's bill over a download that ``chunks()`` opens (called once, by whichever way
+    the bill is read); ``BillError`` leaves as ``ChannelUnavailable`` either way."""
+
+    def rows(bill: Bill) -> Iterator[BillRow]:
+        try:
+            yield from read_bill(bill, chunks(), hash_type=hash_type, hash_value=hash_value)
+        except BillError as exc:
+            raise ChannelUnavailable(f"unusable wechat bill: {exc}", code="BILL_UNREADABLE") from None
+
+    def stage(bill: Bill) -> StagedBill:
+        return StagedBill(bill, chunks(), hash_type=hash_type, hash_value=hash_value)
+
+    return StageableBill(bill_date=bill_date, rows=rows, stage=stage)
