@@ -137,7 +137,7 @@ def generate(*, lines: int, per_kind: int, account_id: int, workdir: Path, curso
             paid_text = paid.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00") if paid else "\\N"
             pay_out.write(
                 f"{payment_id}\t{no}\twechat\tapp\t{account_id}\tbench\t{amount}\tCNY\t{status}\tWX{no}\t"
-                f"2025-03-10 00:00:00+00\t{paid_text}\t{{}}\t\t\\N\t\t\\N\t\\N\t{stamp}\t{stamp}\t\\N\t0\t\n"
+                f"2025-03-10 00:00:00+00\t{paid_text}\t{{}}\t\t\\N\t\t\\N\t{stamp}\t{stamp}\t\\N\t0\t\n"
             )
             return payment_id
 
@@ -182,7 +182,7 @@ def generate(*, lines: int, per_kind: int, account_id: int, workdir: Path, curso
                     at_text = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00")
                     ref_out.write(
                         f"{refund_id}\t{refund_no}\t{pid}\t{refund}\tCNY\tCUSTOMER_REQUEST\t\tSUCCEEDED\t"
-                        f"{channel_refund}\t{at_text}\t\t\\N\t{stamp}\t{stamp}\t\\N\t0\t\n"
+                        f"{channel_refund}\t{at_text}\t\t{stamp}\t{stamp}\t\\N\t0\t\n"
                     )
                     att_out.write(f"{refund_id}\t1\t{refund_no}\t{channel_refund}\tSUCCEEDED\t\t{stamp}\t{at_text}\n")
                     emit(
@@ -225,13 +225,13 @@ def generate(*, lines: int, per_kind: int, account_id: int, workdir: Path, curso
             payments_tsv,
             "id, payment_no, channel, method, channel_account_id, customer_ref, amount, currency, status, "
             "channel_trade_no, expires_at, paid_at, prepay_data, payer_id, client_ip, return_url, watch_until, "
-            "reconciled_at, created_at, updated_at, next_check_at, check_failures, last_check_error",
+            "created_at, updated_at, next_check_at, check_failures, last_check_error",
         ),
         (
             "refunds_refund",
             refunds_tsv,
             "id, refund_no, payment_id, amount, currency, reason, note, status, channel_refund_no, succeeded_at, "
-            "fail_code, reconciled_at, created_at, updated_at, next_check_at, check_failures, last_check_error",
+            "fail_code, created_at, updated_at, next_check_at, check_failures, last_check_error",
         ),
         (
             "refunds_refundattempt",

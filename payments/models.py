@@ -59,8 +59,6 @@ class Payment(TimeStampedModel, SweptModel):
     # answers "trade does not exist" yet stays payable until its time_expire): the success
     # sweep keeps querying it until then, so money taken late is recorded and refunded.
     watch_until = models.DateTimeField(null=True, blank=True)
-    # When a channel bill line first agreed with it (reconciliation); NULL: not (yet) matched.
-    reconciled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

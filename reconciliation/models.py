@@ -145,11 +145,12 @@ class ReconciliationRun(models.Model):
 class ReconciledPayment(models.Model):
     """When a payment was first matched by a bill, and by which run: a narrow side table.
 
-    Stamped here rather than on ``payments_payment.reconciled_at``: updating a column of a
-    million wide payment rows rewrites each row and every one of its ten indexes (no room on a
-    bulk-filled page for a HOT update), measured at ~60 us a row, about 30x an INSERT here.
-    ``selectors.payment_reconciled_at`` and ``with_reconciled_at`` are the reads; the payments
-    column keeps only stamps from before this table (copied here by migration 0002).
+    Stamped here rather than on a column of the payment: updating a column of a million wide
+    payment rows rewrites each row and every one of its ten indexes (no room on a bulk-filled
+    page for a HOT update), measured at ~60 us a row, about 30x an INSERT here.
+    ``selectors.payment_reconciled_at`` and ``with_reconciled_at`` are the reads. Migration 0002
+    copied the stamps of the old ``reconciled_at`` columns here; payments and refunds then
+    dropped those columns.
     """
 
     # No database-level constraints, as for bill lines: rows are written only by a matching

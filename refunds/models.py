@@ -39,8 +39,6 @@ class Refund(TimeStampedModel, SweptModel):
     channel_refund_no = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001 NULL: unique when set
     succeeded_at = models.DateTimeField(null=True, blank=True)
     fail_code = models.CharField(max_length=64, blank=True, default="")
-    # When a channel bill line first agreed with it (reconciliation); NULL: not (yet) matched.
-    reconciled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

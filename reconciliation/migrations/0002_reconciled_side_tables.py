@@ -8,6 +8,11 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    # The stamps are copied out of payments and refunds before their columns are dropped.
+    run_before = [
+        ("payments", "0010_reconciled_at_moved_to_reconciliation"),
+        ("refunds", "0006_reconciled_at_moved_to_reconciliation"),
+    ]
     dependencies = [
         ("payments", "0009_reconciled_at"),
         ("reconciliation", "0001_initial"),
