@@ -259,3 +259,15 @@ def test_notifications_gathered_by_a_busy_publisher_go_as_one_message_and_each_i
     notifications_process([999_999_999, *ids])  # a row that cannot be applied stops none of the others
     assert set(N.objects.values_list("outcome", flat=True)) == {"APPLIED"}
     assert {p.status for p in Payment.objects.filter(pk__in=[p.pk for p in payments])} == {"SUCCEEDED"}
+
+
+def test_an_adapter_is_reused_only_with_the_cached_account_it_was_built_from(
+    wechat: ChannelAccount, settings: Any
+) -> None:
+    from inbox.services import _account, _adapter
+
+    settings.INBOX_ACCOUNT_CACHE_SECONDS = 3600
+    account = _account(wechat.pk, "wechat")
+    assert account is not None and _adapter(account) is _adapter(account)
+    fresh = ChannelAccount.objects.get(pk=wechat.pk)  # re-read (e.g. its keys rotated): built anew
+    assert _adapter(fresh) is not _adapter(account) and _adapter(fresh).config == fresh.as_config()
