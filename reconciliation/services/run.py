@@ -23,6 +23,7 @@ from reconciliation.models import ChannelBill, ReconciliationRun
 from reconciliation.services.load import bill_fetch, bill_load
 from reconciliation.services.match import FEE_ROUNDINGS, MatchScope, match_bill
 from reconciliation.services.phases import recording, summary
+from reconciliation.services.support import ReconciliationUnsupported, reconciliation_supported, unsupported_message
 
 log = logging.getLogger(__name__)
 
@@ -141,10 +142,25 @@ def reconcile_day(
 
     Raises ``BillNotReady`` (nothing recorded but the failed run) and channel errors for the
     caller to retry; a bill that contradicts itself ends as a REFUSED run. Rerunning a day is
-    idempotent: the same discrepancies (found again, not duplicated), the same stamps.
+    idempotent: the same discrepancies (found again, not duplicated), the same stamps. On a
+    database other than PostgreSQL the run is recorded FAILED, saying so, and
+    ``ReconciliationUnsupported`` raised: nothing is fetched, loaded or matched.
     """
     account = ChannelAccount.objects.get(pk=account_id)
     bill = bill_for(account=account, bill_date=bill_date)
+    if not reconciliation_supported():
+        message = unsupported_message()
+        ReconciliationRun.objects.create(
+            channel_account=account,
+            bill=bill,
+            bill_date=bill_date,
+            trigger=trigger,
+            actor=actor,
+            status=ReconciliationRun.Status.FAILED,
+            error=message,
+            finished_at=timezone.now(),
+        )
+        raise ReconciliationUnsupported(message, extra={"bill_id": bill.pk})
     with _bill_lock(bill.pk), recording() as phases:
         bill.refresh_from_db()
         started = time.monotonic()
