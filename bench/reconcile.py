@@ -414,8 +414,8 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE reconciliation_discrepancyaction, reconciliation_discrepancy, reconciliation_reconciliationrun, "
-            "reconciliation_billline, reconciliation_channelbill, refunds_refundattempt, refunds_refund, "
-            "payments_payment CASCADE"
+            "reconciliation_billline, reconciliation_channelbill, reconciliation_reconciledpayment, "
+            "reconciliation_reconciledrefund, refunds_refundattempt, refunds_refund, payments_payment CASCADE"
         )
         cursor.execute("SHOW server_version")
         (server,) = cursor.fetchone()
