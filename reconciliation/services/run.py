@@ -22,6 +22,8 @@ from paycore.errors import Conflict
 from reconciliation.models import ChannelBill, ReconciliationRun
 from reconciliation.services.load import bill_fetch, bill_load
 from reconciliation.services.match import FEE_ROUNDINGS, MatchScope, match_bill
+from reconciliation.services.phases import recording, summary
+from reconciliation.services.support import ReconciliationUnsupported, reconciliation_supported, unsupported_message
 
 log = logging.getLogger(__name__)
 
@@ -140,11 +142,26 @@ def reconcile_day(
 
     Raises ``BillNotReady`` (nothing recorded but the failed run) and channel errors for the
     caller to retry; a bill that contradicts itself ends as a REFUSED run. Rerunning a day is
-    idempotent: the same discrepancies (found again, not duplicated), the same stamps.
+    idempotent: the same discrepancies (found again, not duplicated), the same stamps. On a
+    database other than PostgreSQL the run is recorded FAILED, saying so, and
+    ``ReconciliationUnsupported`` raised: nothing is fetched, loaded or matched.
     """
     account = ChannelAccount.objects.get(pk=account_id)
     bill = bill_for(account=account, bill_date=bill_date)
-    with _bill_lock(bill.pk):
+    if not reconciliation_supported():
+        message = unsupported_message()
+        ReconciliationRun.objects.create(
+            channel_account=account,
+            bill=bill,
+            bill_date=bill_date,
+            trigger=trigger,
+            actor=actor,
+            status=ReconciliationRun.Status.FAILED,
+            error=message,
+            finished_at=timezone.now(),
+        )
+        raise ReconciliationUnsupported(message, extra={"bill_id": bill.pk})
+    with _bill_lock(bill.pk), recording() as phases:
         bill.refresh_from_db()
         started = time.monotonic()
         must_load = reload or bill.status != ChannelBill.Status.LOADED
@@ -160,13 +177,15 @@ def reconcile_day(
                 run.load_seconds = time.monotonic() - started
             if bill.status == ChannelBill.Status.REFUSED:
                 return _end(run, ReconciliationRun.Status.REFUSED, error=bill.refuse_reason)
-            return _match(run, account, bill)
+            return _match(run, account, bill, phases)
         except BaseException as exc:
             _end(run, ReconciliationRun.Status.FAILED, error=f"{type(exc).__name__}: {getattr(exc, 'message', exc)}")
             raise
 
 
-def _match(run: ReconciliationRun, account: ChannelAccount, bill: ChannelBill) -> ReconciliationRun:
+def _match(
+    run: ReconciliationRun, account: ChannelAccount, bill: ChannelBill, phases: dict[str, float]
+) -> ReconciliationRun:
     started = time.monotonic()
     start, end = day_window(account, bill.bill_date)
     hold = timedelta(seconds=hold_seconds())
@@ -211,6 +230,7 @@ def _match(run: ReconciliationRun, account: ChannelAccount, bill: ChannelBill) -
         run.new_discrepancies,
         " ".join(f"{k}={v}" for k, v in sorted(run.counts.items())),
     )
+    log.info("reconciliation run=%s phases: %s", run.pk, summary(phases))
     return run
 
 

@@ -10,6 +10,7 @@ Python; a bill whose summary disagrees with the totals is refused before any lin
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -18,6 +19,7 @@ from typing import Protocol
 from django.db import DataError, IntegrityError, connection, transaction
 
 from channels.base import ChannelUnavailable
+from reconciliation.services.phases import add, phase
 
 STAGE = "recon_stage"  # a temporary table: this session's own, gone with it
 COPY_BYTES = 32 << 20  # per COPY statement, each its own short transaction
@@ -55,6 +57,7 @@ class _Source:
         self.parts, self.limit = parts, limit
         self.buffer = first
         self.sent = self.lines = 0
+        self.reading = 0.0  # seconds spent in Python producing the bytes (hash, gunzip, split)
         self.exhausted = False
         self.error: BaseException | None = None
 
@@ -68,7 +71,9 @@ class _Source:
     def _read(self, size: int) -> bytes:
         want = 1 << 20 if size is None or size < 0 else size
         while len(self.buffer) < want and self.sent < self.limit:
+            started = time.perf_counter()
             part = next(self.parts, None)
+            self.reading += time.perf_counter() - started
             if part is None:
                 self.exhausted = True
                 break
@@ -91,6 +96,7 @@ def _copy(staged: StagedBill, parts: Iterator[bytes], first: bytes, progress: Ca
     copied = 0
     source = _Source(parts, first, COPY_BYTES)
     while True:
+        started = time.perf_counter()
         try:
             with transaction.atomic(), connection.cursor() as cursor:
                 cursor.cursor.copy_expert(sql, source, size=1 << 20)
@@ -98,6 +104,9 @@ def _copy(staged: StagedBill, parts: Iterator[bytes], first: bytes, progress: Ca
             if source.error is not None:
                 raise source.error from None  # the bill's own error, not the COPY it cancelled
             raise
+        finally:
+            add("load.read", source.reading)
+            add("load.copy", time.perf_counter() - started - source.reading)
         copied += source.lines
         if progress is not None:
             progress(copied)
@@ -111,7 +120,8 @@ def stage_lines(bill_id: int, staged: StagedBill, progress: Callable[[int], None
     the kept lines add up to.
     ``BillInconsistent`` (nothing kept) and ``ChannelUnavailable`` leave as they came."""
     parts = staged.detail()
-    first = next(parts, b"")
+    with phase("load.read"):
+        first = next(parts, b"")
     if staged.header is None:  # an empty file: no header, no rows, no summary
         for _ in parts:
             pass
@@ -136,10 +146,10 @@ def _keep(
 ) -> Kept:
     _copy(staged, parts, first, progress)
     totals_sql, names = staged.totals_sql(STAGE)
-    with connection.cursor() as cursor:
+    with phase("load.summary"), connection.cursor() as cursor:
         cursor.execute(totals_sql)
         count, *sums = cursor.fetchone()
-    staged.finish(count=count, totals=dict(zip(names, sums, strict=True)))
+        staged.finish(count=count, totals=dict(zip(names, sums, strict=True)))
     insert = f"""
 WITH kept AS (
     INSERT INTO reconciliation_billline (bill_id, line_no, kind, channel_trade_no, payment_no, refund_request_no,
@@ -151,6 +161,6 @@ SELECT count(*), count(*) FILTER (WHERE kind = 'PAYMENT'), coalesce(sum(amount) 
        count(*) FILTER (WHERE kind <> 'PAYMENT'), coalesce(sum(amount) FILTER (WHERE kind <> 'PAYMENT'), 0), sum(fee)
 FROM kept
 """  # noqa: S608 - the adapter's SQL is built from its header's known names
-    with transaction.atomic(), connection.cursor() as cursor:
+    with phase("load.convert+insert"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(insert, [bill_id])
         return Kept(*cursor.fetchone())

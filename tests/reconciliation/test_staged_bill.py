@@ -1,0 +1,84 @@
+"""A WeChat bill parsed by the database (``channels.wechat._bill_sql`` through
+``reconciliation.services.stage``) keeps the parser's refusals: a cell that does not convert
+makes the bill unreadable and a summary that does not add up refuses it, with no line kept
+either way; a good bill loads whole, and loading it again gives the same lines."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date
+
+import pytest
+
+from channels.base import ChannelUnavailable
+from channels.models import ChannelAccount
+from channels.wechat._bill_sql import wechat_bill
+from reconciliation.models import BillLine, ChannelBill
+from reconciliation.services import bill_for, bill_load
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DAY = date(2025, 3, 3)
+HEADER = (
+    "交易时间,微信订单号,商户订单号,交易状态,货币种类,应结订单金额,微信退款单号,商户退款单号,退款金额,退款状态,手续费"
+)
+SUMMARY = "总交易单数,应结订单总金额,退款总金额,手续费总金额"
+
+
+def _row(no: str, amount: str = "10.00", *, state: str = "SUCCESS", fee: str = "0.06000") -> str:
+    return f"`2025-03-03 10:00:00,`WX{no},`{no},`{state},`CNY,`{amount},`0,`0,`0.00,`,`{fee}"
+
+
+def _bill(rows: list[str], summary: str) -> tuple[bytes, str]:
+    data = "\r\n".join([HEADER, *rows, SUMMARY, summary, ""]).encode()
+    return data, hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+def _load(rows: list[str], summary: str) -> ChannelBill:
+    account, _ = ChannelAccount.objects.get_or_create(
+        name="staged-wechat",
+        defaults={"channel": "wechat", "base_url": "https://wechat.staged.invalid", "ids": {"mchid": "1900000008"}},
+    )
+    row = bill_for(account=account, bill_date=DAY)
+    data, sha1 = _bill(rows, summary)
+    bill = wechat_bill(bill_date=DAY, chunks=lambda: [data[:50], data[50:]], hash_type="SHA1", hash_value=sha1)
+    return bill_load(bill_id=row.pk, bill=bill)
+
+
+def test_a_bill_that_adds_up_loads_whole_and_loads_the_same_again() -> None:
+    rows = [_row("P1"), _row("P2", "20.50", fee="0.12300")]
+    summary = "`2,`30.50,`0.00,`0.18300"
+    bill = _load(rows, summary)
+    assert bill.status == ChannelBill.Status.LOADED and bill.line_count == 2
+    assert bill.payment_amount == 3050 and bill.fee_total == 18
+    again = _load(rows, summary)
+    assert again.status == ChannelBill.Status.LOADED
+    lines = BillLine.objects.filter(bill=again).order_by("line_no")
+    assert [(line.line_no, line.payment_no, line.amount) for line in lines] == [(1, "P1", 1000), (2, "P2", 2050)]
+
+
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [
+        (_row("P2", state="PAYING"), "unknown bill 交易状态 PAYING"),
+        (_row("P2", "12.3x"), "12.3x"),
+        (_row("P2", "1.005"), "bad bill amount 1.005"),
+    ],
+    ids=["unknown status", "amount not a number", "amount finer than a fen"],
+)
+def test_a_cell_that_does_not_convert_makes_the_bill_unreadable_and_keeps_nothing(row: str, says: str) -> None:
+    with pytest.raises(ChannelUnavailable) as raised:
+        settle = "11.005" if "1.005" in row else "20.00"
+        _load([_row("P1"), row], f"`2,`{settle},`0.00,`0.12000")
+    assert raised.value.code == "BILL_UNREADABLE" and says in raised.value.message
+    assert not BillLine.objects.exists()
+    assert ChannelBill.objects.get().status == ChannelBill.Status.PENDING  # the sweep asks again
+
+
+@pytest.mark.parametrize(
+    "summary", ["`3,`20.00,`0.00,`0.12000", "`2,`20.01,`0.00,`0.12000", "`2,`20.00,`0.00,`0.12001"]
+)
+def test_a_summary_the_lines_do_not_add_up_to_refuses_the_bill_and_keeps_nothing(summary: str) -> None:
+    bill = _load([_row("P1"), _row("P2")], summary)
+    assert bill.status == ChannelBill.Status.REFUSED and "summary" in bill.refuse_reason
+    assert bill.line_count == 0 and not BillLine.objects.exists()
