@@ -7,7 +7,9 @@ The method of bench/callbacks.py: its own database, paycore under gunicorn with 
 settings, the floor (a bare Django view that INSERTs the request body and commits) under the
 identical gunicorn and connection settings, the sandbox gateway on the same machine, and
 interleaved rounds (paycore, floor, paycore, floor...) of the same requests from concurrent
-senders, for:
+senders, after an unmeasured warm-up of 4 requests per gunicorn worker a side and endpoint (a
+worker's first requests import lazily, build serializers, parse channel keys and open pooled
+connections: its start, printed on its own line, not its steady state), for:
 
 - POST /api/v1/orders          a new order each (its own merchant order number and Idempotency-Key)
 - POST /api/v1/payments        a WeChat app prepay placed at the sandbox, for an order created before
@@ -105,7 +107,9 @@ def run(opts: Options, sandbox_url: str, paycore_url: str, floor_url: str, start
     merchant = merchant_create(code="bench", name="Bench merchant")
     _, key = api_client_create(name="bench-backend")
     db = connection.settings_dict
+    warmup = 4 * opts.gunicorn.workers
     per_side = opts.rounds * opts.requests
+    total = warmup + per_side  # each endpoint's warm-up requests come first
     print("bench/api.py: POST /orders, POST /payments (WeChat app prepay at the sandbox), GET /payments/{no}")
     print(
         f"  machine: os.cpu_count()={harness.cpu_count()}  | paycore and floor: {opts.gunicorn.describe()}, "
@@ -136,11 +140,11 @@ def run(opts: Options, sandbox_url: str, paycore_url: str, floor_url: str, start
                     "items": [{"name": "Latte", "unit_price": 1500, "quantity": 2}],
                 },
             )
-            for i in range(per_side)
+            for i in range(total)
         ]
         # POST /payments: orders created beforehand, one payment each.
         payable = []
-        for i in range(per_side):
+        for i in range(total):
             order, _ = order_create(
                 merchant=merchant,
                 merchant_order_no=f"{tag}-p{i}",
@@ -163,18 +167,16 @@ def run(opts: Options, sandbox_url: str, paycore_url: str, floor_url: str, start
             ok &= compare(label, reqs, expect, opts, senders, paycore_url, floor_url, verdicts)
         placed = list(Payment.objects.filter(maps__order__order_no__in=payable).values_list("payment_no", flat=True))
         gets = (
-            [_json("GET", f"/api/v1/payments/{placed[i % len(placed)]}", key) for i in range(per_side)]
-            if placed
-            else []
+            [_json("GET", f"/api/v1/payments/{placed[i % len(placed)]}", key) for i in range(total)] if placed else []
         )
         ok &= compare("GET /payments/{no}", gets, 200, opts, senders, paycore_url, floor_url, verdicts)
         created_orders = Order.objects.filter(merchant_order_no__startswith=f"{tag}-o").count()
         pending = Payment.objects.filter(maps__order__order_no__in=payable, status="PENDING").count()
         print(
-            f"  stored: {created_orders}/{per_side} orders, {pending}/{per_side} payments PENDING at the sandbox; "
-            f"floor rows so far {FloorRequest.objects.count() - floor_before}"
+            f"  stored: {created_orders}/{total} orders, {pending}/{total} payments PENDING at the sandbox "
+            f"(warm-ups included); floor rows so far {FloorRequest.objects.count() - floor_before}"
         )
-        ok &= created_orders == per_side and pending == per_side
+        ok &= created_orders == total and pending == total
     for label, senders, ratio, median in verdicts:
         target = TARGETS[label]
         print(
@@ -201,6 +203,13 @@ def compare(
     if not reqs:
         print(f"  {label}: nothing to send")
         return False
+    warm, reqs = reqs[: len(reqs) - opts.rounds * opts.requests], reqs[len(reqs) - opts.rounds * opts.requests :]
+    warmed = {name: harness.drive(url, warm, senders) for name, url in (("paycore", paycore_url), ("floor", floor_url))}
+    print(
+        f"  {label + ' warm-up':<28} senders={senders:<3} {len(warm)} a side, not measured: slowest answer "
+        + ", ".join(f"{name} {max(r.latencies, default=0.0) * 1000:.0f} ms" for name, r in warmed.items()),
+        flush=True,
+    )
     rounds = [reqs[i * opts.requests : (i + 1) * opts.requests] for i in range(opts.rounds)]
     by_target = harness.interleaved(
         {
@@ -211,7 +220,7 @@ def compare(
     )
     result = harness.print_comparison(label, by_target["paycore"], by_target["floor"], senders)
     verdicts.append((label, senders, result["ratio"], result["median"]))
-    statuses = sorted({s for r in by_target["paycore"] for s in r.statuses})
+    statuses = sorted({s for r in [*by_target["paycore"], warmed["paycore"]] for s in r.statuses})
     if statuses != [expect]:
         print(f"  !! {label}: paycore answered {statuses}, expected only {expect}")
         return False
