@@ -19,11 +19,11 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from paycore.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidRequest
 from paycore.models import ApiClient, IdempotencyRecord
+from paycore.upsert import insert_unless_exists
 
 MAX_KEY_LENGTH = 255
 
@@ -51,14 +51,9 @@ def idempotency_begin(*, client: ApiClient, key: str, method: str, path: str, bo
             f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters", extra={"header": "Idempotency-Key"}
         )
     fingerprint = request_fingerprint(method, path, body)
-    try:
-        # Durable when it is the request's own transaction: the committed row is the lock.
-        with transaction.atomic(durable=not transaction.get_connection().in_atomic_block):
-            return IdempotencyRecord.objects.create(
-                client=client, key=key, method=method, path=path, request_hash=fingerprint
-            )
-    except IntegrityError:
-        pass
+    claim = IdempotencyRecord(client=client, key=key, method=method, path=path, request_hash=fingerprint)
+    if insert_unless_exists(claim, conflict_fields=("client", "key")):
+        return claim
     record = IdempotencyRecord.objects.get(client=client, key=key)
     if record.request_hash != fingerprint:
         raise IdempotencyKeyReused(
