@@ -12,6 +12,7 @@ each adapter sends its account's ``(connect, read)`` timeouts with every call.
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
 
 import requests
@@ -54,12 +55,18 @@ def session_for(config: AccountConfig) -> requests.Session:
     return _SESSIONS.get(
         ("session", config.channel, config.account_id),
         fingerprint(config.base_url, pool_size),
-        lambda: _new_session(pool_size),
+        lambda: _new_session(config.base_url, pool_size),
     )
 
 
-def _new_session(pool_size: int) -> requests.Session:
+def _new_session(base_url: str, pool_size: int) -> requests.Session:
+    """The environment's proxy and CA-bundle settings are read once, for the account's base URL,
+    instead of on every call: requests otherwise scans the whole environment (and looks for a
+    ~/.netrc) per request, as much CPU as signing it."""
     session = requests.Session()
+    session.trust_env = False
+    session.proxies = requests.utils.get_environ_proxies(base_url)
+    session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
     for prefix in ("https://", "http://"):
         session.mount(prefix, HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0))
     return session
