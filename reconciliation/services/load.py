@@ -58,19 +58,26 @@ class LineTotals:
     refund_count: int = 0
     refund_amount: int = 0
     fee_total: int | None = None
-    currencies: set[str] = field(default_factory=set)
+    # currency -> bill_payments / bill_refunds / bill_fees: the run's bill totals, kept on the
+    # bill (``ChannelBill.line_totals``) so that the match does not add the lines up again.
+    by_currency: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def add(self, row: BillRow) -> None:
         self.lines += 1
+        sums = self.by_currency.get(row.currency)
+        if sums is None:
+            sums = self.by_currency[row.currency] = {"bill_payments": 0, "bill_refunds": 0, "bill_fees": 0}
         if row.kind is BillRowKind.PAYMENT:
             self.payment_count += 1
             self.payment_amount += row.amount
+            sums["bill_payments"] += row.amount
         else:
             self.refund_count += 1
             self.refund_amount += row.amount
+            sums["bill_refunds"] += row.amount
         if row.fee is not None:
             self.fee_total = (self.fee_total or 0) + row.fee
-        self.currencies.add(row.currency)
+            sums["bill_fees"] += row.fee
 
     def contradictions(self, summary: BillSummary | None) -> list[str]:
         """Each total the channel published that the lines do not add up to."""
@@ -207,6 +214,7 @@ def bill_load(*, bill_id: int, bill: Bill | None = None, progress: Callable[[int
             kept = stage_lines(bill_id, staged(), progress)
             totals = LineTotals(kept.lines, kept.payment_count, kept.payment_amount, kept.refund_count)
             totals.refund_amount, totals.fee_total = kept.refund_amount, kept.fee_total
+            totals.by_currency = kept.by_currency
         else:
             with phase("load.parse+copy"):
                 _copy_lines(bill_id, iter(bill), totals, progress)
@@ -250,6 +258,7 @@ def _finish(bill_id: int, bill: Bill, totals: LineTotals, *, status: str, reason
         "refund_count": totals.refund_count if kept else 0,
         "refund_amount": totals.refund_amount if kept else 0,
         "fee_total": totals.fee_total if kept else None,
+        "line_totals": totals.by_currency if kept else None,
         "declared_line_count": summary.line_count,
         "declared_payment_count": summary.payment_count,
         "declared_payment_amount": summary.payment_amount,

@@ -46,6 +46,9 @@ class MatchScope:
     now: datetime
     fee_rate: Decimal | None = None
     fee_rounding: str = "half_up"
+    # The bill's own per-currency totals, added up at load (``ChannelBill.line_totals``);
+    # None for a bill loaded before they were kept: its lines are added up here instead.
+    bill_totals: dict[str, dict[str, int]] | None = None
 
 
 @dataclass
@@ -332,7 +335,7 @@ def match_bill(scope: MatchScope) -> MatchResult:
             "count_payments",
             "SELECT count(*) FILTER (WHERE ok), coalesce(sum(p_amount) FILTER (WHERE ok), 0) FROM recon_pay",
         )
-        matched_payments, _ = cursor.fetchone()
+        matched_payments, matched_amount = cursor.fetchone()
         cursor.run(
             "stamp_revocations",
             "INSERT INTO reconciliation_reconciledrefund (refund_id, run_id, reconciled_at) "
@@ -392,26 +395,43 @@ def match_bill(scope: MatchScope) -> MatchResult:
             params,
         )
         result.counts = dict(cursor.fetchall())
-        result.totals = _totals(cursor, params)
+        # A payment matches only in its line's currency: on a one-currency bill (the usual
+        # case) the sum just taken is the matched amount, without grouping recon_pay again.
+        matched = None
+        if scope.bill_totals is not None and len(scope.bill_totals) == 1:
+            matched = {currency: int(matched_amount) for currency in scope.bill_totals if matched_payments}
+        result.totals = _totals(cursor, params, scope.bill_totals, matched)
     return result
 
 
-def _totals(cursor: Any, params: dict[str, Any]) -> dict[str, dict[str, int]]:
+def _totals(
+    cursor: Any,
+    params: dict[str, Any],
+    bill_totals: dict[str, dict[str, int]] | None,
+    matched: dict[str, int] | None,
+) -> dict[str, dict[str, int]]:
+    """The run's per-currency totals. ``bill_totals`` (kept at load) and ``matched`` (per
+    currency, when already known) spare a pass over the lines and one over ``recon_pay``."""
     totals: dict[str, dict[str, int]] = {}
 
     def put(currency: str, name: str, value: int | None) -> None:
         totals.setdefault(currency, {})[name] = int(value or 0)
 
-    cursor.run(
-        "totals",
-        "SELECT currency, sum(amount) FILTER (WHERE kind = 'PAYMENT'), sum(amount) FILTER (WHERE kind <> 'PAYMENT'), "
-        "sum(fee) FROM reconciliation_billline WHERE bill_id = %(bill)s GROUP BY currency",
-        params,
-    )
-    for currency, payments, refunds, fees in cursor.fetchall():
-        put(currency, "bill_payments", payments)
-        put(currency, "bill_refunds", refunds)
-        put(currency, "bill_fees", fees)
+    if bill_totals is None:  # loaded before the load kept them: add the lines up
+        cursor.run(
+            "totals",
+            "SELECT currency, sum(amount) FILTER (WHERE kind = 'PAYMENT'), "
+            "sum(amount) FILTER (WHERE kind <> 'PAYMENT'), sum(fee) "
+            "FROM reconciliation_billline WHERE bill_id = %(bill)s GROUP BY currency",
+            params,
+        )
+        bill_totals = {
+            currency: {"bill_payments": payments, "bill_refunds": refunds, "bill_fees": fees}
+            for currency, payments, refunds, fees in cursor.fetchall()
+        }
+    for currency, sums in bill_totals.items():
+        for name in ("bill_payments", "bill_refunds", "bill_fees"):
+            put(currency, name, sums.get(name))
     cursor.run(
         "totals",
         "SELECT currency, sum(amount) FROM payments_payment WHERE channel_account_id = %(account)s "
@@ -429,8 +449,10 @@ def _totals(cursor: Any, params: dict[str, Any]) -> dict[str, dict[str, int]]:
     )
     for currency, amount in cursor.fetchall():
         put(currency, "local_refunds", amount)
-    cursor.run("totals", "SELECT p_currency, sum(p_amount) FROM recon_pay WHERE ok GROUP BY p_currency", params)
-    for currency, amount in cursor.fetchall():
+    if matched is None:
+        cursor.run("totals", "SELECT p_currency, sum(p_amount) FROM recon_pay WHERE ok GROUP BY p_currency", params)
+        matched = dict(cursor.fetchall())
+    for currency, amount in matched.items():
         put(currency, "matched_amount", amount)
     cursor.run(
         "totals",

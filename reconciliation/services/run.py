@@ -206,6 +206,7 @@ def _match(
         now=now,
         fee_rate=rate,
         fee_rounding=rounding,
+        bill_totals=bill.line_totals,
     )
     with transaction.atomic(durable=True):
         result = match_bill(scope)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
 
@@ -48,6 +48,25 @@ class Kept:
     refund_count: int = 0
     refund_amount: int = 0
     fee_total: int | None = None  # None: no line shows a fee
+    # currency -> bill_payments / bill_refunds / bill_fees, as the match reports them
+    by_currency: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, rows: list[tuple[str, int, int, int, int, int, int | None]]) -> Kept:
+        """Per currency rows (currency, lines, payments, their amount, refunds, theirs, fees) summed."""
+        fees = [row[6] for row in rows if row[6] is not None]
+        return cls(
+            lines=sum(row[1] for row in rows),
+            payment_count=sum(row[2] for row in rows),
+            payment_amount=sum(row[3] for row in rows),
+            refund_count=sum(row[4] for row in rows),
+            refund_amount=sum(row[5] for row in rows),
+            fee_total=sum(fees) if fees else None,
+            by_currency={
+                currency: {"bill_payments": paid, "bill_refunds": refunded, "bill_fees": fee or 0}
+                for currency, _, _, paid, _, refunded, fee in rows
+            },
+        )
 
 
 class _Source:
@@ -117,7 +136,7 @@ def _copy(staged: StagedBill, parts: Iterator[bytes], first: bytes, progress: Ca
 
 def stage_lines(bill_id: int, staged: StagedBill, progress: Callable[[int], None] | None) -> Kept:
     """Stage, check against the summary, then keep the lines of bill ``bill_id``; returns what
-    the kept lines add up to.
+    the kept lines add up to, per currency too (added up as they are inserted, for the match).
     ``BillInconsistent`` (nothing kept) and ``ChannelUnavailable`` leave as they came."""
     parts = staged.detail()
     with phase("load.read"):
@@ -155,12 +174,13 @@ WITH kept AS (
     INSERT INTO reconciliation_billline (bill_id, line_no, kind, channel_trade_no, payment_no, refund_request_no,
                                          channel_refund_no, amount, fee, currency, status, trade_time)
     SELECT %s, l.* FROM ({staged.lines_sql(STAGE)}) l
-    RETURNING kind, amount, fee
+    RETURNING kind, amount, fee, currency
 )
-SELECT count(*), count(*) FILTER (WHERE kind = 'PAYMENT'), coalesce(sum(amount) FILTER (WHERE kind = 'PAYMENT'), 0),
-       count(*) FILTER (WHERE kind <> 'PAYMENT'), coalesce(sum(amount) FILTER (WHERE kind <> 'PAYMENT'), 0), sum(fee)
-FROM kept
+SELECT currency, count(*), count(*) FILTER (WHERE kind = 'PAYMENT'),
+       coalesce(sum(amount) FILTER (WHERE kind = 'PAYMENT'), 0)::bigint, count(*) FILTER (WHERE kind <> 'PAYMENT'),
+       coalesce(sum(amount) FILTER (WHERE kind <> 'PAYMENT'), 0)::bigint, sum(fee)::bigint
+FROM kept GROUP BY currency
 """  # noqa: S608 - the adapter's SQL is built from its header's known names
     with phase("load.convert+insert"), transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(insert, [bill_id])
-        return Kept(*cursor.fetchone())
+        return Kept.of(cursor.fetchall())

@@ -134,6 +134,25 @@ def test_a_payment_code_paid_then_revoked_matches_both_of_its_lines(
     assert refund_reconciled_at(refund.pk) is not None
 
 
+@pytest.mark.parametrize("channel", ["wechat", "alipay", "paypal"])
+def test_the_run_totals_from_the_bills_kept_totals_are_those_of_its_lines(
+    channel: str, business_day: Callable[..., Day]
+) -> None:
+    day = business_day(channel, **FEES[channel])
+    first, doubled = day.paid(1000), day.paid(2345)
+    day.refund(first, 400)
+    day.fault("bill_duplicate", trade=doubled.payment_no, count=None)
+    day.fault("bill_extra", trade="SBXEXTRA0009", amount=777, count=None)
+    day.end()
+    kept = day.reconcile()
+    bill = ChannelBill.objects.get(pk=kept.bill_id)
+    assert bill.line_totals is not None and set(bill.line_totals) <= set(kept.totals)
+    ChannelBill.objects.filter(pk=bill.pk).update(line_totals=None)  # as if loaded before they were kept
+    scanned = day.reconcile()
+    assert not scanned.reloaded and scanned.totals == kept.totals
+    assert sum(sums.get("bill_refunds", 0) for sums in kept.totals.values()) == 400
+
+
 def test_a_rerun_finds_the_same_and_changes_nothing(business_day: Callable[..., Day]) -> None:
     day = business_day("wechat")
     kept, missing = day.paid(1000), day.paid(1100)

@@ -82,3 +82,37 @@ def test_a_summary_the_lines_do_not_add_up_to_refuses_the_bill_and_keeps_nothing
     bill = _load([_row("P1"), _row("P2")], summary)
     assert bill.status == ChannelBill.Status.REFUSED and "summary" in bill.refuse_reason
     assert bill.line_count == 0 and not BillLine.objects.exists()
+
+
+def _added_up(bill: ChannelBill) -> dict[str, dict[str, int]]:
+    """The lines added up the way the match did before bills kept their totals."""
+    totals: dict[str, dict[str, int]] = {}
+    for line in BillLine.objects.filter(bill=bill):
+        sums = totals.setdefault(line.currency, {"bill_payments": 0, "bill_refunds": 0, "bill_fees": 0})
+        sums["bill_payments" if line.kind == BillLine.Kind.PAYMENT else "bill_refunds"] += line.amount
+        sums["bill_fees"] += line.fee or 0
+    return totals
+
+
+def test_the_lines_per_currency_totals_are_kept_with_the_bill_as_they_are_inserted() -> None:
+    rows = [
+        _row("P1"),
+        _row("P2", "20.50", fee="0.12300").replace("`CNY", "`USD"),
+        _row("P3", "3.00", state="REVOKED", fee="0.00000"),
+        _row("P4", "1.00", fee=""),
+    ]
+    bill = _load(rows, "`4,`34.50,`0.00,`0.18300")
+    assert bill.status == ChannelBill.Status.LOADED
+    assert bill.line_totals == _added_up(bill)
+    assert bill.line_totals == {
+        "CNY": {"bill_payments": 1100, "bill_refunds": 300, "bill_fees": 6},
+        "USD": {"bill_payments": 2050, "bill_refunds": 0, "bill_fees": 12},
+    }
+    ChannelBill.objects.filter(pk=bill.pk).update(line_totals=None)
+    again = _load(rows, "`4,`34.50,`0.00,`0.18300")
+    assert again.line_totals == bill.line_totals  # a reload keeps them again
+
+
+def test_a_refused_bill_keeps_no_totals() -> None:
+    bill = _load([_row("P1")], "`1,`11.00,`0.00,`0.06000")
+    assert bill.status == ChannelBill.Status.REFUSED and bill.line_totals is None
