@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from orders.models import Merchant, Order, OrderItem
@@ -15,6 +15,7 @@ from paycore import money
 from paycore.errors import InvalidRequest, MerchantOrderNoReused, MerchantSuspended
 from paycore.ids import new_order_no
 from paycore.outbox import outbox_add
+from paycore.upsert import insert_unless_exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,37 +78,34 @@ def order_create(
     expires_at = expires_at or now + timedelta(seconds=settings.ORDER_DEFAULT_TTL_SECONDS)
     if not now < expires_at <= now + timedelta(seconds=settings.ORDER_MAX_TTL_SECONDS):
         raise InvalidRequest.field("expires_at", "must be in the future and within the maximum order lifetime")
-    try:
-        with transaction.atomic():
-            order = Order.objects.create(
-                order_no=new_order_no(),
-                merchant=merchant,
-                merchant_order_no=merchant_order_no,
-                customer_ref=customer_ref,
-                description=description,
-                amount=amount,
-                currency=currency,
-                expires_at=expires_at,
-                shipping_address=shipping_address,
-                phone=phone,
-            )
+    order = Order(
+        order_no=new_order_no(),
+        merchant=merchant,
+        merchant_order_no=merchant_order_no,
+        customer_ref=customer_ref,
+        description=description,
+        amount=amount,
+        currency=currency,
+        expires_at=expires_at,
+        shipping_address=shipping_address,
+        phone=phone,
+    )
+    # A repeated merchant order number is expected, not an error: ON CONFLICT says so in the one
+    # INSERT, so no savepoint is needed when the API runs this inside its request transaction.
+    with transaction.atomic(savepoint=False):
+        if insert_unless_exists(order, conflict_fields=("merchant", "merchant_order_no")):
             order.item_list = OrderItem.objects.bulk_create(  # type: ignore[attr-defined]  # what OrderOutput reads
                 [OrderItem(order=order, name=i.name, unit_price=i.unit_price, quantity=i.quantity) for i in items]
             )
-    except IntegrityError:
-        existing = Order.objects.filter(merchant=merchant, merchant_order_no=merchant_order_no).first()
-        if existing is None:
-            raise
-        differs = _differences(
-            existing, customer_ref=customer_ref, description=description, currency=currency, items=items
+            return order, True
+    existing = Order.objects.get(merchant=merchant, merchant_order_no=merchant_order_no)  # orders are never deleted
+    differs = _differences(existing, customer_ref=customer_ref, description=description, currency=currency, items=items)
+    if differs:
+        raise MerchantOrderNoReused(
+            "this merchant order number is already used by an order with other content",
+            extra={"merchant_order_no": merchant_order_no, "order_no": existing.order_no, "differs": differs},
         )
-        if differs:
-            raise MerchantOrderNoReused(
-                "this merchant order number is already used by an order with other content",
-                extra={"merchant_order_no": merchant_order_no, "order_no": existing.order_no, "differs": differs},
-            ) from None
-        return existing, False
-    return order, True
+    return existing, False
 
 
 def _differences(
