@@ -150,6 +150,9 @@ def _url(scheme: str, server: ThreadingHTTPServer) -> str:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out in two writes on a kept-alive connection: with Nagle on, the
+    # body waits for the client's (delayed) ACK of the headers, milliseconds per answer.
+    disable_nagle_algorithm = True
     server_version = "paycore-sandbox/1"
 
     def log_message(self, format: str, *args: Any) -> None:
