@@ -146,23 +146,21 @@ class ReconciliationRun(models.Model):
         return f"run {self.pk} {self.channel_account_id}/{self.bill_date} {self.status}"
 
 
-class ReconciledPayment(models.Model):
-    """When a payment was first matched by a bill, and by which run: a narrow side table.
+class ReconciledStamp(models.Model):
+    """When a record was first matched by a bill, and by which run: a narrow side table.
 
-    Stamped here rather than on a column of the payment: updating a column of a million wide
-    payment rows rewrites each row and every one of its ten indexes (no room on a bulk-filled
-    page for a HOT update), measured at ~60 us a row, about 30x an INSERT here.
-    ``selectors.payment_reconciled_at`` and ``with_reconciled_at`` are the reads. Migration 0002
-    copied the stamps of the old ``reconciled_at`` columns here; payments and refunds then
-    dropped those columns.
+    Stamped here rather than on a column of the payment or refund: updating a column of a
+    million wide payment rows rewrites each row and every one of its ten indexes (no room on a
+    bulk-filled page for a HOT update), measured at ~60 us a row, about 30x an INSERT here.
+    ``selectors.payment_reconciled_at`` / ``refund_reconciled_at`` and ``with_reconciled_at`` are
+    the reads. Migration 0002 copied the stamps of the old ``reconciled_at`` columns here;
+    payments and refunds then dropped those columns.
+
+    No database-level constraints, as for bill lines: rows are written only by a matching run's
+    INSERT ... SELECT joined to the records themselves, and a per-row foreign-key check would
+    cost about as much as the insert. Payments, refunds and runs are never deleted.
     """
 
-    # No database-level constraints, as for bill lines: rows are written only by a matching
-    # run's INSERT ... SELECT joined to the payments themselves, and a per-row foreign-key
-    # check would cost about as much as the insert. Payments and runs are never deleted.
-    payment = models.OneToOneField(
-        "payments.Payment", primary_key=True, on_delete=models.CASCADE, db_constraint=False, related_name="+"
-    )
     run = models.ForeignKey(
         ReconciliationRun,
         null=True,
@@ -173,27 +171,28 @@ class ReconciledPayment(models.Model):
         related_name="+",
     )
     reconciled_at = models.DateTimeField()
+
+    class Meta:
+        abstract = True
+
+
+class ReconciledPayment(ReconciledStamp):
+    """A payment's stamp."""
+
+    payment = models.OneToOneField(
+        "payments.Payment", primary_key=True, on_delete=models.CASCADE, db_constraint=False, related_name="+"
+    )
 
     def __str__(self) -> str:
         return f"payment {self.payment_id} reconciled {self.reconciled_at}"
 
 
-class ReconciledRefund(models.Model):
-    """When a refund (or revocation) was first matched by a bill: as ``ReconciledPayment``."""
+class ReconciledRefund(ReconciledStamp):
+    """A refund's (or revocation's) stamp."""
 
     refund = models.OneToOneField(
         "refunds.Refund", primary_key=True, on_delete=models.CASCADE, db_constraint=False, related_name="+"
     )
-    run = models.ForeignKey(
-        ReconciliationRun,
-        null=True,
-        blank=True,
-        on_delete=models.DO_NOTHING,
-        db_constraint=False,
-        db_index=False,
-        related_name="+",
-    )
-    reconciled_at = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"refund {self.refund_id} reconciled {self.reconciled_at}"
