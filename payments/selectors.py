@@ -10,6 +10,7 @@ from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Sum
 
 from paycore.errors import NotFound
 from paycore.models import ApiClient
+from paycore.prepared import PreparedQuery
 from payments.models import Payment, PaymentOrderMap
 
 # Encrypted columns nobody is shown here: not decrypted for every read of a payment.
@@ -52,11 +53,9 @@ def payment_get_for_client(
 ) -> Payment:
     """One payment as ``payments_visible_to`` shows it, in one query: its maps joined to the
     payment and the orders (every GET of a payment's status runs this, so it is worth the loop
-    over a handful of maps in Python instead of a second query for the prefetch)."""
-    lookup = {"payment__payment_no": payment_no} if payment_no else {"payment__channel_trade_no": channel_trade_no}
-    rows = list(
-        PaymentOrderMap.objects.filter(**lookup).select_related("payment", "order").only(*_SHOWN).order_by("order_id")
-    )
+    over a handful of maps in Python instead of a second query for the prefetch, and compiling
+    the query once per process)."""
+    rows = _maps_by_payment_no(no=payment_no) if payment_no else _maps_by_channel_trade_no(no=channel_trade_no or "")
     shown = [m for m in rows if not client.merchant_id or m.order.merchant_id == client.merchant_id]
     if not shown:
         raise NotFound(
@@ -67,6 +66,21 @@ def payment_get_for_client(
     payment.shown_maps = shown  # type: ignore[attr-defined]
     payment.shown_amount = payment.amount if not client.merchant_id else sum(m.amount for m in shown)  # type: ignore[attr-defined]
     return payment
+
+
+def _shown_maps(**lookup: str) -> QuerySet[PaymentOrderMap]:
+    maps = PaymentOrderMap.objects.filter(**lookup).select_related("payment", "order")
+    return maps.only(*_SHOWN).order_by("order_id")
+
+
+@PreparedQuery
+def _maps_by_payment_no(*, no: str) -> QuerySet[PaymentOrderMap]:
+    return _shown_maps(payment__payment_no=no)
+
+
+@PreparedQuery
+def _maps_by_channel_trade_no(*, no: str) -> QuerySet[PaymentOrderMap]:
+    return _shown_maps(payment__channel_trade_no=no)
 
 
 def payment_is_shared_beyond(payment: Payment, client: ApiClient) -> bool:
