@@ -7,6 +7,7 @@ from django.db.models import Prefetch, QuerySet
 from orders.models import Merchant, Order
 from paycore.errors import NotFound
 from paycore.models import ApiClient
+from paycore.prepared import PreparedQuery
 
 
 def orders_visible_to(client: ApiClient) -> QuerySet[Order]:
@@ -39,12 +40,23 @@ def orders_get_for_client(*, client: ApiClient, order_nos: list[str]) -> list[Or
 def merchant_for_client(*, client: ApiClient, code: str | None) -> Merchant:
     """The merchant as it is now (a suspension must count at once, and the client may be a copy
     cached by authentication), without decrypting its webhook secret."""
-    merchants = Merchant.objects.defer("webhook_secret")
     if client.merchant_id:
         if code and code != client.merchant.code:
             raise NotFound("no such merchant", extra={"merchant": code})
-        return merchants.get(pk=client.merchant_id)
-    merchant = merchants.filter(code=code).first() if code else None
-    if merchant is None:
+        found = _merchant_by_pk(pk=client.merchant_id)
+    else:
+        found = _merchant_by_code(code=code) if code else []
+    if not found:
         raise NotFound("no such merchant", extra={"merchant": code})
-    return merchant
+    return found[0]
+
+
+# Every POST of an order reads its merchant: compiled once per process.
+@PreparedQuery
+def _merchant_by_pk(*, pk: int) -> QuerySet[Merchant]:
+    return Merchant.objects.defer("webhook_secret").filter(pk=pk)
+
+
+@PreparedQuery
+def _merchant_by_code(*, code: str) -> QuerySet[Merchant]:
+    return Merchant.objects.defer("webhook_secret").filter(code=code)

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from orders.models import Order
 from paycore.serializers import (
     CurrencyField,
+    InputSerializer,
     MoneyAmountField,
     OutputModelSerializer,
     StrictCharField,
@@ -16,13 +17,13 @@ from paycore.serializers import (
 _NUMBER = r"^[0-9A-Za-z_\-]+$"
 
 
-class OrderItemInput(serializers.Serializer):
+class OrderItemInput(InputSerializer):
     name = StrictCharField(max_length=127)
     unit_price = MoneyAmountField(min_value=0)
     quantity = StrictIntegerField(min_value=1, max_value=10_000)
 
 
-class OrderCreateInput(serializers.Serializer):
+class OrderCreateInput(InputSerializer):
     merchant = StrictCharField(max_length=32, required=False)
     merchant_order_no = serializers.RegexField(_NUMBER, max_length=64)
     customer_ref = StrictCharField(max_length=64)
@@ -34,7 +35,7 @@ class OrderCreateInput(serializers.Serializer):
     phone = serializers.RegexField(r"^\+?[0-9 \-]{3,32}$", required=False, allow_blank=True, default="")
 
 
-class OrderListQuery(serializers.Serializer):
+class OrderListQuery(InputSerializer):
     customer_ref = serializers.CharField(max_length=64, required=False, help_text="Only this customer's orders.")
     status = serializers.ChoiceField(
         choices=Order.Status.values, required=False, help_text="Only orders in this status."

@@ -15,7 +15,7 @@ from paycore import money
 from paycore.errors import InvalidRequest, MerchantOrderNoReused, MerchantSuspended
 from paycore.ids import new_order_no
 from paycore.outbox import outbox_add
-from paycore.upsert import insert_unless_exists
+from paycore.writes import insert_all, insert_unless_exists
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +94,7 @@ def order_create(
     # INSERT, so no savepoint is needed when the API runs this inside its request transaction.
     with transaction.atomic(savepoint=False):
         if insert_unless_exists(order, conflict_fields=("merchant", "merchant_order_no")):
-            order.item_list = OrderItem.objects.bulk_create(  # type: ignore[attr-defined]  # what OrderOutput reads
+            order.item_list = insert_all(  # type: ignore[attr-defined]  # what OrderOutput reads
                 [OrderItem(order=order, name=i.name, unit_price=i.unit_price, quantity=i.quantity) for i in items]
             )
             return order, True

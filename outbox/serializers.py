@@ -7,16 +7,16 @@ from typing import Any
 from rest_framework import serializers
 
 from paycore.models import OutboxEvent
-from paycore.serializers import StrictCharField
+from paycore.serializers import InputSerializer, StrictCharField
 
 
-class EventListQuery(serializers.Serializer):
+class EventListQuery(InputSerializer):
     after = serializers.UUIDField(required=False, help_text="Only events after this event id (oldest first).")
     merchant = StrictCharField(max_length=32, required=False, help_text="Platform keys: one merchant's events.")
     type = StrictCharField(max_length=100, required=False, help_text="Only events of this type.")
 
 
-class EventReplayInput(serializers.Serializer):
+class EventReplayInput(InputSerializer):
     after = serializers.UUIDField(help_text="Send again every event after this one (oldest first).")
     merchant = StrictCharField(max_length=32, required=False, help_text="Platform keys: whose events.")
     limit = serializers.IntegerField(min_value=1, max_value=1000, default=500)

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from paycore.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidRequest
 from paycore.models import ApiClient, IdempotencyRecord
-from paycore.upsert import insert_unless_exists
+from paycore.writes import insert_unless_exists, update_columns
 
 MAX_KEY_LENGTH = 255
 
@@ -76,6 +76,11 @@ def idempotency_finish(record: IdempotencyRecord, *, status: int, body: Any) -> 
     if status >= 500:
         IdempotencyRecord.objects.filter(pk=record.pk).delete()
         return
-    IdempotencyRecord.objects.filter(pk=record.pk).update(
-        state=IdempotencyRecord.State.COMPLETED, response_status=status, response_body=body, completed_at=timezone.now()
+    update_columns(
+        IdempotencyRecord,
+        record.pk,
+        state=IdempotencyRecord.State.COMPLETED,
+        response_status=status,
+        response_body=body,
+        completed_at=timezone.now(),
     )

@@ -6,11 +6,11 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from channels.registry import CHANNEL_CODES
-from paycore.serializers import OutputModelSerializer, StrictCharField
+from paycore.serializers import InputSerializer, OutputModelSerializer, StrictCharField
 from payments.models import Payment
 
 
-class PaymentCreateInput(serializers.Serializer):
+class PaymentCreateInput(InputSerializer):
     order_nos = serializers.ListField(child=StrictCharField(max_length=32), allow_empty=False, max_length=50)
     customer_ref = StrictCharField(max_length=64)
     channel = serializers.ChoiceField(choices=CHANNEL_CODES)
@@ -21,7 +21,7 @@ class PaymentCreateInput(serializers.Serializer):
     return_url = serializers.URLField(max_length=500, required=False, default="")
 
 
-class PaycodeCreateInput(serializers.Serializer):
+class PaycodeCreateInput(InputSerializer):
     order_nos = serializers.ListField(child=StrictCharField(max_length=32), allow_empty=False, max_length=50)
     customer_ref = StrictCharField(max_length=64)
     auth_code = serializers.RegexField(r"^[0-9]{16,24}$", help_text="The payer's payment code, as scanned.")
@@ -41,17 +41,17 @@ class PaycodeCreateInput(serializers.Serializer):
     )
 
 
-class PaymentListQuery(serializers.Serializer):
+class PaymentListQuery(InputSerializer):
     order_no = serializers.CharField(max_length=32, required=False, help_text="Only payments of this order.")
     customer_ref = serializers.CharField(max_length=64, required=False, help_text="Only payments of this customer.")
 
 
-class PaymentClientReportInput(serializers.Serializer):
+class PaymentClientReportInput(InputSerializer):
     result = serializers.ChoiceField(choices=["success", "cancel", "fail", "unknown"])
     detail = serializers.DictField(required=False, default=dict)
 
 
-class PaymentCloseInput(serializers.Serializer):
+class PaymentCloseInput(InputSerializer):
     reason = StrictCharField(max_length=100, required=False, default="requested")
 
 
@@ -98,7 +98,7 @@ class PaymentOutput(OutputModelSerializer):
         return reverse("v1:payment-detail", kwargs={"payment_no": payment.payment_no})
 
 
-class CashierInput(serializers.Serializer):
+class CashierInput(InputSerializer):
     order_nos = serializers.ListField(child=StrictCharField(max_length=32), allow_empty=False, max_length=50)
     customer_ref = StrictCharField(max_length=64)
 

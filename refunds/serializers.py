@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from paycore.serializers import MoneyAmountField, OutputModelSerializer, StrictCharField
+from paycore.serializers import InputSerializer, MoneyAmountField, OutputModelSerializer, StrictCharField
 from refunds.models import Refund
 
 # DUPLICATE_PAYMENT and REVOCATION refunds are paycore's own; clients ask for the others.
 _CLIENT_REASONS = [Refund.Reason.CUSTOMER_REQUEST, Refund.Reason.RETURN, Refund.Reason.CANCELLATION]
 
 
-class RefundCreateInput(serializers.Serializer):
+class RefundCreateInput(InputSerializer):
     payment_no = StrictCharField(max_length=32)
     # Numbers starting with "PC-" are paycore's own (its duplicate refunds, retry attempts).
     refund_no = serializers.RegexField(r"^(?!PC-)[0-9A-Za-z_\-]+$", min_length=1, max_length=64)

@@ -21,6 +21,7 @@ from paycore.errors import (
 )
 from paycore.ids import new_payment_no
 from paycore.sweeps import backoff
+from paycore.writes import insert_all
 from payments.locks import orders_lock
 from payments.models import Payment, PaymentOrderMap
 from payments.services.start import describe, payment_prepay, payment_start
@@ -132,10 +133,9 @@ def _create(
         return_url=return_url,
     )
     superseded = {m.payment_id for m in current.values() if m.payment.status in _SUPERSEDABLE}
-    PaymentOrderMap.objects.filter(pk__in=[m.pk for m in current.values()]).update(is_current=False)
-    PaymentOrderMap.objects.bulk_create(
-        PaymentOrderMap(payment=payment, order=order, amount=order.amount, is_current=True) for order in orders
-    )
+    if current:
+        PaymentOrderMap.objects.filter(pk__in=[m.pk for m in current.values()]).update(is_current=False)
+    insert_all([PaymentOrderMap(payment=payment, order=o, amount=o.amount, is_current=True) for o in orders])
     if superseded:
         from payments.tasks import payment_close_superseded as payment_close_superseded_task
 

@@ -1,0 +1,106 @@
+"""Row writes on hot paths, with their SQL built once per model.
+
+``QuerySet.update`` and ``bulk_create`` compile their statement on every call, which on the
+request paths that create orders and payments cost more CPU than the statements themselves.
+These build the SQL from the model's metadata once per process and only bind values, prepared
+by each field exactly as the ORM would (encrypted fields encrypt, JSON is adapted).
+
+``insert_unless_exists`` is ``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: where a unique
+constraint is the lock (an Idempotency-Key), the usual try/``IntegrityError`` needs a savepoint
+inside a transaction (two more round trips, and a failed statement to roll back to); this is one
+statement either way, and works in autocommit and inside ``atomic`` alike. Both PostgreSQL and
+SQLite (3.35+) take it; a concurrent insert of the same key waits for the other transaction and
+then does nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache, lru_cache
+from typing import Any, TypeVar
+
+from django.db import connection, models
+
+M = TypeVar("M", bound=models.Model)
+
+
+def insert_unless_exists(instance: models.Model, *, conflict_fields: tuple[str, ...]) -> bool:
+    """INSERT the instance unless a row with the same ``conflict_fields`` exists (those must be
+    a unique constraint's). True, with ``instance.pk`` set, if it was inserted."""
+    model = type(instance)
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(model, 1, conflict_fields), _values(instance))
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    _saved(instance, row[0])
+    return True
+
+
+def insert_all(instances: Sequence[M]) -> list[M]:
+    """``bulk_create`` of new rows of one model in one statement, primary keys set."""
+    if not instances:
+        return list(instances)
+    model = type(instances[0])
+    values = [value for instance in instances for value in _values(instance)]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(model, len(instances), None), values)
+        keys = [row[0] for row in cursor.fetchall()]
+    # PostgreSQL and SQLite return the rows of a multi-row VALUES in its order.
+    for instance, key in zip(instances, keys, strict=True):
+        _saved(instance, key)
+    return list(instances)
+
+
+def update_columns(model: type[models.Model], pk: Any, **values: Any) -> int:
+    """``model.objects.filter(pk=pk).update(**values)`` for plain values (no expressions)."""
+    fields = tuple(sorted(values))
+    params = [_column(model, name).get_db_prep_save(values[name], connection) for name in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(model, fields), [*params, pk])
+        return cursor.rowcount
+
+
+def _values(instance: models.Model) -> list[Any]:
+    return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in _fields(type(instance))]
+
+
+def _saved(instance: models.Model, key: Any) -> None:
+    instance.pk = key
+    instance._state.adding, instance._state.db = False, connection.alias
+
+
+@cache
+def _fields(model: type[models.Model]) -> list[models.Field]:
+    return [f for f in model._meta.local_concrete_fields if not f.primary_key]
+
+
+@lru_cache(maxsize=512)  # a statement per model and row count
+def _insert_sql(model: type[models.Model], rows: int, conflict_fields: tuple[str, ...] | None) -> str:
+    q = connection.ops.quote_name
+    meta = model._meta
+    columns = ", ".join(q(f.column) for f in _fields(model))
+    row = "(" + ", ".join("%s" for _ in _fields(model)) + ")"
+    on_conflict = ""
+    if conflict_fields is not None:
+        by_name = {f.name: f for f in _fields(model)}
+        on_conflict = " ON CONFLICT (" + ", ".join(q(by_name[name].column) for name in conflict_fields) + ") DO NOTHING"
+    # Identifiers come from the model's own metadata; every value is a parameter.
+    return (
+        f"INSERT INTO {q(meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"  # noqa: S608
+        f"{on_conflict} RETURNING {q(meta.pk.column)}"
+    )
+
+
+@cache
+def _update_sql(model: type[models.Model], fields: tuple[str, ...]) -> str:
+    q = connection.ops.quote_name
+    meta = model._meta
+    assignments = ", ".join(f"{q(_column(model, name).column)} = %s" for name in fields)
+    return f"UPDATE {q(meta.db_table)} SET {assignments} WHERE {q(meta.pk.column)} = %s"  # noqa: S608
+
+
+def _column(model: type[models.Model], name: str) -> models.Field:
+    field = model._meta.get_field(name)
+    assert isinstance(field, models.Field) and field.concrete, f"{model.__name__}.{name} is not a column"
+    return field

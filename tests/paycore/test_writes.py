@@ -1,0 +1,60 @@
+"""paycore.writes: statements built once per model write what the ORM would have written."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from orders.models import OrderItem
+from paycore.apikeys import api_client_create
+from paycore.models import IdempotencyRecord
+from paycore.writes import insert_all, insert_unless_exists, update_columns
+from tests.factories import make_order
+
+pytestmark = pytest.mark.django_db
+
+
+def test_insert_all_writes_every_row_in_order_with_its_primary_key() -> None:
+    order = make_order()
+    items = [OrderItem(order=order, name=f"Item {n}", unit_price=100 * n, quantity=n) for n in (1, 2, 3)]
+    assert insert_all(items) == items
+    stored = {i.pk: (i.name, i.unit_price, i.quantity) for i in OrderItem.objects.filter(order=order)}
+    assert [stored[i.pk] for i in items] == [("Item 1", 100, 1), ("Item 2", 200, 2), ("Item 3", 300, 3)]
+    assert all(not i._state.adding for i in items)
+    assert insert_all([]) == []
+
+
+def test_insert_unless_exists_inserts_once_per_unique_key() -> None:
+    client, _ = api_client_create(name="writes")
+    first = IdempotencyRecord(client=client, key="k1", method="POST", path="/p", request_hash="h")
+    again = IdempotencyRecord(client=client, key="k1", method="POST", path="/p", request_hash="other")
+    assert insert_unless_exists(first, conflict_fields=("client", "key")) is True
+    assert insert_unless_exists(again, conflict_fields=("client", "key")) is False
+    assert again.pk is None
+    assert IdempotencyRecord.objects.get(client=client, key="k1").request_hash == "h"
+
+
+def test_update_columns_prepares_values_like_the_orm() -> None:
+    client, _ = api_client_create(name="writes")
+    record = IdempotencyRecord.objects.create(client=client, key="k2", method="POST", path="/p", request_hash="h")
+    done = timezone.now()
+    body = {"order_no": "PC1", "items": [{"name": "Latte", "unit_price": 1500}], "note": None}
+    changed = update_columns(
+        IdempotencyRecord,
+        record.pk,
+        state=IdempotencyRecord.State.COMPLETED,
+        response_status=201,
+        response_body=body,
+        completed_at=done,
+    )
+    assert changed == 1
+    record.refresh_from_db()
+    assert (record.state, record.response_status, record.response_body, record.completed_at) == (
+        IdempotencyRecord.State.COMPLETED,
+        201,
+        body,
+        done,
+    )
+    assert update_columns(IdempotencyRecord, record.pk, response_body=None) == 1
+    assert IdempotencyRecord.objects.filter(pk=record.pk, response_body__isnull=True).exists()  # SQL NULL
+    assert update_columns(IdempotencyRecord, -1, response_status=200) == 0
