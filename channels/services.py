@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.urls import reverse
 
 from channels.base import (
@@ -21,6 +22,7 @@ from channels.models import ChannelAccount
 from channels.registry import CHANNEL_CODES, adapter_class, adapter_for_config
 from paycore.checks import is_https_or_loopback
 from paycore.errors import ChannelMisconfigured, ChannelRejectedError, ChannelUnavailableError, MethodNotOffered
+from paycore.prepared import PreparedQuery
 
 
 def adapter_for(account: ChannelAccount) -> ChannelAdapter:
@@ -44,13 +46,18 @@ def account_offers(account: ChannelAccount, *, method: str, currency: str) -> bo
 
 
 def channel_account_pick(*, channel: str, method: str, currency: str) -> ChannelAccount:
-    for account in ChannelAccount.objects.filter(channel=channel, is_enabled=True).order_by("pk"):
+    for account in _enabled_accounts(channel=channel):
         if account_offers(account, method=method, currency=currency):
             return account
     raise MethodNotOffered(
         f"{channel}/{method} is not offered for {currency}",
         extra={"channel": channel, "method": method, "currency": currency},
     )
+
+
+@PreparedQuery  # every payment picks its account: compiled once per process
+def _enabled_accounts(*, channel: str) -> QuerySet[ChannelAccount]:
+    return ChannelAccount.objects.filter(channel=channel, is_enabled=True).order_by("pk")
 
 
 @contextmanager

@@ -8,9 +8,12 @@ compiler's row layout, and afterwards only binds the caller's values and turns r
 instances the way the queryset would (``select_related``, ``only``/``defer``, annotations and
 row locks included). The queryset stays the one definition of the query.
 
-Only what can be compiled once is accepted: keyword arguments that are ``int`` or ``str`` and
-reach the SQL unchanged as parameters (an ``exact`` lookup, say; a ``contains`` lookup rewrites
-its value and is refused), and plain model querysets without ``prefetch_related``.
+Only what can be compiled once is accepted: keyword arguments that are ``int`` or ``str``, or
+lists of them, and reach the SQL unchanged as parameters (an ``exact`` or ``in`` lookup, say; a
+``contains`` lookup rewrites its value and is refused), and plain model querysets without
+``prefetch_related``. A list compiles to one placeholder per element, so the SQL is kept per
+list length (``pk__in`` of one order, of two...); an empty list is refused, as its meaning
+depends on the rest of the query.
 """
 
 from __future__ import annotations
@@ -30,15 +33,22 @@ M = TypeVar("M", bound=models.Model)
 # Values no caller passes, recognisable among the compiled query's parameters. The integers sit
 # inside every integer column's range but the small ones': Django drops a comparison with a value
 # out of the column's range from the SQL, and the placeholder would be missing.
-_INT_BASE = 2_147_480_000
+_INT_BASE = 2_140_000_000
 _STR_MARK = "\uf8ffprepared:"
+_KINDS: dict[Any, tuple[type, bool]] = {
+    int: (int, False),
+    str: (str, False),
+    list[int]: (int, True),
+    list[str]: (str, True),
+}
 
 
 @dataclass(frozen=True)
 class _Compiled:
     sql: str
-    # Each parameter: the caller's argument name, or a constant compiled into the query.
-    slots: tuple[tuple[str | None, Any], ...]
+    # Each parameter: the caller's argument name (and the list index, for a list), or None and
+    # a constant compiled into the query.
+    slots: tuple[tuple[str | None, int | None, Any], ...]
     compiler: SQLCompiler
     init_list: list[str]
     start: int
@@ -46,51 +56,67 @@ class _Compiled:
     populators: list[Any]
     annotations: dict[str, int]
     locks: bool
+    # (position, converters, expression) of each column whose value the fields convert.
+    converters: tuple[tuple[int, tuple[Any, ...], Any], ...]
 
 
 class PreparedQuery(Generic[M]):
     """``PreparedQuery(build)(**values)`` is ``list(build(**values))``, compiled once.
 
-    ``build`` takes keyword-only ``int`` or ``str`` arguments (annotated) and returns the
-    queryset; it is called once per database alias and process, with placeholders."""
+    ``build`` takes keyword-only arguments annotated ``int``, ``str``, ``list[int]`` or
+    ``list[str]`` and returns the queryset; it is called once per database alias, list lengths
+    and process, with placeholders."""
 
     def __init__(self, build: Callable[..., QuerySet[M]]) -> None:
         self._build = build
         hints = inspect.get_annotations(build, eval_str=True)
-        self._kinds: dict[str, type] = {}
+        self._kinds: dict[str, tuple[type, bool]] = {}
         for name in inspect.signature(build).parameters:
-            kind = hints.get(name)
-            if kind not in (int, str):
-                raise TypeError(f"{build.__qualname__}: argument {name!r} must be annotated int or str")
+            kind = _KINDS.get(hints.get(name))
+            if kind is None:
+                raise TypeError(f"{build.__qualname__}: argument {name!r} must be annotated int, str or a list of them")
             self._kinds[name] = kind
-        self._compiled: dict[str, _Compiled] = {}
+        self._compiled: dict[tuple[str, tuple[int, ...]], _Compiled] = {}
 
     def __call__(self, *, using: str = "default", **values: Any) -> list[M]:
-        compiled = self._compiled.get(using) or self._compile(using)
+        lengths = tuple(len(values[name]) for name, (_, many) in self._kinds.items() if many)
+        if 0 in lengths:
+            raise ValueError(f"{self._build.__qualname__}: an empty list cannot be prepared")
+        compiled = self._compiled.get((using, lengths)) or self._compile(using, lengths)
         connection = connections[using]
         if compiled.locks and connection.get_autocommit():
             raise TransactionManagementError("select_for_update cannot be used outside of a transaction.")
-        params = [values[name] if name is not None else constant for name, constant in compiled.slots]
+        params = [
+            constant if name is None else values[name] if index is None else values[name][index]
+            for name, index, constant in compiled.slots
+        ]
         with connection.cursor() as cursor:
             cursor.execute(compiled.sql, params)
             rows = cursor.fetchall()
-        return [self._instance(compiled, using, row) for row in compiled.compiler.results_iter(results=[rows])]
+        return [self._instance(compiled, using, _converted(row, compiled, connection)) for row in rows]
 
-    def _compile(self, using: str) -> _Compiled:
-        placeholders = {
-            name: (_INT_BASE + i if kind is int else f"{_STR_MARK}{name}")
-            for i, (name, kind) in enumerate(self._kinds.items())
-        }
+    def _compile(self, using: str, lengths: tuple[int, ...]) -> _Compiled:
+        sizes = iter(lengths)
+        placeholders: dict[str, Any] = {}
+        where: dict[Any, tuple[str, int | None]] = {}
+        for i, (name, (kind, many)) in enumerate(self._kinds.items()):
+            indexes: list[int | None] = list(range(next(sizes))) if many else [None]
+            marks = [_INT_BASE + 1000 * i + (j or 0) if kind is int else f"{_STR_MARK}{name}:{j}" for j in indexes]
+            where.update({mark: (name, j) for mark, j in zip(marks, indexes, strict=True)})
+            placeholders[name] = marks if many else marks[0]
         queryset = self._build(**placeholders)
         if queryset._iterable_class is not ModelIterable or queryset._prefetch_related_lookups:  # type: ignore[attr-defined]
             raise TypeError(f"{self._build.__qualname__}: only plain model querysets can be prepared")
         compiler = queryset.query.get_compiler(using=using)
         sql, params = compiler.as_sql()
-        names = {value: name for name, value in placeholders.items()}
-        slots = tuple((names[p], None) if _hashable(p) and p in names else (None, p) for p in params)
-        missing = set(placeholders) - {name for name, _ in slots}
+        slots = tuple((*where[p], None) if _hashable(p) and p in where else (None, None, p) for p in params)
+        missing = set(where.values()) - {(name, index) for name, index, _ in slots if name is not None}
         if missing:
-            raise TypeError(f"{self._build.__qualname__}: {sorted(missing)} do not reach the SQL as parameters")
+            names = sorted({name for name, _ in missing})
+            raise TypeError(f"{self._build.__qualname__}: {names} do not reach the SQL as parameters")
+        columns = [column[0] for column in compiler.select[: compiler.col_count]]
+        if compiler.has_composite_fields(columns):
+            raise TypeError(f"{self._build.__qualname__}: composite keys are not supported")
         klass_info = compiler.klass_info
         assert klass_info is not None  # a model queryset always selects its model
         start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
@@ -104,8 +130,12 @@ class PreparedQuery(Generic[M]):
             populators=get_related_populators(klass_info, compiler.select, using),
             annotations=dict(compiler.annotation_col_map or {}),
             locks=bool(queryset.query.select_for_update),
+            converters=tuple(
+                (position, tuple(functions), expression)
+                for position, (functions, expression) in compiler.get_converters(columns).items()
+            ),
         )
-        self._compiled[using] = compiled
+        self._compiled[(using, lengths)] = compiled
         return compiled
 
     @staticmethod
@@ -117,6 +147,19 @@ class PreparedQuery(Generic[M]):
         for name, position in compiled.annotations.items():
             setattr(obj, name, row[position])
         return obj
+
+
+def _converted(row: tuple[Any, ...], compiled: _Compiled, connection: Any) -> Any:
+    """The row with each column converted as the queryset would (with this thread's connection)."""
+    if not compiled.converters:
+        return row
+    values = list(row)
+    for position, functions, expression in compiled.converters:
+        value = values[position]
+        for convert in functions:
+            value = convert(value, expression, connection)
+        values[position] = value
+    return values
 
 
 def _hashable(value: Any) -> bool:

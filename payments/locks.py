@@ -10,22 +10,36 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from django.db.models import QuerySet
+
 from orders.models import Order
+from paycore.prepared import PreparedQuery
 from payments.models import Payment
 
 
 def payment_lock(payment_id: int) -> Payment:
-    return (
-        Payment.objects.select_for_update(of=("self",), no_key=True)
-        .select_related("channel_account")
-        .get(pk=payment_id)
-    )
+    found = _payment_locked(pk=payment_id)
+    if not found:
+        raise Payment.DoesNotExist(f"no payment {payment_id}")
+    return found[0]
 
 
 def orders_lock(order_ids: Iterable[int]) -> list[Order]:
-    return list(
+    ids = sorted(set(order_ids))
+    return _orders_locked(pks=ids) if ids else []
+
+
+# Every state change takes these locks: compiled once per process (and per number of orders).
+@PreparedQuery
+def _payment_locked(*, pk: int) -> QuerySet[Payment]:
+    return Payment.objects.select_for_update(of=("self",), no_key=True).select_related("channel_account").filter(pk=pk)
+
+
+@PreparedQuery
+def _orders_locked(*, pks: list[int]) -> QuerySet[Order]:
+    return (
         Order.objects.select_for_update(of=("self",), no_key=True)
         .select_related("merchant")
-        .filter(pk__in=list(order_ids))
+        .filter(pk__in=pks)
         .order_by("pk")
     )

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from channels.services import channel_account_pick
@@ -20,6 +21,7 @@ from paycore.errors import (
     PaymentConfirming,
 )
 from paycore.ids import new_payment_no
+from paycore.prepared import PreparedQuery
 from paycore.sweeps import backoff
 from paycore.writes import insert_all
 from payments.locks import orders_lock
@@ -98,10 +100,7 @@ def _create(
     orders = orders_lock(set(order_ids))
     _check_payable(orders, customer_ref=customer_ref)
     currency = orders[0].currency
-    current = {
-        m.order_id: m
-        for m in PaymentOrderMap.objects.select_related("payment").filter(order__in=orders, is_current=True)
-    }
+    current = {m.order_id: m for m in _current_maps(order_ids=[o.pk for o in orders])}
     existing = _reusable_payment(orders, current, channel=channel, method=method)
     if existing is not None:
         return existing, False, orders
@@ -143,6 +142,11 @@ def _create(
             lambda: [payment_close_superseded_task.delay(pid) for pid in sorted(superseded)], robust=True
         )
     return payment, True, orders
+
+
+@PreparedQuery  # every new payment reads its orders' current maps: compiled once per process
+def _current_maps(*, order_ids: list[int]) -> QuerySet[PaymentOrderMap]:
+    return PaymentOrderMap.objects.select_related("payment").filter(order_id__in=order_ids, is_current=True)
 
 
 def _check_payable(orders: list[Order], *, customer_ref: str) -> None:

@@ -54,6 +54,22 @@ def test_prepared_query_loads_related_rows_in_its_one_statement_and_defers_the_r
     assert item.unit_price == order.items.get().unit_price  # a deferred column still loads on demand
 
 
+def test_a_list_argument_is_compiled_per_length_and_answers_like_the_queryset() -> None:
+    merchant = make_merchant()
+    orders = [make_order(merchant=merchant) for _ in range(3)]
+
+    def build(*, nos: list[str]) -> QuerySet[Order]:
+        return Order.objects.filter(order_no__in=nos).order_by("pk")
+
+    by_numbers = PreparedQuery(build)
+    for wanted in ([orders[0]], [orders[2], orders[0]], orders, [orders[1]]):
+        nos = [o.order_no for o in wanted]
+        assert [o.pk for o in by_numbers(nos=nos)] == [o.pk for o in build(nos=nos)]
+    assert by_numbers(nos=["missing", orders[1].order_no]) == [orders[1]]
+    with pytest.raises(ValueError, match="empty list"):
+        by_numbers(nos=[])
+
+
 def test_prepared_query_values_are_parameters_never_sql() -> None:
     order = make_order()
     hostile = f"{order.order_no}' OR '1'='1"
@@ -77,7 +93,7 @@ def test_prepared_row_locks_need_a_transaction_like_the_queryset() -> None:
 
 
 def test_arguments_that_cannot_be_compiled_once_are_refused_at_the_first_call() -> None:
-    with pytest.raises(TypeError, match="annotated int or str"):
+    with pytest.raises(TypeError, match="annotated int, str or a list"):
         PreparedQuery(lambda *, no: Order.objects.filter(order_no=no))
 
     @PreparedQuery
