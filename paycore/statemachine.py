@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from paycore.errors import IllegalTransition
 from paycore.pii import masked
+from paycore.writes import insert_all
 
 if TYPE_CHECKING:
     from django.db import models
@@ -49,7 +50,7 @@ class TransitionTable:
             raise TypeError(f"the {self.name} table has no event model to record moves in")
         src = row.status  # type: ignore[attr-defined]
         self.check(src, to, **{f"{self.name}_no": getattr(row, f"{self.name}_no")})
-        self.event._default_manager.create(
+        event = self.event(
             **{self.name: row},
             from_status=src,
             to_status=to,
@@ -57,4 +58,5 @@ class TransitionTable:
             evidence=masked(evidence or {}),  # evidence keeps channel payloads: never a payer's identity
             actor=actor,
         )
+        insert_all([event])
         row.status = to  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from functools import cache, lru_cache
 from typing import Any, TypeVar
 
-from django.db import connection, models
+from django.db import DatabaseError, connection, models
 
 M = TypeVar("M", bound=models.Model)
 
@@ -50,6 +50,18 @@ def insert_all(instances: Sequence[M]) -> list[M]:
     for instance, key in zip(instances, keys, strict=True):
         _saved(instance, key)
     return list(instances)
+
+
+def save_fields(instance: models.Model, *names: str) -> None:
+    """``instance.save(update_fields=names)`` of a model without its own ``save`` or save
+    signals: ``auto_now`` columns named are stamped on the instance, as ``save`` does."""
+    model = type(instance)
+    fields = tuple(sorted(names))
+    params = [(f := _column(model, name)).get_db_prep_save(f.pre_save(instance, False), connection) for name in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(_update_sql(model, fields), [*params, instance.pk])
+        if cursor.rowcount != 1:  # as Model.save(update_fields=...) refuses
+            raise DatabaseError(f"saving {model.__name__} {instance.pk} affected no row")
 
 
 def update_columns(model: type[models.Model], pk: Any, **values: Any) -> int:

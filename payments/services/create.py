@@ -114,7 +114,7 @@ def _create(
     # Short-lived at the channel (the order string or prepay expires with it), so a payment the
     # customer abandons stops being payable soon, whatever the orders' own lifetime.
     expires_at = min(min(o.expires_at for o in orders), now + timedelta(seconds=settings.PAYMENT_TTL_SECONDS))
-    payment = Payment.objects.create(
+    payment = Payment(
         payment_no=new_payment_no(),
         channel=channel,
         method=method,
@@ -131,6 +131,7 @@ def _create(
         client_ip=client_ip,
         return_url=return_url,
     )
+    insert_all([payment])
     superseded = {m.payment_id for m in current.values() if m.payment.status in _SUPERSEDABLE}
     if current:
         PaymentOrderMap.objects.filter(pk__in=[m.pk for m in current.values()]).update(is_current=False)

@@ -9,6 +9,7 @@ from channels.services import adapter_for, channel_call, channel_notify_url
 from paycore.errors import ChannelRejectedError
 from paycore.jsonable import jsonable
 from paycore.models import EventSource
+from paycore.writes import save_fields
 from payments.locks import payment_lock
 from payments.models import Payment
 from payments.states import payment_move
@@ -61,7 +62,7 @@ def payment_prepay(payment: Payment, *, description: str) -> Payment:
             payment.prepay_data = jsonable(result.client_params)
             if result.channel_trade_no and not payment.channel_trade_no:
                 payment.channel_trade_no = result.channel_trade_no
-            payment.save(update_fields=["status", "prepay_data", "channel_trade_no", "updated_at"])
+            save_fields(payment, "status", "prepay_data", "channel_trade_no", "updated_at")
     if result.status == TradeStatus.PAID:
         # Channels that settle at once (points) still go through an active query before SUCCEEDED.
         from payments.services.sync import payment_sync_from_channel

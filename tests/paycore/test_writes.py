@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from django.db import DatabaseError
 from django.utils import timezone
 
 from orders.models import OrderItem
 from paycore.apikeys import api_client_create
 from paycore.models import IdempotencyRecord
-from paycore.writes import insert_all, insert_unless_exists, update_columns
+from paycore.writes import insert_all, insert_unless_exists, save_fields, update_columns
 from tests.factories import make_order
 
 pytestmark = pytest.mark.django_db
@@ -58,3 +59,21 @@ def test_update_columns_prepares_values_like_the_orm() -> None:
     assert update_columns(IdempotencyRecord, record.pk, response_body=None) == 1
     assert IdempotencyRecord.objects.filter(pk=record.pk, response_body__isnull=True).exists()  # SQL NULL
     assert update_columns(IdempotencyRecord, -1, response_status=200) == 0
+
+
+def test_save_fields_writes_only_the_named_columns_and_stamps_auto_now() -> None:
+    order = make_order()
+    before = order.updated_at
+    order.description = "Tea"
+    order.customer_ref = "not saved"
+    save_fields(order, "description", "updated_at")
+    assert order.updated_at > before  # stamped on the instance, as save() does
+    stored = type(order).objects.get(pk=order.pk)
+    assert (stored.description, stored.customer_ref, stored.updated_at) == ("Tea", "cust-1", order.updated_at)
+
+
+def test_save_fields_of_a_row_that_is_gone_is_an_error() -> None:
+    order = make_order()
+    order.pk = -1
+    with pytest.raises(DatabaseError):
+        save_fields(order, "description")
