@@ -26,6 +26,7 @@ import secrets
 import threading
 import weakref
 from collections.abc import Callable, Hashable
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 _V = TypeVar("_V")
@@ -34,6 +35,17 @@ _SALT = secrets.token_bytes(32)
 
 def fingerprint(*values: Any) -> str:
     """A short, salted digest of ``values`` (JSON-able: strings, numbers, dicts, lists)."""
+    if all(isinstance(v, str) for v in values):
+        return _fingerprint_of_strings(values)  # every signed call asks again for the same key
+    return _digest(values)
+
+
+@lru_cache(maxsize=1024)
+def _fingerprint_of_strings(values: tuple[str, ...]) -> str:
+    return _digest(values)
+
+
+def _digest(values: tuple[Any, ...]) -> str:
     data = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hmac.new(_SALT, data.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 

@@ -13,7 +13,8 @@ _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, 
 
 
 def _random(length: int) -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    bits = secrets.randbits(5 * length)  # one draw from the OS's CSPRNG, 5 bits a character
+    return "".join(_ALPHABET[(bits >> (5 * i)) & 31] for i in range(length))
 
 
 def new_number(prefix: str) -> str:
