@@ -13,7 +13,7 @@ lists of them, and reach the SQL unchanged as parameters (an ``exact`` or ``in``
 ``contains`` lookup rewrites its value and is refused), and plain model querysets without
 ``prefetch_related``. A list compiles to one placeholder per element, so the SQL is kept per
 list length (``pk__in`` of one order, of two...); an empty list is refused, as its meaning
-depends on the rest of the query.
+depends on the rest of the query, and so is one of more than 10,000 values.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ M = TypeVar("M", bound=models.Model)
 # inside every integer column's range but the small ones': Django drops a comparison with a value
 # out of the column's range from the SQL, and the placeholder would be missing.
 _INT_BASE = 2_140_000_000
+_INT_SPAN = 10_000  # placeholders per argument: a longer list is refused
 _STR_MARK = "\uf8ffprepared:"
 _KINDS: dict[Any, tuple[type, bool]] = {
     int: (int, False),
@@ -80,8 +81,8 @@ class PreparedQuery(Generic[M]):
 
     def __call__(self, *, using: str = "default", **values: Any) -> list[M]:
         lengths = tuple(len(values[name]) for name, (_, many) in self._kinds.items() if many)
-        if 0 in lengths:
-            raise ValueError(f"{self._build.__qualname__}: an empty list cannot be prepared")
+        if 0 in lengths or any(n > _INT_SPAN for n in lengths):
+            raise ValueError(f"{self._build.__qualname__}: a list of 1 to {_INT_SPAN} values is required")
         compiled = self._compiled.get((using, lengths)) or self._compile(using, lengths)
         connection = connections[using]
         if compiled.locks and connection.get_autocommit():
@@ -101,7 +102,7 @@ class PreparedQuery(Generic[M]):
         where: dict[Any, tuple[str, int | None]] = {}
         for i, (name, (kind, many)) in enumerate(self._kinds.items()):
             indexes: list[int | None] = list(range(next(sizes))) if many else [None]
-            marks = [_INT_BASE + 1000 * i + (j or 0) if kind is int else f"{_STR_MARK}{name}:{j}" for j in indexes]
+            marks = [_INT_BASE + _INT_SPAN * i + (j or 0) if kind is int else f"{_STR_MARK}{name}:{j}" for j in indexes]
             where.update({mark: (name, j) for mark, j in zip(marks, indexes, strict=True)})
             placeholders[name] = marks if many else marks[0]
         queryset = self._build(**placeholders)
