@@ -395,4 +395,10 @@ def print_comparison(label: str, ours: Sequence[Round], floor: Sequence[Round], 
         f"  | ok {a['ok']}/{a['requests']} errors {a['errors']}",
         flush=True,
     )
+    # Each side's own rate per round: tells a slow paycore round from a floor slowed by the machine.
+    print(
+        f"  {'':<28} per round /s: paycore {', '.join(f'{r.rate:.0f}' for r in ours)}"
+        f"  | floor {', '.join(f'{r.rate:.0f}' for r in floor)}",
+        flush=True,
+    )
     return {"ours": a, "floor": f, "ratio": ratio, "median": median}
