@@ -42,6 +42,7 @@ from inbox.models import InboundNotification
 from paycore.errors import PaycoreError
 from paycore.models import EventSource
 from paycore.sweeps import backoff
+from paycore.writes import insert_fields
 from payments.models import Payment
 from payments.services import payment_sync_from_channel
 from refunds.models import Refund, RefundAttempt
@@ -249,7 +250,7 @@ def _insert(inbound: InboundNotification, *, first_copy: bool, payment_no: str |
     CONFLICT`` on the partial unique index of first verified copies). With ``payment_no`` the
     payment is looked up inside the statement (an indexed scalar subquery). True if inserted."""
     values = []
-    for f in _columns():
+    for f in insert_fields(N):
         if f.name == "payment" and payment_no is not None:
             values += [payment_no, inbound.channel_account_id]
         else:
@@ -265,20 +266,15 @@ def _insert(inbound: InboundNotification, *, first_copy: bool, payment_no: str |
 
 
 @cache
-def _columns() -> list[Any]:
-    return [f for f in N._meta.local_concrete_fields if not f.primary_key]
-
-
-@cache
 def _insert_sql(*, first_copy: bool, by_number: bool) -> str:
     q = connection.ops.quote_name
     payment = q(Payment._meta.db_table)
-    columns = ", ".join(q(f.column) for f in _columns())
+    columns = ", ".join(q(f.column) for f in insert_fields(N))
     placeholders = ", ".join(
         f"(SELECT id FROM {payment} WHERE payment_no = %s AND channel_account_id = %s)"  # noqa: S608
         if f.name == "payment" and by_number
         else "%s"
-        for f in _columns()
+        for f in insert_fields(N)
     )
     on_conflict = (
         # The partial index's own predicate, in the order Django writes it: SQLite matches an

@@ -31,7 +31,7 @@ def order_get_for_client(*, client: ApiClient, order_no: str) -> Order:
 def orders_get_for_client(*, client: ApiClient, order_nos: list[str]) -> list[Order]:
     """All or nothing: an unknown order, or one of a merchant the client cannot see, is not found."""
     orders = _orders_by_number(nos=list(dict.fromkeys(order_nos)))
-    found = {o.order_no: o for o in orders if o.merchant_id == (client.merchant_id or o.merchant_id)}
+    found = {o.order_no: o for o in orders if client.sees_merchant(o.merchant_id)}
     missing = [no for no in order_nos if no not in found]
     if missing:
         raise NotFound("no such order", extra={"order_nos": missing})
@@ -52,13 +52,13 @@ def merchant_for_client(*, client: ApiClient, code: str | None) -> Merchant:
     return found[0]
 
 
-# Every POST of a payment reads its orders, every POST of an order its merchant: compiled once.
+# Every POST of a payment reads its orders, every POST of an order its merchant: compiled once
+# per process.
 @PreparedQuery
 def _orders_by_number(*, nos: list[str]) -> QuerySet[Order]:
     return Order.objects.select_related("merchant").filter(order_no__in=nos)
 
 
-# Every POST of an order reads its merchant: compiled once per process.
 @PreparedQuery
 def _merchant_by_pk(*, pk: int) -> QuerySet[Merchant]:
     return Merchant.objects.defer("webhook_secret").filter(pk=pk)

@@ -106,6 +106,10 @@ class ApiClient(TimeStampedModel):
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
 
+    def sees_merchant(self, merchant_id: int) -> bool:
+        """Whether rows of this merchant are visible to the client (the rule selectors filter by)."""
+        return not self.merchant_id or merchant_id == self.merchant_id
+
 
 class IdempotencyRecord(models.Model):
     """One POST per (client, Idempotency-Key). The unique row is the lock: a second concurrent

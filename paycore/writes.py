@@ -56,12 +56,9 @@ def save_fields(instance: models.Model, *names: str) -> None:
     """``instance.save(update_fields=names)`` of a model without its own ``save`` or save
     signals: ``auto_now`` columns named are stamped on the instance, as ``save`` does."""
     model = type(instance)
-    fields = tuple(sorted(names))
-    params = [(f := _column(model, name)).get_db_prep_save(f.pre_save(instance, False), connection) for name in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(_update_sql(model, fields), [*params, instance.pk])
-        if cursor.rowcount != 1:  # as Model.save(update_fields=...) refuses
-            raise DatabaseError(f"saving {model.__name__} {instance.pk} affected no row")
+    values = {name: _column(model, name).pre_save(instance, False) for name in names}
+    if update_columns(model, instance.pk, **values) != 1:  # as Model.save(update_fields=...) refuses
+        raise DatabaseError(f"saving {model.__name__} {instance.pk} affected no row")
 
 
 def update_columns(model: type[models.Model], pk: Any, **values: Any) -> int:
@@ -74,7 +71,7 @@ def update_columns(model: type[models.Model], pk: Any, **values: Any) -> int:
 
 
 def _values(instance: models.Model) -> list[Any]:
-    return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in _fields(type(instance))]
+    return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in insert_fields(type(instance))]
 
 
 def _saved(instance: models.Model, key: Any) -> None:
@@ -83,7 +80,8 @@ def _saved(instance: models.Model, key: Any) -> None:
 
 
 @cache
-def _fields(model: type[models.Model]) -> list[models.Field]:
+def insert_fields(model: type[models.Model]) -> list[models.Field]:
+    """The columns an INSERT of a new row writes (all but the generated key), in model order."""
     return [f for f in model._meta.local_concrete_fields if not f.primary_key]
 
 
@@ -91,11 +89,11 @@ def _fields(model: type[models.Model]) -> list[models.Field]:
 def _insert_sql(model: type[models.Model], rows: int, conflict_fields: tuple[str, ...] | None) -> str:
     q = connection.ops.quote_name
     meta = model._meta
-    columns = ", ".join(q(f.column) for f in _fields(model))
-    row = "(" + ", ".join("%s" for _ in _fields(model)) + ")"
+    columns = ", ".join(q(f.column) for f in insert_fields(model))
+    row = "(" + ", ".join("%s" for _ in insert_fields(model)) + ")"
     on_conflict = ""
     if conflict_fields is not None:
-        by_name = {f.name: f for f in _fields(model)}
+        by_name = {f.name: f for f in insert_fields(model)}
         on_conflict = " ON CONFLICT (" + ", ".join(q(by_name[name].column) for name in conflict_fields) + ") DO NOTHING"
     # Identifiers come from the model's own metadata; every value is a parameter.
     return (

@@ -56,7 +56,7 @@ def payment_get_for_client(
     over a handful of maps in Python instead of a second query for the prefetch, and compiling
     the query once per process)."""
     rows = _maps_by_payment_no(no=payment_no) if payment_no else _maps_by_channel_trade_no(no=channel_trade_no or "")
-    shown = [m for m in rows if not client.merchant_id or m.order.merchant_id == client.merchant_id]
+    shown = [m for m in rows if client.sees_merchant(m.order.merchant_id)]
     if not shown:
         raise NotFound(
             "no such payment",
