@@ -42,7 +42,7 @@ from inbox.models import InboundNotification
 from paycore.errors import PaycoreError
 from paycore.models import EventSource
 from paycore.sweeps import backoff
-from paycore.writes import insert_fields
+from paycore.writes import db_value, insert_fields
 from payments.models import Payment
 from payments.services import payment_sync_from_channel
 from refunds.models import Refund, RefundAttempt
@@ -254,7 +254,7 @@ def _insert(inbound: InboundNotification, *, first_copy: bool, payment_no: str |
         if f.name == "payment" and payment_no is not None:
             values += [payment_no, inbound.channel_account_id]
         else:
-            values.append(f.get_db_prep_save(f.pre_save(inbound, True), connection))
+            values.append(db_value(f, f.pre_save(inbound, True)))
     with connection.cursor() as cursor:
         cursor.execute(_insert_sql(first_copy=first_copy, by_number=payment_no is not None), values)
         row = cursor.fetchone()

@@ -15,7 +15,9 @@ then does nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime
+import uuid
+from collections.abc import Callable, Sequence
 from functools import cache, lru_cache
 from typing import Any, TypeVar
 
@@ -64,14 +66,74 @@ def save_fields(instance: models.Model, *names: str) -> None:
 def update_columns(model: type[models.Model], pk: Any, **values: Any) -> int:
     """``model.objects.filter(pk=pk).update(**values)`` for plain values (no expressions)."""
     fields = tuple(sorted(values))
-    params = [_column(model, name).get_db_prep_save(values[name], connection) for name in fields]
+    vendor = connection.vendor
+    params = [_column_preparer(model, name, vendor)(values[name]) for name in fields]
     with connection.cursor() as cursor:
         cursor.execute(_update_sql(model, fields), [*params, pk])
         return cursor.rowcount
 
 
+def db_value(field: models.Field, value: Any) -> Any:
+    """``field.get_db_prep_save(value, connection)``, skipping the ORM's conversions where they
+    would hand the value back unchanged (a ``str`` for a plain ``CharField``...)."""
+    return _preparer(field, connection.vendor)(value)
+
+
 def _values(instance: models.Model) -> list[Any]:
-    return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in insert_fields(type(instance))]
+    return [prepare(f.pre_save(instance, True)) for f, prepare in _insert_plan(type(instance), connection.vendor)]
+
+
+@cache
+def _insert_plan(model: type[models.Model], vendor: str) -> list[tuple[models.Field, Callable[[Any], Any]]]:
+    return [(f, _preparer(f, vendor)) for f in insert_fields(model)]
+
+
+# Field classes whose preparation returns a value of this type as it is. Exact classes only: a
+# subclass (an encrypted field) may prepare differently.
+_AS_IS: dict[type[models.Field], type] = {
+    **dict.fromkeys((models.CharField, models.TextField, models.SlugField, models.URLField), str),
+    **dict.fromkeys(
+        (
+            models.IntegerField,
+            models.BigIntegerField,
+            models.SmallIntegerField,
+            models.PositiveIntegerField,
+            models.PositiveBigIntegerField,
+            models.PositiveSmallIntegerField,
+            models.AutoField,
+            models.BigAutoField,
+        ),
+        int,
+    ),
+    models.BooleanField: bool,
+}
+# PostgreSQL's adapter takes these as they are (SQLite's backend turns them into text).
+_AS_IS_POSTGRESQL: dict[type[models.Field], type] = {
+    models.DateTimeField: datetime.datetime,
+    models.UUIDField: uuid.UUID,
+}
+
+
+@lru_cache(maxsize=1024)
+def _preparer(field: models.Field, vendor: str) -> Callable[[Any], Any]:
+    target: models.Field = field.target_field if isinstance(field, models.ForeignKey) else field
+    kind = _AS_IS.get(type(target)) or (_AS_IS_POSTGRESQL.get(type(target)) if vendor == "postgresql" else None)
+    slow = field.get_db_prep_save
+
+    if kind is None:
+        return lambda value: slow(value, connection)
+    if kind is datetime.datetime:  # a naive one gets the ORM's warning and conversion
+
+        def prepare_datetime(value: Any) -> Any:
+            plain = value is None or (type(value) is datetime.datetime and value.tzinfo is not None)
+            return value if plain else slow(value, connection)
+
+        return prepare_datetime
+
+    def prepare(value: Any) -> Any:
+        return value if value is None or type(value) is kind else slow(value, connection)
+
+    return prepare
 
 
 def _saved(instance: models.Model, key: Any) -> None:
@@ -108,6 +170,11 @@ def _update_sql(model: type[models.Model], fields: tuple[str, ...]) -> str:
     meta = model._meta
     assignments = ", ".join(f"{q(_column(model, name).column)} = %s" for name in fields)
     return f"UPDATE {q(meta.db_table)} SET {assignments} WHERE {q(meta.pk.column)} = %s"  # noqa: S608
+
+
+@cache
+def _column_preparer(model: type[models.Model], name: str, vendor: str) -> Callable[[Any], Any]:
+    return _preparer(_column(model, name), vendor)
 
 
 def _column(model: type[models.Model], name: str) -> models.Field:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
-from django.db import DatabaseError
+from django.core.exceptions import ValidationError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
+from inbox.models import InboundNotification
 from orders.models import OrderItem
 from paycore.apikeys import api_client_create
 from paycore.models import IdempotencyRecord
-from paycore.writes import insert_all, insert_unless_exists, save_fields, update_columns
+from paycore.writes import db_value, insert_all, insert_unless_exists, save_fields, update_columns
+from payments.models import Payment, PaymentEvent, PaymentOrderMap
 from tests.factories import make_order
 
 pytestmark = pytest.mark.django_db
@@ -77,3 +82,32 @@ def test_save_fields_of_a_row_that_is_gone_is_an_error() -> None:
     order.pk = -1
     with pytest.raises(DatabaseError):
         save_fields(order, "description")
+
+
+def test_db_value_prepares_every_column_of_the_hot_models_as_the_orm_does() -> None:
+    """The shortcut for plain values must agree with ``get_db_prep_save`` for every column that
+    orders, payments and the inbox write, including the ones it does not shortcut (encrypted
+    text, JSON, a naive datetime)."""
+    naive = timezone.now().replace(tzinfo=None)
+    samples = [None, "text", "", 0, 15, True, timezone.now(), {"k": [1, "v"]}]
+    for model in (IdempotencyRecord, OrderItem, Payment, PaymentEvent, PaymentOrderMap, InboundNotification):
+        for field in model._meta.local_concrete_fields:
+            for value in samples:
+                try:
+                    expected = field.get_db_prep_save(value, connection)
+                    sql = _literal(expected)
+                except (TypeError, ValueError, AttributeError, ValidationError):
+                    continue  # a value this column cannot take
+                got = db_value(field, value)
+                if "Encrypted" in type(field).__name__:  # a fresh nonce each time
+                    assert type(got) is type(expected), field
+                else:  # adapters (Inet, Json) compare by identity: compare the SQL they become
+                    assert _literal(got) == sql and type(got) is type(expected), (field, value)
+    field = Payment._meta.get_field("paid_at")
+    with pytest.warns(RuntimeWarning):  # the ORM's naive-datetime warning is kept
+        assert db_value(field, naive) == field.get_db_prep_save(naive.replace(tzinfo=datetime.UTC), connection)
+
+
+def _literal(value: object) -> bytes:
+    with connection.cursor() as cursor:
+        return cursor.cursor.mogrify("%s", [value])
