@@ -17,7 +17,15 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from paycore.errors import IdempotencyKeyRequired, InvalidRequest, PaycoreError, error_body
-from paycore.idempotency import Replay, idempotency_begin, idempotency_finish
+from paycore.idempotency import (
+    KeyTaken,
+    Replay,
+    idempotency_begin,
+    idempotency_complete,
+    idempotency_finish,
+    idempotency_request,
+    idempotency_settle,
+)
 from paycore.models import ApiClient
 
 log = logging.getLogger(__name__)
@@ -95,17 +103,23 @@ class ApiView(APIView):
     # a timeout must never create twice. Other POSTs honour the key when sent.
     creates = False
     # A POST that is database work only (no call to a channel) runs in one transaction with its
-    # Idempotency-Key: the key, the work and the stored answer commit together, once. A crash
-    # leaves nothing behind to go stale, and a concurrent retry waits on the key's row and then
-    # replays the answer. A POST that calls a channel must not hold a transaction across the call.
+    # Idempotency-Key: the work and the stored answer commit together, once, in one write of the
+    # key's row. A crash leaves nothing behind to go stale, and a concurrent retry is rolled back
+    # when it finds the key taken and replays the answer. A POST that calls a channel must not
+    # hold a transaction across the call.
     atomic_post = False
     _idempotency = None
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        if self.atomic_post and request.method == "POST":
+        if not (self.atomic_post and request.method == "POST"):
+            return super().dispatch(request, *args, **kwargs)
+        try:
             with transaction.atomic():
                 return super().dispatch(request, *args, **kwargs)
-        return super().dispatch(request, *args, **kwargs)
+        except KeyTaken as taken:  # the work is rolled back: answer what the key holds
+            answer = self.handle_exception(idempotency_settle(taken.record))
+            self.response = self.finalize_response(self.request, answer, *args, **kwargs)
+            return self.response
 
     @property
     def client(self) -> ApiClient:
@@ -123,15 +137,15 @@ class ApiView(APIView):
                 extra={"header": "Idempotency-Key"},
             )
         if request.method == "POST" and key is not None:
-            self._idempotency = idempotency_begin(
-                client=self.client, key=key, method=request.method, path=request.path, body=body
-            )
+            begin = idempotency_request if self.atomic_post else idempotency_begin
+            self._idempotency = begin(client=self.client, key=key, method=request.method, path=request.path, body=body)
 
     def finalize_response(self, request: Request, response: Response, *args: Any, **kwargs: Any) -> Response:
         response = super().finalize_response(request, response, *args, **kwargs)
         if self._idempotency is not None:
             record, self._idempotency = self._idempotency, None
-            idempotency_finish(record, status=response.status_code, body=getattr(response, "data", None))
+            finish = idempotency_complete if self.atomic_post else idempotency_finish
+            finish(record, status=response.status_code, body=getattr(response, "data", None))
         return response
 
 

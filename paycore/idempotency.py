@@ -6,9 +6,14 @@ is the lock. A request that finds the row in progress is told to retry; one that
 completed gets the stored response. Server errors (5xx) release the key so a retry executes
 again. A row left in progress by a crashed process is taken over once it is stale.
 
-A view that runs in one transaction (``ApiView.atomic_post``) inserts the row in that transaction
-instead: the uncommitted row is the lock (a concurrent insert of the same key waits for the
-commit, then finds the completed row), and a failure rolls the key back with the work.
+A view that runs in one transaction (``ApiView.atomic_post``) writes the row once, completed,
+at the end of that transaction (``idempotency_complete``): the work and its stored answer commit
+together or not at all, so no row is ever left in progress. Two such requests with one key may
+both run, but only one commits: the other's insert finds the key taken (waiting for the first
+transaction if it is still open), its transaction is rolled back, and it answers what the key
+holds (``idempotency_settle``: the stored answer, or a conflict). A key claimed in progress by a
+crashed request is taken over in the same statement's place once stale, as above. One write per
+request instead of a claim and a completion: the order-creating POST is the API's busiest.
 """
 
 from __future__ import annotations
@@ -44,32 +49,30 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
 
 
-def idempotency_begin(*, client: ApiClient, key: str, method: str, path: str, body: bytes) -> IdempotencyRecord:
-    """Claim the key or raise ``Replay`` / ``IdempotencyKeyReused`` / ``IdempotencyInProgress``."""
+class KeyTaken(Exception):
+    """Control flow: another request holds this key; roll the work back, then settle it."""
+
+    def __init__(self, record: IdempotencyRecord) -> None:
+        super().__init__("idempotency key taken")
+        self.record = record
+
+
+def idempotency_request(*, client: ApiClient, key: str, method: str, path: str, body: bytes) -> IdempotencyRecord:
+    """The key's record for this request, not yet written (a malformed key is refused)."""
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise InvalidRequest(
             f"Idempotency-Key must be 1-{MAX_KEY_LENGTH} printable characters", extra={"header": "Idempotency-Key"}
         )
     fingerprint = request_fingerprint(method, path, body)
-    claim = IdempotencyRecord(client=client, key=key, method=method, path=path, request_hash=fingerprint)
-    if insert_unless_exists(claim, conflict_fields=("client", "key")):
+    return IdempotencyRecord(client=client, key=key, method=method, path=path, request_hash=fingerprint)
+
+
+def idempotency_begin(*, client: ApiClient, key: str, method: str, path: str, body: bytes) -> IdempotencyRecord:
+    """Claim the key or raise ``Replay`` / ``IdempotencyKeyReused`` / ``IdempotencyInProgress``."""
+    claim = idempotency_request(client=client, key=key, method=method, path=path, body=body)
+    if insert_unless_exists(claim, conflict_fields=("client", "key")) or _take_over_if_stale(claim):
         return claim
-    record = IdempotencyRecord.objects.get(client=client, key=key)
-    if record.request_hash != fingerprint:
-        raise IdempotencyKeyReused(
-            "this Idempotency-Key was used with a different request", extra={"idempotency_key": key}
-        )
-    if record.state == IdempotencyRecord.State.COMPLETED:
-        raise Replay(record.response_status or 200, record.response_body)
-    stale_before = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS)
-    taken = IdempotencyRecord.objects.filter(
-        pk=record.pk, state=IdempotencyRecord.State.IN_PROGRESS, created_at__lt=stale_before
-    ).update(created_at=timezone.now())
-    if taken:
-        return record
-    raise IdempotencyInProgress(
-        "a request with this Idempotency-Key is still being processed; retry shortly", extra={"idempotency_key": key}
-    )
+    raise idempotency_settle(claim)
 
 
 def idempotency_finish(record: IdempotencyRecord, *, status: int, body: Any) -> None:
@@ -84,3 +87,57 @@ def idempotency_finish(record: IdempotencyRecord, *, status: int, body: Any) -> 
         response_body=body,
         completed_at=timezone.now(),
     )
+
+
+def idempotency_complete(record: IdempotencyRecord, *, status: int, body: Any) -> None:
+    """Store the answer of a request whose work runs in the current transaction, in one write,
+    or raise ``KeyTaken`` (the caller rolls the work back and settles). A server error stores
+    nothing, so a retry runs again."""
+    if status >= 500:
+        return
+    record.state, record.response_status, record.response_body = IdempotencyRecord.State.COMPLETED, status, body
+    record.completed_at = timezone.now()
+    if not insert_unless_exists(record, conflict_fields=("client", "key")) and not _take_over_if_stale(record):
+        raise KeyTaken(record)
+
+
+def idempotency_settle(record: IdempotencyRecord) -> Exception:
+    """The answer to a request that found its key taken, as the exception to raise: ``Replay``
+    (the stored answer), ``IdempotencyKeyReused`` (another request's key) or
+    ``IdempotencyInProgress``."""
+    stored = IdempotencyRecord.objects.get(client=record.client, key=record.key)
+    if stored.request_hash != record.request_hash:
+        return IdempotencyKeyReused(
+            "this Idempotency-Key was used with a different request", extra={"idempotency_key": record.key}
+        )
+    if stored.state == IdempotencyRecord.State.COMPLETED:
+        return Replay(stored.response_status or 200, stored.response_body)
+    return IdempotencyInProgress(
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+        extra={"idempotency_key": record.key},
+    )
+
+
+def _take_over_if_stale(record: IdempotencyRecord) -> bool:
+    """Take the key over from a request of the same content that crashed while holding it: its
+    row is still in progress past ``IDEMPOTENCY_STALE_SECONDS``. The row becomes this request's
+    (completed at once if ``record`` carries an answer). True if taken, with ``record.pk`` set."""
+    stale_before = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS)
+    stale = IdempotencyRecord.objects.filter(
+        client=record.client,
+        key=record.key,
+        request_hash=record.request_hash,
+        state=IdempotencyRecord.State.IN_PROGRESS,
+        created_at__lt=stale_before,
+    )
+    taken = stale.update(
+        created_at=timezone.now(),
+        state=record.state,
+        response_status=record.response_status,
+        response_body=record.response_body,
+        completed_at=record.completed_at,
+    )
+    if not taken:
+        return False
+    record.pk = IdempotencyRecord.objects.values_list("pk", flat=True).get(client=record.client, key=record.key)
+    return True

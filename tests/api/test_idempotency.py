@@ -1,4 +1,4 @@
-"""Idempotency-Key: replays, conflicts, and concurrent requests that never both execute."""
+"""Idempotency-Key: replays, conflicts, and concurrent requests of which only one takes effect."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -41,6 +42,19 @@ def test_the_same_key_with_another_body_is_a_conflict(api: APIClient) -> None:
     )
     assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
     assert Order.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_an_order_post_writes_its_key_once_completed(api: APIClient) -> None:
+    """Database-only POSTs store the key with the answer in the work's transaction: one write,
+    never a row in progress."""
+    with CaptureQueriesContext(connection) as queries:
+        created = api.post("/api/v1/orders", order_body(make_merchant()), format="json", HTTP_IDEMPOTENCY_KEY="once")
+    assert created.status_code == 201
+    writes = [q["sql"] for q in queries.captured_queries if '"paycore_idempotencyrecord"' in q["sql"]]
+    assert len(writes) == 1 and writes[0].startswith("INSERT")
+    record = IdempotencyRecord.objects.get(key="once")
+    assert (record.state, record.response_status, record.response_body) == ("COMPLETED", 201, created.json())
 
 
 @pytest.mark.django_db
