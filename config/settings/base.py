@@ -210,6 +210,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["paycore.auth.HasScope"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["paycore.parsers.StrictJSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "paycore.negotiation.ContentNegotiation",
     "DEFAULT_PAGINATION_CLASS": "paycore.api.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "paycore.api.exception_handler",
