@@ -39,6 +39,7 @@ from channels.services import adapter_for
 from inbox.dispatch import notification_dispatch
 from inbox.locks import notification_lock
 from inbox.models import InboundNotification
+from paycore import statements
 from paycore.errors import PaycoreError
 from paycore.models import EventSource
 from paycore.sweeps import backoff
@@ -227,7 +228,7 @@ def _resolve(account_id: int | None, parsed: Notification) -> tuple[int | None, 
 
 def _lookup(by: str, value: str, account_id: int | None) -> tuple[int | None, int | None] | None:
     with connection.cursor() as cursor:
-        cursor.execute(_lookup_sql(by), [value, account_id])
+        statements.execute(cursor, _lookup_sql(by), [value, account_id])
         row = cursor.fetchone()
     return None if row is None else (row[0], row[1])
 
@@ -256,7 +257,7 @@ def _insert(inbound: InboundNotification, *, first_copy: bool, payment_no: str |
         else:
             values.append(db_value(f, f.pre_save(inbound, True)))
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(first_copy=first_copy, by_number=payment_no is not None), values)
+        statements.execute(cursor, _insert_sql(first_copy=first_copy, by_number=payment_no is not None), values)
         row = cursor.fetchone()
     if row is None:
         return False

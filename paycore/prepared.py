@@ -28,6 +28,8 @@ from django.db.models.query import ModelIterable, QuerySet, get_related_populato
 from django.db.models.sql.compiler import SQLCompiler
 from django.db.transaction import TransactionManagementError
 
+from paycore import statements
+
 M = TypeVar("M", bound=models.Model)
 
 # Values no caller passes, recognisable among the compiled query's parameters. The integers sit
@@ -92,7 +94,7 @@ class PreparedQuery(Generic[M]):
             for name, index, constant in compiled.slots
         ]
         with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
+            statements.execute(cursor, compiled.sql, params)
             rows = cursor.fetchall()
         return [self._instance(compiled, using, _converted(row, compiled, connection)) for row in rows]
 

@@ -23,6 +23,8 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection, models
 
+from paycore import statements
+
 M = TypeVar("M", bound=models.Model)
 
 
@@ -31,7 +33,7 @@ def insert_unless_exists(instance: models.Model, *, conflict_fields: tuple[str, 
     a unique constraint's). True, with ``instance.pk`` set, if it was inserted."""
     model = type(instance)
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model, 1, conflict_fields), _values(instance))
+        statements.execute(cursor, _insert_sql(model, 1, conflict_fields), _values(instance))
         row = cursor.fetchone()
     if row is None:
         return False
@@ -46,7 +48,7 @@ def insert_all(instances: Sequence[M]) -> list[M]:
     model = type(instances[0])
     values = [value for instance in instances for value in _values(instance)]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model, len(instances), None), values)
+        statements.execute(cursor, _insert_sql(model, len(instances), None), values)
         keys = [row[0] for row in cursor.fetchall()]
     # PostgreSQL and SQLite return the rows of a multi-row VALUES in its order.
     for instance, key in zip(instances, keys, strict=True):
@@ -69,7 +71,7 @@ def update_columns(model: type[models.Model], pk: Any, **values: Any) -> int:
     vendor = connection.vendor
     params = [_column_preparer(model, name, vendor)(values[name]) for name in fields]
     with connection.cursor() as cursor:
-        cursor.execute(_update_sql(model, fields), [*params, pk])
+        statements.execute(cursor, _update_sql(model, fields), [*params, pk])
         return cursor.rowcount
 
 

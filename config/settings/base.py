@@ -113,7 +113,8 @@ DATABASES = {
         conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0 if DEBUG else 600),
         conn_health_checks=True,
         # Behind PgBouncer in transaction pooling mode: set DATABASE_CONN_MAX_AGE=0 and this to
-        # true (a server-side cursor cannot outlive the transaction the pooler lends a server for).
+        # true (a server-side cursor cannot outlive the transaction the pooler lends a server for,
+        # nor can a prepared statement: paycore.statements then sends its SQL as text).
         disable_server_side_cursors=env_bool("DATABASE_DISABLE_SERVER_SIDE_CURSORS", False),
     )
 }

@@ -19,6 +19,7 @@ from paycore.apikeys import api_client_create
 from paycore.idempotency import request_fingerprint
 from paycore.models import ApiClient, IdempotencyRecord
 from tests.factories import make_merchant, order_body
+from tests.queries import executed
 
 
 @pytest.mark.django_db
@@ -51,7 +52,7 @@ def test_an_order_post_writes_its_key_once_completed(api: APIClient) -> None:
     with CaptureQueriesContext(connection) as queries:
         created = api.post("/api/v1/orders", order_body(make_merchant()), format="json", HTTP_IDEMPOTENCY_KEY="once")
     assert created.status_code == 201
-    writes = [q["sql"] for q in queries.captured_queries if '"paycore_idempotencyrecord"' in q["sql"]]
+    writes = [sql for sql in executed(queries) if '"paycore_idempotencyrecord"' in sql]
     assert len(writes) == 1 and writes[0].startswith("INSERT")
     record = IdempotencyRecord.objects.get(key="once")
     assert (record.state, record.response_status, record.response_body) == ("COMPLETED", 201, created.json())

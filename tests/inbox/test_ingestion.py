@@ -27,6 +27,7 @@ from paycore.sweeps import sweep_run
 from payments.models import Payment, PaymentEvent
 from refunds.services import refund_request
 from tests.factories import make_paid_payment, make_payment, wait_until
+from tests.queries import executed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 N = InboundNotification
@@ -54,7 +55,7 @@ def deliver(path: str, headers: dict[str, str], body: bytes, **extra: Any) -> An
 
 
 def statements(queries: CaptureQueriesContext) -> list[str]:
-    return [q["sql"].split()[0].upper() for q in queries.captured_queries]
+    return [sql.split()[0].upper() for sql in executed(queries)]
 
 
 def test_a_genuine_notification_is_taken_in_by_one_insert(wechat: ChannelAccount, gateway_client: Any) -> None:
@@ -67,7 +68,7 @@ def test_a_genuine_notification_is_taken_in_by_one_insert(wechat: ChannelAccount
     # The apply task ran inline (eager in tests) once the row was stored: count what came before
     # it. The account is read (tests keep no account cache); one INSERT finds the payment by its
     # number (the unique index) and stores the row unless a first copy is already stored.
-    sql = [q["sql"] for q in queries.captured_queries]
+    sql = executed(queries)
     taken_in = sql[: next(i for i, text in enumerate(sql) if text.startswith("INSERT")) + 1]
     assert [text.split()[0] for text in taken_in] == ["SELECT", "INSERT"]
     assert "WHERE payment_no = " in taken_in[1] and "ON CONFLICT" in taken_in[1]
@@ -109,9 +110,7 @@ def test_the_raw_body_is_never_rewritten_after_the_insert(wechat: ChannelAccount
     path, headers, body = genuine(gateway_client, payment.payment_no)
     with CaptureQueriesContext(connection) as queries:
         deliver(path, headers, body)
-    updates = [
-        q["sql"] for q in queries.captured_queries if q["sql"].startswith("UPDATE") and N._meta.db_table in q["sql"]
-    ]
+    updates = [sql for sql in executed(queries) if sql.startswith("UPDATE") and N._meta.db_table in sql]
     assert updates and all('"body"' not in sql and '"headers"' not in sql for sql in updates)
 
 
