@@ -11,9 +11,9 @@ at the end of that transaction (``idempotency_complete``): the work and its stor
 together or not at all, so no row is ever left in progress. Two such requests with one key may
 both run, but only one commits: the other's insert finds the key taken (waiting for the first
 transaction if it is still open), its transaction is rolled back, and it answers what the key
-holds (``idempotency_settle``: the stored answer, or a conflict). A key claimed in progress by a
-crashed request is taken over in the same statement's place once stale, as above. One write per
-request instead of a claim and a completion: the order-creating POST is the API's busiest.
+holds (``idempotency_settle``: the stored answer, or a conflict). A claim left in progress by a
+crashed request of the same content is taken over once stale, as above. One write per request
+instead of a claim and a completion: the order-creating POST is the API's busiest.
 """
 
 from __future__ import annotations
