@@ -63,10 +63,11 @@ def _prepared_on(db: Any) -> set[str]:
 @lru_cache(maxsize=1024)
 def _statement(sql: str, count: int) -> tuple[str, str, str]:
     """(name, the statement with $n placeholders, the EXECUTE taking ``count`` values)."""
+    takes = _PLACEHOLDER.findall(sql).count("%s")
+    if takes != count:
+        raise ValueError(f"the statement takes {takes} values, not {count}: {sql[:80]}")
     numbers = iter(range(1, count + 1))
     text = _PLACEHOLDER.sub(lambda m: "%" if m.group(0) == "%%" else f"${next(numbers)}", sql)
-    if next(numbers, None) is not None:
-        raise ValueError(f"the statement takes fewer than {count} values: {sql[:80]}")
     name = "pc_" + hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:24]
     _names[name] = sql
     call = f"EXECUTE {name} ({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
