@@ -43,7 +43,7 @@ from paycore import statements
 from paycore.errors import PaycoreError
 from paycore.models import EventSource
 from paycore.sweeps import backoff
-from paycore.writes import db_value, insert_fields
+from paycore.writes import insert_fields, insert_plan
 from payments.models import Payment
 from payments.services import payment_sync_from_channel
 from refunds.models import Refund, RefundAttempt
@@ -251,11 +251,11 @@ def _insert(inbound: InboundNotification, *, first_copy: bool, payment_no: str |
     CONFLICT`` on the partial unique index of first verified copies). With ``payment_no`` the
     payment is looked up inside the statement (an indexed scalar subquery). True if inserted."""
     values = []
-    for f in insert_fields(N):
+    for f, prepare in insert_plan(N):
         if f.name == "payment" and payment_no is not None:
             values += [payment_no, inbound.channel_account_id]
         else:
-            values.append(db_value(f, f.pre_save(inbound, True)))
+            values.append(prepare(f.pre_save(inbound, True)))
     with connection.cursor() as cursor:
         statements.execute(cursor, _insert_sql(first_copy=first_copy, by_number=payment_no is not None), values)
         row = cursor.fetchone()

@@ -75,14 +75,15 @@ def update_columns(model: type[models.Model], pk: Any, **values: Any) -> int:
         return cursor.rowcount
 
 
-def db_value(field: models.Field, value: Any) -> Any:
-    """``field.get_db_prep_save(value, connection)``, skipping the ORM's conversions where they
-    would hand the value back unchanged (a ``str`` for a plain ``CharField``...)."""
-    return _preparer(field, connection.vendor)(value)
+def insert_plan(model: type[models.Model]) -> list[tuple[models.Field, Callable[[Any], Any]]]:
+    """``insert_fields``, each with the function that prepares its value for the database: the
+    field's ``get_db_prep_save``, skipped where it would hand the value back unchanged (a ``str``
+    for a plain ``CharField``...). For a hand-written INSERT too."""
+    return _insert_plan(model, connection.vendor)
 
 
 def _values(instance: models.Model) -> list[Any]:
-    return [prepare(f.pre_save(instance, True)) for f, prepare in _insert_plan(type(instance), connection.vendor)]
+    return [prepare(f.pre_save(instance, True)) for f, prepare in insert_plan(type(instance))]
 
 
 @cache
