@@ -109,6 +109,38 @@ def test_concurrent_requests_with_one_key_never_both_execute() -> None:
     assert executed == [201]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_reusing_one_key_for_other_orders_leave_one_order() -> None:
+    """Each request creates its own order before it finds the key taken: every one but the
+    first to commit is rolled back, its order with it, and told the key is another request's."""
+    merchant = make_merchant()
+    _, key = api_client_create(name="reusers")
+    barrier = threading.Barrier(6)
+
+    def attempt(n: int) -> tuple[int, str]:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
+        barrier.wait()
+        try:
+            response = client.post(
+                "/api/v1/orders",
+                order_body(merchant, merchant_order_no=f"MO-REUSE-{n}"),
+                format="json",
+                HTTP_IDEMPOTENCY_KEY="reused-key",
+            )
+            return response.status_code, response.json().get("code", "")
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(attempt, range(6)))
+    assert sorted(status for status, _ in results) == [201, 409, 409, 409, 409, 409]
+    assert {code for status, code in results if status == 409} == {"idempotency_key_reused"}
+    (order,) = Order.objects.all()
+    record = IdempotencyRecord.objects.get(key="reused-key")
+    assert record.response_body["order_no"] == order.order_no
+
+
 @pytest.mark.django_db
 def test_a_key_left_in_progress_by_a_crash_is_taken_over_once_stale(api: APIClient, settings: Any) -> None:
     body = order_body(make_merchant())
