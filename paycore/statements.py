@@ -25,6 +25,9 @@ from typing import Any
 
 from django.db.backends.utils import CursorWrapper
 
+# A list argument or a multi-row INSERT is a statement per length: past this many on one
+# connection, new ones go as text, so a backend's plan cache stays bounded.
+MAX_PER_CONNECTION = 200
 _PLACEHOLDER = re.compile(r"%s|%%")
 _names: dict[str, str] = {}  # statement name -> its SQL, for reading logs and captured queries
 
@@ -38,6 +41,9 @@ def execute(cursor: CursorWrapper, sql: str, params: Sequence[Any]) -> None:
     name, text, call = _statement(sql, len(params))
     prepared = _prepared_on(db)
     if name not in prepared:
+        if len(prepared) >= MAX_PER_CONNECTION:  # rare shapes (long lists) past the common ones
+            cursor.execute(sql, params)
+            return
         cursor.execute(f"PREPARE {name} AS {text}")
         prepared.add(name)
     cursor.execute(call, params)

@@ -77,3 +77,15 @@ def test_a_statement_given_the_wrong_number_of_values_is_refused() -> None:
         _run(ORDER_BY_NUMBER, ["x", 0, 1])
     with pytest.raises(ValueError, match="takes 2 values, not 1"):
         _run(ORDER_BY_NUMBER, ["x"])
+
+
+@pytest.mark.django_db(transaction=True)  # reconnects
+def test_past_the_cap_new_statements_go_as_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    order = make_order()
+    connection.close()
+    monkeypatch.setattr(statements, "MAX_PER_CONNECTION", 1)
+    with CaptureQueriesContext(connection) as queries:
+        assert _run(ORDER_BY_NUMBER, [order.order_no, 0]) == [(order.pk, order.amount)]
+        assert _run('SELECT "id" FROM "orders_order" WHERE "id" = %s', [order.pk]) == [(order.pk,)]
+        assert _run(ORDER_BY_NUMBER, [order.order_no, 0]) == [(order.pk, order.amount)]
+    assert _sent(queries) == ["PREPARE", "EXECUTE", "SELECT", "EXECUTE"]
