@@ -10,8 +10,9 @@ from datetime import date
 
 import pytest
 
-from channels.base import ChannelUnavailable
+from channels.base import BillRowKind, ChannelUnavailable
 from channels.models import ChannelAccount
+from channels.wechat._bill import parse_bill
 from channels.wechat._bill_sql import wechat_bill
 from reconciliation.models import BillLine, ChannelBill
 from reconciliation.services import bill_for, bill_load
@@ -116,3 +117,36 @@ def test_the_lines_per_currency_totals_are_kept_with_the_bill_as_they_are_insert
 def test_a_refused_bill_keeps_no_totals() -> None:
     bill = _load([_row("P1")], "`1,`11.00,`0.00,`0.06000")
     assert bill.status == ChannelBill.Status.REFUSED and bill.line_totals is None
+
+
+def test_the_database_reads_each_cell_as_the_row_parser_does_blanks_and_backticks_included() -> None:
+    rows = [
+        _row("P1"),
+        "` 2025-03-03 11:00:00 ,` WXP2 ,`P2 ,` SUCCESS,`CNY ,` 20.50 ,`0,`0,`0.00,`,` 0.12300",
+        "`2025-03-03 12:00:00,`WXP1,`P1,`REFUND ,`CNY,`0.00,` 5000001 ,` R1 ,`4.00,` SUCCESS ,`-0.02400",
+        "2025-03-03 13:00:00,WXP4,P4,SUCCESS,CNY,1.00,0,0,0.00,,0.00600",
+        "`,`WXP5,`P5,`SUCCESS,`,`2.00,`0,`0,`0.00,`,`",
+    ]
+    summary = "`5,`33.50,`4.00,`0.16500"
+    kinds = {BillRowKind.PAYMENT: "PAYMENT", BillRowKind.REFUND: "REFUND", BillRowKind.REVOKED: "REVOCATION"}
+    parsed = [
+        (
+            kinds[r.kind],
+            r.channel_trade_no,
+            r.payment_no,
+            r.refund_no or "",
+            r.channel_refund_no or "",
+            r.amount,
+            r.fee,
+            r.currency,
+            r.status,
+            r.occurred_at,
+        )
+        for r in parse_bill(_bill(rows, summary)[0])
+    ]
+    bill = _load(rows, summary)
+    columns = ["kind", "channel_trade_no", "payment_no", "refund_request_no", "channel_refund_no", "amount"]
+    columns += ["fee", "currency", "status", "trade_time"]
+    loaded = list(BillLine.objects.filter(bill=bill).order_by("line_no").values_list(*columns))
+    assert bill.status == ChannelBill.Status.LOADED and loaded == parsed
+    assert parsed[1][1:3] == ("WXP2", "P2") and parsed[2][3:5] == ("R1", "5000001") and parsed[4][-1] is None
