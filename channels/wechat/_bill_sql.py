@@ -82,11 +82,12 @@ class StagedBill:
             part, pending = pending[: end + 1], pending[end + 1 :]
             if part := self._segment(part):
                 yield part
-        if pending and self._tail is None:
+            if self._tail is not None:  # the summary began: what follows it, in order, is the tail
+                self._add_tail(pending)
+                pending = b""
+        if pending:
             if part := self._segment(pending + b"\n"):
                 yield part
-        elif pending:
-            self._add_tail(pending)
         digests = [self._reader.raw_sha1] + ([self._reader.plain_sha1] if self._reader._inflate is not None else [])
         _check_hash_digests(digests, self.hash_type, self.hash_value)
         self.bill.digest, self.bill.size = self._reader.sha256.hexdigest(), self._reader.size

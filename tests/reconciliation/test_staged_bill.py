@@ -42,7 +42,8 @@ def _load(rows: list[str], summary: str) -> ChannelBill:
     )
     row = bill_for(account=account, bill_date=DAY)
     data, sha1 = _bill(rows, summary)
-    bill = wechat_bill(bill_date=DAY, chunks=lambda: [data[:50], data[50:]], hash_type="SHA1", hash_value=sha1)
+    chunks = [data[i : i + 50] for i in range(0, len(data), 50)]  # lines split across reads, the summary's too
+    bill = wechat_bill(bill_date=DAY, chunks=lambda: chunks, hash_type="SHA1", hash_value=sha1)
     return bill_load(bill_id=row.pk, bill=bill)
 
 
