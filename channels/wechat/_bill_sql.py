@@ -59,6 +59,7 @@ class StagedBill:
         self.hash_type, self.hash_value = hash_type, hash_value
         self.header: list[str] | None = None
         self._tail: bytes | None = None
+        self._crlf: bool | None = None  # the detail rows' line ends (CRLF or LF), once a row is seen
         self._reader = _Reader()
 
     def detail(self) -> Iterator[bytes]:
@@ -122,7 +123,6 @@ class StagedBill:
 
     def _segment(self, part: bytes) -> bytes:
         """Whole lines in; the detail rows among them out, ready for COPY."""
-        part = part.replace(b"\r\n", b"\n")
         if self.header is None:
             part = part.removeprefix(_BOM).lstrip(b" \t\r\n")
             if not part:
@@ -138,11 +138,30 @@ class StagedBill:
         at = self._summary_at(part)
         if at >= 0:
             self._tail, part = part[at:], part[:at]
-        if part[:1] in (b"\n", b" ", b"\t") or b"\n\n" in part or b"\n " in part or b"\n\t" in part:
+        lines = part.count(b"\n")
+        part = self._line_ends(part, lines)
+        if self.quote.encode() in part:
+            raise BillError("bill has a control byte in a row")
+        if part[:1] == b"`" and part.count(b"\n`") == lines - 1:  # every row starts as the format's do
+            return part
+        end = b"\r\n" if self._crlf else b"\n"
+        if part[:1] in (b"\r", b"\n", b" ", b"\t") or b"\n" + end in part or b"\n " in part or b"\n\t" in part:
             part = b"".join(line for line in part.splitlines(keepends=True) if line.strip())
-        if self.quote.encode() in part or part.startswith(b"\\.\n") or b"\n\\.\n" in part:
-            raise BillError("bill has a control byte or a COPY end marker in a row")
+        if part.startswith(b"\\." + end) or b"\n\\." + end in part:
+            raise BillError("bill has a COPY end marker in a row")
         return part
+
+    def _line_ends(self, part: bytes, lines: int) -> bytes:
+        """Every line of ``part`` (``lines`` of them) ending as the bill's first detail row does,
+        as COPY requires. WeChat ends lines with CRLF, which COPY reads as it reads LF; a bill
+        that mixes them is rewritten. Rewriting every line end and looking for blank rows, on
+        rows that all start with a backtick, was a third of the Python time of a 1M-line bill."""
+        crlf = part.count(b"\r\n")
+        if self._crlf is None and lines:
+            self._crlf = crlf == lines
+        if self._crlf:
+            return part if crlf == lines else part.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        return part.replace(b"\r\n", b"\n") if crlf else part
 
     @staticmethod
     def _summary_at(part: bytes) -> int:

@@ -30,18 +30,20 @@ def _row(no: str, amount: str = "10.00", *, state: str = "SUCCESS", fee: str = "
     return f"`2025-03-03 10:00:00,`WX{no},`{no},`{state},`CNY,`{amount},`0,`0,`0.00,`,`{fee}"
 
 
-def _bill(rows: list[str], summary: str) -> tuple[bytes, str]:
-    data = "\r\n".join([HEADER, *rows, SUMMARY, summary, ""]).encode()
+def _bill(rows: list[str], summary: str, ends: tuple[str, ...] = ("\r\n",)) -> tuple[bytes, str]:
+    """The bill's bytes, its lines ended by ``ends`` in turn, and their SHA-1."""
+    lines = [HEADER, *rows, SUMMARY, summary]
+    data = "".join(line + ends[i % len(ends)] for i, line in enumerate(lines)).encode()
     return data, hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
-def _load(rows: list[str], summary: str) -> ChannelBill:
+def _load(rows: list[str], summary: str, ends: tuple[str, ...] = ("\r\n",)) -> ChannelBill:
     account, _ = ChannelAccount.objects.get_or_create(
         name="staged-wechat",
         defaults={"channel": "wechat", "base_url": "https://wechat.staged.invalid", "ids": {"mchid": "1900000008"}},
     )
     row = bill_for(account=account, bill_date=DAY)
-    data, sha1 = _bill(rows, summary)
+    data, sha1 = _bill(rows, summary, ends)
     chunks = [data[i : i + 50] for i in range(0, len(data), 50)]  # lines split across reads, the summary's too
     bill = wechat_bill(bill_date=DAY, chunks=lambda: chunks, hash_type="SHA1", hash_value=sha1)
     return bill_load(bill_id=row.pk, bill=bill)
@@ -57,6 +59,17 @@ def test_a_bill_that_adds_up_loads_whole_and_loads_the_same_again() -> None:
     assert again.status == ChannelBill.Status.LOADED
     lines = BillLine.objects.filter(bill=again).order_by("line_no")
     assert [(line.line_no, line.payment_no, line.amount) for line in lines] == [(1, "P1", 1000), (2, "P2", 2050)]
+
+
+@pytest.mark.parametrize(
+    "ends", [("\r\n",), ("\n",), ("\r\n", "\n"), ("\n", "\r\n")], ids=["CRLF", "LF", "CRLF first", "LF first"]
+)
+def test_a_bill_loads_the_same_lines_whichever_way_its_lines_end_blank_lines_skipped(ends: tuple[str, ...]) -> None:
+    rows = [_row(f"P{i}") for i in range(1, 5)] + ["", " \t"] + [_row(f"P{i}") for i in range(5, 9)]
+    bill = _load(rows, "`8,`80.00,`0.00,`0.48000", ends)
+    assert bill.status == ChannelBill.Status.LOADED and bill.line_count == 8
+    lines = BillLine.objects.filter(bill=bill).order_by("line_no").values_list("line_no", "payment_no", "amount")
+    assert list(lines) == [(i, f"P{i}", 1000) for i in range(1, 9)]
 
 
 @pytest.mark.parametrize(
