@@ -189,17 +189,26 @@ LEFT JOIN LATERAL (
 ) rc ON true
 """
 
+# Only the groups with a problem are unnested, and their payment looked up (payment numbers are
+# unique): joined to every refund group, the planner hashed all the account's payments (0.38 s
+# for 50,000 refunds, against 0.03 s now).
 _REFUND_PROBLEMS = """
-SELECT k.kind, 'R:' || r.refund_key AS ref, 'REFUND' AS line_kind, p.id AS payment_id, r.refund_id,
+SELECT k.kind, 'R:' || r.refund_key AS ref, 'REFUND' AS line_kind,
+       (SELECT p.id FROM payments_payment p WHERE p.payment_no = coalesce(r.local_payment_no, r.payment_no)
+        AND p.channel_account_id = %(account)s) AS payment_id, r.refund_id,
        coalesce(r.local_payment_no, r.payment_no) AS payment_no, r.refund_request_no AS refund_no,
        r.trade_no AS channel_trade_no, r.channel_refund_no, r.currency, r.amount AS channel_amount,
        r.r_amount AS local_amount, r.status AS channel_status,
        coalesce(CASE WHEN r.attempt_status = 'FAILED' THEN 'FAILED' ELSE r.r_status END, '') AS local_status,
        NULL::bigint AS channel_fee, NULL::bigint AS expected_fee, r.n AS line_count
-FROM (SELECT *, (refund_id IS NOT NULL AND (r_status = 'FAILED' OR attempt_status = 'FAILED')) AS local_failed
-      FROM recon_ref) r
-LEFT JOIN payments_payment p ON p.payment_no = coalesce(r.local_payment_no, r.payment_no)
-     AND p.channel_account_id = %(account)s
+FROM (
+    SELECT * FROM (
+        SELECT *, (refund_id IS NOT NULL AND (r_status = 'FAILED' OR attempt_status = 'FAILED')) AS local_failed
+        FROM recon_ref
+    ) f
+    WHERE refund_id IS NULL OR n > 1 OR channel_failed <> local_failed OR amount <> r_amount OR amount_max <> amount
+       OR currency <> r_currency
+) r
 CROSS JOIN LATERAL unnest(ARRAY[
     CASE WHEN r.refund_id IS NULL THEN 'MISSING_LOCALLY' END,
     CASE WHEN r.refund_id IS NOT NULL AND r.channel_failed <> r.local_failed THEN 'STATUS_MISMATCH' END,
@@ -288,6 +297,10 @@ def match_bill(scope: MatchScope) -> MatchResult:
         # million payment numbers in a hash table of min/max text states: 4.3 s and 450 MB,
         # against 1.7 s sorted (EXPLAIN ANALYZE, 1M lines). Every grouping here is by such keys.
         cursor.run("settings", "SET LOCAL enable_hashagg = off")
+        # The planner's cost of a per-problem lookup, counted for every row before the filter,
+        # crossed the thresholds of JIT compilation with inlining and optimization: 0.3 s to
+        # compile a statement that runs in 15 ms. Without JIT no statement here measured slower.
+        cursor.run("settings", "SET LOCAL jit = off")
         cursor.run("payment_groups", _PAYMENT_GROUPS, params)
         cursor.run("analyze", "ANALYZE recon_pay")
         cursor.run("revocation_groups", _REVOCATION_GROUPS, params)

@@ -49,6 +49,27 @@ def test_a_clean_day_matches_every_payment_and_refund(channel: str, business_day
     assert bill.status == ChannelBill.Status.LOADED and len(bill.digest) == 64
 
 
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_a_refund_the_bill_shows_for_another_amount_is_a_mismatch_of_that_refund_and_its_payment(
+    channel: str, business_day: Callable[..., Day]
+) -> None:
+    day = business_day(channel, **FEES[channel])
+    paid = day.paid(1000)
+    refund = day.refund(paid, 400)
+    Refund.objects.filter(pk=refund.pk).update(amount=399)  # paycore's books no longer say what the channel did
+    day.end()
+    run = day.reconcile()
+    mismatch = Discrepancy.objects.get(last_run=run)
+    assert (mismatch.kind, mismatch.line_kind, mismatch.channel_amount, mismatch.local_amount) == (
+        "AMOUNT_MISMATCH",
+        "REFUND",
+        400,
+        399,
+    )
+    assert (mismatch.refund_id, mismatch.payment_id, mismatch.payment_no) == (refund.pk, paid.pk, paid.payment_no)
+    assert refund_reconciled_at(refund.pk) is None and payment_reconciled_at(paid.pk) is not None
+
+
 @pytest.mark.parametrize("channel", ["wechat", "alipay", "paypal"])
 def test_every_bill_fault_is_found_exactly_and_nothing_else(channel: str, business_day: Callable[..., Day]) -> None:
     day = business_day(channel, **FEES[channel])
