@@ -78,34 +78,33 @@ def test_keys_belong_to_one_client(api: APIClient) -> None:
     assert IdempotencyRecord.objects.filter(key="shared").count() == 2
 
 
+def _race(api_key: str, bodies: list[dict[str, Any]], idempotency_key: str) -> list[Any]:
+    """POST each body to /orders with one Idempotency-Key, all at once from their own threads
+    (and database connections)."""
+    barrier = threading.Barrier(len(bodies))
+
+    def attempt(body: dict[str, Any]) -> Any:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
+        barrier.wait()
+        try:
+            return client.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
+        return list(pool.map(attempt, bodies))
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_never_both_execute() -> None:
     merchant = make_merchant()
     _, key = api_client_create(name="racer")
-    barrier = threading.Barrier(8)
-
-    def attempt(n: int) -> tuple[int, str, bool]:
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-        barrier.wait()
-        try:
-            # Distinct merchant order numbers: if two executed, two orders would exist.
-            response = client.post(
-                "/api/v1/orders",
-                order_body(merchant, merchant_order_no="MO-RACE"),
-                format="json",
-                HTTP_IDEMPOTENCY_KEY="race-key",
-            )
-            return response.status_code, response.json().get("code", ""), "Idempotent-Replayed" in response
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results: list[Any] = list(pool.map(attempt, range(8)))
+    responses = _race(key, [order_body(merchant, merchant_order_no="MO-RACE")] * 8, "race-key")
     assert Order.objects.count() == 1
-    assert all(status in (201, 409) for status, _, _ in results)
-    assert {code for status, code, _ in results if status == 409} <= {"idempotency_in_progress"}
-    executed = [status for status, _, replayed in results if status == 201 and not replayed]
+    assert all(r.status_code in (201, 409) for r in responses)
+    assert {r.json()["code"] for r in responses if r.status_code == 409} <= {"idempotency_in_progress"}
+    executed = [r.status_code for r in responses if r.status_code == 201 and "Idempotent-Replayed" not in r]
     assert executed == [201]
 
 
@@ -115,27 +114,10 @@ def test_concurrent_requests_reusing_one_key_for_other_orders_leave_one_order() 
     first to commit is rolled back, its order with it, and told the key is another request's."""
     merchant = make_merchant()
     _, key = api_client_create(name="reusers")
-    barrier = threading.Barrier(6)
-
-    def attempt(n: int) -> tuple[int, str]:
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Bearer {key}")
-        barrier.wait()
-        try:
-            response = client.post(
-                "/api/v1/orders",
-                order_body(merchant, merchant_order_no=f"MO-REUSE-{n}"),
-                format="json",
-                HTTP_IDEMPOTENCY_KEY="reused-key",
-            )
-            return response.status_code, response.json().get("code", "")
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        results = list(pool.map(attempt, range(6)))
-    assert sorted(status for status, _ in results) == [201, 409, 409, 409, 409, 409]
-    assert {code for status, code in results if status == 409} == {"idempotency_key_reused"}
+    bodies = [order_body(merchant, merchant_order_no=f"MO-REUSE-{n}") for n in range(6)]
+    responses = _race(key, bodies, "reused-key")
+    assert sorted(r.status_code for r in responses) == [201, 409, 409, 409, 409, 409]
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"idempotency_key_reused"}
     (order,) = Order.objects.all()
     record = IdempotencyRecord.objects.get(key="reused-key")
     assert record.response_body["order_no"] == order.order_no
