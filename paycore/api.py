@@ -24,7 +24,6 @@ from paycore.idempotency import (
     idempotency_complete,
     idempotency_finish,
     idempotency_request,
-    idempotency_settle,
 )
 from paycore.models import ApiClient
 
@@ -117,8 +116,7 @@ class ApiView(APIView):
             with transaction.atomic():
                 return super().dispatch(request, *args, **kwargs)
         except KeyTaken as taken:  # the work is rolled back: answer what the key holds
-            answer = self.handle_exception(idempotency_settle(taken.record))
-            self.response = self.finalize_response(self.request, answer, *args, **kwargs)
+            self.response = self.finalize_response(self.request, self.handle_exception(taken.answer), *args, **kwargs)
             return self.response
 
     @property

@@ -11,7 +11,7 @@ at the end of that transaction (``idempotency_complete``): the work and its stor
 together or not at all, so no row is ever left in progress. Two such requests with one key may
 both run, but only one commits: the other's insert finds the key taken (waiting for the first
 transaction if it is still open), its transaction is rolled back, and it answers what the key
-holds (``idempotency_settle``: the stored answer, or a conflict). A claim left in progress by a
+holds (the stored answer, or a conflict). A claim left in progress by a
 crashed request of the same content is taken over once stale, as above. One write per request
 instead of a claim and a completion: the order-creating POST is the API's busiest.
 """
@@ -50,11 +50,11 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
 
 
 class KeyTaken(Exception):
-    """Control flow: another request holds this key; roll the work back, then settle it."""
+    """Control flow: another request holds this key; roll the work back, then raise ``answer``."""
 
-    def __init__(self, record: IdempotencyRecord) -> None:
+    def __init__(self, answer: Exception) -> None:
         super().__init__("idempotency key taken")
-        self.record = record
+        self.answer = answer
 
 
 def idempotency_request(*, client: ApiClient, key: str, method: str, path: str, body: bytes) -> IdempotencyRecord:
@@ -70,9 +70,11 @@ def idempotency_request(*, client: ApiClient, key: str, method: str, path: str, 
 def idempotency_begin(*, client: ApiClient, key: str, method: str, path: str, body: bytes) -> IdempotencyRecord:
     """Claim the key or raise ``Replay`` / ``IdempotencyKeyReused`` / ``IdempotencyInProgress``."""
     claim = idempotency_request(client=client, key=key, method=method, path=path, body=body)
-    if insert_unless_exists(claim, conflict_fields=("client", "key")) or _take_over_if_stale(claim):
-        return claim
-    raise idempotency_settle(claim)
+    if not insert_unless_exists(claim, conflict_fields=("client", "key")):
+        answer = _settle(claim)
+        if answer is not None:
+            raise answer
+    return claim
 
 
 def idempotency_finish(record: IdempotencyRecord, *, status: int, body: Any) -> None:
@@ -91,20 +93,24 @@ def idempotency_finish(record: IdempotencyRecord, *, status: int, body: Any) -> 
 
 def idempotency_complete(record: IdempotencyRecord, *, status: int, body: Any) -> None:
     """Store the answer of a request whose work runs in the current transaction, in one write,
-    or raise ``KeyTaken`` (the caller rolls the work back and settles). A server error stores
-    nothing, so a retry runs again."""
+    or raise ``KeyTaken`` (the caller rolls the work back and raises its answer). A server error
+    stores nothing, so a retry runs again."""
     if status >= 500:
         return
     record.state, record.response_status, record.response_body = IdempotencyRecord.State.COMPLETED, status, body
     record.completed_at = timezone.now()
-    if not insert_unless_exists(record, conflict_fields=("client", "key")) and not _take_over_if_stale(record):
-        raise KeyTaken(record)
+    if not insert_unless_exists(record, conflict_fields=("client", "key")):
+        answer = _settle(record)
+        if answer is not None:
+            raise KeyTaken(answer)
 
 
-def idempotency_settle(record: IdempotencyRecord) -> Exception:
-    """The answer to a request that found its key taken, as the exception to raise: ``Replay``
-    (the stored answer), ``IdempotencyKeyReused`` (another request's key) or
-    ``IdempotencyInProgress``."""
+def _settle(record: IdempotencyRecord) -> Exception | None:
+    """A request found its key taken. None if it takes the key over from a request of the same
+    content that crashed holding it (in progress past ``IDEMPOTENCY_STALE_SECONDS``): the row
+    becomes ``record``'s, completed at once if it carries an answer. Otherwise the answer, as the
+    exception to raise: ``Replay`` (the stored answer), ``IdempotencyKeyReused`` (another
+    request's key) or ``IdempotencyInProgress``."""
     stored = IdempotencyRecord.objects.get(client=record.client, key=record.key)
     if stored.request_hash != record.request_hash:
         return IdempotencyKeyReused(
@@ -112,32 +118,20 @@ def idempotency_settle(record: IdempotencyRecord) -> Exception:
         )
     if stored.state == IdempotencyRecord.State.COMPLETED:
         return Replay(stored.response_status or 200, stored.response_body)
-    return IdempotencyInProgress(
-        "a request with this Idempotency-Key is still being processed; retry shortly",
-        extra={"idempotency_key": record.key},
-    )
-
-
-def _take_over_if_stale(record: IdempotencyRecord) -> bool:
-    """Take the key over from a request of the same content that crashed while holding it: its
-    row is still in progress past ``IDEMPOTENCY_STALE_SECONDS``. The row becomes this request's
-    (completed at once if ``record`` carries an answer). True if taken, with ``record.pk`` set."""
     stale_before = timezone.now() - timedelta(seconds=settings.IDEMPOTENCY_STALE_SECONDS)
-    stale = IdempotencyRecord.objects.filter(
-        client=record.client,
-        key=record.key,
-        request_hash=record.request_hash,
-        state=IdempotencyRecord.State.IN_PROGRESS,
-        created_at__lt=stale_before,
-    )
-    taken = stale.update(
+    taken = IdempotencyRecord.objects.filter(
+        pk=stored.pk, state=IdempotencyRecord.State.IN_PROGRESS, created_at__lt=stale_before
+    ).update(
         created_at=timezone.now(),
         state=record.state,
         response_status=record.response_status,
         response_body=record.response_body,
         completed_at=record.completed_at,
     )
-    if not taken:
-        return False
-    record.pk = IdempotencyRecord.objects.values_list("pk", flat=True).get(client=record.client, key=record.key)
-    return True
+    if taken:
+        record.pk = stored.pk
+        return None
+    return IdempotencyInProgress(
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+        extra={"idempotency_key": record.key},
+    )

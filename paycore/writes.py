@@ -117,7 +117,6 @@ _AS_IS_POSTGRESQL: dict[type[models.Field], type] = {
 }
 
 
-@lru_cache(maxsize=1024)
 def _preparer(field: models.Field, vendor: str) -> Callable[[Any], Any]:
     target: models.Field = field.target_field if isinstance(field, models.ForeignKey) else field
     kind = _AS_IS.get(type(target)) or (_AS_IS_POSTGRESQL.get(type(target)) if vendor == "postgresql" else None)
