@@ -175,6 +175,10 @@ PAYCODE_MAX_REVOKE_ATTEMPTS = env_int("PAYCODE_MAX_REVOKE_ATTEMPTS", 5)
 # missing. And how long to wait before asking again for a bill the channel has not published.
 RECONCILIATION_HOLD_SECONDS = env_int("RECONCILIATION_HOLD_SECONDS", 30 * 60)
 RECONCILIATION_RETRY_SECONDS = env_int("RECONCILIATION_RETRY_SECONDS", 30 * 60)
+# Database connections one reconciliation uses at once: a bill's chunks are converted, and its
+# payment numbers matched in shares, by this many backends (one core each) beside the run's own.
+RECONCILIATION_LOAD_WORKERS = env_int("RECONCILIATION_LOAD_WORKERS", 2)
+RECONCILIATION_MATCH_WORKERS = env_int("RECONCILIATION_MATCH_WORKERS", 2)
 # Tries of one refund at the channel (each under a new request number) before ops decide.
 REFUND_MAX_ATTEMPTS = env_int("REFUND_MAX_ATTEMPTS", 3)
 # Tries of one verified notification before it is retired to the ops queue.

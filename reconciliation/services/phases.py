@@ -4,17 +4,21 @@ A million-line bill spends its time in a handful of SQL statements and in readin
 when one of them grows faster than the bill (a plan gone wrong), the total alone does not say
 which. The load and the match time their steps with ``phase(name)``; nothing is kept unless a
 caller asked with ``recording()`` (the bench prints it; ``reconcile_day`` logs it), so the cost
-outside a recording is one clock read and a context-variable lookup per step.
+outside a recording is one clock read and a context-variable lookup per step. Helper threads
+(``parallel``) run in a copy of the caller's context, so their phases add to the same recording:
+such a phase's figure is the sum over the threads, not the time the caller waited.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 _current: ContextVar[dict[str, float] | None] = ContextVar("reconciliation_phases", default=None)
+_adding = threading.Lock()  # helper threads add to one recording
 
 
 @contextmanager
@@ -41,14 +45,16 @@ def phase(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
+        with _adding:
+            phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
 
 
 def add(name: str, seconds: float) -> None:
     """Add time measured elsewhere (e.g. inside a COPY's reads) to ``name``."""
     phases = _current.get()
     if phases is not None:
-        phases[name] = phases.get(name, 0.0) + seconds
+        with _adding:
+            phases[name] = phases.get(name, 0.0) + seconds
 
 
 def summary(phases: dict[str, float]) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import date
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from channels.models import ChannelAccount
 from channels.wechat._bill import parse_bill
 from channels.wechat._bill_sql import wechat_bill
 from reconciliation.models import BillLine, ChannelBill
-from reconciliation.services import bill_for, bill_load
+from reconciliation.services import bill_for, bill_load, stage
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,8 +79,9 @@ def test_a_bill_loads_the_same_lines_whichever_way_its_lines_end_blank_lines_ski
         (_row("P2", state="PAYING"), "unknown bill 交易状态 PAYING"),
         (_row("P2", "12.3x"), "12.3x"),
         (_row("P2", "1.005"), "bad bill amount 1.005"),
+        (_row("P2").replace("`0.00,`,", "`0.000001,`,"), "bad amount in 退款金额"),
     ],
-    ids=["unknown status", "amount not a number", "amount finer than a fen"],
+    ids=["unknown status", "amount not a number", "amount finer than a fen", "summed cell finer than 1/100000"],
 )
 def test_a_cell_that_does_not_convert_makes_the_bill_unreadable_and_keeps_nothing(row: str, says: str) -> None:
     with pytest.raises(ChannelUnavailable) as raised:
@@ -164,3 +166,35 @@ def test_the_database_reads_each_cell_as_the_row_parser_does_blanks_and_backtick
     loaded = list(BillLine.objects.filter(bill=bill).order_by("line_no").values_list(*columns))
     assert bill.status == ChannelBill.Status.LOADED and loaded == parsed
     assert parsed[1][1:3] == ("WXP2", "P2") and parsed[2][3:5] == ("R1", "5000001") and parsed[4][-1] is None
+
+
+@pytest.fixture
+def small_chunks(monkeypatch: pytest.MonkeyPatch, settings: Any) -> None:
+    """Chunks of a few lines each, taken by three connections at once."""
+    monkeypatch.setattr(stage, "CHUNK_BYTES", 300)
+    settings.RECONCILIATION_LOAD_WORKERS = 3
+
+
+def test_a_bill_in_many_chunks_on_several_connections_keeps_every_line_once_in_file_order(small_chunks: None) -> None:
+    rows = [_row(f"P{i}", f"{i}.00") for i in range(1, 41)]
+    bill = _load(rows, f"`40,`{sum(range(1, 41))}.00,`0.00,`2.40000")
+    assert bill.status == ChannelBill.Status.LOADED and bill.line_count == 40
+    assert bill.payment_amount == sum(range(1, 41)) * 100 and bill.fee_total == 240
+    lines = BillLine.objects.filter(bill=bill).order_by("line_no").values_list("line_no", "payment_no", "amount")
+    assert list(lines) == [(i, f"P{i}", i * 100) for i in range(1, 41)]
+
+
+def test_a_bad_cell_in_a_late_chunk_makes_the_bill_unreadable_and_keeps_nothing(small_chunks: None) -> None:
+    rows = [_row(f"P{i}") for i in range(1, 41)]
+    rows[36] = _row("P37", "1.0x")
+    with pytest.raises(ChannelUnavailable) as raised:
+        _load(rows, "`40,`400.00,`0.00,`2.40000")
+    assert raised.value.code == "BILL_UNREADABLE" and "1.0x" in raised.value.message
+    assert not BillLine.objects.exists()
+
+
+def test_a_summary_that_disagrees_with_lines_in_many_chunks_refuses_the_bill_and_keeps_nothing(
+    small_chunks: None,
+) -> None:
+    bill = _load([_row(f"P{i}") for i in range(1, 41)], "`40,`400.01,`0.00,`2.40000")
+    assert bill.status == ChannelBill.Status.REFUSED and not BillLine.objects.exists()
