@@ -71,8 +71,12 @@ def test_a_refund_the_bill_shows_for_another_amount_is_a_mismatch_of_that_refund
     assert refund_reconciled_at(refund.pk) is None and payment_reconciled_at(paid.pk) is not None
 
 
+@pytest.mark.parametrize("workers", [1, 3], ids=["one connection", "payments in three shares"])
 @pytest.mark.parametrize("channel", ["wechat", "alipay", "paypal"])
-def test_every_bill_fault_is_found_exactly_and_nothing_else(channel: str, business_day: Callable[..., Day]) -> None:
+def test_every_bill_fault_is_found_exactly_and_nothing_else(
+    channel: str, workers: int, business_day: Callable[..., Day], settings: Any
+) -> None:
+    settings.RECONCILIATION_MATCH_WORKERS = workers
     day = business_day(channel, **FEES[channel])
     fine = day.paid(1000)
     missing, wrong_amount, doubled, wrong_fee = day.paid(1100), day.paid(1200), day.paid(1300), day.paid(1400)
