@@ -40,3 +40,11 @@ def test_a_small_bench_bill_finds_every_injected_discrepancy_and_nothing_else(tm
     assert counts["MISSING_LOCALLY"] == counts["MISSING_AT_CHANNEL"] == counts["AMOUNT_MISMATCH"] == 3
     again, _ = bench.reconcile(generated, account_id=account_id)  # the same file again: the same findings
     assert bench.found_refs(again) == generated.refs and again.new_discrepancies == 0
+
+
+def test_the_bench_measures_interleaved_rounds_and_prints_its_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    ratio = _bench().measure(lines=2000, per_kind=2, rounds=2)
+    printed = capsys.readouterr().out
+    assert ratio > 0 and "config: lines=2,000" in printed and "cpu_count=" in printed
+    assert printed.count("every discrepancy found and nothing else: yes") == 2
+    assert "the median of 2 rounds" in printed and "every injected discrepancy found and nothing else: yes" in printed
