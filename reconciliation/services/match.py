@@ -395,59 +395,12 @@ def match_bill(scope: MatchScope) -> MatchResult:
             [partial(_payment_part, scope, part, parts) for part in range(parts)],
             here=parts == 1 or not others_see_this_connection(),
         )
-        cursor.run("revocation_groups", _REVOCATION_GROUPS, params)
-        cursor.run("refund_groups", _REFUND_GROUPS, params)
-        # Without statistics a temporary table looks like a few rows, and the missing-refund
-        # search then scanned recon_ref once per refund: 15 s for 10,000 refunds (EXPLAIN).
-        cursor.run("analyze", "ANALYZE recon_rev, recon_ref")
-        for name, select in (
-            ("revocation_problems", _REVOCATION_PROBLEMS),
-            ("refund_problems", _REFUND_PROBLEMS),
-            ("missing_refunds", _LOCAL_REFUNDS),
-        ):
-            found, new = _record(cursor, name, select, params)
-            result.found, result.new = result.found + found, result.new + new
-        cursor.run(
-            "stamp_revocations",
-            "INSERT INTO reconciliation_reconciledrefund (refund_id, run_id, reconciled_at) "
-            "SELECT refund_id, %(run)s, %(now)s FROM recon_rev r WHERE r.refund_id IS NOT NULL "
-            "AND r.amount = r.amount_max AND r.amount = r.p_amount ON CONFLICT DO NOTHING",
-            params,
-        )
-        cursor.run(
-            "count_revocations",
-            "SELECT count(*) FROM recon_rev WHERE payment_id IS NOT NULL "
-            "AND (p_status = 'REVOKED' OR refund_id IS NOT NULL) "
-            "AND amount = amount_max AND amount = p_amount AND currency = p_currency",
-        )
-        (matched_revocations,) = cursor.fetchone()
-        refund_agrees = (
-            "r.refund_id IS NOT NULL AND r.amount = r.amount_max AND r.amount = r.r_amount "
-            "AND r.currency = r.r_currency "
-            "AND r.channel_failed = (r.r_status = 'FAILED' OR coalesce(r.attempt_status, '') = 'FAILED')"
-        )
-        cursor.run(
-            "stamp_refunds",
-            "INSERT INTO reconciliation_reconciledrefund (refund_id, run_id, reconciled_at) "  # noqa: S608 - constant
-            f"SELECT refund_id, %(run)s, %(now)s FROM recon_ref r WHERE {refund_agrees} ON CONFLICT DO NOTHING",
-            params,
-        )
-        cursor.run("count_refunds", f"SELECT count(*) FROM recon_ref r WHERE {refund_agrees}")  # noqa: S608 - constant SQL
-        (matched_refunds,) = cursor.fetchone()
-        # Held: in the day's last ``hold`` seconds, not matched yet: looked for in the next bill.
-        cursor.run(
-            "held",
-            "SELECT count(*) FROM refunds_refund f JOIN payments_payment p ON p.id = f.payment_id "
-            "AND p.channel_account_id = %(account)s WHERE f.status = 'SUCCEEDED' "
-            "AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledrefund s WHERE s.refund_id = f.id) "
-            "AND f.succeeded_at >= %(hold_from)s AND f.succeeded_at < %(window_end)s",
-            params,
-        )
-        (result.held,) = cursor.fetchone()
+        with payments:  # the shares run while this connection matches the refunds
+            refunds = _refund_side(cursor, params)
+            with phase("match.payments_wait"):
+                shares = payments.results()
+        result.found, result.new, result.held, result.matched = refunds
         matched: dict[str, int] = {}
-        result.matched = matched_revocations + matched_refunds
-        with phase("match.payments_wait"):
-            shares = payments.results()
         for share in shares:
             result.matched += share.matched
             result.found, result.new = result.found + share.found, result.new + share.new
@@ -473,6 +426,62 @@ def match_bill(scope: MatchScope) -> MatchResult:
         result.counts = dict(cursor.fetchall())
         result.totals = _totals(cursor, params, scope.bill_totals, matched)
     return result
+
+
+def _refund_side(cursor: _Timed, params: dict[str, Any]) -> tuple[int, int, int, int]:
+    """The revocation and refund lines, on the run's own connection: (found, new, held,
+    matched)."""
+    found_all = new_all = 0
+    cursor.run("revocation_groups", _REVOCATION_GROUPS, params)
+    cursor.run("refund_groups", _REFUND_GROUPS, params)
+    # Without statistics a temporary table looks like a few rows, and the missing-refund
+    # search then scanned recon_ref once per refund: 15 s for 10,000 refunds (EXPLAIN).
+    cursor.run("analyze", "ANALYZE recon_rev, recon_ref")
+    for name, select in (
+        ("revocation_problems", _REVOCATION_PROBLEMS),
+        ("refund_problems", _REFUND_PROBLEMS),
+        ("missing_refunds", _LOCAL_REFUNDS),
+    ):
+        found, new = _record(cursor, name, select, params)
+        found_all, new_all = found_all + found, new_all + new
+    cursor.run(
+        "stamp_revocations",
+        "INSERT INTO reconciliation_reconciledrefund (refund_id, run_id, reconciled_at) "
+        "SELECT refund_id, %(run)s, %(now)s FROM recon_rev r WHERE r.refund_id IS NOT NULL "
+        "AND r.amount = r.amount_max AND r.amount = r.p_amount ON CONFLICT DO NOTHING",
+        params,
+    )
+    cursor.run(
+        "count_revocations",
+        "SELECT count(*) FROM recon_rev WHERE payment_id IS NOT NULL "
+        "AND (p_status = 'REVOKED' OR refund_id IS NOT NULL) "
+        "AND amount = amount_max AND amount = p_amount AND currency = p_currency",
+    )
+    (matched_revocations,) = cursor.fetchone()
+    refund_agrees = (
+        "r.refund_id IS NOT NULL AND r.amount = r.amount_max AND r.amount = r.r_amount "
+        "AND r.currency = r.r_currency "
+        "AND r.channel_failed = (r.r_status = 'FAILED' OR coalesce(r.attempt_status, '') = 'FAILED')"
+    )
+    cursor.run(
+        "stamp_refunds",
+        "INSERT INTO reconciliation_reconciledrefund (refund_id, run_id, reconciled_at) "  # noqa: S608 - constant
+        f"SELECT refund_id, %(run)s, %(now)s FROM recon_ref r WHERE {refund_agrees} ON CONFLICT DO NOTHING",
+        params,
+    )
+    cursor.run("count_refunds", f"SELECT count(*) FROM recon_ref r WHERE {refund_agrees}")  # noqa: S608 - constant SQL
+    (matched_refunds,) = cursor.fetchone()
+    # Held: in the day's last ``hold`` seconds, not matched yet: looked for in the next bill.
+    cursor.run(
+        "held",
+        "SELECT count(*) FROM refunds_refund f JOIN payments_payment p ON p.id = f.payment_id "
+        "AND p.channel_account_id = %(account)s WHERE f.status = 'SUCCEEDED' "
+        "AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledrefund s WHERE s.refund_id = f.id) "
+        "AND f.succeeded_at >= %(hold_from)s AND f.succeeded_at < %(window_end)s",
+        params,
+    )
+    (held,) = cursor.fetchone()
+    return found_all, new_all, held, matched_revocations + matched_refunds
 
 
 def _record(cursor: _Timed, name: str, select: str, params: dict[str, Any]) -> tuple[int, int]:

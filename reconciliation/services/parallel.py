@@ -29,13 +29,24 @@ def others_see_this_connection() -> bool:
 class Helpers(Generic[T]):
     """``tasks`` started at once, each on a thread with its own connection (closed when it
     ends, taking its temporary tables along); or, when ``here``, run in turn on this thread's
-    connection by ``results()``. Phases the tasks time add to the caller's recording."""
+    connection by ``results()``. Phases the tasks time add to the caller's recording.
+
+    Use it as a context manager: leaving the block waits for every thread, even when the
+    caller failed first, so no helper goes on writing after the caller's transaction (and the
+    locks it holds) has ended."""
 
     def __init__(self, tasks: Sequence[Callable[[], T]], *, here: bool) -> None:
         self.tasks, self.here = list(tasks), here
         self._results: list[T | None] = [None] * len(self.tasks)
         self._errors: list[BaseException] = []
-        self._threads = [] if here else [self._start(i, task) for i, task in enumerate(self.tasks)]
+        self._threads: list[threading.Thread] | None = None
+
+    def __enter__(self) -> Helpers[T]:
+        self._ensure_started()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._join()
 
     def _start(self, index: int, task: Callable[[], T]) -> threading.Thread:
         def work() -> None:
@@ -50,12 +61,20 @@ class Helpers(Generic[T]):
         thread.start()
         return thread
 
+    def _ensure_started(self) -> None:
+        if self._threads is None:
+            self._threads = [] if self.here else [self._start(i, task) for i, task in enumerate(self.tasks)]
+
+    def _join(self) -> None:
+        for thread in self._threads or ():
+            thread.join()
+
     def results(self) -> list[T]:
         """Every task's result, in order, once all have ended; the first failure raised."""
         if self.here:
             return [task() for task in self.tasks]
-        for thread in self._threads:
-            thread.join()
+        self._ensure_started()
+        self._join()
         if self._errors:
             raise self._errors[0]
         return self._results  # type: ignore[return-value]  # every task returned

@@ -180,7 +180,9 @@ def stage_lines(bill_id: int, staged: StagedBill, progress: Callable[[int], None
     workers = load_workers()
     try:
         with phase("load.stage"):
-            Helpers([worker.work] * workers, here=workers == 1 or not others_see_this_connection()).results()
+            here = workers == 1 or not others_see_this_connection()
+            with Helpers([worker.work] * workers, here=here) as helpers:
+                helpers.results()
     except (DataError, IntegrityError) as exc:
         message = str(exc).strip().splitlines()[0]
         raise ChannelUnavailable(f"unreadable bill: {message}", code="BILL_UNREADABLE") from None
@@ -244,12 +246,12 @@ class _Worker:
 def _insert_sql(bill_id: int, first: int, lines_sql: str, summed: list[str]) -> str:
     """One pass over a chunk's staged cells, its lines numbered from ``first + 1``: the
     adapter's conversion (``lines_sql``), kept once (``MATERIALIZED``) for the INSERT and for
-    one aggregate by currency of what the lines add
-    up to and of the ``summed`` columns' exact totals (in 1/100000), which the summary is checked
-    against. More than five decimals in a summed cell fails a cast (``_bill`` refuses it as
-    well): a numeric sum has the largest scale of its terms, so the sum's scale says so
-    without a ``max(scale())`` per cell (0.4 s of CPU at 1M lines). Summing the cells in a pass of their own, before the INSERT, cost 1.5-2.2 s at 1M
-    lines; adding up the INSERT's RETURNING rows, ~0.5 s more."""
+    one aggregate by currency of what the lines add up to and of the ``summed`` columns' exact
+    totals (in 1/100000), which the summary is checked against. More than five decimals in a
+    summed cell fails a cast (``_bill`` refuses it as well): a numeric sum has the largest
+    scale of its terms, so the sum's scale says so without a ``max(scale())`` per cell (0.4 s
+    of CPU at 1M lines). Summing the cells in a pass of their own, before the INSERT, cost
+    1.5-2.2 s at 1M lines; adding up the INSERT's RETURNING rows, ~0.5 s more."""
     totals = "".join(
         f", CASE WHEN scale(sum(s{i})) > 5 THEN ('bad amount in {name}: sum ' || sum(s{i}))::numeric "
         f"ELSE coalesce(sum(s{i}), 0) * 100000 END"

@@ -56,3 +56,17 @@ def test_other_connections_see_this_one_only_outside_a_callers_transaction() -> 
             assert others_see_this_connection()
     with transaction.atomic():
         assert not others_see_this_connection()  # a caller's: what it wrote is not committed
+
+
+def test_leaving_the_block_waits_for_every_helper_even_when_the_caller_failed() -> None:
+    ended: list[int] = []
+
+    def slow() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.2)")
+        ended.append(1)
+        return 1
+
+    with pytest.raises(RuntimeError, match="caller failed"), Helpers([slow, slow], here=False):
+        raise RuntimeError("caller failed")
+    assert ended == [1, 1]
