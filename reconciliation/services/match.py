@@ -110,12 +110,13 @@ LEFT JOIN payments_payment p ON p.payment_no = g.payment_no AND p.channel_accoun
 """
 
 # One pass over the groups: every group that agrees is stamped reconciled (once: the first bill
-# that matched it), only the groups that may hold a problem are kept (``recon_pay``), and the
-# matched payments are counted and added up per currency. Keeping every group in a temporary
+# that matched it), only the groups that may hold a problem are kept (``recon_pay_<share>``),
+# and the matched payments are counted and added up per currency. Keeping every group in a temporary
 # table (a million rows, 330 MB) and reading it again to stamp, count and look for the
-# missing cost 2.2 s of a 6 s match at 1M lines. One run stamps at a time (the table is locked
-# first; readers are not blocked), so the anti-join finds every earlier stamp: a million
-# payments cost 2.5 s this way, 3.3 s with ON CONFLICT's speculative insertion.
+# missing cost 2.2 s of a 6 s match at 1M lines. One run of an account matches at a time
+# (``_account_lock``) and the shares' payments are disjoint, so the anti-join finds every
+# earlier stamp: a million payments cost 2.5 s this way, 3.3 s with ON CONFLICT's speculative
+# insertion.
 _PAYMENT_PASS = """
 WITH g AS MATERIALIZED ({groups}),
 stamped AS (
@@ -246,8 +247,8 @@ WHERE k.kind IS NOT NULL
 """
 
 # Local payments the channel's clock puts on this day (or held from the day before) that no
-# bill matched, outside the holding window at the day's end. Run after the payment pass: a
-# payment this bill matched is stamped by then, or has its group in ``recon_pay``.
+# bill matched, outside the holding window at the day's end. Run by each share after its
+# payment pass: a payment this bill matched is stamped by then, or has its group in ``{pay}``.
 _LOCAL_PAYMENTS = """
 SELECT 'MISSING_AT_CHANNEL' AS kind, 'P:' || p.payment_no AS ref, '' AS line_kind, p.id AS payment_id,
        NULL::bigint AS refund_id, p.payment_no, '' AS refund_no, coalesce(p.channel_trade_no, '') AS channel_trade_no,
