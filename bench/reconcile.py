@@ -118,6 +118,7 @@ def generate(*, lines: int, per_kind: int, account_id: int, workdir: Path, curso
     attempts_tsv = workdir / "attempts.tsv"
     refs: dict[str, set[str]] = {kind: set() for kind in KINDS}
     stamp = "2025-03-01 00:00:00+00"
+    created = "2025-03-02 15:00:00+00"  # payments: an hour before the bill day starts (Beijing)
     with (
         path.open("wb") as bill,
         payments_tsv.open("w") as pay_out,
@@ -140,7 +141,7 @@ def generate(*, lines: int, per_kind: int, account_id: int, workdir: Path, curso
             paid_text = paid.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S+00") if paid else "\\N"
             pay_out.write(
                 f"{payment_id}\t{no}\twechat\tapp\t{account_id}\tbench\t{amount}\tCNY\t{status}\tWX{no}\t"
-                f"2025-03-10 00:00:00+00\t{paid_text}\t{{}}\t\t\\N\t\t\\N\t{stamp}\t{stamp}\t\\N\t0\t\n"
+                f"2025-03-10 00:00:00+00\t{paid_text}\t{{}}\t\t\\N\t\t\\N\t{created}\t{created}\t\\N\t0\t\n"
             )
             return payment_id
 

@@ -34,6 +34,14 @@ from reconciliation.services.phases import phase
 PAID_STATES = ("SUCCEEDED", "REVOKED")
 # A refund line's channel status that means the refund did not happen.
 CHANNEL_FAILED_REFUND = ("FAIL", "FAILED", "CLOSED", "D")
+# How long before its bill day a payment or refund the day's bill shows may have been created.
+# The searches for local rows on a day (missing at the channel, held, the day's totals) are
+# bounded by ``created_at`` (indexed) so that they read the day's rows, not the account's whole
+# history: ``paid_at`` and ``succeeded_at`` carry no index (one more index on every payment
+# write, for a daily query). A payment is paid within its TTL and settle grace of being created;
+# a refund may wait at the channel for weeks (bank cards).
+PAYMENT_LOOKBACK = timedelta(days=2)
+REFUND_LOOKBACK = timedelta(days=60)
 FEE_ROUNDINGS = {"half_up": "floor(%(amount)s * %(fee_rate)s + 0.5)", "down": "floor(%(amount)s * %(fee_rate)s)"}
 
 
@@ -259,6 +267,7 @@ FROM payments_payment p
 WHERE p.channel_account_id = %(account)s AND p.status IN %(paid)s
   AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = p.id)
   AND p.paid_at >= %(expected_from)s AND p.paid_at < %(hold_from)s AND {part}
+  AND p.created_at >= %(payments_created_from)s AND p.created_at < %(hold_from)s
   AND NOT EXISTS (SELECT 1 FROM {pay} r WHERE r.payment_id = p.id)
 """
 
@@ -277,9 +286,16 @@ LEFT JOIN LATERAL (
 WHERE r.status = 'SUCCEEDED'
   AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledrefund s WHERE s.refund_id = r.id)
   AND r.succeeded_at >= %(expected_from)s AND r.succeeded_at < %(hold_from)s
+  AND r.created_at >= %(refunds_created_from)s AND r.created_at < %(hold_from)s
   AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.refund_id = r.id)
   AND NOT EXISTS (SELECT 1 FROM recon_rev x WHERE x.refund_id = r.id)
 """
+
+
+def payment_lookback() -> timedelta:
+    """``PAYMENT_LOOKBACK``, or longer where payments are configured to live longer."""
+    lifetime = timedelta(seconds=settings.PAYMENT_TTL_SECONDS + settings.PAYMENT_SETTLE_GRACE_SECONDS)
+    return max(PAYMENT_LOOKBACK, 2 * lifetime)
 
 
 def _params(scope: MatchScope) -> dict[str, Any]:
@@ -292,6 +308,8 @@ def _params(scope: MatchScope) -> dict[str, Any]:
         "paid": PAID_STATES,
         "channel_failed": CHANNEL_FAILED_REFUND,
         "expected_from": scope.expected_from,
+        "payments_created_from": scope.expected_from - payment_lookback(),
+        "refunds_created_from": scope.expected_from - REFUND_LOOKBACK,
         "hold_from": scope.window_end - scope.hold,
         "window_start": scope.window_start,
         "window_end": scope.window_end,
@@ -478,7 +496,8 @@ def _refund_side(cursor: _Timed, params: dict[str, Any]) -> tuple[int, int, int,
         "SELECT count(*) FROM refunds_refund f JOIN payments_payment p ON p.id = f.payment_id "
         "AND p.channel_account_id = %(account)s WHERE f.status = 'SUCCEEDED' "
         "AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledrefund s WHERE s.refund_id = f.id) "
-        "AND f.succeeded_at >= %(hold_from)s AND f.succeeded_at < %(window_end)s",
+        "AND f.succeeded_at >= %(hold_from)s AND f.succeeded_at < %(window_end)s "
+        "AND f.created_at >= %(refunds_created_from)s AND f.created_at < %(window_end)s",
         params,
     )
     (held,) = cursor.fetchone()
@@ -528,6 +547,7 @@ def _payment_part(scope: MatchScope, part: int, parts: int) -> _PaymentPart:
             "held",
             "SELECT count(*) FROM payments_payment p WHERE p.channel_account_id = %(account)s "  # noqa: S608 - constant
             "AND p.status IN %(paid)s AND p.paid_at >= %(hold_from)s AND p.paid_at < %(window_end)s "
+            "AND p.created_at >= %(payments_created_from)s AND p.created_at < %(window_end)s "
             f"AND {local['part']} AND NOT EXISTS (SELECT 1 FROM {pay} r WHERE r.payment_id = p.id) "
             "AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = p.id)",
             params,
@@ -567,7 +587,8 @@ def _totals(
     cursor.run(
         "totals",
         "SELECT currency, sum(amount) FROM payments_payment WHERE channel_account_id = %(account)s "
-        "AND status IN %(paid)s AND paid_at >= %(window_start)s AND paid_at < %(window_end)s GROUP BY currency",
+        "AND status IN %(paid)s AND paid_at >= %(window_start)s AND paid_at < %(window_end)s "
+        "AND created_at >= %(payments_created_from)s AND created_at < %(window_end)s GROUP BY currency",
         params,
     )
     for currency, amount in cursor.fetchall():
@@ -576,7 +597,8 @@ def _totals(
         "totals",
         "SELECT f.currency, sum(f.amount) FROM refunds_refund f JOIN payments_payment p ON p.id = f.payment_id "
         "WHERE p.channel_account_id = %(account)s AND f.status = 'SUCCEEDED' AND f.succeeded_at >= %(window_start)s "
-        "AND f.succeeded_at < %(window_end)s GROUP BY f.currency",
+        "AND f.succeeded_at < %(window_end)s AND f.created_at >= %(refunds_created_from)s "
+        "AND f.created_at < %(window_end)s GROUP BY f.currency",
         params,
     )
     for currency, amount in cursor.fetchall():

@@ -253,3 +253,19 @@ def test_a_day_without_activity_flags_what_paycore_holds(business_day: Callable[
     day.end()
     run = day.reconcile()
     assert run.lines == 0 and found(run) == {("MISSING_AT_CHANNEL", f"P:{paid.payment_no}")}
+
+
+def test_the_day_is_read_from_its_own_rows_and_a_line_still_finds_an_older_payment(
+    business_day: Callable[..., Day],
+) -> None:
+    """The local searches of a day are bounded by ``created_at`` (the history is not read), and
+    the bill's lines find their payment by number wherever it was created."""
+    day = business_day("wechat", **FEES["wechat"])
+    old, missing = day.paid(1000), day.paid(1100)
+    Payment.objects.filter(pk=old.pk).update(created_at=old.created_at - timedelta(days=30))
+    day.fault("bill_missing", trade=missing.payment_no)
+    day.end()
+    run = day.reconcile()
+    assert found(run) == {("MISSING_AT_CHANNEL", f"P:{missing.payment_no}")}
+    assert payment_reconciled_at(old.pk) is not None
+    assert run.totals["CNY"]["local_payments"] == 1100  # the older payment is outside the day's rows
