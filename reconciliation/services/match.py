@@ -102,7 +102,9 @@ RETURNING (xmax = 0) AS inserted
 # Payment lines, one group per payment number, joined to the payment of this account. Grouped
 # and compared byte-wise (COLLATE "C", which groups exactly as the database's own collation
 # does for equality): sorting a million payment numbers under a libc collation took 0.85 s
-# against 0.54 s, and the min/max of text columns likewise.
+# against 0.54 s, and the min/max of text columns likewise. Joined to the payments created
+# around the day (the account's history would be hashed whole otherwise); a group that finds
+# none there looks its number up among all of them afterwards (``_PAYMENT_ELSEWHERE``).
 _PAYMENT_GROUPS = """
 SELECT g.*, p.id AS payment_id, p.amount AS p_amount, p.currency AS p_currency, p.status AS p_status,
        (p.id IS NOT NULL AND p.status IN %(paid)s AND g.amount = p.amount AND g.amount_max = p.amount
@@ -115,6 +117,7 @@ FROM (
     GROUP BY 1
 ) g
 LEFT JOIN payments_payment p ON p.payment_no = g.payment_no AND p.channel_account_id = %(account)s
+    AND p.created_at >= %(payments_created_from)s AND p.created_at < %(payments_created_until)s
 """
 
 # One pass over the groups: every group that agrees is stamped reconciled (once: the first bill
@@ -136,6 +139,26 @@ kept AS (
     INSERT INTO {pay} SELECT * FROM g WHERE payment_id IS NULL OR NOT ok OR n > 1 {fee_filter}
 )
 {matched}
+"""
+
+# The groups no payment created around the day matched (few: lines paycore does not know, or a
+# payment created long before it was paid), looked up by number (the unique index) among all of
+# the account's payments; those that agree are stamped and counted as in the pass.
+_PAYMENT_ELSEWHERE = """
+WITH found AS (
+    UPDATE {pay} r SET payment_id = p.id, p_amount = p.amount, p_currency = p.currency, p_status = p.status,
+           ok = (p.status IN %(paid)s AND r.amount = p.amount AND r.amount_max = p.amount
+                 AND r.currency = p.currency AND r.currency_max = p.currency)
+    FROM payments_payment p
+    WHERE r.payment_id IS NULL AND p.payment_no = r.payment_no COLLATE "default" AND p.channel_account_id = %(account)s
+    RETURNING r.payment_id, r.ok, r.p_amount, r.p_currency
+),
+stamped AS (
+    INSERT INTO reconciliation_reconciledpayment (payment_id, run_id, reconciled_at)
+    SELECT payment_id, %(run)s, %(now)s FROM found WHERE ok
+      AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = found.payment_id)
+)
+SELECT p_currency, count(*), sum(p_amount) FROM found WHERE ok GROUP BY p_currency
 """
 
 _PAYMENT_PROBLEMS = """
@@ -309,6 +332,7 @@ def _params(scope: MatchScope) -> dict[str, Any]:
         "channel_failed": CHANNEL_FAILED_REFUND,
         "expected_from": scope.expected_from,
         "payments_created_from": scope.expected_from - payment_lookback(),
+        "payments_created_until": scope.window_end + timedelta(days=1),  # clocks apart: paycore's, the channel's
         "refunds_created_from": scope.expected_from - REFUND_LOOKBACK,
         "hold_from": scope.window_end - scope.hold,
         "window_start": scope.window_start,
@@ -533,8 +557,12 @@ def _payment_part(scope: MatchScope, part: int, parts: int) -> _PaymentPart:
         )
         rows = cursor.fetchall()
         per_currency = list(zip(currencies, rows[0][0::2], rows[0][1::2], strict=True)) if currencies else rows
-        share.matched_amounts = {currency: int(amount) for currency, count, amount in per_currency if count}
-        share.matched = sum(count for _, count, _ in per_currency)
+        cursor.run("payment_elsewhere", _PAYMENT_ELSEWHERE.format(pay=pay), params)
+        per_currency += cursor.fetchall()
+        for currency, count, amount in per_currency:
+            if count:
+                share.matched_amounts[currency] = share.matched_amounts.get(currency, 0) + int(amount)
+            share.matched += count
         cursor.run("analyze", f"ANALYZE {pay}")
         local = {"pay": pay, "part": split.format(column="p.payment_no")}
         problems = _PAYMENT_PROBLEMS.format(
