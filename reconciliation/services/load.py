@@ -235,9 +235,15 @@ def bill_load(*, bill_id: int, bill: Bill | None = None, progress: Callable[[int
 
 def _analyze_lines() -> None:
     """Fresh statistics for the lines just loaded, so the match's plans do not depend on
-    whether autovacuum happened to analyze a million new rows first (~0.5 s at 1M lines)."""
-    with phase("load.analyze"), connection.cursor() as cursor:
-        cursor.execute("ANALYZE reconciliation_billline")
+    whether autovacuum happened to analyze a million new rows first. What the match's plans
+    need (rows per bill and kind, how many distinct numbers) a sample of 3,000 rows tells as
+    well as the default 30,000, and the columns it joins and filters on are enough: 20 ms
+    instead of 230-550 ms at 1M lines, while nothing else runs."""
+    with phase("load.analyze"), transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL default_statistics_target = 10")
+        cursor.execute(
+            "ANALYZE reconciliation_billline (bill_id, kind, payment_no, refund_request_no, channel_refund_no)"
+        )
 
 
 @transaction.atomic(durable=True)
