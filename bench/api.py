@@ -7,9 +7,10 @@ The method of bench/callbacks.py: its own database, paycore under gunicorn with 
 settings, the floor (a bare Django view that INSERTs the request body and commits) under the
 identical gunicorn and connection settings, the sandbox gateway on the same machine, and
 interleaved rounds (paycore, floor, paycore, floor...) of the same requests from concurrent
-senders, after an unmeasured warm-up of 4 requests per gunicorn worker a side and endpoint (a
-worker's first requests import lazily, build serializers, parse channel keys and open pooled
-connections: its start, printed on its own line, not its steady state), for:
+senders, after an unmeasured warm-up of ``--warmup`` (25) requests per gunicorn worker a side and
+endpoint (a worker's first requests import lazily, build serializers, parse channel keys and open
+pooled connections, and its CPU per request keeps falling over its first hundred or so: its
+start, printed on its own line, not its steady state), for:
 
 - POST /api/v1/orders          a new order each (its own merchant order number and Idempotency-Key)
 - POST /api/v1/payments        a WeChat app prepay placed at the sandbox, for an order created before
@@ -40,6 +41,7 @@ TARGETS = {"POST /orders": 0.5, "POST /payments": 0.3, "GET /payments/{no}": 0.6
 class Options:
     requests: int
     rounds: int
+    warmup: int  # per gunicorn worker and side
     senders: list[int]
     gunicorn: Gunicorn
     database: str
@@ -48,20 +50,29 @@ class Options:
 
 def parse(argv: list[str] | None) -> Options:
     p = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__.split("\n")[0])
-    p.add_argument("--requests", type=int, default=100, help="requests per round, endpoint and level (100)")
+    p.add_argument("--requests", type=int, default=400, help="requests per round, endpoint and level (400)")
     p.add_argument("--rounds", type=int, default=8, help="interleaved rounds (default 8)")
     p.add_argument("--senders", default="8", help="concurrency levels (default 8)")
     p.add_argument("--workers", type=int, default=4, help="gunicorn workers for paycore and the floor (4)")
     p.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker; >1 uses gthread (1)")
     p.add_argument("--database", default="paycore_bench_api", help="database created for the run")
     p.add_argument("--logdir", default="var/bench/api", help="process logs")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=25,
+        help="unmeasured requests per gunicorn worker and side before the rounds (25): a worker's CPU per "
+        "request falls by a third over its first hundred or so (lazy imports, caches, the interpreter's "
+        "specialisation), and a run of a service is its steady state",
+    )
     p.add_argument("--smoke", action="store_true", help="20 requests an endpoint, one round, 8 senders")
     a = p.parse_args(argv)
     if a.smoke:
-        a.requests, a.rounds, a.senders, a.workers = 20, 1, "8", 2
+        a.requests, a.rounds, a.senders, a.workers, a.warmup = 20, 1, "8", 2, 4
     return Options(
         requests=a.requests,
         rounds=a.rounds,
+        warmup=a.warmup,
         senders=[int(s) for s in a.senders.split(",")],
         gunicorn=Gunicorn(workers=a.workers, threads=a.threads, worker_class="gthread" if a.threads > 1 else "sync"),
         database=a.database,
@@ -107,7 +118,7 @@ def run(opts: Options, sandbox_url: str, paycore_url: str, floor_url: str, start
     merchant = merchant_create(code="bench", name="Bench merchant")
     _, key = api_client_create(name="bench-backend")
     db = connection.settings_dict
-    warmup = 4 * opts.gunicorn.workers
+    warmup = opts.warmup * opts.gunicorn.workers
     per_side = opts.rounds * opts.requests
     total = warmup + per_side  # each endpoint's warm-up requests come first
     print("bench/api.py: POST /orders, POST /payments (WeChat app prepay at the sandbox), GET /payments/{no}")

@@ -13,8 +13,9 @@ sandbox; the payer pays there and the sandbox delivers its signed WeChat Pay not
 capture endpoint in this process. Those exact requests are then sent to paycore and to the floor
 from 8 and from 64 concurrent senders in interleaved rounds (paycore, floor, paycore, floor...),
 each paycore round with notifications of payments it has not seen, after an unmeasured warm-up
-of 4 per gunicorn worker a side (each worker's first callback reads the account and parses its
-keys; the slowest answer is printed). Notifications are captured just before
+of ``--warmup`` (25) per gunicorn worker a side (each worker's first callback reads the account
+and parses its keys, and its CPU per request keeps falling over its first hundred or so; the
+slowest answer is printed). Notifications are captured just before
 their level runs, inside WeChat's 300 s timestamp window.
 
 Then delivery-to-SUCCEEDED: with a Celery worker on Redis, fresh notifications are sent by 8
@@ -45,6 +46,7 @@ SKIP_HEADERS = {"host", "content-length", "connection", "accept-encoding", "acce
 class Options:
     requests: int  # per round and level
     rounds: int
+    warmup: int  # per gunicorn worker and side
     senders: list[int]
     delivery: int
     gunicorn: Gunicorn
@@ -64,13 +66,23 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--worker-concurrency", type=int, default=4, help="Celery worker processes (4)")
     p.add_argument("--database", default="paycore_bench_callbacks", help="database created for the run")
     p.add_argument("--logdir", default="var/bench/callbacks", help="process logs")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=25,
+        help="unmeasured requests per gunicorn worker and side before the rounds (25): a worker's CPU per "
+        "request falls by a third over its first hundred or so (lazy imports, caches, the interpreter's "
+        "specialisation), and a run of a service is its steady state",
+    )
     p.add_argument("--smoke", action="store_true", help="25 requests, one round, 8 senders, 20 deliveries")
     a = p.parse_args(argv)
     if a.smoke:
         a.requests, a.rounds, a.senders, a.delivery, a.workers, a.worker_concurrency = 25, 1, "8", 20, 2, 2
+        a.warmup = 4
     return Options(
         requests=a.requests,
         rounds=a.rounds,
+        warmup=a.warmup,
         senders=[int(s) for s in a.senders.split(",")],
         delivery=a.delivery,
         gunicorn=Gunicorn(workers=a.workers, threads=a.threads, worker_class="gthread" if a.threads > 1 else "sync"),
@@ -226,7 +238,7 @@ def run(
     sent_paycore = sent_floor = 0
     floor_before = FloorRequest.objects.count()  # the readiness probes reached the floor too
     results: dict[int, Any] = {}
-    warmup = 4 * opts.gunicorn.workers
+    warmup = opts.warmup * opts.gunicorn.workers
     for senders in opts.senders:
         payments = make_payments(warmup + opts.rounds * opts.requests, merchant, f"in{senders}")
         notes = pay_and_capture(payments, gateway, capture)
