@@ -35,9 +35,28 @@ _SALT = secrets.token_bytes(32)
 
 def fingerprint(*values: Any) -> str:
     """A short, salted digest of ``values`` (JSON-able: strings, numbers, dicts, lists)."""
-    if all(isinstance(v, str) for v in values):
-        return _fingerprint_of_strings(values)  # every signed call asks again for the same key
+    strings = _as_strings(values)
+    if strings is not None:
+        return _fingerprint_of_strings(strings)  # every signed call asks again for the same key
     return _digest(values)
+
+
+def _as_strings(values: tuple[Any, ...]) -> tuple[str, ...] | None:
+    """``values`` spelled as strings alone when they are strings and flat dicts of strings (a
+    WeChat account's platform certificates by serial), each dict tagged with its size, so that
+    no two different ``values`` spell the same; None for anything else. Digesting the
+    certificates as JSON on every callback cost 0.1 ms of a callback's ~2.5 ms of CPU."""
+    spelled: list[str] = []
+    for value in values:
+        if isinstance(value, str):
+            spelled += ("s", value)
+        elif isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            spelled.append(f"d{len(value)}")
+            for key in sorted(value):
+                spelled += (key, value[key])
+        else:
+            return None
+    return tuple(spelled)
 
 
 @lru_cache(maxsize=1024)

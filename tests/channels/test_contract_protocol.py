@@ -108,6 +108,22 @@ def test_fingerprints_are_salted_digests_not_the_values() -> None:
     assert fp == fingerprint({"merchant_private_key": "-----BEGIN PRIVATE KEY-----abc"}) != fingerprint("abc")
 
 
+def test_fingerprints_of_strings_and_flat_dicts_tell_every_spelling_apart() -> None:
+    spellings = [
+        ("a", "b"),
+        ("ab",),
+        ({"a": "b"},),
+        ({"a": "b", "c": "d"},),
+        ({"a": "b"}, "c", "d"),
+        ({"a": "b"}, {"c": "d"}),
+        ({"a": "x"},),
+        ({"a": ["b"]},),  # not flat: digested as JSON
+    ]
+    prints = [fingerprint(*values) for values in spellings]
+    assert len(set(prints)) == len(spellings)
+    assert fingerprint({"c": "d", "a": "b"}) == fingerprint({"a": "b", "c": "d"})  # the order of keys aside
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_starts_with_empty_caches_and_a_free_lock() -> None:
     cache: ProcessCache[str] = ProcessCache("test")
