@@ -57,14 +57,7 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker; >1 uses gthread (1)")
     p.add_argument("--database", default="paycore_bench_api", help="database created for the run")
     p.add_argument("--logdir", default="var/bench/api", help="process logs")
-    p.add_argument(
-        "--warmup",
-        type=int,
-        default=25,
-        help="unmeasured requests per gunicorn worker and side before the rounds (25): a worker's CPU per "
-        "request falls by a third over its first hundred or so (lazy imports, caches, the interpreter's "
-        "specialisation), and a run of a service is its steady state",
-    )
+    harness.add_warmup_argument(p)
     p.add_argument("--smoke", action="store_true", help="20 requests an endpoint, one round, 8 senders")
     a = p.parse_args(argv)
     if a.smoke:

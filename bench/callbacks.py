@@ -66,14 +66,7 @@ def parse(argv: list[str] | None) -> Options:
     p.add_argument("--worker-concurrency", type=int, default=4, help="Celery worker processes (4)")
     p.add_argument("--database", default="paycore_bench_callbacks", help="database created for the run")
     p.add_argument("--logdir", default="var/bench/callbacks", help="process logs")
-    p.add_argument(
-        "--warmup",
-        type=int,
-        default=25,
-        help="unmeasured requests per gunicorn worker and side before the rounds (25): a worker's CPU per "
-        "request falls by a third over its first hundred or so (lazy imports, caches, the interpreter's "
-        "specialisation), and a run of a service is its steady state",
-    )
+    harness.add_warmup_argument(p)
     p.add_argument("--smoke", action="store_true", help="25 requests, one round, 8 senders, 20 deliveries")
     a = p.parse_args(argv)
     if a.smoke:

@@ -9,6 +9,7 @@ measured in the same run, under the same gunicorn and connection settings, in in
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import os
@@ -110,6 +111,18 @@ def migrate(env: dict[str, str], settings_module: str = "bench.floor.settings") 
         cwd=ROOT,
         env=env,
         check=True,
+    )
+
+
+def add_warmup_argument(parser: argparse.ArgumentParser) -> None:
+    """``--warmup``: the unmeasured requests per gunicorn worker and side before the rounds."""
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=25,
+        help="unmeasured requests per gunicorn worker and side before the rounds (25): a worker's CPU per "
+        "request falls by a third over its first hundred or so (lazy imports, caches, the interpreter's "
+        "specialisation), and a run of a service is its steady state",
     )
 
 
