@@ -48,7 +48,7 @@ class StagedBill(Protocol):
     def detail(self) -> Iterator[bytes]: ...
     def columns(self) -> list[str]: ...
     def summed(self) -> list[str]: ...
-    def lines_sql(self, stage: str) -> str: ...
+    def lines_sql(self, stage: str, *, blank_numbers: bool = False) -> str: ...
     def finish(self, *, count: int, totals: dict[str, Decimal]) -> None: ...
 
 
@@ -211,6 +211,7 @@ class _Worker:
             f"FORCE_NOT_NULL ({columns}))"
         )
         self.lines_sql = staged.lines_sql(STAGE)
+        self.lines_sql_blank_numbers = staged.lines_sql(STAGE, blank_numbers=True)
 
     def work(self) -> None:
         cells = ", ".join(f"{c} text" for c in self.staged.columns())
@@ -238,7 +239,12 @@ class _Worker:
                 )
             with phase("load.convert+insert"):
                 cursor.execute(f"SET LOCAL work_mem = '{CONVERT_WORK_MEM}'")
-                cursor.execute(_insert_sql(self.bill_id, chunk.first, self.lines_sql, self.staged.summed()))
+                try:
+                    with transaction.atomic():  # a savepoint: a number cell of blanks alone fails the fast cast
+                        cursor.execute(_insert_sql(self.bill_id, chunk.first, self.lines_sql, self.staged.summed()))
+                except DataError:  # once more, numbers cleaned fully: a cell that still fails is unreadable
+                    sql = self.lines_sql_blank_numbers
+                    cursor.execute(_insert_sql(self.bill_id, chunk.first, sql, self.staged.summed()))
                 rows = cursor.fetchall()
         self.feed.done(chunk, rows)
 

@@ -142,8 +142,9 @@ def test_the_database_reads_each_cell_as_the_row_parser_does_blanks_and_backtick
         "`2025-03-03 12:00:00,`WXP1,`P1,`REFUND ,`CNY,`0.00,` 5000001 ,` R1 ,`4.00,` SUCCESS ,`-0.02400",
         "2025-03-03 13:00:00,WXP4,P4,SUCCESS,CNY,1.00,0,0,0.00,,0.00600",
         "`,`WXP5,`P5,`SUCCESS,`,`2.00,`0,`0,`0.00,`,`",
+        "`2025-03-03 14:00:00,`WXP6,`P6,`SUCCESS,`CNY,`3.00,`0,`0,`  ,`,` \t",  # numbers of blanks alone
     ]
-    summary = "`5,`33.50,`4.00,`0.16500"
+    summary = "`6,`36.50,`4.00,`0.16500"
     kinds = {BillRowKind.PAYMENT: "PAYMENT", BillRowKind.REFUND: "REFUND", BillRowKind.REVOKED: "REVOCATION"}
     parsed = [
         (
@@ -166,6 +167,7 @@ def test_the_database_reads_each_cell_as_the_row_parser_does_blanks_and_backtick
     loaded = list(BillLine.objects.filter(bill=bill).order_by("line_no").values_list(*columns))
     assert bill.status == ChannelBill.Status.LOADED and loaded == parsed
     assert parsed[1][1:3] == ("WXP2", "P2") and parsed[2][3:5] == ("R1", "5000001") and parsed[4][-1] is None
+    assert parsed[5][5:7] == (300, None)  # the blank fee cell is no fee
 
 
 @pytest.fixture
