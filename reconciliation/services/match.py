@@ -278,7 +278,8 @@ WHERE k.kind IS NOT NULL
 """
 
 # Local payments the channel's clock puts on this day (or held from the day before) that no
-# bill matched, outside the holding window at the day's end. Run by each share after its
+# bill matched, between ``local_from`` and ``local_until`` (the day up to its holding window;
+# ``_held`` counts the window itself with the same search). Run by each share after its
 # payment pass: a payment this bill matched is stamped by then, or has its group in ``{pay}``.
 _LOCAL_PAYMENTS = """
 SELECT 'MISSING_AT_CHANNEL' AS kind, 'P:' || p.payment_no AS ref, '' AS line_kind, p.id AS payment_id,
@@ -289,8 +290,8 @@ SELECT 'MISSING_AT_CHANNEL' AS kind, 'P:' || p.payment_no AS ref, '' AS line_kin
 FROM payments_payment p
 WHERE p.channel_account_id = %(account)s AND p.status IN %(paid)s
   AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = p.id)
-  AND p.paid_at >= %(expected_from)s AND p.paid_at < %(hold_from)s AND {part}
-  AND p.created_at >= %(payments_created_from)s AND p.created_at < %(hold_from)s
+  AND p.paid_at >= %(local_from)s AND p.paid_at < %(local_until)s AND {part}
+  AND p.created_at >= %(payments_created_from)s AND p.created_at < %(local_until)s
   AND NOT EXISTS (SELECT 1 FROM {pay} r WHERE r.payment_id = p.id)
 """
 
@@ -308,8 +309,8 @@ LEFT JOIN LATERAL (
 ) a ON true
 WHERE r.status = 'SUCCEEDED'
   AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledrefund s WHERE s.refund_id = r.id)
-  AND r.succeeded_at >= %(expected_from)s AND r.succeeded_at < %(hold_from)s
-  AND r.created_at >= %(refunds_created_from)s AND r.created_at < %(hold_from)s
+  AND r.succeeded_at >= %(local_from)s AND r.succeeded_at < %(local_until)s
+  AND r.created_at >= %(refunds_created_from)s AND r.created_at < %(local_until)s
   AND NOT EXISTS (SELECT 1 FROM recon_ref x WHERE x.refund_id = r.id)
   AND NOT EXISTS (SELECT 1 FROM recon_rev x WHERE x.refund_id = r.id)
 """
@@ -330,7 +331,9 @@ def _params(scope: MatchScope) -> dict[str, Any]:
         "now": scope.now,
         "paid": PAID_STATES,
         "channel_failed": CHANNEL_FAILED_REFUND,
-        "expected_from": scope.expected_from,
+        # The local searches' window: the day (from ``expected_from``) up to its held end.
+        "local_from": scope.expected_from,
+        "local_until": scope.window_end - scope.hold,
         "payments_created_from": scope.expected_from - payment_lookback(),
         "payments_created_until": scope.window_end + timedelta(days=1),  # clocks apart: paycore's, the channel's
         "refunds_created_from": scope.expected_from - REFUND_LOOKBACK,
@@ -514,18 +517,17 @@ def _refund_side(cursor: _Timed, params: dict[str, Any]) -> tuple[int, int, int,
     )
     cursor.run("count_refunds", f"SELECT count(*) FROM recon_ref r WHERE {refund_agrees}")  # noqa: S608 - constant SQL
     (matched_refunds,) = cursor.fetchone()
-    # Held: in the day's last ``hold`` seconds, not matched yet: looked for in the next bill.
-    cursor.run(
-        "held",
-        "SELECT count(*) FROM refunds_refund f JOIN payments_payment p ON p.id = f.payment_id "
-        "AND p.channel_account_id = %(account)s WHERE f.status = 'SUCCEEDED' "
-        "AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledrefund s WHERE s.refund_id = f.id) "
-        "AND f.succeeded_at >= %(hold_from)s AND f.succeeded_at < %(window_end)s "
-        "AND f.created_at >= %(refunds_created_from)s AND f.created_at < %(window_end)s",
-        params,
-    )
-    (held,) = cursor.fetchone()
+    held = _held(cursor, _LOCAL_REFUNDS, params)
     return found_all, new_all, held, matched_revocations + matched_refunds
+
+
+def _held(cursor: _Timed, local: str, params: dict[str, Any]) -> int:
+    """How many of the rows the ``local`` search (``_LOCAL_PAYMENTS`` / ``_LOCAL_REFUNDS``) finds
+    in the day's last ``hold`` seconds: not matched yet, looked for in the next day's bill."""
+    window = {**params, "local_from": params["hold_from"], "local_until": params["window_end"]}
+    cursor.run("held", f"SELECT count(*) FROM ({local}) held", window)  # noqa: S608 - our own SQL
+    (count,) = cursor.fetchone()
+    return int(count)
 
 
 def _record(cursor: _Timed, name: str, select: str, params: dict[str, Any]) -> tuple[int, int]:
@@ -571,16 +573,7 @@ def _payment_part(scope: MatchScope, part: int, parts: int) -> _PaymentPart:
         for name, select in (("payment_problems", problems), ("missing_payments", _LOCAL_PAYMENTS.format(**local))):
             found, new = _record(cursor, name, select, params)
             share.found, share.new = share.found + found, share.new + new
-        cursor.run(
-            "held",
-            "SELECT count(*) FROM payments_payment p WHERE p.channel_account_id = %(account)s "  # noqa: S608 - constant
-            "AND p.status IN %(paid)s AND p.paid_at >= %(hold_from)s AND p.paid_at < %(window_end)s "
-            "AND p.created_at >= %(payments_created_from)s AND p.created_at < %(window_end)s "
-            f"AND {local['part']} AND NOT EXISTS (SELECT 1 FROM {pay} r WHERE r.payment_id = p.id) "
-            "AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = p.id)",
-            params,
-        )
-        (share.held,) = cursor.fetchone()
+        share.held = _held(cursor, _LOCAL_PAYMENTS.format(**local), params)
     return share
 
 
