@@ -27,7 +27,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 
-from reconciliation.services.parallel import Helpers, others_see_this_connection
+from reconciliation.services.parallel import Helpers
 from reconciliation.services.phases import phase
 
 # Local payment states that mean "the money was taken" (REVOKED: taken, then given back).
@@ -437,10 +437,7 @@ def match_bill(scope: MatchScope) -> MatchResult:
         _settings(cursor)
         cursor.run("account_lock", "SELECT pg_advisory_xact_lock(%(key)s)", {"key": _account_lock(scope.account_id)})
         parts = match_workers()
-        payments = Helpers(
-            [partial(_payment_part, scope, part, parts) for part in range(parts)],
-            here=parts == 1 or not others_see_this_connection(),
-        )
+        payments = Helpers([partial(_payment_part, scope, part, parts) for part in range(parts)])
         with payments:  # the shares run while this connection matches the refunds
             refunds = _refund_side(cursor, params)
             with phase("match.payments_wait"):

@@ -19,7 +19,7 @@ from django.db import connection
 T = TypeVar("T")
 
 
-def others_see_this_connection() -> bool:
+def _others_see_this_connection() -> bool:
     """Whether another connection sees what this one wrote: it is in no transaction, or only in
     a durable one (opened by the service itself, which knows what it wrote there)."""
     blocks = connection.atomic_blocks
@@ -28,15 +28,17 @@ def others_see_this_connection() -> bool:
 
 class Helpers(Generic[T]):
     """``tasks`` started at once, each on a thread with its own connection (closed when it
-    ends, taking its temporary tables along); or, when ``here``, run in turn on this thread's
-    connection by ``results()``. Phases the tasks time add to the caller's recording.
+    ends, taking its temporary tables along); or run in turn on this thread's connection by
+    ``results()`` when there is one task, or when other connections would not see what this one
+    has written (a caller's transaction). Phases the tasks time add to the caller's recording.
 
     Use it as a context manager: leaving the block waits for every thread, even when the
     caller failed first, so no helper goes on writing after the caller's transaction (and the
     locks it holds) has ended."""
 
-    def __init__(self, tasks: Sequence[Callable[[], T]], *, here: bool) -> None:
-        self.tasks, self.here = list(tasks), here
+    def __init__(self, tasks: Sequence[Callable[[], T]]) -> None:
+        self.tasks = list(tasks)
+        self.here = len(self.tasks) == 1 or not _others_see_this_connection()
         self._results: list[T | None] = [None] * len(self.tasks)
         self._errors: list[BaseException] = []
         self._threads: list[threading.Thread] | None = None

@@ -29,7 +29,7 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 
 from channels.base import ChannelUnavailable
-from reconciliation.services.parallel import Helpers, others_see_this_connection
+from reconciliation.services.parallel import Helpers
 from reconciliation.services.phases import add, phase
 
 STAGE = "recon_stage"  # a temporary table: each connection's own, gone with it
@@ -180,8 +180,7 @@ def stage_lines(bill_id: int, staged: StagedBill, progress: Callable[[int], None
     workers = load_workers()
     try:
         with phase("load.stage"):
-            here = workers == 1 or not others_see_this_connection()
-            with Helpers([worker.work] * workers, here=here) as helpers:
+            with Helpers([worker.work] * workers) as helpers:
                 helpers.results()
     except (DataError, IntegrityError) as exc:
         message = str(exc).strip().splitlines()[0]
