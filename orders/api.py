@@ -9,7 +9,7 @@ from rest_framework.response import Response
 
 from orders.selectors import merchant_for_client, order_get_for_client, orders_visible_to, with_items
 from orders.serializers import OrderCreateInput, OrderListQuery, OrderOutput
-from orders.services import ItemInput, order_create
+from orders.services import ItemInput, order_existing, order_insert, order_new
 from paycore.api import IDEMPOTENCY_KEY_HEADER, ApiView, Pagination, validated, validated_query
 from paycore.models import Scope
 
@@ -26,7 +26,7 @@ class OrderCollectionApi(ApiView):
     def post(self, request: Request) -> Response:
         data = validated(OrderCreateInput, request.data)
         merchant = merchant_for_client(client=self.client, code=data.get("merchant"))
-        order, created = order_create(
+        order = order_new(
             merchant=merchant,
             merchant_order_no=data["merchant_order_no"],
             customer_ref=data["customer_ref"],
@@ -37,9 +37,11 @@ class OrderCollectionApi(ApiView):
             shipping_address=data["shipping_address"],
             phone=data["phone"],
         )
-        if not created:  # an earlier order, read as it is now
-            order = order_get_for_client(client=self.client, order_no=order.order_no)
-        return Response(OrderOutput(order).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        answer = self.answer(status.HTTP_201_CREATED, lambda: OrderOutput(order).data)
+        if order_insert(order, with_rows=answer.rows):
+            return answer.response()
+        earlier = order_existing(order)  # a repeat: the earlier order, read as it is now
+        return Response(OrderOutput(order_get_for_client(client=self.client, order_no=earlier.order_no)).data)
 
     @extend_schema(responses=OrderOutput(many=True), parameters=[OrderListQuery])
     def get(self, request: Request) -> Response:

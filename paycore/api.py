@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import Http404, JsonResponse
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import exceptions, serializers
@@ -20,12 +22,14 @@ from paycore.errors import IdempotencyKeyRequired, InvalidRequest, PaycoreError,
 from paycore.idempotency import (
     KeyTaken,
     Replay,
+    idempotency_answered,
     idempotency_begin,
     idempotency_complete,
     idempotency_finish,
+    idempotency_key_taken,
     idempotency_request,
 )
-from paycore.models import ApiClient
+from paycore.models import ApiClient, IdempotencyRecord
 
 log = logging.getLogger(__name__)
 
@@ -101,23 +105,43 @@ class ApiView(APIView):
     # Views that create something demand an Idempotency-Key on POST: a client that retries after
     # a timeout must never create twice. Other POSTs honour the key when sent.
     creates = False
-    # A POST that is database work only (no call to a channel) runs in one transaction with its
-    # Idempotency-Key: the work and the stored answer commit together, once, in one write of the
-    # key's row. A crash leaves nothing behind to go stale, and a concurrent retry is rolled back
-    # when it finds the key taken and replays the answer. A POST that calls a channel must not
-    # hold a transaction across the call.
+    # A POST that is database work only (no call to a channel) writes its Idempotency-Key's row
+    # once, completed, with the work: the work and the stored answer commit together or not at
+    # all, so nothing is ever left in progress to go stale. On PostgreSQL the view writes both in
+    # one statement (``answer``), atomic without a transaction; when that statement finds the key
+    # taken, or elsewhere, the request runs again in one transaction whose key row is written at
+    # the end (``idempotency_complete``), where a concurrent retry is rolled back when it finds the
+    # key taken and replays the answer. A POST that calls a channel must not hold a transaction
+    # across the call.
     atomic_post = False
     _idempotency = None
+    _answer_with_work = False
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         if not (self.atomic_post and request.method == "POST"):
             return super().dispatch(request, *args, **kwargs)
         try:
+            if connection.vendor == "postgresql":
+                try:
+                    with _savepoint_if_nested():
+                        self._answer_with_work = True
+                        return super().dispatch(request, *args, **kwargs)
+                except IntegrityError as exc:
+                    if not idempotency_key_taken(exc):
+                        raise
+                finally:
+                    self._answer_with_work = False
             with transaction.atomic():
                 return super().dispatch(request, *args, **kwargs)
         except KeyTaken as taken:  # the work is rolled back: answer what the key holds
             self.response = self.finalize_response(self.request, self.handle_exception(taken.answer), *args, **kwargs)
             return self.response
+
+    def answer(self, status_code: int, body: Callable[[], Any]) -> Answer:
+        """The answer of an ``atomic_post`` view that creates something, for its service to write
+        with the work (``Answer.rows``) when this request's key goes in the work's statement."""
+        record = self._idempotency if self._answer_with_work else None
+        return Answer(record, status_code, body)
 
     @property
     def client(self) -> ApiClient:
@@ -142,9 +166,42 @@ class ApiView(APIView):
         response = super().finalize_response(request, response, *args, **kwargs)
         if self._idempotency is not None:
             record, self._idempotency = self._idempotency, None
-            finish = idempotency_complete if self.atomic_post else idempotency_finish
-            finish(record, status=response.status_code, body=getattr(response, "data", None))
+            if record.pk is None or not self.atomic_post:  # else it was written with the work
+                finish = idempotency_complete if self.atomic_post else idempotency_finish
+                finish(record, status=response.status_code, body=getattr(response, "data", None))
         return response
+
+
+class Answer:
+    """A created resource's answer, to be stored with its Idempotency-Key and sent. The body is
+    built once, when first asked for: by ``rows``, which the service creating the resource calls
+    once the resource's own values (its timestamps) are set, or by ``response``."""
+
+    def __init__(self, record: IdempotencyRecord | None, status_code: int, body: Callable[[], Any]) -> None:
+        self._record, self._status, self._make_body = record, status_code, body
+        self._body: Any = None
+
+    def rows(self) -> list[IdempotencyRecord]:
+        """The key's row, completed with this answer, to write with the work (none without it)."""
+        if self._record is None:
+            return []
+        idempotency_answered(self._record, status=self._status, body=self.body)
+        return [self._record]
+
+    @property
+    def body(self) -> Any:
+        if self._body is None:
+            self._body = self._make_body()
+        return self._body
+
+    def response(self) -> Response:
+        return Response(self.body, status=self._status)
+
+
+def _savepoint_if_nested() -> AbstractContextManager[Any]:
+    """A statement that may fail inside the caller's transaction (a test's) needs a savepoint to
+    fail alone; in autocommit it fails alone anyway, and a savepoint would cost a transaction."""
+    return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
 def validated_query(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import IntegrityError
 from django.utils import timezone
 
 from paycore.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidRequest
@@ -31,6 +32,7 @@ from paycore.models import ApiClient, IdempotencyRecord
 from paycore.writes import insert_unless_exists, update_columns
 
 MAX_KEY_LENGTH = 255
+KEY_CONSTRAINT = "idempotency_client_key_uniq"
 
 
 class Replay(Exception):
@@ -91,14 +93,24 @@ def idempotency_finish(record: IdempotencyRecord, *, status: int, body: Any) -> 
     )
 
 
+def idempotency_answered(record: IdempotencyRecord, *, status: int, body: Any) -> None:
+    """Complete the (unwritten) record with its answer, for writing with the request's work."""
+    record.state, record.response_status, record.response_body = IdempotencyRecord.State.COMPLETED, status, body
+    record.completed_at = timezone.now()
+
+
+def idempotency_key_taken(error: IntegrityError) -> bool:
+    """Whether a statement writing a record with its work failed on the key alone (PostgreSQL)."""
+    return getattr(getattr(error.__cause__, "diag", None), "constraint_name", None) == KEY_CONSTRAINT
+
+
 def idempotency_complete(record: IdempotencyRecord, *, status: int, body: Any) -> None:
     """Store the answer of a request whose work runs in the current transaction, in one write,
     or raise ``KeyTaken`` (the caller rolls the work back and raises its answer). A server error
     stores nothing, so a retry runs again."""
     if status >= 500:
         return
-    record.state, record.response_status, record.response_body = IdempotencyRecord.State.COMPLETED, status, body
-    record.completed_at = timezone.now()
+    idempotency_answered(record, status=status, body=body)
     if not insert_unless_exists(record, conflict_fields=("client", "key")):
         answer = _settle(record)
         if answer is not None:

@@ -16,6 +16,7 @@ then does nothing.
 from __future__ import annotations
 
 import datetime
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from functools import cache, lru_cache
@@ -54,6 +55,46 @@ def insert_all(instances: Sequence[M]) -> list[M]:
     for instance, key in zip(instances, keys, strict=True):
         _saved(instance, key)
     return list(instances)
+
+
+def insert_family(
+    parent: models.Model,
+    *,
+    conflict_fields: tuple[str, ...],
+    children: Sequence[models.Model] = (),
+    link: str = "",
+    followers: Callable[[], Sequence[models.Model]] | None = None,
+) -> bool:
+    """INSERT ``parent`` unless a row with the same ``conflict_fields`` exists and, only if it
+    was inserted, its ``children`` (whose foreign key ``link`` is set to it here) and the rows
+    ``followers`` returns (of other tables), in one statement: PostgreSQL only.
+
+    One statement is atomic in autocommit, so this writes a row and its dependents without a
+    transaction's BEGIN and COMMIT round trips. False, nothing written, if the parent existed.
+    A follower's or child's own unique violation fails the whole statement (``IntegrityError``):
+    inside a transaction the caller needs a savepoint around it. ``followers`` is called once the
+    parent's values are set (``auto_now`` stamped), so a row describing the parent shows them.
+    Primary keys are set on every row written."""
+    values = _values(parent)
+    for child in children:
+        setattr(child, link, parent)
+        values += [v for (f, _), v in zip(insert_plan(type(child)), _values(child), strict=True) if f.name != link]
+    rows = list(followers()) if followers is not None else []
+    for row in rows:
+        values += _values(row)
+    shape = (type(children[0]) if children else None, len(children), tuple(type(r) for r in rows))
+    with connection.cursor() as cursor:
+        statements.execute(cursor, _family_sql(type(parent), conflict_fields, link, *shape), values)
+        written = cursor.fetchone()
+    if written is None:
+        return False
+    _saved(parent, written[0])
+    for child, key in zip(children, written[1] or [], strict=True):
+        setattr(child, link, parent)  # the parent's key is known now: the child's column holds it
+        _saved(child, key)
+    for row, key in zip(rows, written[2:], strict=True):
+        _saved(row, key)
+    return True
 
 
 def save_fields(instance: models.Model, *names: str) -> None:
@@ -164,6 +205,48 @@ def _insert_sql(model: type[models.Model], rows: int, conflict_fields: tuple[str
         f"INSERT INTO {q(meta.db_table)} ({columns}) VALUES {', '.join([row] * rows)}"  # noqa: S608
         f"{on_conflict} RETURNING {q(meta.pk.column)}"
     )
+
+
+@lru_cache(maxsize=128)  # a statement per shape and number of children
+def _family_sql(
+    parent: type[models.Model],
+    conflict_fields: tuple[str, ...],
+    link: str,
+    child: type[models.Model] | None,
+    children: int,
+    followers: tuple[type[models.Model], ...],
+) -> str:
+    q = connection.ops.quote_name
+    parent_pk = q(parent._meta.pk.column)
+    parts = [f"parent AS ({_insert_sql(parent, 1, conflict_fields)})"]
+    child_keys = "NULL::bigint[]"
+    if child is not None and children:
+        fields = insert_fields(child)
+        values = ", ".join(f"{_typed(f)} AS {q(f.column)}" for f in fields if f.name != link)
+        rows = " UNION ALL ".join([f"SELECT {values}"] * children)
+        chosen = ", ".join(f"parent.{parent_pk}" if f.name == link else f"v.{q(f.column)}" for f in fields)
+        parts.append(
+            f"children AS (INSERT INTO {q(child._meta.db_table)} ({', '.join(q(f.column) for f in fields)}) "  # noqa: S608
+            f"SELECT {chosen} FROM parent CROSS JOIN ({rows}) AS v RETURNING {q(child._meta.pk.column)} AS id)"
+        )
+        child_keys = "(SELECT array_agg(id ORDER BY id) FROM children)"
+    for n, model in enumerate(followers):
+        fields = insert_fields(model)
+        parts.append(
+            f"follower{n} AS (INSERT INTO {q(model._meta.db_table)} ({', '.join(q(f.column) for f in fields)}) "  # noqa: S608
+            f"SELECT {', '.join(_typed(f) for f in fields)} FROM parent RETURNING {q(model._meta.pk.column)} AS id)"
+        )
+    follower_keys = "".join(f", (SELECT id FROM follower{n})" for n in range(len(followers)))  # noqa: S608
+    return f"WITH {', '.join(parts)} SELECT parent.{parent_pk}, {child_keys}{follower_keys} FROM parent"  # noqa: S608
+
+
+def _typed(field: models.Field) -> str:
+    """A value placeholder cast to the column's type without its length or precision, which an
+    explicit cast would silently cut to (the column itself still refuses a value too long)."""
+    return f"CAST(%s AS {_TYPE_MODIFIER.sub('', field.db_type(connection) or 'text')})"
+
+
+_TYPE_MODIFIER = re.compile(r"\(.*\)$")
 
 
 @cache

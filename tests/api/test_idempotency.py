@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework.test import APIClient
 
 from orders.models import Order
@@ -46,16 +47,25 @@ def test_the_same_key_with_another_body_is_a_conflict(api: APIClient) -> None:
 
 
 @pytest.mark.django_db
-def test_an_order_post_writes_its_key_once_completed(api: APIClient) -> None:
-    """Database-only POSTs store the key with the answer in the work's transaction: one write,
-    never a row in progress."""
+def test_an_order_post_writes_the_order_its_items_and_its_answer_in_one_statement(api: APIClient) -> None:
+    """Database-only POSTs store the key with the answer and the work, atomically: on PostgreSQL
+    one statement (no transaction to open and commit), never a row in progress."""
+    body = order_body(make_merchant(), items=[{"name": f"item {n}", "unit_price": 100 * n, "quantity": n} for n in (1, 2, 3)])
     with CaptureQueriesContext(connection) as queries:
-        created = api.post("/api/v1/orders", order_body(make_merchant()), format="json", HTTP_IDEMPOTENCY_KEY="once")
+        created = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="once")
     assert created.status_code == 201
-    writes = [sql for sql in executed(queries) if '"paycore_idempotencyrecord"' in sql]
-    assert len(writes) == 1 and writes[0].startswith("INSERT")
+    tables = ('"orders_order"', '"orders_orderitem"', '"paycore_idempotencyrecord"')
+    writes = [sql for sql in executed(queries) if any(t in sql for t in tables) and not sql.startswith("SELECT")]
+    assert len(writes) == 1 and all(table in writes[0] for table in tables)
     record = IdempotencyRecord.objects.get(key="once")
     assert (record.state, record.response_status, record.response_body) == ("COMPLETED", 201, created.json())
+    order = Order.objects.get(order_no=created.json()["order_no"])
+    assert parse_datetime(created.json()["created_at"]) == order.created_at  # the answer shows what was stored
+    assert [(i.name, i.unit_price, i.quantity) for i in order.items.order_by("pk")] == [
+        ("item 1", 100, 1),
+        ("item 2", 200, 2),
+        ("item 3", 300, 3),
+    ]
 
 
 @pytest.mark.django_db
