@@ -6,14 +6,17 @@ is the lock. A request that finds the row in progress is told to retry; one that
 completed gets the stored response. Server errors (5xx) release the key so a retry executes
 again. A row left in progress by a crashed process is taken over once it is stale.
 
-A view that runs in one transaction (``ApiView.atomic_post``) writes the row once, completed,
-at the end of that transaction (``idempotency_complete``): the work and its stored answer commit
-together or not at all, so no row is ever left in progress. Two such requests with one key may
-both run, but only one commits: the other's insert finds the key taken (waiting for the first
-transaction if it is still open), its transaction is rolled back, and it answers what the key
-holds (the stored answer, or a conflict). A claim left in progress by a
-crashed request of the same content is taken over once stale, as above. One write per request
-instead of a claim and a completion: the order-creating POST is the API's busiest.
+A view whose work is database writes only (``ApiView.atomic_post``) writes the row once,
+completed, with the work: on PostgreSQL in the work's own statement (``idempotency_answered``
+fills the row in; ``paycore.writes.insert_family`` writes it with the order), elsewhere, or when
+that statement finds the key taken (``idempotency_key_taken``), at the end of the work's
+transaction (``idempotency_complete``). The work and its stored answer commit together or not at
+all, so no row is ever left in progress. Two such requests with one key may both run, but only
+one commits: the other's insert finds the key taken (waiting for the first transaction if it is
+still open), its work is rolled back, and it answers what the key holds (the stored answer, or a
+conflict). A claim left in progress by a crashed request of the same content is taken over once
+stale, as above. One write per request instead of a claim and a completion: the order-creating
+POST is the API's busiest.
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ def test_the_same_key_with_another_body_is_a_conflict(api: APIClient) -> None:
 def test_an_order_post_writes_the_order_its_items_and_its_answer_in_one_statement(api: APIClient) -> None:
     """Database-only POSTs store the key with the answer and the work, atomically: on PostgreSQL
     one statement (no transaction to open and commit), never a row in progress."""
-    body = order_body(make_merchant(), items=[{"name": f"item {n}", "unit_price": 100 * n, "quantity": n} for n in (1, 2, 3)])
+    items = [{"name": f"item {n}", "unit_price": 100 * n, "quantity": n} for n in (1, 2, 3)]
+    body = order_body(make_merchant(), items=items)
     with CaptureQueriesContext(connection) as queries:
         created = api.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY="once")
     assert created.status_code == 201
