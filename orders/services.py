@@ -142,6 +142,8 @@ def order_insert(order: Order, *, with_rows: Callable[[], Sequence[models.Model]
     with transaction.atomic(savepoint=False):
         if not insert_unless_exists(order, conflict_fields=UNIQUE_NUMBER):
             return False
+        for item in items:
+            item.order = order  # built before the order had its key
         insert_all(items)
         for row in with_rows() if with_rows is not None else ():
             row.save(force_insert=True)
