@@ -89,22 +89,23 @@ def test_keys_belong_to_one_client(api: APIClient) -> None:
     assert IdempotencyRecord.objects.filter(key="shared").count() == 2
 
 
-def _race(api_key: str, bodies: list[dict[str, Any]], idempotency_key: str) -> list[Any]:
-    """POST each body to /orders with one Idempotency-Key, all at once from their own threads
-    (and database connections)."""
+def _race(api_key: str, bodies: list[dict[str, Any]], idempotency_key: str | list[str]) -> list[Any]:
+    """POST each body to /orders with its Idempotency-Key (one for all, or one each), all at once
+    from their own threads (and database connections)."""
     barrier = threading.Barrier(len(bodies))
+    keys = [idempotency_key] * len(bodies) if isinstance(idempotency_key, str) else idempotency_key
 
-    def attempt(body: dict[str, Any]) -> Any:
+    def attempt(body: dict[str, Any], key: str) -> Any:
         client = APIClient()
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key}")
         barrier.wait()
         try:
-            return client.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=idempotency_key)
+            return client.post("/api/v1/orders", body, format="json", HTTP_IDEMPOTENCY_KEY=key)
         finally:
             connection.close()
 
     with ThreadPoolExecutor(max_workers=len(bodies)) as pool:
-        return list(pool.map(attempt, bodies))
+        return list(pool.map(attempt, bodies, keys))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -132,6 +133,22 @@ def test_concurrent_requests_reusing_one_key_for_other_orders_leave_one_order() 
     (order,) = Order.objects.all()
     record = IdempotencyRecord.objects.get(key="reused-key")
     assert record.response_body["order_no"] == order.order_no
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_requests_for_one_merchant_order_number_create_one_order() -> None:
+    """Each with its own key: the first statement to commit creates the order; the others' wait
+    on its number, write nothing, and answer the same order, each key storing its own answer."""
+    merchant = make_merchant()
+    _, key = api_client_create(name="doublers")
+    keys = [f"double-{n}" for n in range(6)]
+    responses = _race(key, [order_body(merchant, merchant_order_no="MO-DOUBLE")] * 6, keys)
+    assert sorted(r.status_code for r in responses) == [200, 200, 200, 200, 200, 201]
+    (order,) = Order.objects.all()
+    assert {r.json()["order_no"] for r in responses} == {order.order_no}
+    assert order.items.count() == 2
+    stored = IdempotencyRecord.objects.filter(key__in=keys)
+    assert sorted(r.response_status for r in stored) == [200, 200, 200, 200, 200, 201]
 
 
 @pytest.mark.django_db
