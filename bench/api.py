@@ -102,7 +102,7 @@ def run(opts: Options, sandbox_url: str, paycore_url: str, floor_url: str, start
 
     from bench.floor.models import FloorRequest
     from orders.models import Order
-    from orders.services import ItemInput, merchant_create, order_create
+    from orders.services import merchant_create
     from paycore.apikeys import api_client_create
     from payments.models import Payment
     from sandbox.provisioning.services import sandbox_account_provision
@@ -149,14 +149,7 @@ def run(opts: Options, sandbox_url: str, paycore_url: str, floor_url: str, start
         # POST /payments: orders created beforehand, one payment each.
         payable = []
         for i in range(total):
-            order, _ = order_create(
-                merchant=merchant,
-                merchant_order_no=f"{tag}-p{i}",
-                customer_ref=f"c{i}",
-                description="Coffee",
-                currency="CNY",
-                items=[ItemInput(name="Latte", unit_price=1500, quantity=1)],
-            )
+            order = harness.coffee_order(merchant, f"{tag}-p{i}", f"c{i}")
             payable.append(order.order_no)
         payments = [
             _json(

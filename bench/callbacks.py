@@ -127,19 +127,11 @@ def make_payments(n: int, merchant: Any, tag: str) -> list[Any]:
     """``n`` WeChat app payments created through paycore's services and placed at the sandbox."""
     from django.db import connection
 
-    from orders.services import ItemInput, order_create
     from payments.services import payment_place
 
     def one(i: int) -> Any:
         try:
-            order, _ = order_create(
-                merchant=merchant,
-                merchant_order_no=f"{tag}-{i}",
-                customer_ref=f"c{i}",
-                description="Coffee",
-                currency="CNY",
-                items=[ItemInput(name="Coffee", unit_price=1500 + i % 7, quantity=1)],
-            )
+            order = harness.coffee_order(merchant, f"{tag}-{i}", f"c{i}", unit_price=1500 + i % 7)
             payment, _ = payment_place(order_ids=[order.pk], customer_ref=f"c{i}", channel="wechat", method="app")
             return payment
         finally:

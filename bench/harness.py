@@ -87,6 +87,23 @@ def django_setup(env: dict[str, str], settings_module: str = "bench.floor.settin
     django.setup()
 
 
+def coffee_order(merchant: Any, merchant_order_no: str, customer_ref: str, unit_price: int = 1500) -> Any:
+    """A one-item order created through paycore's services (after ``django_setup``)."""
+    from orders.services import ItemInput, order_create, order_new
+
+    order, _ = order_create(
+        order_new(
+            merchant=merchant,
+            merchant_order_no=merchant_order_no,
+            customer_ref=customer_ref,
+            description="Coffee",
+            currency="CNY",
+            items=[ItemInput(name="Coffee", unit_price=unit_price, quantity=1)],
+        )
+    )
+    return order
+
+
 def recreate_database(url: str) -> None:
     """Drop and create the run's database (never one the run did not name itself)."""
     import psycopg2

@@ -52,31 +52,9 @@ def merchant_set_status(
     return merchant
 
 
-def order_create(
-    *,
-    merchant: Merchant,
-    merchant_order_no: str,
-    customer_ref: str,
-    description: str,
-    currency: str,
-    items: list[ItemInput],
-    expires_at: datetime | None = None,
-    shipping_address: str = "",
-    phone: str = "",
-) -> tuple[Order, bool]:
-    """Create an order; the same merchant order number with the same content returns the
-    existing order (``created`` False), with other content it is a conflict."""
-    order = order_new(
-        merchant=merchant,
-        merchant_order_no=merchant_order_no,
-        customer_ref=customer_ref,
-        description=description,
-        currency=currency,
-        items=items,
-        expires_at=expires_at,
-        shipping_address=shipping_address,
-        phone=phone,
-    )
+def order_create(order: Order) -> tuple[Order, bool]:
+    """Create a new order (from ``order_new``); the same merchant order number with the same
+    content returns the existing order (``created`` False), with other content it is a conflict."""
     if order_insert(order):
         return order, True
     return order_existing(order), False

@@ -13,7 +13,7 @@ from django.db.models import F
 
 from channels.models import ChannelAccount
 from orders.models import Merchant, Order
-from orders.services import ItemInput, merchant_create, order_create
+from orders.services import ItemInput, merchant_create, order_create, order_new
 from payments.models import Payment
 from payments.services import payment_create, payment_start
 
@@ -40,14 +40,16 @@ def make_order(
 ) -> Order:
     merchant = merchant or make_merchant()
     order, _ = order_create(
-        merchant=merchant,
-        merchant_order_no=f"MO{next(_seq)}",
-        customer_ref=customer_ref,
-        description="Coffee",
-        currency=currency,
-        items=[ItemInput(name="Coffee", unit_price=amount, quantity=1)],
-        expires_at=expires_at,
-        **extra,
+        order_new(
+            merchant=merchant,
+            merchant_order_no=f"MO{next(_seq)}",
+            customer_ref=customer_ref,
+            description="Coffee",
+            currency=currency,
+            items=[ItemInput(name="Coffee", unit_price=amount, quantity=1)],
+            expires_at=expires_at,
+            **extra,
+        )
     )
     return order
 
