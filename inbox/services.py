@@ -40,7 +40,7 @@ from inbox.dispatch import notification_dispatch
 from inbox.locks import notification_lock
 from inbox.models import InboundNotification
 from paycore import statements
-from paycore.errors import PaycoreError
+from paycore.errors import PaycoreError, failure_reason
 from paycore.models import EventSource
 from paycore.sweeps import backoff
 from paycore.writes import insert_fields, insert_plan
@@ -114,7 +114,7 @@ def notification_process(*, notification_id: int) -> InboundNotification:
     try:
         outcome, error = _apply(inbound), ""
     except PaycoreError as exc:
-        outcome, error = N.Outcome.FAILED, f"{exc.code}: {exc.message}"
+        outcome, error = N.Outcome.FAILED, f"{exc.code}: {failure_reason(exc)}"
     with transaction.atomic(durable=True):
         inbound = notification_lock(notification_id)
         inbound.outcome, inbound.last_error = outcome, error

@@ -13,6 +13,18 @@ def error_body(code: str, message: str, extra: dict[str, Any] | None = None) -> 
     return {"code": code, "message": message, "extra": extra or {}}
 
 
+def failure_reason(exc: BaseException) -> str:
+    """What ops read on a row a sweep or the inbox failed to work (``last_check_error``...): the
+    error and, when it wraps a channel's (``from exc``), that one too. "the channel did not answer
+    query" alone cannot tell a timeout from a refused signature or an HTTP 503; the channel
+    errors' own messages name the operation and the cause, never a secret or a body."""
+    text = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"
+    cause = exc.__cause__
+    if cause is not None:
+        text += f" ({type(cause).__name__}: {getattr(cause, 'message', None) or cause})"
+    return text[:1000]
+
+
 class PaycoreError(Exception):
     code, http_status = "error", 400
 

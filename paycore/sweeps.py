@@ -28,6 +28,8 @@ from django.db import models, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
+from paycore.errors import failure_reason
+
 log = logging.getLogger("paycore.sweeps")
 
 # Delays between checks of one row: the first look soon, then less and less often.
@@ -200,7 +202,7 @@ def _record_success(sweep: Sweep, pk: Any, lease: datetime, done: Done) -> None:
 def _record_failure(sweep: Sweep, pk: Any, lease: datetime, exc: Exception) -> None:
     manager = sweep.model._default_manager
     attempts = (manager.filter(pk=pk).values_list(sweep.attempts_field, flat=True).first() or 0) + 1
-    error = f"{type(exc).__name__}: {getattr(exc, 'message', None) or exc}"[:1000]
+    error = failure_reason(exc)
     log.warning("sweep=%s row=%s attempt=%s failed: %s", sweep.name, pk, attempts, error)
     manager.filter(pk=pk).update(
         **{
