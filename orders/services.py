@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from orders.models import Merchant, Order, OrderItem
@@ -16,7 +16,9 @@ from paycore import money
 from paycore.errors import InvalidRequest, MerchantOrderNoReused, MerchantSuspended
 from paycore.ids import new_order_no
 from paycore.outbox import outbox_add
-from paycore.writes import insert_all, insert_family, insert_unless_exists
+from paycore.writes import insert_family
+
+UNIQUE_NUMBER = ("merchant", "merchant_order_no")  # an order's unique constraint besides its own number
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,26 +108,13 @@ def order_new(
 
 def order_insert(order: Order, *, with_rows: Callable[[], Sequence[models.Model]] | None = None) -> bool:
     """Write a new order (from ``order_new``) and its items; False, nothing written, if the
-    merchant's order number is taken (a repeat: see ``order_existing``).
-
-    The rows ``with_rows`` returns (the request's stored answer, which shows the order's
-    timestamps: it is called once they are set) are written with the order, only if it is. On
-    PostgreSQL everything is one statement, atomic without a transaction: the API's busiest POST
-    pays no BEGIN and COMMIT round trips. Elsewhere, and for the order alone, a repeated merchant
-    order number is expected, not an error: ON CONFLICT says so in the one INSERT, so no savepoint
-    is needed when this runs inside a transaction."""
+    merchant's order number is taken (a repeat, which is expected, not an error: see
+    ``order_existing``). The rows ``with_rows`` returns (the request's stored answer, which shows
+    the order's timestamps: it is called once they are set) are written with the order, only if
+    it is: on PostgreSQL all in one statement, atomic without a transaction, so the API's busiest
+    POST pays no BEGIN and COMMIT round trips (``insert_family``)."""
     items: list[OrderItem] = order.item_list  # type: ignore[attr-defined]
-    if connection.vendor == "postgresql":
-        return insert_family(order, conflict_fields=UNIQUE_NUMBER, children=items, link="order", followers=with_rows)
-    with transaction.atomic(savepoint=False):
-        if not insert_unless_exists(order, conflict_fields=UNIQUE_NUMBER):
-            return False
-        for item in items:
-            item.order = order  # built before the order had its key
-        insert_all(items)
-        for row in with_rows() if with_rows is not None else ():
-            row.save(force_insert=True)
-    return True
+    return insert_family(order, conflict_fields=UNIQUE_NUMBER, children=items, link="order", followers=with_rows)
 
 
 def order_existing(order: Order) -> Order:
@@ -142,9 +131,6 @@ def order_existing(order: Order) -> Order:
             extra={"merchant_order_no": order.merchant_order_no, "order_no": existing.order_no, "differs": differs},
         )
     return existing
-
-
-UNIQUE_NUMBER = ("merchant", "merchant_order_no")
 
 
 def _differences(

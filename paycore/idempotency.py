@@ -31,11 +31,10 @@ from django.db import IntegrityError
 from django.utils import timezone
 
 from paycore.errors import IdempotencyInProgress, IdempotencyKeyReused, InvalidRequest
-from paycore.models import ApiClient, IdempotencyRecord
+from paycore.models import IDEMPOTENCY_KEY_CONSTRAINT, ApiClient, IdempotencyRecord
 from paycore.writes import insert_unless_exists, update_columns
 
 MAX_KEY_LENGTH = 255
-KEY_CONSTRAINT = "idempotency_client_key_uniq"
 
 
 class Replay(Exception):
@@ -104,7 +103,7 @@ def idempotency_answered(record: IdempotencyRecord, *, status: int, body: Any) -
 
 def idempotency_key_taken(error: IntegrityError) -> bool:
     """Whether a statement writing a record with its work failed on the key alone (PostgreSQL)."""
-    return getattr(getattr(error.__cause__, "diag", None), "constraint_name", None) == KEY_CONSTRAINT
+    return getattr(getattr(error.__cause__, "diag", None), "constraint_name", None) == IDEMPOTENCY_KEY_CONSTRAINT
 
 
 def idempotency_complete(record: IdempotencyRecord, *, status: int, body: Any) -> None:

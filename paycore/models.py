@@ -111,6 +111,9 @@ class ApiClient(TimeStampedModel):
         return not self.merchant_id or merchant_id == self.merchant_id
 
 
+IDEMPOTENCY_KEY_CONSTRAINT = "idempotency_client_key_uniq"  # unique (client, key): the key's lock
+
+
 class IdempotencyRecord(models.Model):
     """One POST per (client, Idempotency-Key). The unique row is the lock: a second concurrent
     request with the same key cannot insert it and is told to retry."""
@@ -132,7 +135,7 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["client", "key"], name="idempotency_client_key_uniq"),
+            models.UniqueConstraint(fields=["client", "key"], name=IDEMPOTENCY_KEY_CONSTRAINT),
             models.CheckConstraint(
                 condition=Q(state="IN_PROGRESS") | Q(response_status__isnull=False),
                 name="idempotency_completed_has_response",

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from functools import cache, lru_cache
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connection, models
+from django.db import DatabaseError, connection, models, transaction
 
 from paycore import statements
 
@@ -67,17 +67,19 @@ def insert_family(
 ) -> bool:
     """INSERT ``parent`` unless a row with the same ``conflict_fields`` exists and, only if it
     was inserted, its ``children`` (whose foreign key ``link`` is set to it here) and the rows
-    ``followers`` returns (of other tables), in one statement: PostgreSQL only.
+    ``followers`` returns (of other tables): all or nothing. False, nothing written, if the
+    parent existed.
 
-    One statement is atomic in autocommit, so this writes a row and its dependents without a
-    transaction's BEGIN and COMMIT round trips. False, nothing written, if the parent existed.
-    A follower's or child's own unique violation fails the whole statement (``IntegrityError``):
+    On PostgreSQL this is one statement, atomic in autocommit, so the rows are written without a
+    transaction's BEGIN and COMMIT round trips; elsewhere, the same inserts in one transaction.
+    A follower's or child's own unique violation fails the whole write (``IntegrityError``):
     inside a transaction the caller needs a savepoint around it. ``followers`` is called once the
     parent's values are set (``auto_now`` stamped), so a row describing the parent shows them.
     Primary keys are set on every row written."""
+    if connection.vendor != "postgresql":
+        return _insert_family_in_turn(parent, conflict_fields, children, link, followers)
     values = _values(parent)
-    for child in children:
-        setattr(child, link, parent)
+    for child in children:  # the link's value is the parent's key, which the statement supplies
         values += [v for (f, _), v in zip(insert_plan(type(child)), _values(child), strict=True) if f.name != link]
     rows = list(followers()) if followers is not None else []
     for row in rows:
@@ -94,6 +96,25 @@ def insert_family(
         _saved(child, key)
     for row, key in zip(rows, written[2:], strict=True):
         _saved(row, key)
+    return True
+
+
+def _insert_family_in_turn(
+    parent: models.Model,
+    conflict_fields: tuple[str, ...],
+    children: Sequence[models.Model],
+    link: str,
+    followers: Callable[[], Sequence[models.Model]] | None,
+) -> bool:
+    """``insert_family`` where a data-modifying WITH is not available (SQLite)."""
+    with transaction.atomic(savepoint=False):
+        if not insert_unless_exists(parent, conflict_fields=conflict_fields):
+            return False
+        for child in children:
+            setattr(child, link, parent)  # built before the parent had its key
+        insert_all(children)
+        for row in followers() if followers is not None else ():
+            insert_all([row])
     return True
 
 

@@ -45,16 +45,19 @@ def phase(name: str) -> Iterator[None]:
     try:
         yield
     finally:
-        with _adding:
-            phases[name] = phases.get(name, 0.0) + time.perf_counter() - started
+        _add_to(phases, name, time.perf_counter() - started)
 
 
 def add(name: str, seconds: float) -> None:
     """Add time measured elsewhere (e.g. inside a COPY's reads) to ``name``."""
     phases = _current.get()
     if phases is not None:
-        with _adding:
-            phases[name] = phases.get(name, 0.0) + seconds
+        _add_to(phases, name, seconds)
+
+
+def _add_to(phases: dict[str, float], name: str, seconds: float) -> None:
+    with _adding:
+        phases[name] = phases.get(name, 0.0) + seconds
 
 
 def summary(phases: dict[str, float]) -> str:
