@@ -99,16 +99,18 @@ RETURNING (xmax = 0) AS inserted
 """
 )
 
-# Payment lines, one group per payment number, joined to the payment of this account. Grouped
-# and compared byte-wise (COLLATE "C", which groups exactly as the database's own collation
-# does for equality): sorting a million payment numbers under a libc collation took 0.85 s
-# against 0.54 s, and the min/max of text columns likewise. Joined to the payments created
-# around the day (the account's history would be hashed whole otherwise); a group that finds
-# none there looks its number up among all of them afterwards (``_PAYMENT_ELSEWHERE``).
+# Payment lines, one group per payment number, joined both ways to the payments of this account
+# created around the day (the account's history would be hashed whole otherwise): a group
+# without a payment there looks its number up among all of them afterwards
+# (``_PAYMENT_ELSEWHERE``); a payment without a group (``n`` NULL) may be missing at the
+# channel. Grouped and compared byte-wise (COLLATE "C", which groups exactly as the database's
+# own collation does for equality): sorting a million payment numbers under a libc collation
+# took 0.85 s against 0.54 s, and the min/max of text columns likewise.
 _PAYMENT_GROUPS = """
 SELECT g.*, p.id AS payment_id, p.amount AS p_amount, p.currency AS p_currency, p.status AS p_status,
-       (p.id IS NOT NULL AND p.status IN %(paid)s AND g.amount = p.amount AND g.amount_max = p.amount
-        AND g.currency = p.currency AND g.currency_max = p.currency) AS ok
+       p.paid_at AS p_paid_at, p.created_at AS p_created_at,
+       (g.n IS NOT NULL AND p.id IS NOT NULL AND p.status IN %(paid)s AND g.amount = p.amount
+        AND g.amount_max = p.amount AND g.currency = p.currency AND g.currency_max = p.currency) AS ok
 FROM (
     SELECT payment_no COLLATE "C" AS payment_no, count(*) AS n, min(amount) AS amount, max(amount) AS amount_max,
            min(currency COLLATE "C") AS currency, max(currency COLLATE "C") AS currency_max, min(fee) AS fee,
@@ -116,27 +118,41 @@ FROM (
     FROM reconciliation_billline WHERE bill_id = %(bill)s AND kind = 'PAYMENT' AND {part}
     GROUP BY 1
 ) g
-LEFT JOIN payments_payment p ON p.payment_no = g.payment_no AND p.channel_account_id = %(account)s
-    AND p.created_at >= %(payments_created_from)s AND p.created_at < %(payments_created_until)s
+FULL JOIN (
+    SELECT id, payment_no, amount, currency, status, paid_at, created_at FROM payments_payment
+    WHERE channel_account_id = %(account)s AND created_at >= %(payments_created_from)s
+      AND created_at < %(payments_created_until)s AND {part}
+) p ON p.payment_no = g.payment_no
 """
 
 # One pass over the groups: every group that agrees is stamped reconciled (once: the first bill
-# that matched it), only the groups that may hold a problem are kept (``recon_pay_<share>``),
-# and the matched payments are counted and added up per currency. Keeping every group in a temporary
-# table (a million rows, 330 MB) and reading it again to stamp, count and look for the
-# missing cost 2.2 s of a 6 s match at 1M lines. One run of an account matches at a time
-# (``_account_lock``) and the shares' payments are disjoint, so the anti-join finds every
-# earlier stamp: a million payments cost 2.5 s this way, 3.3 s with ON CONFLICT's speculative
-# insertion.
+# that matched it) in payment order (a random order of a million inserts into the stamps'
+# primary key cost ~0.5 s more), and the matched payments are counted and added up per
+# currency. Only the rows that may hold a problem are kept (``recon_pay_<share>``): groups that
+# do not agree, and paid payments of the day's local window (up to its end: the held ones too)
+# that no line shows. Those are carried whole, in one column that is NULL for the rest:
+# materializing every group's every column (a million rows, 300 MB, spilled to disk) cost
+# 0.75 s of a 2.8 s pass, and searching the payments again for the missing ones 0.4 s a share.
+# One run of an account matches at a time (``_account_lock``) and the shares' payments are
+# disjoint, so the anti-join finds every earlier stamp: a million payments cost 2.5 s this way,
+# 3.3 s with ON CONFLICT's speculative insertion.
 _PAYMENT_PASS = """
-WITH g AS MATERIALIZED ({groups}),
+WITH g AS MATERIALIZED (
+    SELECT payment_id, p_amount, p_currency, ok,
+           CASE WHEN (n IS NOT NULL AND (payment_id IS NULL OR NOT ok OR n > 1 {fee_filter}))
+                  OR (n IS NULL AND p_status IN %(paid)s AND p_paid_at >= %(local_from)s
+                      AND p_paid_at < %(window_end)s AND p_created_at < %(window_end)s)
+                THEN ROW(x.*)::{pay} END AS kept
+    FROM ({groups}) x
+),
 stamped AS (
     INSERT INTO reconciliation_reconciledpayment (payment_id, run_id, reconciled_at)
     SELECT payment_id, %(run)s, %(now)s FROM g WHERE ok
       AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = g.payment_id)
+    ORDER BY payment_id
 ),
 kept AS (
-    INSERT INTO {pay} SELECT * FROM g WHERE payment_id IS NULL OR NOT ok OR n > 1 {fee_filter}
+    INSERT INTO {pay} SELECT (kept).* FROM g WHERE kept IS DISTINCT FROM NULL  -- IS NOT NULL: no field NULL
 )
 {matched}
 """
@@ -168,7 +184,7 @@ SELECT k.kind, 'P:' || r.payment_no AS ref, 'PAYMENT' AS line_kind, r.payment_id
        coalesce(r.p_status, '') AS local_status, r.fee AS channel_fee, r.expected_fee, r.n AS line_count
 FROM (
     SELECT *, {expected_fee} AS expected_fee FROM {pay}
-    WHERE payment_id IS NULL OR NOT ok OR n > 1 {fee_filter}
+    WHERE n IS NOT NULL AND (payment_id IS NULL OR NOT ok OR n > 1 {fee_filter})
 ) r
 CROSS JOIN LATERAL unnest(ARRAY[
     CASE WHEN r.payment_id IS NULL THEN 'MISSING_LOCALLY' END,
@@ -279,20 +295,19 @@ WHERE k.kind IS NOT NULL
 
 # Local payments the channel's clock puts on this day (or held from the day before) that no
 # bill matched, between ``local_from`` and ``local_until`` (the day up to its holding window;
-# ``_held`` counts the window itself with the same search). Run by each share after its
-# payment pass: a payment this bill matched is stamped by then, or has its group in ``{pay}``.
+# ``_held`` counts the window itself with the same search): the pass kept every paid payment of
+# the window that no line of the bill shows; those an earlier bill matched are stamped.
 _LOCAL_PAYMENTS = """
 SELECT 'MISSING_AT_CHANNEL' AS kind, 'P:' || p.payment_no AS ref, '' AS line_kind, p.id AS payment_id,
        NULL::bigint AS refund_id, p.payment_no, '' AS refund_no, coalesce(p.channel_trade_no, '') AS channel_trade_no,
        '' AS channel_refund_no, p.currency, NULL::bigint AS channel_amount, p.amount AS local_amount,
        '' AS channel_status, p.status AS local_status, NULL::bigint AS channel_fee, NULL::bigint AS expected_fee,
        0 AS line_count
-FROM payments_payment p
-WHERE p.channel_account_id = %(account)s AND p.status IN %(paid)s
-  AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = p.id)
-  AND p.paid_at >= %(local_from)s AND p.paid_at < %(local_until)s AND {part}
-  AND p.created_at >= %(payments_created_from)s AND p.created_at < %(local_until)s
-  AND NOT EXISTS (SELECT 1 FROM {pay} r WHERE r.payment_id = p.id)
+FROM {pay} r
+JOIN payments_payment p ON p.id = r.payment_id
+WHERE r.n IS NULL AND r.p_paid_at >= %(local_from)s AND r.p_paid_at < %(local_until)s
+  AND r.p_created_at < %(local_until)s
+  AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = r.payment_id)
 """
 
 _LOCAL_REFUNDS = """
@@ -540,11 +555,11 @@ def _payment_part(scope: MatchScope, part: int, parts: int) -> _PaymentPart:
     does not show, count those held for the next bill."""
     share = _PaymentPart()
     pay = f"recon_pay_{part}"  # this connection's own; ``_{part}`` when the shares run in turn on one
-    split = "mod(hashtext({column}) & 2147483647, %(parts)s) = %(part)s"
+    share_of = "mod(hashtext(payment_no) & 2147483647, %(parts)s) = %(part)s"  # lines and payments alike
     params = {**_params(scope), "part": part, "parts": parts}
     fee_filter, fee_problem, expected = _fee_terms(scope)
     currencies = sorted(scope.bill_totals or ())
-    groups = _PAYMENT_GROUPS.format(part=split.format(column="payment_no"))
+    groups = _PAYMENT_GROUPS.format(part=share_of)
     with transaction.atomic(), connection.cursor() as raw:
         cursor = _Timed(raw)
         _settings(cursor)
@@ -563,14 +578,14 @@ def _payment_part(scope: MatchScope, part: int, parts: int) -> _PaymentPart:
                 share.matched_amounts[currency] = share.matched_amounts.get(currency, 0) + int(amount)
             share.matched += count
         cursor.run("analyze", f"ANALYZE {pay}")
-        local = {"pay": pay, "part": split.format(column="p.payment_no")}
+        local = _LOCAL_PAYMENTS.format(pay=pay)
         problems = _PAYMENT_PROBLEMS.format(
             expected_fee=expected, fee_filter=fee_filter, fee_problem=fee_problem, pay=pay
         )
-        for name, select in (("payment_problems", problems), ("missing_payments", _LOCAL_PAYMENTS.format(**local))):
+        for name, select in (("payment_problems", problems), ("missing_payments", local)):
             found, new = _record(cursor, name, select, params)
             share.found, share.new = share.found + found, share.new + new
-        share.held = _held(cursor, _LOCAL_PAYMENTS.format(**local), params)
+        share.held = _held(cursor, local, params)
     return share
 
 

@@ -246,6 +246,23 @@ def test_a_held_trade_that_never_appears_is_missing_on_the_next_day(business_day
     assert found(tomorrow.reconcile()) == {("MISSING_AT_CHANNEL", f"P:{late.payment_no}")}
 
 
+def test_a_trade_near_midnight_its_own_days_bill_matched_is_not_missing_on_the_next_day(
+    business_day: Callable[..., Day],
+) -> None:
+    """The next day's local window starts a holding window early; what an earlier bill matched
+    there is stamped, not missing."""
+    day = business_day("wechat", at=(23, 59, 50))
+    late = day.paid(1000)
+    tomorrow = day.next_day()
+    day.end()
+    tomorrow.paid(2000)
+    first = day.reconcile()
+    assert found(first) == set() and first.held == 0
+    tomorrow.end()
+    assert found(tomorrow.reconcile()) == set()
+    assert payment_reconciled_at(late.pk) is not None
+
+
 def test_a_day_without_activity_flags_what_paycore_holds(business_day: Callable[..., Day], gateway_client: Any) -> None:
     day = business_day("points")
     paid = day.paid(1000)
