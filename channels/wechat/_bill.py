@@ -104,7 +104,10 @@ def _exact(text: str) -> int:
 
 
 def _cells(line: str) -> list[str]:
-    return [cell[1:].strip() if cell[:1] == "`" else cell.strip() for cell in line.split(",")]
+    """A row's cells without backticks: the format puts one before every cell to keep
+    spreadsheets from reading numbers, and no value has one (ids, amounts, times and states
+    are letters, digits and other punctuation)."""
+    return [cell.replace("`", "").strip() for cell in line.split(",")]
 
 
 def _fen(text: str) -> int:

@@ -143,8 +143,9 @@ def test_the_database_reads_each_cell_as_the_row_parser_does_blanks_and_backtick
         "2025-03-03 13:00:00,WXP4,P4,SUCCESS,CNY,1.00,0,0,0.00,,0.00600",
         "`,`WXP5,`P5,`SUCCESS,`,`2.00,`0,`0,`0.00,`,`",
         "`2025-03-03 14:00:00,`WXP6,`P6,`SUCCESS,`CNY,`3.00,`0,`0,`  ,`,` \t",  # numbers of blanks alone
+        "`2025-03-03 15:00:00,` `WXP7,``P7,`SUCCESS,`CNY,`4.00,`0,`0,`0.00,`,`0.02400",  # no backtick is a value's
     ]
-    summary = "`6,`36.50,`4.00,`0.16500"
+    summary = "`7,`40.50,`4.00,`0.18900"
     kinds = {BillRowKind.PAYMENT: "PAYMENT", BillRowKind.REFUND: "REFUND", BillRowKind.REVOKED: "REVOCATION"}
     parsed = [
         (
@@ -168,6 +169,7 @@ def test_the_database_reads_each_cell_as_the_row_parser_does_blanks_and_backtick
     assert bill.status == ChannelBill.Status.LOADED and loaded == parsed
     assert parsed[1][1:3] == ("WXP2", "P2") and parsed[2][3:5] == ("R1", "5000001") and parsed[4][-1] is None
     assert parsed[5][5:7] == (300, None)  # the blank fee cell is no fee
+    assert parsed[6][1:3] == ("WXP7", "P7")
 
 
 @pytest.fixture
