@@ -33,7 +33,10 @@ from reconciliation.services.parallel import Helpers
 from reconciliation.services.phases import add, phase
 
 STAGE = "recon_stage"  # a temporary table: each connection's own, gone with it
-CHUNK_BYTES = 16 << 20  # per chunk: one COPY and one conversion, in one short transaction
+# Per chunk: one COPY and one conversion, in one short transaction. Small, as the last chunk
+# converts while the other connections have nothing left to do (1M lines: 16 MB chunks loaded in
+# 3.22-3.45 s, 4 MB ones in 3.21-3.25 s).
+CHUNK_BYTES = 4 << 20
 # A chunk's conversion is kept in memory for its two readers up to this much (the default 4 MB
 # would write the converted lines to a temporary file and read them back).
 CONVERT_WORK_MEM = "256MB"
