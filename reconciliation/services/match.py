@@ -455,6 +455,7 @@ def match_bill(scope: MatchScope) -> MatchResult:
         payments = Helpers([partial(_payment_part, scope, part, parts) for part in range(parts)])
         with payments:  # the shares run while this connection matches the refunds
             refunds = _refund_side(cursor, params)
+            totals = _day_totals(cursor, params, scope.bill_totals)
             with phase("match.payments_wait"):
                 shares = payments.results()
         result.found, result.new, result.held, result.matched = refunds
@@ -482,7 +483,7 @@ def match_bill(scope: MatchScope) -> MatchResult:
             params,
         )
         result.counts = dict(cursor.fetchall())
-        result.totals = _totals(cursor, params, scope.bill_totals, matched)
+        result.totals = _outcome_totals(cursor, params, totals, matched)
     return result
 
 
@@ -589,14 +590,12 @@ def _payment_part(scope: MatchScope, part: int, parts: int) -> _PaymentPart:
     return share
 
 
-def _totals(
-    cursor: Any,
-    params: dict[str, Any],
-    bill_totals: dict[str, dict[str, int]] | None,
-    matched: dict[str, int],
+def _day_totals(
+    cursor: Any, params: dict[str, Any], bill_totals: dict[str, dict[str, int]] | None
 ) -> dict[str, dict[str, int]]:
-    """The run's per-currency totals. ``bill_totals`` (kept at load) spares a pass over the
-    lines; ``matched`` is what the matched payments add up to, per currency."""
+    """The run's per-currency totals of the day, both sides: what the bill's lines add up to
+    (``bill_totals``, kept at load, spares a pass over them) and what paycore's payments and
+    refunds of the day do. Read while the payment shares still run: none of it depends on them."""
     totals: dict[str, dict[str, int]] = {}
 
     def put(currency: str, name: str, value: int | None) -> None:
@@ -636,8 +635,16 @@ def _totals(
     )
     for currency, amount in cursor.fetchall():
         put(currency, "local_refunds", amount)
+    return totals
+
+
+def _outcome_totals(
+    cursor: Any, params: dict[str, Any], totals: dict[str, dict[str, int]], matched: dict[str, int]
+) -> dict[str, dict[str, int]]:
+    """``totals`` with what the run came to per currency: the matched payments' amounts
+    (``matched``) and the discrepancies' (all of them recorded by now)."""
     for currency, amount in matched.items():
-        put(currency, "matched_amount", amount)
+        totals.setdefault(currency, {})["matched_amount"] = int(amount or 0)
     cursor.run(
         "totals",
         "SELECT currency, sum(coalesce(channel_amount, local_amount)) FROM reconciliation_discrepancy "
@@ -645,5 +652,5 @@ def _totals(
         params,
     )
     for currency, amount in cursor.fetchall():
-        put(currency or "", "discrepant_amount", amount)
+        totals.setdefault(currency or "", {})["discrepant_amount"] = int(amount or 0)
     return totals
