@@ -427,7 +427,7 @@ def measure(*, lines: int, per_kind: int, rounds: int) -> float:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE reconciliation_discrepancyaction, reconciliation_discrepancy, reconciliation_reconciliationrun, "
-            "reconciliation_billline, reconciliation_channelbill, reconciliation_reconciledpayment, "
+            "reconciliation_billline, reconciliation_channelbill, reconciliation_reconciledpaymentblock, "
             "reconciliation_reconciledrefund, refunds_refundattempt, refunds_refund, payments_payment CASCADE"
         )
         cursor.execute("SHOW server_version")
@@ -508,7 +508,7 @@ def _reset() -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "TRUNCATE reconciliation_discrepancyaction, reconciliation_discrepancy, reconciliation_reconciliationrun, "
-            "reconciliation_billline, reconciliation_channelbill, reconciliation_reconciledpayment, "
+            "reconciliation_billline, reconciliation_channelbill, reconciliation_reconciledpaymentblock, "
             "reconciliation_reconciledrefund"
         )
         cursor.execute("CHECKPOINT")

@@ -7,13 +7,21 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, OuterRef, QuerySet, Subquery
+from django.db.models import BigIntegerField, Count, F, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models.functions import Cast
 from django.utils import timezone
 
 from inbox.models import InboundNotification
 from payments.models import Payment
 from payments.states import OPEN_STATES
-from reconciliation.models import Discrepancy, ReconciledPayment, ReconciledRefund, ReconciliationRun
+from reconciliation.models import (
+    PAYMENTS_PER_BLOCK,
+    Discrepancy,
+    ReconciledPaymentBlock,
+    ReconciledRefund,
+    ReconciliationRun,
+    payment_block,
+)
 from refunds.models import Refund
 
 
@@ -126,9 +134,10 @@ def reconciliation_series(*, days: int = 30, today: date | None = None) -> list[
 
 
 def payment_reconciled_at(payment_id: int) -> datetime | None:
-    """When a bill first matched the payment (None: not yet). The stamp lives in reconciliation's
-    side table; a stamp from before it existed was copied there by its migration."""
-    return ReconciledPayment.objects.filter(payment_id=payment_id).values_list("reconciled_at", flat=True).first()
+    """When a bill first matched the payment (None: not yet): the block row with its bit set."""
+    block, mask = payment_block(payment_id)
+    stamps = ReconciledPaymentBlock.objects.filter(block=block).annotate(hit=F("bits").bitand(mask))
+    return stamps.exclude(hit=0).order_by("reconciled_at").values_list("reconciled_at", flat=True).first()
 
 
 def refund_reconciled_at(refund_id: int) -> datetime | None:
@@ -137,6 +146,14 @@ def refund_reconciled_at(refund_id: int) -> datetime | None:
 
 
 def with_reconciled_at(payments: QuerySet[Payment]) -> QuerySet[Payment]:
-    """Payments annotated ``bill_reconciled_at`` (the side table's stamp), for lists and filters."""
-    stamp = ReconciledPayment.objects.filter(payment_id=OuterRef("pk")).values("reconciled_at")[:1]
+    """Payments annotated ``bill_reconciled_at`` (their block's stamp), for lists and filters."""
+    bit = Cast(OuterRef("pk") % PAYMENTS_PER_BLOCK, IntegerField())
+    mask = Value(1, output_field=BigIntegerField()).bitleftshift(bit)
+    stamp = (
+        ReconciledPaymentBlock.objects.filter(block=OuterRef("pk") / PAYMENTS_PER_BLOCK)
+        .annotate(hit=F("bits").bitand(mask))
+        .exclude(hit=0)
+        .order_by("reconciled_at")
+        .values("reconciled_at")[:1]
+    )
     return payments.annotate(bill_reconciled_at=Subquery(stamp))

@@ -2,8 +2,8 @@
 
 Bill side: the lines are grouped by what they are about (a payment number, a refund's request
 number) and joined to paycore's rows; every group that does not agree becomes a discrepancy,
-every one that does is stamped reconciled (``ReconciledPayment`` / ``ReconciledRefund``). Local side: payments and
-refunds that the channel's clock puts on this bill day (``paid_at`` / ``succeeded_at``, the
+every one that does is stamped reconciled (``ReconciledPaymentBlock`` / ``ReconciledRefund``).
+Local side: payments and refunds that the channel's clock puts on this bill day (``paid_at`` / ``succeeded_at``, the
 channel's own times) and that no bill has matched are missing at the channel, except those in
 the last ``hold`` seconds of the day: a trade near midnight or a late notification may be on
 the next day's bill, so they are held and looked for there (they are that day's business then:
@@ -99,6 +99,16 @@ RETURNING (xmax = 0) AS inserted
 """
 )
 
+
+def _stamped(row: str) -> str:
+    """SQL: whether payment ``<row>.payment_id`` has its bit set in a block of stamps
+    (``ReconciledPaymentBlock``: block ``payment_id >> 6``, bit ``payment_id & 63``)."""
+    return (
+        "EXISTS (SELECT 1 FROM reconciliation_reconciledpaymentblock s "  # noqa: S608 - an alias of ours
+        f"WHERE s.block = {row}.payment_id >> 6 AND s.bits & (1::bigint << ({row}.payment_id & 63)::int) <> 0)"
+    )
+
+
 # Payment lines, one group per payment number, joined both ways to the payments of this account
 # created around the day (the account's history would be hashed whole otherwise): a group
 # without a payment there looks its number up among all of them afterwards
@@ -146,10 +156,10 @@ WITH g AS MATERIALIZED (
     FROM ({groups}) x
 ),
 stamped AS (
-    INSERT INTO reconciliation_reconciledpayment (payment_id, run_id, reconciled_at)
-    SELECT payment_id, %(run)s, %(now)s FROM g WHERE ok
-      AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = g.payment_id)
-    ORDER BY payment_id
+    INSERT INTO reconciliation_reconciledpaymentblock (block, bits, run_id, reconciled_at)
+    SELECT payment_id >> 6, bit_or(1::bigint << (payment_id & 63)::int), %(run)s, %(now)s FROM g
+    WHERE ok AND NOT {stamped}
+    GROUP BY payment_id >> 6
 ),
 kept AS (
     INSERT INTO {pay} SELECT (kept).* FROM g WHERE kept IS DISTINCT FROM NULL  -- IS NOT NULL: no field NULL
@@ -170,9 +180,10 @@ WITH found AS (
     RETURNING r.payment_id, r.ok, r.p_amount, r.p_currency
 ),
 stamped AS (
-    INSERT INTO reconciliation_reconciledpayment (payment_id, run_id, reconciled_at)
-    SELECT payment_id, %(run)s, %(now)s FROM found WHERE ok
-      AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = found.payment_id)
+    INSERT INTO reconciliation_reconciledpaymentblock (block, bits, run_id, reconciled_at)
+    SELECT payment_id >> 6, bit_or(1::bigint << (payment_id & 63)::int), %(run)s, %(now)s FROM found
+    WHERE ok AND NOT {stamped}
+    GROUP BY payment_id >> 6
 )
 SELECT p_currency, count(*), sum(p_amount) FROM found WHERE ok GROUP BY p_currency
 """
@@ -307,7 +318,7 @@ FROM {pay} r
 JOIN payments_payment p ON p.id = r.payment_id
 WHERE r.n IS NULL AND r.p_paid_at >= %(local_from)s AND r.p_paid_at < %(local_until)s
   AND r.p_created_at < %(local_until)s
-  AND NOT EXISTS (SELECT 1 FROM reconciliation_reconciledpayment s WHERE s.payment_id = r.payment_id)
+  AND NOT {stamped}
 """
 
 _LOCAL_REFUNDS = """
@@ -567,19 +578,25 @@ def _payment_part(scope: MatchScope, part: int, parts: int) -> _PaymentPart:
         cursor.run("payment_groups", f"CREATE TEMP TABLE {pay} ON COMMIT DROP AS {groups} WITH NO DATA", params)
         cursor.run(
             "payment_groups",
-            _PAYMENT_PASS.format(groups=groups, pay=pay, fee_filter=fee_filter, matched=_matched_sums(currencies)),
+            _PAYMENT_PASS.format(
+                groups=groups,
+                pay=pay,
+                fee_filter=fee_filter,
+                matched=_matched_sums(currencies),
+                stamped=_stamped("g"),
+            ),
             {**params, **{f"currency{i}": currency for i, currency in enumerate(currencies)}},
         )
         rows = cursor.fetchall()
         per_currency = list(zip(currencies, rows[0][0::2], rows[0][1::2], strict=True)) if currencies else rows
-        cursor.run("payment_elsewhere", _PAYMENT_ELSEWHERE.format(pay=pay), params)
+        cursor.run("payment_elsewhere", _PAYMENT_ELSEWHERE.format(pay=pay, stamped=_stamped("found")), params)
         per_currency += cursor.fetchall()
         for currency, count, amount in per_currency:
             if count:
                 share.matched_amounts[currency] = share.matched_amounts.get(currency, 0) + int(amount)
             share.matched += count
         cursor.run("analyze", f"ANALYZE {pay}")
-        local = _LOCAL_PAYMENTS.format(pay=pay)
+        local = _LOCAL_PAYMENTS.format(pay=pay, stamped=_stamped("r"))
         problems = _PAYMENT_PROBLEMS.format(
             expected_fee=expected, fee_filter=fee_filter, fee_problem=fee_problem, pay=pay
         )
