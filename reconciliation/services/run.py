@@ -21,7 +21,7 @@ from channels.registry import adapter_class
 from paycore.errors import Conflict
 from reconciliation.models import ChannelBill, ReconciliationRun
 from reconciliation.services.load import bill_fetch, bill_load
-from reconciliation.services.match import FEE_ROUNDINGS, MatchScope, match_bill
+from reconciliation.services.match import FEE_RATE_DECIMALS, FEE_ROUNDINGS, MatchScope, match_bill
 from reconciliation.services.phases import recording, summary
 from reconciliation.services.support import ReconciliationUnsupported, reconciliation_supported, unsupported_message
 
@@ -107,7 +107,7 @@ def _bill_lock(bill_id: int) -> Iterator[None]:
 
 
 def _fee_rule(account: ChannelAccount) -> tuple[Decimal | None, str, str]:
-    """The account's published fee rate (options ``fee_rate`` e.g. "0.006", ``fee_rounding``
+    """The account's published fee rate (options ``fee_rate`` e.g. "0.006", at most six decimals; ``fee_rounding``
     half_up | down), and how line fees will be checked, in words for the run."""
     rate_text = account.options.get("fee_rate")
     rounding = str(account.options.get("fee_rounding") or "half_up")
@@ -124,7 +124,8 @@ def _fee_rule(account: ChannelAccount) -> tuple[Decimal | None, str, str]:
         rate = Decimal(str(rate_text))
     except InvalidOperation:
         rate = None
-    if rate is None or not rate.is_finite() or not 0 <= rate < 1 or rounding not in FEE_ROUNDINGS:
+    usable = rate is not None and rate.is_finite() and 0 <= rate < 1 and (rate * 10**FEE_RATE_DECIMALS) % 1 == 0
+    if rate is None or not usable or rounding not in FEE_ROUNDINGS:
         return None, rounding, f"line fees not checked: unusable fee_rate {rate_text!r} / fee_rounding {rounding!r}"
     return rate, rounding, f"payment line fees checked against fee_rate {rate} ({rounding}); bill fee total at load"
 
