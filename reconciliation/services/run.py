@@ -107,8 +107,9 @@ def _bill_lock(bill_id: int) -> Iterator[None]:
 
 
 def _fee_rule(account: ChannelAccount) -> tuple[Decimal | None, str, str]:
-    """The account's published fee rate (options ``fee_rate`` e.g. "0.006", at most six decimals; ``fee_rounding``
-    half_up | down), and how line fees will be checked, in words for the run."""
+    """The account's published fee rate (options ``fee_rate`` e.g. "0.006", at most six
+    decimals; ``fee_rounding`` half_up | down), and how line fees will be checked, in words for
+    the run."""
     rate_text = account.options.get("fee_rate")
     rounding = str(account.options.get("fee_rounding") or "half_up")
     if rate_text in (None, ""):
