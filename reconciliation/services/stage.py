@@ -234,7 +234,8 @@ class _Worker:
         with transaction.atomic(), connection.cursor() as cursor:
             with phase("load.copy"):
                 cursor.execute(f"TRUNCATE {STAGE} RESTART IDENTITY")
-                cursor.cursor.copy_expert(self.copy_sql, chunk, size=1 << 20)
+                with connection.wrap_database_errors:  # a row of too few or many cells: a DataError
+                    cursor.cursor.copy_expert(self.copy_sql, chunk, size=1 << 20)
             if cursor.cursor.rowcount != chunk.lines:  # the numbering below relies on it
                 raise ChannelUnavailable(
                     f"unreadable bill: {cursor.cursor.rowcount} rows in {chunk.lines} lines", code="BILL_UNREADABLE"

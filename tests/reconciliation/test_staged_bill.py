@@ -73,6 +73,15 @@ def test_a_bill_loads_the_same_lines_whichever_way_its_lines_end_blank_lines_ski
     assert list(lines) == [(i, f"P{i}", 1000) for i in range(1, 9)]
 
 
+@pytest.mark.parametrize("ends", [("\r\n",), ("\n",), ("\r\n", "\n")], ids=["CRLF", "LF", "mixed"])
+def test_a_carriage_return_inside_a_row_makes_the_bill_unreadable_and_keeps_nothing(ends: tuple[str, ...]) -> None:
+    rows = [_row("P1").replace("`WXP1", "`WX\rP1"), _row("P2"), _row("P3")]
+    with pytest.raises(ChannelUnavailable) as raised:
+        _load(rows, "`3,`30.00,`0.00,`0.18000", ends)
+    assert raised.value.code == "BILL_UNREADABLE"
+    assert not BillLine.objects.exists()
+
+
 @pytest.mark.parametrize(
     ("row", "says"),
     [
@@ -80,8 +89,15 @@ def test_a_bill_loads_the_same_lines_whichever_way_its_lines_end_blank_lines_ski
         (_row("P2", "12.3x"), "12.3x"),
         (_row("P2", "1.005"), "bad bill amount 1.005"),
         (_row("P2").replace("`0.00,`,", "`0.000001,`,"), "bad amount in 退款金额"),
+        (_row("P2").rsplit(",", 2)[0], "missing data for column"),
     ],
-    ids=["unknown status", "amount not a number", "amount finer than a fen", "summed cell finer than 1/100000"],
+    ids=[
+        "unknown status",
+        "amount not a number",
+        "amount finer than a fen",
+        "summed cell finer than 1/100000",
+        "too few cells",
+    ],
 )
 def test_a_cell_that_does_not_convert_makes_the_bill_unreadable_and_keeps_nothing(row: str, says: str) -> None:
     with pytest.raises(ChannelUnavailable) as raised:
