@@ -438,6 +438,9 @@ def _settings(cursor: _Timed) -> None:
     # crossed the thresholds of JIT compilation with inlining and optimization: 0.3 s to
     # compile a statement that runs in 15 ms. Without JIT no statement here measured slower.
     cursor.run("settings", "SET LOCAL jit = off")
+    # The match's connections already keep the cores busy: a statement's own parallel workers
+    # (the refund side scanned the lines with two) only added their start-up and hand-over.
+    cursor.run("settings", "SET LOCAL max_parallel_workers_per_gather = 0")
 
 
 def _account_lock(account_id: int) -> int:
