@@ -3,11 +3,12 @@
 Bill side: the lines are grouped by what they are about (a payment number, a refund's request
 number) and joined to paycore's rows; every group that does not agree becomes a discrepancy,
 every one that does is stamped reconciled (``ReconciledPaymentBlock`` / ``ReconciledRefund``).
-Local side: payments and refunds that the channel's clock puts on this bill day (``paid_at`` / ``succeeded_at``, the
-channel's own times) and that no bill has matched are missing at the channel, except those in
-the last ``hold`` seconds of the day: a trade near midnight or a late notification may be on
-the next day's bill, so they are held and looked for there (they are that day's business then:
-the next day's window starts ``hold`` seconds early once this day has been reconciled).
+Local side: payments and refunds that the channel's clock puts on this bill day (``paid_at`` /
+``succeeded_at``, the channel's own times) and that no bill has matched are missing at the
+channel, except those in the last ``hold`` seconds of the day: a trade near midnight or a late
+notification may be on the next day's bill, so they are held and looked for there (they are
+that day's business then: the next day's window starts ``hold`` seconds early once this day
+has been reconciled).
 
 A payment-code trade paid and then revoked shows twice: its payment line matches the payment
 (SUCCEEDED or REVOKED), and its revocation line matches a REVOKED payment or a REVOCATION
@@ -144,16 +145,14 @@ FULL JOIN (
 """
 
 # One pass over the groups: every group that agrees is stamped reconciled (once: the first bill
-# that matched it) in payment order (a random order of a million inserts into the stamps'
-# primary key cost ~0.5 s more), and the matched payments are counted and added up per
-# currency. Only the rows that may hold a problem are kept (``recon_pay_<share>``): groups that
-# do not agree, and paid payments of the day's local window (up to its end: the held ones too)
-# that no line shows. Those are carried whole, in one column that is NULL for the rest:
-# materializing every group's every column (a million rows, 300 MB, spilled to disk) cost
-# 0.75 s of a 2.8 s pass, and searching the payments again for the missing ones 0.4 s a share.
-# One run of an account matches at a time (``_account_lock``) and the shares' payments are
-# disjoint, so the anti-join finds every earlier stamp: a million payments cost 2.5 s this way,
-# 3.3 s with ON CONFLICT's speculative insertion.
+# that matched it), 64 payments to a row (``ReconciledPaymentBlock``), and the matched payments
+# are counted and added up per currency. Only the rows that may hold a problem are kept
+# (``recon_pay_<share>``): groups that do not agree, and paid payments of the day's local window
+# (up to its end: the held ones too) that no line shows. Those are carried whole, in one column
+# that is NULL for the rest: materializing every group's every column (a million rows, 300 MB,
+# spilled to disk) cost 0.75 s of a 2.8 s pass, and searching the payments again for the
+# missing ones 0.4 s a share. One run of an account matches at a time (``_account_lock``) and
+# the shares' payments are disjoint, so the anti-join finds every earlier stamp.
 _PAYMENT_PASS = """
 WITH g AS MATERIALIZED (
     SELECT payment_id, p_amount, p_currency, ok,
