@@ -148,7 +148,7 @@ def refund_reconciled_at(refund_id: int) -> datetime | None:
 def with_reconciled_at(payments: QuerySet[Payment]) -> QuerySet[Payment]:
     """Payments annotated ``bill_reconciled_at`` (their block's stamp), for lists and filters."""
     bit = Cast(OuterRef("pk") % PAYMENTS_PER_BLOCK, IntegerField())
-    mask = Value(1, output_field=BigIntegerField()).bitleftshift(bit)
+    mask = Cast(Value(1), BigIntegerField()).bitleftshift(bit)  # a bigint 1: an int 1 << 40 wraps
     stamp = (
         ReconciledPaymentBlock.objects.filter(block=OuterRef("pk") / PAYMENTS_PER_BLOCK)
         .annotate(hit=F("bits").bitand(mask))

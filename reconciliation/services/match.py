@@ -118,6 +118,16 @@ def _stamped(row: str) -> str:
     )
 
 
+def _stamp(rows: str) -> str:
+    """SQL: stamp the payments of ``rows`` that agree (``ok``) and no block holds yet, as
+    blocks of this run (one row per block of 64 payment ids, their bits or-ed)."""
+    return (
+        "INSERT INTO reconciliation_reconciledpaymentblock (block, bits, run_id, reconciled_at) "  # noqa: S608
+        f"SELECT payment_id >> 6, bit_or(1::bigint << (payment_id & 63)::int), %(run)s, %(now)s FROM {rows} "
+        f"WHERE ok AND NOT {_stamped(rows)} GROUP BY payment_id >> 6"
+    )
+
+
 # Payment lines, one group per payment number, joined both ways to the payments of this account
 # created around the day (the account's history would be hashed whole otherwise): a group
 # without a payment there looks its number up among all of them afterwards
@@ -162,12 +172,7 @@ WITH g AS MATERIALIZED (
                 THEN ROW(x.*)::{pay} END AS kept
     FROM ({groups}) x
 ),
-stamped AS (
-    INSERT INTO reconciliation_reconciledpaymentblock (block, bits, run_id, reconciled_at)
-    SELECT payment_id >> 6, bit_or(1::bigint << (payment_id & 63)::int), %(run)s, %(now)s FROM g
-    WHERE ok AND NOT {stamped}
-    GROUP BY payment_id >> 6
-),
+stamped AS ({stamp}),
 kept AS (
     INSERT INTO {pay} SELECT (kept).* FROM g WHERE kept IS DISTINCT FROM NULL  -- IS NOT NULL: no field NULL
 )
@@ -186,12 +191,7 @@ WITH found AS (
     WHERE r.payment_id IS NULL AND p.payment_no = r.payment_no COLLATE "default" AND p.channel_account_id = %(account)s
     RETURNING r.payment_id, r.ok, r.p_amount, r.p_currency
 ),
-stamped AS (
-    INSERT INTO reconciliation_reconciledpaymentblock (block, bits, run_id, reconciled_at)
-    SELECT payment_id >> 6, bit_or(1::bigint << (payment_id & 63)::int), %(run)s, %(now)s FROM found
-    WHERE ok AND NOT {stamped}
-    GROUP BY payment_id >> 6
-)
+stamped AS ({stamp})
 SELECT p_currency, count(*), sum(p_amount) FROM found WHERE ok GROUP BY p_currency
 """
 
@@ -593,13 +593,13 @@ def _payment_part(scope: MatchScope, part: int, parts: int) -> _PaymentPart:
                 pay=pay,
                 fee_filter=fee_filter,
                 matched=_matched_sums(currencies),
-                stamped=_stamped("g"),
+                stamp=_stamp("g"),
             ),
             {**params, **{f"currency{i}": currency for i, currency in enumerate(currencies)}},
         )
         rows = cursor.fetchall()
         per_currency = list(zip(currencies, rows[0][0::2], rows[0][1::2], strict=True)) if currencies else rows
-        cursor.run("payment_elsewhere", _PAYMENT_ELSEWHERE.format(pay=pay, stamped=_stamped("found")), params)
+        cursor.run("payment_elsewhere", _PAYMENT_ELSEWHERE.format(pay=pay, stamp=_stamp("found")), params)
         per_currency += cursor.fetchall()
         for currency, count, amount in per_currency:
             if count:

@@ -269,16 +269,18 @@ def _next_payment_id_is(payment_id: int) -> None:
         cursor.execute("SELECT setval(pg_get_serial_sequence('payments_payment', 'id'), %s)", [payment_id - 1])
 
 
-def test_stamps_are_64_payments_to_a_row_the_last_of_a_block_its_sign_bit(business_day: Callable[..., Day]) -> None:
+def test_stamps_are_64_payments_to_a_row_high_bits_and_the_sign_bit_too(business_day: Callable[..., Day]) -> None:
     day = business_day("wechat")
+    _next_payment_id_is(64 * 1000 + 40)
+    high = day.paid(900)
     _next_payment_id_is(64 * 1000 + 63)
     last, first_of_next, unseen = day.paid(1000), day.paid(1100), day.paid(1200)
-    assert (last.pk % 64, first_of_next.pk % 64, unseen.pk % 64) == (63, 0, 1)
+    assert (high.pk % 64, last.pk % 64, first_of_next.pk % 64, unseen.pk % 64) == (40, 63, 0, 1)
     day.fault("bill_missing", trade=unseen.payment_no)
     day.end()
     assert found(day.reconcile()) == {("MISSING_AT_CHANNEL", f"P:{unseen.payment_no}")}
-    stamped = {p.pk: payment_reconciled_at(p.pk) for p in (last, first_of_next, unseen)}
-    assert stamped[last.pk] is not None and stamped[first_of_next.pk] == stamped[last.pk]
+    stamped = {p.pk: payment_reconciled_at(p.pk) for p in (high, last, first_of_next, unseen)}
+    assert stamped[last.pk] is not None and stamped[first_of_next.pk] == stamped[high.pk] == stamped[last.pk]
     assert stamped[unseen.pk] is None
     listed = with_reconciled_at(Payment.objects.filter(pk__in=stamped))
     assert dict(listed.values_list("pk", "bill_reconciled_at")) == stamped
