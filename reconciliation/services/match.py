@@ -624,6 +624,8 @@ def _day_totals(
     (``bill_totals``, kept at load, spares a pass over them) and what paycore's payments and
     refunds of the day do. Read while the payment shares still run: none of it depends on them."""
     totals: dict[str, dict[str, int]] = {}
+    # A handful of currencies: hashed, not a million rows sorted to find them (0.15 s).
+    cursor.run("settings", "SET LOCAL enable_hashagg = on")
 
     def put(currency: str, name: str, value: int | None) -> None:
         totals.setdefault(currency, {})[name] = int(value or 0)
