@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from channels.base import Bill, BillInconsistent, BillRow, BillRowKind, BillSummary, ChannelUnavailable
@@ -170,11 +170,14 @@ def _copy_lines(
     while True:
         source = _CopySource(bill_id, rows, written, BATCH_LINES, totals)
         try:
-            with transaction.atomic(), connection.cursor() as cursor:
+            with transaction.atomic(), connection.cursor() as cursor, connection.wrap_database_errors:
                 cursor.cursor.copy_expert(sql, source, size=65536)
-        except Exception:
+        except Exception as exc:
             if source.error is not None:
                 raise source.error from None  # the bill's own error, not the COPY it cancelled
+            if isinstance(exc, DataError):  # a value the lines' columns refuse (a 4-letter currency)
+                message = str(exc).strip().splitlines()[0]
+                raise ChannelUnavailable(f"unreadable bill: {message}", code="BILL_UNREADABLE") from None
             raise
         written += source.written
         if progress is not None and source.written:
