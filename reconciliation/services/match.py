@@ -109,12 +109,18 @@ RETURNING (xmax = 0) AS inserted
 )
 
 
-def _stamped(row: str) -> str:
+def _stamped(row: str, *, within: str = "") -> str:
     """SQL: whether payment ``<row>.payment_id`` has its bit set in a block of stamps
-    (``ReconciledPaymentBlock``: block ``payment_id >> 6``, bit ``payment_id & 63``)."""
+    (``ReconciledPaymentBlock``: block ``payment_id >> 6``, bit ``payment_id & 63``). ``within``
+    names a relation of all the payments asked about: the stamps read are those of its blocks'
+    range, not the whole history's (an anti-join hashes what it reads)."""
+    bound = ""
+    if within:
+        lowest, highest = (f"(SELECT {f}(payment_id) >> 6 FROM {within})" for f in ("min", "max"))  # noqa: S608
+        bound = f" AND s.block BETWEEN {lowest} AND {highest}"
     return (
         "EXISTS (SELECT 1 FROM reconciliation_reconciledpaymentblock s "  # noqa: S608 - an alias of ours
-        f"WHERE s.block = {row}.payment_id >> 6 AND s.bits & (1::bigint << ({row}.payment_id & 63)::int) <> 0)"
+        f"WHERE s.block = {row}.payment_id >> 6 AND s.bits & (1::bigint << ({row}.payment_id & 63)::int) <> 0{bound})"
     )
 
 
@@ -124,7 +130,7 @@ def _stamp(rows: str) -> str:
     return (
         "INSERT INTO reconciliation_reconciledpaymentblock (block, bits, run_id, reconciled_at) "  # noqa: S608
         f"SELECT payment_id >> 6, bit_or(1::bigint << (payment_id & 63)::int), %(run)s, %(now)s FROM {rows} "
-        f"WHERE ok AND NOT {_stamped(rows)} GROUP BY payment_id >> 6"
+        f"WHERE ok AND NOT {_stamped(rows, within=rows)} GROUP BY payment_id >> 6"
     )
 
 
@@ -606,7 +612,7 @@ def _payment_part(scope: MatchScope, part: int, parts: int) -> _PaymentPart:
                 share.matched_amounts[currency] = share.matched_amounts.get(currency, 0) + int(amount)
             share.matched += count
         cursor.run("analyze", f"ANALYZE {pay}")
-        local = _LOCAL_PAYMENTS.format(pay=pay, stamped=_stamped("r"))
+        local = _LOCAL_PAYMENTS.format(pay=pay, stamped=_stamped("r", within=pay))
         problems = _PAYMENT_PROBLEMS.format(
             expected_fee=expected, fee_filter=fee_filter, fee_problem=fee_problem, pay=pay
         )

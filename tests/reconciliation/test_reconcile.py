@@ -14,7 +14,7 @@ from paycore.sweeps import sweep_run
 from payments.models import Payment
 from payments.services import payment_sync_from_channel
 from payments.sweeps import PAYCODE
-from reconciliation.models import ChannelBill, Discrepancy, ReconciliationRun
+from reconciliation.models import ChannelBill, Discrepancy, ReconciledPaymentBlock, ReconciliationRun
 from reconciliation.selectors import payment_reconciled_at, refund_reconciled_at, with_reconciled_at
 from refunds.models import Refund
 from refunds.sweeps import REPEAT
@@ -284,7 +284,9 @@ def test_stamps_are_64_payments_to_a_row_high_bits_and_the_sign_bit_too(business
     assert stamped[unseen.pk] is None
     listed = with_reconciled_at(Payment.objects.filter(pk__in=stamped))
     assert dict(listed.values_list("pk", "bill_reconciled_at")) == stamped
-    assert found(day.reconcile()) == {("MISSING_AT_CHANNEL", f"P:{unseen.payment_no}")}  # the stamps hold
+    blocks = list(ReconciledPaymentBlock.objects.values_list("block", "bits"))
+    assert found(day.reconcile()) == {("MISSING_AT_CHANNEL", f"P:{unseen.payment_no}")}
+    assert list(ReconciledPaymentBlock.objects.values_list("block", "bits")) == blocks  # nothing stamped twice
 
 
 def test_a_day_without_activity_flags_what_paycore_holds(business_day: Callable[..., Day], gateway_client: Any) -> None:
