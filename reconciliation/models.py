@@ -180,13 +180,6 @@ class ReconciledStamp(models.Model):
 PAYMENTS_PER_BLOCK = 64  # the bits of a bigint
 
 
-def payment_block(payment_id: int) -> tuple[int, int]:
-    """The block that holds ``payment_id``'s stamp, and its bit there as a signed 64-bit mask
-    (bit 63 is the sign bit, as the database's ``1::bigint << 63``)."""
-    block, bit = divmod(payment_id, PAYMENTS_PER_BLOCK)
-    return block, (1 << bit) - ((1 << 64) if bit == 63 else 0)
-
-
 class ReconciledPaymentBlock(ReconciledStamp):
     """The payments a run first matched, 64 payment ids to a row: payment ``64 * block + i``
     for each bit ``i`` set in ``bits``.

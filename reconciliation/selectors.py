@@ -20,7 +20,6 @@ from reconciliation.models import (
     ReconciledPaymentBlock,
     ReconciledRefund,
     ReconciliationRun,
-    payment_block,
 )
 from refunds.models import Refund
 
@@ -133,11 +132,18 @@ def reconciliation_series(*, days: int = 30, today: date | None = None) -> list[
     return series
 
 
+def _stamps_of(payment_id: Any) -> QuerySet[ReconciledPaymentBlock]:
+    """The block rows with the bit of ``payment_id`` (an expression) set, earliest first."""
+    bit = Cast(payment_id % PAYMENTS_PER_BLOCK, IntegerField())
+    mask = Cast(Value(1), BigIntegerField()).bitleftshift(bit)  # a bigint 1: an int 1 << 40 wraps
+    stamps = ReconciledPaymentBlock.objects.filter(block=payment_id / PAYMENTS_PER_BLOCK)
+    return stamps.annotate(hit=F("bits").bitand(mask)).exclude(hit=0).order_by("reconciled_at")
+
+
 def payment_reconciled_at(payment_id: int) -> datetime | None:
-    """When a bill first matched the payment (None: not yet): the block row with its bit set."""
-    block, mask = payment_block(payment_id)
-    stamps = ReconciledPaymentBlock.objects.filter(block=block).annotate(hit=F("bits").bitand(mask))
-    return stamps.exclude(hit=0).order_by("reconciled_at").values_list("reconciled_at", flat=True).first()
+    """When a bill first matched the payment (None: not yet)."""
+    stamps = _stamps_of(Value(payment_id, output_field=BigIntegerField()))
+    return stamps.values_list("reconciled_at", flat=True).first()
 
 
 def refund_reconciled_at(refund_id: int) -> datetime | None:
@@ -147,13 +153,5 @@ def refund_reconciled_at(refund_id: int) -> datetime | None:
 
 def with_reconciled_at(payments: QuerySet[Payment]) -> QuerySet[Payment]:
     """Payments annotated ``bill_reconciled_at`` (their block's stamp), for lists and filters."""
-    bit = Cast(OuterRef("pk") % PAYMENTS_PER_BLOCK, IntegerField())
-    mask = Cast(Value(1), BigIntegerField()).bitleftshift(bit)  # a bigint 1: an int 1 << 40 wraps
-    stamp = (
-        ReconciledPaymentBlock.objects.filter(block=OuterRef("pk") / PAYMENTS_PER_BLOCK)
-        .annotate(hit=F("bits").bitand(mask))
-        .exclude(hit=0)
-        .order_by("reconciled_at")
-        .values("reconciled_at")[:1]
-    )
+    stamp = _stamps_of(OuterRef("pk")).values("reconciled_at")[:1]
     return payments.annotate(bill_reconciled_at=Subquery(stamp))

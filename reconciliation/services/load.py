@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import DataError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from channels.base import Bill, BillInconsistent, BillRow, BillRowKind, BillSummary, ChannelUnavailable
@@ -172,12 +172,9 @@ def _copy_lines(
         try:
             with transaction.atomic(), connection.cursor() as cursor, connection.wrap_database_errors:
                 cursor.cursor.copy_expert(sql, source, size=65536)
-        except Exception as exc:
+        except Exception:
             if source.error is not None:
                 raise source.error from None  # the bill's own error, not the COPY it cancelled
-            if isinstance(exc, DataError):  # a value the lines' columns refuse (a 4-letter currency)
-                message = str(exc).strip().splitlines()[0]
-                raise ChannelUnavailable(f"unreadable bill: {message}", code="BILL_UNREADABLE") from None
             raise
         written += source.written
         if progress is not None and source.written:
@@ -203,7 +200,9 @@ def bill_load(*, bill_id: int, bill: Bill | None = None, progress: Callable[[int
 
     The caller holds the bill's reconciliation lock (``services.run``). Transient failures
     (the channel unreachable, a download that broke off or failed its hash) delete what was
-    written and raise, leaving the bill PENDING for the sweep to try again.
+    written and raise, leaving the bill PENDING for the sweep to try again; so does a bill the
+    database cannot read (``BILL_UNREADABLE``: a cell that does not convert, a row of too few
+    cells, a value too long for its column), whichever way it was parsed.
     """
     if bill is None:
         bill = bill_fetch(bill_id=bill_id)
@@ -228,6 +227,10 @@ def bill_load(*, bill_id: int, bill: Bill | None = None, progress: Callable[[int
         _delete_lines(bill_id)
         log.error("bill %s (%s %s) refused: %s", bill_id, bill.channel, bill.bill_date, exc.message)
         return _finish(bill_id, bill, totals, status=ChannelBill.Status.REFUSED, reason=exc.message)
+    except (DataError, IntegrityError) as exc:  # a cell that does not convert, a value a column refuses
+        _delete_lines(bill_id)
+        message = str(exc).strip().splitlines()[0]
+        raise ChannelUnavailable(f"unreadable bill: {message}", code="BILL_UNREADABLE") from None
     except BaseException:
         _delete_lines(bill_id)
         raise

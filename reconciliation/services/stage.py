@@ -26,7 +26,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, connection, transaction
+from django.db import DataError, connection, transaction
 
 from channels.base import ChannelUnavailable
 from reconciliation.services.parallel import Helpers
@@ -168,8 +168,9 @@ class _Feed:
 def stage_lines(bill_id: int, staged: StagedBill, progress: Callable[[int], None] | None) -> Kept:
     """Stage, check against the summary, then keep the lines of bill ``bill_id``; returns what
     the kept lines add up to, per currency too (added up as they are inserted, for the match).
-    ``BillInconsistent`` and ``ChannelUnavailable`` leave as they came, with lines of the bill
-    possibly written: the caller deletes them."""
+    ``BillInconsistent``, ``ChannelUnavailable`` and the database's ``DataError`` (a cell that
+    does not convert) leave as they came, with lines of the bill possibly written: the caller
+    deletes them."""
     parts = staged.detail()
     with phase("load.read"):
         first = next(parts, b"")
@@ -181,13 +182,8 @@ def stage_lines(bill_id: int, staged: StagedBill, progress: Callable[[int], None
     feed = _Feed(parts, first, progress)
     worker = _Worker(bill_id, staged, feed)
     workers = load_workers()
-    try:
-        with phase("load.stage"):
-            with Helpers([worker.work] * workers) as helpers:
-                helpers.results()
-    except (DataError, IntegrityError) as exc:
-        message = str(exc).strip().splitlines()[0]
-        raise ChannelUnavailable(f"unreadable bill: {message}", code="BILL_UNREADABLE") from None
+    with phase("load.stage"), Helpers([worker.work] * workers) as helpers:
+        helpers.results()
     summed = staged.summed()
     merged: dict[str, list] = {}
     for row in feed.rows:  # per chunk and currency: lines, payments, amount, refunds, amount, fees, summed...
